@@ -1,0 +1,37 @@
+# Coffer: the two commands are `make run` and `make test`. Everything else is a helper.
+BUILD    ?= build
+DATA     ?= ./var
+LISTEN   ?= 127.0.0.1:8080
+JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: all deps build run test bench fuzz clean format
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	@$(BUILD)/coffer serve --data $(DATA) --listen $(LISTEN)
+
+test: build
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+bench:
+	@bash scripts/install-deps.sh --bench
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+	@bash bench/run.sh $(BUILD)
+
+fuzz: build
+	@bash scripts/run-fuzz.sh $(BUILD)/fuzz 60
+
+format:
+	@clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/*.c' 'bench/*.c' 'fuzz/*.c')
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,138 @@
+/*
+ * api.h - the /v1 HTTP API: JSON in and out, over the ledger writer and the store's readers.
+ *
+ * One file per resource (accounts.c, transfers.c, system.c); routes.c holds the route table,
+ * which is the single source of truth for paths, scopes, body limits and idempotency, and which
+ * the OpenAPI document is checked against. json.c decodes strictly (duplicate keys, invalid
+ * UTF-8, integers that overflow, unknown fields and nesting deeper than JSON_DEPTH_MAX are all
+ * 400s); render.c encodes; problem.c answers RFC 9457 problem+json with the stable code from
+ * the error registry.
+ *
+ * Idempotency: every POST that changes the ledger takes an Idempotency-Key header (required,
+ * 1..128 printable ASCII characters; optional on the batch route, whose items carry their own
+ * keys). The key and the response are stored by the writer in the same transaction as the
+ * change; a key still running in this process answers 409 idempotency_key_in_flight.
+ */
+#ifndef COFFER_API_API_H
+#define COFFER_API_API_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/hash.h"
+#include "http/http.h"
+#include "ledger/writer.h"
+#include "store/store.h"
+
+struct api_inflight;
+
+struct api {
+    struct store *store;
+    struct writer *writer;
+    struct http_server *server; /* set after the server starts, for /metrics */
+    uint8_t operator_token_hash[HASH_BYTES];
+    struct api_inflight *inflight;
+};
+
+/* Builds the API context; *out is freed with api_destroy. */
+CF_WARN_UNUSED enum cf_err api_create(struct store *store, struct writer *writer,
+                                      const uint8_t operator_token_hash[HASH_BYTES],
+                                      struct api **out);
+void api_destroy(struct api *api);
+
+/* The route table. */
+extern const struct http_route api_routes[];
+extern const size_t api_routes_n;
+
+/* http.h callbacks. */
+enum cf_err api_authorize(void *app, struct http_request *req);
+void api_problem(struct http_request *req, struct http_response *resp, enum cf_err err,
+                 const char *detail);
+
+/* Fills resp with a JSON body (in the request arena). */
+void api_json_reply(struct http_response *resp, int status, const struct buf *body);
+
+/* The problem+json text for err (used for stored idempotent responses too). */
+void api_problem_write(struct buf *out, enum cf_err err, const char *detail);
+
+/* Strict decoding (json.c) ---------------------------------------------------------------------- */
+
+/* Parses the request body as a JSON object. On error, *detail_out says why (arena or static). */
+CF_WARN_UNUSED enum cf_err api_json_object(struct http_request *req, json_t **out,
+                                           const char **detail_out);
+/* CF_ERR_UNKNOWN_FIELD when obj has a key not in allowed (NULL-terminated); *detail_out names it. */
+CF_WARN_UNUSED enum cf_err api_json_fields(json_t *obj, const char *const *allowed,
+                                           const char **detail_out);
+/* Field readers: CF_OK when absent (out untouched) unless required. */
+CF_WARN_UNUSED enum cf_err api_json_string(json_t *obj, const char *key, bool required,
+                                           size_t bytes_max, const char **out, size_t *len_out);
+CF_WARN_UNUSED enum cf_err api_json_bool(json_t *obj, const char *key, bool *out);
+CF_WARN_UNUSED enum cf_err api_json_int(json_t *obj, const char *key, bool required,
+                                        int64_t *out);
+/* metadata: an object, stored as compact JSON with sorted keys, at most bytes_max. */
+CF_WARN_UNUSED enum cf_err api_json_metadata(json_t *obj, struct arena *arena,
+                                             const char **out, size_t *len_out);
+/* Account and transfer ids. */
+CF_WARN_UNUSED enum cf_err api_json_id(json_t *obj, const char *key, const char *prefix,
+                                       uint64_t *out);
+/* limit and cursor query parameters. */
+CF_WARN_UNUSED enum cf_err api_page_params(struct http_request *req, size_t *limit_out,
+                                           uint64_t *cursor_out, bool *has_cursor_out);
+
+/* Rendering (render.c) ----------------------------------------------------------------------- */
+
+void api_render_account(struct buf *b, const struct ledger_account *a, const char *owner,
+                        const char *metadata);
+void api_render_entry(struct buf *b, const struct ledger_entry *e);
+void api_render_string(struct buf *b, const char *s, size_t len);
+
+/* Idempotency (idempotency.c) ---------------------------------------------------------------- */
+
+/* Validates the header and prepares cmd's key (namespaced) and request hash. */
+CF_WARN_UNUSED enum cf_err api_idem_prepare(struct http_request *req, struct writer_cmd *cmd,
+                                            bool required);
+/* Marks cmd's key in flight; CF_ERR_IDEM_KEY_IN_FLIGHT when it already is. */
+CF_WARN_UNUSED enum cf_err api_inflight_acquire(struct api *api, const struct writer_cmd *cmd);
+void api_inflight_release(struct api *api, const struct writer_cmd *cmd);
+CF_WARN_UNUSED enum cf_err api_inflight_create(struct api_inflight **out);
+void api_inflight_destroy(struct api_inflight *s);
+
+/* Submits cmd for req and suspends; answers with a problem when the writer refuses. Sets
+ * cmd->done and cmd->user. */
+enum http_action api_submit(struct http_request *req, struct http_response *resp,
+                            struct writer_cmd *cmd);
+/* The finish half: releases the key and answers with the stored/rendered body or a problem.
+ * Returns true when it answered; false when the caller should render a fresh success. */
+bool api_finish_common(struct http_request *req, struct http_response *resp,
+                       struct writer_cmd *cmd);
+
+/* writer_cmd.variant: how a transfer's response is shaped */
+#define API_VARIANT_SINGLE 0 /* the transfer itself */
+#define API_VARIANT_LEGS 1   /* {"group_id", "legs": [...]} */
+
+/* Handlers ------------------------------------------------------------------------------------ */
+
+enum http_action api_healthz(struct http_request *req, struct http_response *resp);
+enum http_action api_metrics(struct http_request *req, struct http_response *resp);
+enum http_action api_account_create(struct http_request *req, struct http_response *resp);
+enum http_action api_account_get(struct http_request *req, struct http_response *resp);
+enum http_action api_accounts_list(struct http_request *req, struct http_response *resp);
+enum http_action api_account_freeze(struct http_request *req, struct http_response *resp);
+enum http_action api_account_unfreeze(struct http_request *req, struct http_response *resp);
+enum http_action api_account_transfers(struct http_request *req, struct http_response *resp);
+enum http_action api_transfer_create(struct http_request *req, struct http_response *resp);
+enum http_action api_transfer_get(struct http_request *req, struct http_response *resp);
+enum http_action api_transfer_post(struct http_request *req, struct http_response *resp);
+enum http_action api_transfer_void(struct http_request *req, struct http_response *resp);
+enum http_action api_transfers_batch(struct http_request *req, struct http_response *resp);
+enum http_action api_currencies_list(struct http_request *req, struct http_response *resp);
+/* finish handlers for suspended writes */
+enum http_action api_write_finish(struct http_request *req, struct http_response *resp);
+
+/* Decoding helpers shared with the fuzzer: a transfer request body into legs. */
+CF_WARN_UNUSED enum cf_err api_decode_leg(json_t *obj, struct arena *arena, bool batch_item,
+                                          struct ledger_leg *leg, const char **detail_out);
+
+#endif

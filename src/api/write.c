@@ -1,0 +1,152 @@
+/*
+ * write.c - the common path of every ledger write: submit to the writer, suspend the
+ * connection, resume when the batch is durable, answer. Also renders a finished command into
+ * its response, on the writer thread when the response must be stored with an idempotency key.
+ */
+#include <string.h>
+
+#include "api/api.h"
+#include "core/ids.h"
+
+#define RESPONSE_BYTES_MAX (8u << 20)
+
+static void render_error(struct writer_cmd *cmd, struct buf *b)
+{
+    const char *detail = NULL;
+    char d[64];
+    if (cmd->type == WRITER_CMD_TRANSFER && cmd->legs_n > 1) {
+        snprintf(d, sizeof(d), "leg %zu", cmd->failed_leg);
+        detail = d;
+    }
+    api_problem_write(b, cmd->err, detail);
+    cmd->resp_status = cf_err_http_status(cmd->err);
+}
+
+static void render_batch(struct writer_cmd *cmd, struct buf *b)
+{
+    buf_puts(b, "{\"data\":[");
+    for (size_t i = 0; i < cmd->legs_n; i++) {
+        const struct writer_item_result *r = &cmd->items[i];
+        if (i > 0)
+            buf_puts(b, ",");
+        if (r->err == CF_OK) {
+            buf_printf(b, "{\"status\":\"%s\",\"transfer\":", r->existed ? "exists" : "created");
+            api_render_entry(b, &r->entry);
+            buf_puts(b, "}");
+        } else {
+            buf_puts(b, "{\"status\":\"error\",\"error\":");
+            api_problem_write(b, r->err, NULL);
+            buf_puts(b, "}");
+        }
+    }
+    buf_puts(b, "]}");
+    cmd->resp_status = 200;
+}
+
+static void render_success(struct writer_cmd *cmd, struct buf *b)
+{
+    switch (cmd->type) {
+    case WRITER_CMD_ACCOUNT_CREATE:
+        api_render_account(b, &cmd->account_out, cmd->owner != NULL ? cmd->owner : "",
+                           cmd->metadata != NULL ? cmd->metadata : "");
+        cmd->resp_status = 201;
+        return;
+    case WRITER_CMD_SET_FLAGS:
+        api_render_account(b, &cmd->account_out, NULL, NULL);
+        cmd->resp_status = 200;
+        return;
+    case WRITER_CMD_TRANSFER:
+        cmd->resp_status = 201;
+        if (cmd->variant == API_VARIANT_SINGLE) {
+            api_render_entry(b, &cmd->entries_out[0]);
+            return;
+        }
+        {
+            char gid[ID_TEXT_BYTES_MAX];
+            id_format(ID_PREFIX_TRANSFER, cmd->entries_out[0].group_seq, gid);
+            buf_printf(b, "{\"group_id\":\"%s\",\"legs\":[", gid);
+            for (size_t i = 0; i < cmd->entries_n; i++) {
+                if (i > 0)
+                    buf_puts(b, ",");
+                api_render_entry(b, &cmd->entries_out[i]);
+            }
+            buf_puts(b, "]}");
+        }
+        return;
+    case WRITER_CMD_POST:
+    case WRITER_CMD_VOID:
+        api_render_entry(b, &cmd->pending_out);
+        cmd->resp_status = 200;
+        return;
+    default:
+        CF_ASSERT(cmd->type == WRITER_CMD_BATCH);
+        render_batch(cmd, b);
+    }
+}
+
+/* Renders cmd's outcome into resp_status/resp_body (in cmd->arena). */
+static enum cf_err render_cmd(struct writer_cmd *cmd)
+{
+    struct buf b;
+    buf_init(&b, cmd->arena, RESPONSE_BYTES_MAX);
+    if (cmd->err != CF_OK)
+        render_error(cmd, &b);
+    else
+        render_success(cmd, &b);
+    if (!buf_ok(&b))
+        return CF_ERR_NOMEM;
+    cmd->resp_body = b.data;
+    cmd->resp_body_len = b.len;
+    return CF_OK;
+}
+
+static void cmd_done(struct writer_cmd *cmd) { http_request_resume(cmd->user); }
+
+enum http_action api_submit(struct http_request *req, struct http_response *resp,
+                            struct writer_cmd *cmd)
+{
+    struct api *api = req->app;
+    cmd->arena = req->arena;
+    cmd->done = cmd_done;
+    cmd->user = req;
+    cmd->render = render_cmd;
+    enum cf_err err = CF_OK;
+    if (cmd->idem_key_len > 0)
+        err = api_inflight_acquire(api, cmd);
+    if (err == CF_OK) {
+        err = writer_submit(api->writer, cmd);
+        if (err != CF_OK && cmd->idem_key_len > 0)
+            api_inflight_release(api, cmd);
+    }
+    if (err != CF_OK) {
+        api_problem(req, resp, err, NULL);
+        return HTTP_DONE;
+    }
+    req->user = cmd;
+    return HTTP_SUSPEND;
+}
+
+enum http_action api_write_finish(struct http_request *req, struct http_response *resp)
+{
+    struct writer_cmd *cmd = req->user;
+    struct api *api = req->app;
+    CF_ASSERT(cmd != NULL && cmd->user == req);
+    if (cmd->idem_key_len > 0)
+        api_inflight_release(api, cmd);
+    if (cmd->resp_body == NULL) {
+        /* not stored: no key, or the writer refused before running (reused key, storage) */
+        bool ran = cmd->err == CF_OK || (cmd->err != CF_ERR_STORAGE &&
+                                         cmd->err != CF_ERR_IDEM_KEY_REUSED &&
+                                         cmd->err != CF_ERR_IDEM_KEY_IN_FLIGHT &&
+                                         cmd->err != CF_ERR_NOMEM);
+        if (!ran || render_cmd(cmd) != CF_OK) {
+            api_problem(req, resp, cmd->err != CF_OK ? cmd->err : CF_ERR_NOMEM, NULL);
+            return HTTP_DONE;
+        }
+    }
+    resp->status = cmd->resp_status;
+    resp->body = cmd->resp_body;
+    resp->body_len = cmd->resp_body_len;
+    resp->content_type = resp->status >= 400 ? "application/problem+json" : "application/json";
+    return HTTP_DONE;
+}

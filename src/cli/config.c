@@ -1,0 +1,127 @@
+/* config.c - defaults, config file and environment; see config.h. */
+#include "cli/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/assert.h"
+
+void config_defaults(struct config *c)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->data, sizeof(c->data), "./var");
+    snprintf(c->listen, sizeof(c->listen), "127.0.0.1:8080");
+    snprintf(c->log_level, sizeof(c->log_level), "info");
+    c->http_threads = 2;
+    c->readers = 4;
+    snprintf(c->assets, sizeof(c->assets), "POINTS:0");
+}
+
+static enum cf_err copy_str(char *dst, size_t dst_bytes, const char *key, const char *value)
+{
+    if (strlen(value) >= dst_bytes || value[0] == '\0') {
+        fprintf(stderr, "coffer: %s: value is empty or too long\n", key);
+        return CF_ERR_CONFIG;
+    }
+    memcpy(dst, value, strlen(value) + 1);
+    return CF_OK;
+}
+
+static enum cf_err parse_uint(const char *key, const char *value, unsigned lo, unsigned hi,
+                              unsigned *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long v = strtoul(value, &end, 10);
+    if (errno != 0 || end == value || *end != '\0' || v < lo || v > hi) {
+        fprintf(stderr, "coffer: %s: expected a number from %u to %u\n", key, lo, hi);
+        return CF_ERR_CONFIG;
+    }
+    *out = (unsigned)v;
+    return CF_OK;
+}
+
+enum cf_err config_set(struct config *c, const char *key, const char *value)
+{
+    CF_ASSERT(key != NULL && value != NULL);
+    if (strcmp(key, "data") == 0)
+        return copy_str(c->data, sizeof(c->data), key, value);
+    if (strcmp(key, "listen") == 0)
+        return copy_str(c->listen, sizeof(c->listen), key, value);
+    if (strcmp(key, "log_level") == 0)
+        return copy_str(c->log_level, sizeof(c->log_level), key, value);
+    if (strcmp(key, "http_threads") == 0)
+        return parse_uint(key, value, 1, 64, &c->http_threads);
+    if (strcmp(key, "readers") == 0)
+        return parse_uint(key, value, 1, STORE_READERS_MAX, &c->readers);
+    if (strcmp(key, "assets") == 0) {
+        if (strlen(value) >= sizeof(c->assets))
+            return CF_ERR_CONFIG;
+        memcpy(c->assets, value, strlen(value) + 1);
+        return CF_OK;
+    }
+    if (strcmp(key, "db") == 0)
+        return copy_str(c->db, sizeof(c->db), key, value);
+    fprintf(stderr, "coffer: unknown setting '%s'\n", key);
+    return CF_ERR_CONFIG;
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+enum cf_err config_load_file(struct config *c)
+{
+    if (c->config_path[0] == '\0')
+        return CF_OK;
+    FILE *f = fopen(c->config_path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "coffer: cannot read config file %s: %s\n", c->config_path,
+                strerror(errno));
+        return CF_ERR_CONFIG;
+    }
+    char line[CONFIG_LINE_BYTES_MAX];
+    int lineno = 0;
+    enum cf_err err = CF_OK;
+    while (err == CF_OK && fgets(line, sizeof(line), f) != NULL) {
+        lineno++;
+        char *s = trim(line);
+        if (*s == '\0' || *s == '#')
+            continue;
+        char *eq = strchr(s, '=');
+        if (eq == NULL) {
+            fprintf(stderr, "coffer: %s:%d: expected key = value\n", c->config_path, lineno);
+            err = CF_ERR_CONFIG;
+            break;
+        }
+        *eq = '\0';
+        err = config_set(c, trim(s), trim(eq + 1));
+    }
+    fclose(f);
+    return err;
+}
+
+enum cf_err config_load_env(struct config *c)
+{
+    static const char *const map[][2] = {
+        {"COFFER_DATA", "data"},         {"COFFER_LISTEN", "listen"},
+        {"COFFER_LOG_LEVEL", "log_level"}, {"COFFER_HTTP_THREADS", "http_threads"},
+        {"COFFER_READERS", "readers"},   {"COFFER_ASSETS", "assets"},
+        {"COFFER_DB", "db"},
+    };
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+        const char *v = getenv(map[i][0]);
+        if (v != NULL && config_set(c, map[i][1], v) != CF_OK)
+            return CF_ERR_CONFIG;
+    }
+    return CF_OK;
+}

@@ -1,0 +1,130 @@
+/*
+ * http.h - the HTTP server: libmicrohttpd behind a route table.
+ *
+ * Routes are data (struct http_route): method, path pattern, handler, scope, body limit and
+ * whether the route takes an Idempotency-Key. The server matches the path (404 for an unknown
+ * path, 405 with an Allow header for a known path and another method), enforces the body limit
+ * (413) and JSON content type (415), asks the authorize callback (401/403), then calls the
+ * handler with the whole body. Only this folder includes microhttpd.h.
+ *
+ * Request life:
+ *
+ *   NEW --(headers)--> BODY --(body complete)--> handler
+ *                                                 |-- HTTP_DONE    -> response queued
+ *                                                 `-- HTTP_SUSPEND -> SUSPENDED
+ *   SUSPENDED --(http_request_resume from any thread)--> route->finish -> response queued
+ *
+ * A handler that returns HTTP_SUSPEND promises to call http_request_resume exactly once. The
+ * response body must live in the request's arena (or static storage): it is sent after the
+ * handler returns and freed when the request completes.
+ */
+#ifndef COFFER_HTTP_HTTP_H
+#define COFFER_HTTP_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/arena.h"
+#include "core/assert.h"
+#include "core/buf.h"
+#include "core/error.h"
+#include "core/limits.h"
+
+enum http_method { HTTP_GET = 0, HTTP_POST = 1, HTTP_METHOD_COUNT };
+
+enum http_action { HTTP_DONE, HTTP_SUSPEND };
+
+enum http_scope {
+    HTTP_SCOPE_PUBLIC = 0,   /* no token */
+    HTTP_SCOPE_OPERATOR = 1, /* the operator bearer token */
+};
+
+struct http_request;
+
+struct http_response {
+    int status;
+    const char *content_type;
+    const char *body;
+    size_t body_len;
+    const char *allow; /* Allow header value, for 405 */
+};
+
+typedef enum http_action (*http_handler)(struct http_request *req, struct http_response *resp);
+
+struct http_route {
+    enum http_method method;
+    const char *pattern;          /* "/v1/ledger/accounts/{id}" */
+    http_handler handler;
+    http_handler finish;          /* called after a resume; NULL when never suspending */
+    enum http_scope scope;
+    size_t body_bytes_max;        /* 0 = no body allowed */
+    bool idempotent;              /* takes an Idempotency-Key header */
+    const char *name;             /* metrics label */
+};
+
+struct http_request {
+    enum http_method method;
+    const char *path;
+    const struct http_route *route;
+    size_t route_index;
+    const char *params[HTTP_PATH_SEGMENTS_MAX]; /* values of {..} segments, in order */
+    size_t params_n;
+    const char *body;
+    size_t body_len;
+    const char *authorization;   /* raw header or NULL */
+    const char *idempotency_key; /* raw header or NULL */
+    char request_id[HTTP_REQUEST_ID_BYTES_MAX + 1];
+    struct arena *arena;
+    void *app;      /* the server's app pointer */
+    void *handle;   /* the connection, for resume; opaque */
+    void *user;     /* free for the handler's state across suspend/resume */
+    int64_t started_us;
+};
+
+/* Returns the query parameter's value, or NULL. Valid until the request completes. */
+const char *http_request_query(struct http_request *req, const char *name);
+
+/* Wakes a suspended request; its route's finish handler then runs on a server thread. */
+void http_request_resume(struct http_request *req);
+
+/* Called for every routed request before its handler; CF_OK or an error to answer. */
+typedef enum cf_err (*http_authorize_fn)(void *app, struct http_request *req);
+
+/* Writes a problem+json error into resp (body in the request arena). */
+typedef void (*http_problem_fn)(struct http_request *req, struct http_response *resp,
+                                enum cf_err err, const char *detail);
+
+struct http_server_config {
+    const char *listen;   /* "HOST:PORT" */
+    unsigned threads;     /* server threads, >= 1 */
+    const struct http_route *routes;
+    size_t routes_n;
+    http_authorize_fn authorize;
+    http_problem_fn problem;
+    void *app;
+};
+
+struct http_server;
+
+CF_WARN_UNUSED enum cf_err http_server_start(const struct http_server_config *cfg,
+                                             struct http_server **out);
+/* Stops accepting new connections; requests already in flight go on. */
+void http_server_quiesce(struct http_server *s);
+/* Stops the server. Every suspended request must have been resumed before. */
+void http_server_stop(struct http_server *s);
+/* The port actually bound (useful with port 0). */
+unsigned http_server_port(const struct http_server *s);
+
+/* Prometheus text for request counts and latency by route. */
+void http_server_metrics_write(const struct http_server *s, struct buf *out);
+
+/* Route matching (router.c). Returns the route index, or -1 with *path_known telling 404/405. */
+int http_route_match(const struct http_route *routes, size_t n, enum http_method method,
+                     const char *path, struct http_request *req, bool *path_known);
+/* The methods registered for a path, as an Allow header value ("GET, POST"). */
+void http_route_allow(const struct http_route *routes, size_t n, const char *path, char *buf,
+                      size_t buf_bytes);
+const char *http_method_name(enum http_method m);
+
+#endif
