@@ -64,6 +64,7 @@ struct ledger_account {
     int64_t debits_pending;
     int64_t credits_pending;
     int64_t created_at_us;
+    uint64_t last_seq; /* newest entry touching this account: the head of its history */
 };
 
 enum ledger_entry_type {
@@ -103,6 +104,10 @@ struct ledger_entry {
     int64_t expires_at_us; /* PENDING with a timeout, else 0 */
     int64_t created_at_us;
     uint8_t hash[HASH_BYTES];
+    /* history links (derived, not hashed; checked by verify): the previous entry touching the
+     * debit account and the credit account, 0 at the start of an account's history */
+    uint64_t debit_prev_seq;
+    uint64_t credit_prev_seq;
     /* mutable state of PENDING entries (status is also set for the other types) */
     uint8_t status;        /* enum ledger_status */
     int64_t resolved_amount; /* amount posted by POST_PENDING */

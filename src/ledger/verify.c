@@ -108,6 +108,7 @@ static enum cf_err accounts_load(struct vctx *v, struct store_reader *r, const s
             a->summed = rows[i].account;
             a->summed.debits_posted = a->summed.credits_posted = 0;
             a->summed.debits_pending = a->summed.credits_pending = 0;
+            a->summed.last_seq = 0;
         }
         if (n < SCAN_PAGE)
             break;
@@ -184,6 +185,11 @@ static void entry_apply(struct vctx *v, const struct ledger_entry *e)
         strcmp(cr->stored.currency, e->currency) != 0)
         report(v, "entry %llu: currency %s differs from its accounts'", (unsigned long long)e->seq,
                e->currency);
+    if (e->debit_prev_seq != dr->summed.last_seq || e->credit_prev_seq != cr->summed.last_seq)
+        report(v, "entry %llu: history links do not point at the accounts' previous entries",
+               (unsigned long long)e->seq);
+    dr->summed.last_seq = e->seq;
+    cr->summed.last_seq = e->seq;
     if (e->type == LEDGER_ENTRY_TRANSFER) {
         total_add(v, &dr->summed.debits_posted, e->amount, e->seq);
         total_add(v, &cr->summed.credits_posted, e->amount, e->seq);
@@ -257,6 +263,9 @@ static void accounts_check(struct vctx *v)
                    (long long)s->debits_pending, (long long)s->credits_pending,
                    (long long)m->debits_posted, (long long)m->credits_posted,
                    (long long)m->debits_pending, (long long)m->credits_pending);
+        if (s->last_seq != m->last_seq)
+            report(v, "account %s: history starts at entry %llu, journal says %llu", id,
+                   (unsigned long long)s->last_seq, (unsigned long long)m->last_seq);
         if (!ledger_account_is_valid(s))
             report(v, "account %s breaks its rules (negative total or no_overdraft below zero)",
                    id);

@@ -9,7 +9,9 @@
  *   V4. every account satisfies its own rules (no total below zero, no no_overdraft account
  *       with available below zero), and both sides of each entry share its currency;
  *   V5. every pending transfer's stored status matches the entries that resolved it, and each
- *       was resolved at most once.
+ *       was resolved at most once;
+ *   V6. every account's history links (last_seq, debit_prev_seq, credit_prev_seq) name exactly
+ *       the entries that touched it, newest first.
  * Each problem found is reported through the callback as one line of text; the counts in the
  * report are filled either way. Memory: proportional to accounts + pending transfers.
  */

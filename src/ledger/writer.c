@@ -372,6 +372,17 @@ static enum cf_err pending_find(struct writer *w, uint64_t seq, struct ledger_en
     return CF_OK;
 }
 
+/* Threads the entry into both accounts' histories (undone with the accounts on rollback). */
+static void entry_link(struct ledger_entry *e, struct node *dr, struct node *cr)
+{
+    CF_ASSERT(e->debit_id == dr->a.id && e->credit_id == cr->a.id);
+    CF_ASSERT(e->seq > dr->a.last_seq && e->seq > cr->a.last_seq);
+    e->debit_prev_seq = dr->a.last_seq;
+    e->credit_prev_seq = cr->a.last_seq;
+    dr->a.last_seq = e->seq;
+    cr->a.last_seq = e->seq;
+}
+
 /* Commands ------------------------------------------------------------------------------------ */
 
 static enum cf_err apply_account_create(struct writer *w, struct writer_cmd *c)
@@ -381,6 +392,7 @@ static enum cf_err apply_account_create(struct writer *w, struct writer_cmd *c)
     a.id = w->next_account_id;
     a.created_at_us = w->now_us;
     a.debits_posted = a.credits_posted = a.debits_pending = a.credits_pending = 0;
+    a.last_seq = 0;
     a.flags &= LEDGER_ACCOUNT_NO_OVERDRAFT | LEDGER_ACCOUNT_FROZEN;
     CF_ASSERT(ledger_account_is_valid(&a));
     struct node *n = cache_add(w, &a);
@@ -417,6 +429,7 @@ static enum cf_err apply_leg(struct writer *w, const struct ledger_leg *leg, uin
         return err;
     struct ledger_entry *e = entry_append(w);
     entry_from_leg(w, e, leg, group_seq == 0 ? e->seq : group_seq);
+    entry_link(e, dr, cr);
     *entry_out = e;
     return CF_OK;
 }
@@ -473,6 +486,7 @@ static enum cf_err apply_resolve(struct writer *w, uint64_t seq, uint8_t type, i
     memcpy(e->code, p->code, sizeof(e->code));
     e->pending_seq = p->seq;
     e->group_seq = e->seq;
+    entry_link(e, dr, cr);
     p->resolution_seq = e->seq;
     *entry_out = e;
     *p_out = p;

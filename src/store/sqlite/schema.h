@@ -1,6 +1,12 @@
 /*
  * schema.h - the SQLite schema, as numbered migrations.
  *
+ * An account's history is a linked list through the journal, not a secondary index:
+ * accounts.last_seq is the newest entry touching the account and each entry keeps
+ * debit_prev_seq / credit_prev_seq. Appending an entry then writes only the end of the entries
+ * table and the two account rows (which change anyway), instead of two random index leaves per
+ * entry; reading a page of history is one primary-key lookup per entry.
+ *
  * Migration i (1-based) moves a database from user_version i-1 to i. They run in one
  * transaction at open when `create` is set; a database newer than this binary is refused.
  */
@@ -25,7 +31,8 @@ static const char *const sqlite_migrations[] = {
     "  credits_pending INTEGER NOT NULL CHECK (credits_pending >= 0),"
     "  created_at_us   INTEGER NOT NULL,"
     "  owner           TEXT    NOT NULL,"
-    "  metadata        TEXT    NOT NULL"
+    "  metadata        TEXT    NOT NULL,"
+    "  last_seq        INTEGER NOT NULL"
     ");"
     "CREATE TABLE entries ("
     "  seq             INTEGER PRIMARY KEY,"
@@ -44,10 +51,10 @@ static const char *const sqlite_migrations[] = {
     "  hash            BLOB    NOT NULL,"
     "  status          INTEGER NOT NULL,"
     "  resolved_amount INTEGER NOT NULL,"
-    "  resolution_seq  INTEGER NOT NULL"
+    "  resolution_seq  INTEGER NOT NULL,"
+    "  debit_prev_seq  INTEGER NOT NULL,"
+    "  credit_prev_seq INTEGER NOT NULL"
     ");"
-    "CREATE INDEX entries_by_debit ON entries (debit_id, seq);"
-    "CREATE INDEX entries_by_credit ON entries (credit_id, seq);"
     "CREATE UNIQUE INDEX entries_by_key ON entries (idem_key) WHERE idem_key IS NOT NULL;"
     "CREATE INDEX entries_expiring ON entries (expires_at_us)"
     "  WHERE status = 1 AND expires_at_us > 0;"

@@ -4,6 +4,8 @@
  * One database file, <data>/coffer.db, in WAL mode with synchronous=FULL: a commit returns only
  * after the WAL is on disk. One writer connection (used by the ledger writer thread only) and a
  * pool of read connections; a read transaction on a WAL database sees one snapshot.
+ * Checkpoints (copying the WAL back into the database file) run on a thread of their own with
+ * its own connection, so the writer's commits only ever append to the WAL.
  * A lock file (<data>/coffer.lock, flock) keeps a second Coffer process from writing the same
  * database, which is what makes the writer's account cache safe (single_writer = true).
  */
@@ -25,10 +27,11 @@
 
 #define ENTRY_COLS                                                                             \
     "seq, type, debit_id, credit_id, amount, currency, code, metadata, idem_key, pending_seq, " \
-    "group_seq, expires_at_us, created_at_us, hash, status, resolved_amount, resolution_seq"
+    "group_seq, expires_at_us, created_at_us, hash, status, resolved_amount, resolution_seq, " \
+    "debit_prev_seq, credit_prev_seq"
 #define ACCOUNT_COLS                                                                           \
     "id, currency, normal, kind, flags, debits_posted, credits_posted, debits_pending, "        \
-    "credits_pending, created_at_us, owner, metadata"
+    "credits_pending, created_at_us, owner, metadata, last_seq"
 
 enum w_stmt {
     W_BEGIN, W_COMMIT, W_ROLLBACK, W_ACCOUNT_GET, W_ACCOUNT_INSERT, W_ACCOUNT_UPDATE,
@@ -42,13 +45,13 @@ static const char *const w_sql[W_STMT_COUNT] = {
     [W_ROLLBACK] = "ROLLBACK",
     [W_ACCOUNT_GET] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE id = ?1",
     [W_ACCOUNT_INSERT] = "INSERT INTO accounts (" ACCOUNT_COLS ") VALUES "
-                         "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                         "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     [W_ACCOUNT_UPDATE] = "UPDATE accounts SET flags = ?2, debits_posted = ?3, credits_posted = ?4,"
-                         " debits_pending = ?5, credits_pending = ?6 WHERE id = ?1",
+                         " debits_pending = ?5, credits_pending = ?6, last_seq = ?7 WHERE id = ?1",
     [W_ENTRY_GET] = "SELECT " ENTRY_COLS " FROM entries WHERE seq = ?1",
     [W_ENTRY_KEY] = "SELECT " ENTRY_COLS " FROM entries WHERE idem_key = ?1",
     [W_ENTRY_INSERT] = "INSERT INTO entries (" ENTRY_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
-                       " ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                       " ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
     [W_ENTRY_RESOLVE] = "UPDATE entries SET status = ?2, resolved_amount = ?3, resolution_seq = ?4"
                         " WHERE seq = ?1",
     [W_IDEM_GET] = "SELECT request_hash, http_status, body, created_at_us FROM idempotency"
@@ -66,8 +69,7 @@ static const char *const w_sql[W_STMT_COUNT] = {
 };
 
 enum r_stmt {
-    R_BEGIN, R_COMMIT, R_ACCOUNT_GET, R_ACCOUNTS_LIST, R_ENTRY_GET, R_ACCOUNT_ENTRIES,
-    R_ENTRIES_SCAN, R_TOTALS, R_STMT_COUNT
+    R_BEGIN, R_COMMIT, R_ACCOUNT_GET, R_ACCOUNTS_LIST, R_ENTRY_GET, R_ENTRIES_SCAN, R_TOTALS, R_STMT_COUNT
 };
 
 static const char *const r_sql[R_STMT_COUNT] = {
@@ -76,14 +78,6 @@ static const char *const r_sql[R_STMT_COUNT] = {
     [R_ACCOUNT_GET] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE id = ?1",
     [R_ACCOUNTS_LIST] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE id > ?1 ORDER BY id LIMIT ?2",
     [R_ENTRY_GET] = "SELECT " ENTRY_COLS " FROM entries WHERE seq = ?1",
-    [R_ACCOUNT_ENTRIES] =
-        "SELECT " ENTRY_COLS " FROM ("
-        " SELECT * FROM (SELECT * FROM entries WHERE debit_id = ?1 AND seq < ?2"
-        "                ORDER BY seq DESC LIMIT ?3)"
-        " UNION ALL"
-        " SELECT * FROM (SELECT * FROM entries WHERE credit_id = ?1 AND seq < ?2"
-        "                ORDER BY seq DESC LIMIT ?3)"
-        ") ORDER BY seq DESC LIMIT ?3",
     [R_ENTRIES_SCAN] = "SELECT " ENTRY_COLS " FROM entries WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     [R_TOTALS] = "SELECT currency, sum(debits_posted), sum(credits_posted), sum(debits_pending),"
                  " sum(credits_pending), count(*) FROM accounts GROUP BY currency"
@@ -108,7 +102,16 @@ struct sqlite_store {
     pthread_mutex_t pool_mu;
     pthread_cond_t pool_cv;
     char db_path[CONFIG_PATH_BYTES_MAX];
+    /* checkpointer */
+    sqlite3 *cdb;
+    pthread_t cthread;
+    bool cthread_running;
+    bool cstop;
+    pthread_mutex_t cmu;
+    pthread_cond_t ccv;
 };
+
+#define CHECKPOINT_INTERVAL_MS 250
 
 static struct sqlite_store *sq(struct store *s) { return (struct sqlite_store *)s; }
 
@@ -174,6 +177,7 @@ static enum cf_err row_account(sqlite3_stmt *st, struct ledger_account *a)
     a->debits_pending = sqlite3_column_int64(st, 7);
     a->credits_pending = sqlite3_column_int64(st, 8);
     a->created_at_us = sqlite3_column_int64(st, 9);
+    a->last_seq = (uint64_t)sqlite3_column_int64(st, 12);
     return CF_OK;
 }
 
@@ -218,6 +222,8 @@ static enum cf_err row_entry(sqlite3_stmt *st, struct ledger_entry *e, struct ar
     e->status = (uint8_t)sqlite3_column_int(st, 14);
     e->resolved_amount = sqlite3_column_int64(st, 15);
     e->resolution_seq = (uint64_t)sqlite3_column_int64(st, 16);
+    e->debit_prev_seq = (uint64_t)sqlite3_column_int64(st, 17);
+    e->credit_prev_seq = (uint64_t)sqlite3_column_int64(st, 18);
     if (e->type > LEDGER_ENTRY_EXPIRE_PENDING || e->status > LEDGER_STATUS_EXPIRED ||
         e->metadata_len > LEDGER_METADATA_BYTES_MAX || e->idem_key_len > IDEM_KEY_BYTES_MAX)
         return CF_ERR_CORRUPT;
@@ -434,6 +440,7 @@ static enum cf_err w_account_insert(struct store *s, const struct ledger_account
     sqlite3_bind_int64(st, 10, a->created_at_us);
     sqlite3_bind_text(st, 11, owner != NULL ? owner : "", (int)owner_len, SQLITE_STATIC);
     sqlite3_bind_text(st, 12, metadata != NULL ? metadata : "", (int)metadata_len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 13, (sqlite3_int64)a->last_seq);
     return stmt_done(st);
 }
 
@@ -447,6 +454,7 @@ static enum cf_err w_account_update(struct store *s, const struct ledger_account
     sqlite3_bind_int64(st, 4, a->credits_posted);
     sqlite3_bind_int64(st, 5, a->debits_pending);
     sqlite3_bind_int64(st, 6, a->credits_pending);
+    sqlite3_bind_int64(st, 7, (sqlite3_int64)a->last_seq);
     enum cf_err err = stmt_done(st);
     if (err == CF_OK && sqlite3_changes(sq(s)->wdb) != 1)
         return CF_ERR_CORRUPT;
@@ -496,6 +504,8 @@ static enum cf_err w_entry_insert(struct store *s, const struct ledger_entry *e)
     sqlite3_bind_int(st, 15, e->status);
     sqlite3_bind_int64(st, 16, e->resolved_amount);
     sqlite3_bind_int64(st, 17, (sqlite3_int64)e->resolution_seq);
+    sqlite3_bind_int64(st, 18, (sqlite3_int64)e->debit_prev_seq);
+    sqlite3_bind_int64(st, 19, (sqlite3_int64)e->credit_prev_seq);
     return stmt_done(st);
 }
 
@@ -690,15 +700,43 @@ static enum cf_err entries_collect(struct store_reader *r, sqlite3_stmt *st, siz
     return err;
 }
 
+/* The entry before e in account_id's history. */
+static uint64_t entry_prev_for(const struct ledger_entry *e, uint64_t account_id)
+{
+    return e->debit_id == account_id ? e->debit_prev_seq : e->credit_prev_seq;
+}
+
 static enum cf_err r_account_entries(struct store_reader *r, uint64_t account_id,
                                      uint64_t before_seq, size_t max, struct ledger_entry *out,
                                      size_t *n_out, struct arena *arena)
 {
-    sqlite3_stmt *st = r->stmt[R_ACCOUNT_ENTRIES];
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)account_id);
-    sqlite3_bind_int64(st, 2, before_seq > INT64_MAX ? INT64_MAX : (sqlite3_int64)before_seq);
-    sqlite3_bind_int64(st, 3, (sqlite3_int64)max);
-    return entries_collect(r, st, max, out, n_out, arena);
+    uint64_t next;
+    enum cf_err err;
+    if (before_seq == UINT64_MAX) {
+        struct store_account_row acct;
+        if ((err = r_account_get(r, account_id, &acct, arena)) != CF_OK)
+            return err;
+        next = acct.account.last_seq;
+    } else {
+        struct ledger_entry cursor;
+        err = r_entry_get(r, before_seq, &cursor, arena);
+        if (err == CF_ERR_NOT_FOUND ||
+            (err == CF_OK && cursor.debit_id != account_id && cursor.credit_id != account_id))
+            return CF_ERR_INVALID_CURSOR;
+        if (err != CF_OK)
+            return err;
+        next = entry_prev_for(&cursor, account_id);
+    }
+    size_t n = 0;
+    while (n < max && next != 0) {
+        if ((err = r_entry_get(r, next, &out[n], arena)) != CF_OK)
+            return err == CF_ERR_NOT_FOUND ? CF_ERR_CORRUPT : err;
+        CF_ASSERT(out[n].seq < (n == 0 ? UINT64_MAX : out[n - 1].seq));
+        next = entry_prev_for(&out[n], account_id);
+        n++;
+    }
+    *n_out = n;
+    return CF_OK;
 }
 
 static enum cf_err r_entries_scan(struct store_reader *r, uint64_t after_seq, size_t max,
@@ -738,11 +776,69 @@ static enum cf_err r_currency_totals(struct store_reader *r, struct store_curren
 
 /* Open and close --------------------------------------------------------------------------- */
 
+static void *checkpoint_main(void *arg)
+{
+    struct sqlite_store *ss = arg;
+    pthread_mutex_lock(&ss->cmu);
+    while (!ss->cstop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += CHECKPOINT_INTERVAL_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec += 1;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&ss->ccv, &ss->cmu, &ts);
+        if (ss->cstop)
+            break;
+        pthread_mutex_unlock(&ss->cmu);
+        int log_frames = 0, done_frames = 0;
+        int rc = sqlite3_wal_checkpoint_v2(ss->cdb, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_frames,
+                                           &done_frames);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            cf_log(LOG_WARN, "checkpoint failed", "detail", sqlite3_errmsg(ss->cdb), NULL);
+        pthread_mutex_lock(&ss->cmu);
+    }
+    pthread_mutex_unlock(&ss->cmu);
+    return NULL;
+}
+
+static enum cf_err checkpointer_start(struct sqlite_store *ss)
+{
+    if (db_open(ss->db_path, true, false, &ss->cdb) != CF_OK)
+        return CF_ERR_STORAGE;
+    if (db_exec(ss->wdb, "PRAGMA wal_autocheckpoint = 0") != CF_OK ||
+        db_exec(ss->cdb, "PRAGMA wal_autocheckpoint = 0") != CF_OK)
+        return CF_ERR_STORAGE;
+    if (pthread_create(&ss->cthread, NULL, checkpoint_main, ss) != 0)
+        return CF_ERR_NOMEM;
+    ss->cthread_running = true;
+    return CF_OK;
+}
+
+static void checkpointer_stop(struct sqlite_store *ss)
+{
+    if (ss->cthread_running) {
+        pthread_mutex_lock(&ss->cmu);
+        ss->cstop = true;
+        pthread_cond_signal(&ss->ccv);
+        pthread_mutex_unlock(&ss->cmu);
+        pthread_join(ss->cthread, NULL);
+        ss->cthread_running = false;
+    }
+    if (ss->cdb != NULL) {
+        (void)sqlite3_wal_checkpoint_v2(ss->cdb, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        sqlite3_close(ss->cdb);
+        ss->cdb = NULL;
+    }
+}
+
 static void sqlite_close(struct store *s)
 {
     struct sqlite_store *ss = sq(s);
     if (ss == NULL)
         return;
+    checkpointer_stop(ss);
     for (unsigned i = 0; i < ss->readers_n; i++) {
         for (int j = 0; j < R_STMT_COUNT; j++)
             sqlite3_finalize(ss->readers[i].stmt[j]);
@@ -757,6 +853,8 @@ static void sqlite_close(struct store *s)
         close(ss->lock_fd);
     pthread_mutex_destroy(&ss->pool_mu);
     pthread_cond_destroy(&ss->pool_cv);
+    pthread_mutex_destroy(&ss->cmu);
+    pthread_cond_destroy(&ss->ccv);
     free(ss);
 }
 
@@ -819,7 +917,9 @@ static enum cf_err writer_open(struct sqlite_store *ss, const struct store_optio
         return err;
     if ((err = db_migrate(ss->wdb)) != CF_OK)
         return err;
-    return db_prepare_all(ss->wdb, w_sql, W_STMT_COUNT, ss->wstmt);
+    if ((err = db_prepare_all(ss->wdb, w_sql, W_STMT_COUNT, ss->wstmt)) != CF_OK)
+        return err;
+    return checkpointer_start(ss);
 }
 
 enum cf_err store_sqlite_open(const struct store_options *opts, struct store **out)
@@ -833,6 +933,8 @@ enum cf_err store_sqlite_open(const struct store_options *opts, struct store **o
     ss->lock_fd = -1;
     pthread_mutex_init(&ss->pool_mu, NULL);
     pthread_cond_init(&ss->pool_cv, NULL);
+    pthread_mutex_init(&ss->cmu, NULL);
+    pthread_cond_init(&ss->ccv, NULL);
     if ((size_t)snprintf(ss->db_path, sizeof(ss->db_path), "%s/coffer.db", opts->location) >=
         sizeof(ss->db_path)) {
         sqlite_close(&ss->base);

@@ -1,0 +1,45 @@
+-- wrk script: single-transfer POSTs with unique Idempotency-Keys between random funded accounts.
+-- Environment: COFFER_TOKEN, COFFER_ACCOUNTS (file with one account id per line), COFFER_RUN.
+local accounts = {}
+local token = os.getenv("COFFER_TOKEN")
+local run = os.getenv("COFFER_RUN") or "0"
+local counter = 0
+local thread_id = 0
+local threads = {}
+
+function setup(thread)
+  thread:set("tid", #threads + 1)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  thread_id = tid or 0
+  for line in io.lines(os.getenv("COFFER_ACCOUNTS")) do
+    table.insert(accounts, line)
+  end
+  math.randomseed(os.time() + thread_id * 7919)
+end
+
+function request()
+  counter = counter + 1
+  local n = #accounts
+  local i = math.random(n)
+  local j = math.random(n - 1)
+  if j >= i then j = j + 1 end
+  local body = string.format(
+    '{"debit_account_id":"%s","credit_account_id":"%s","amount":%d,"currency":"USD","code":"p2p"}',
+    accounts[i], accounts[j], math.random(1, 100))
+  local headers = {
+    ["Content-Type"] = "application/json",
+    ["Authorization"] = "Bearer " .. token,
+    ["Idempotency-Key"] = string.format("w-%s-%d-%d", run, thread_id, counter),
+  }
+  return wrk.format("POST", "/v1/ledger/transfers", headers, body)
+end
+
+function done(summary, latency, requests)
+  io.write(string.format("wrk_result requests=%d duration_us=%d non2xx=%d errors=%d p50_us=%d p99_us=%d p999_us=%d\n",
+    summary.requests, summary.duration, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
+end
