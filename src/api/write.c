@@ -111,18 +111,18 @@ enum http_action api_submit(struct http_request *req, struct http_response *resp
     cmd->user = req;
     cmd->render = render_cmd;
     enum cf_err err = CF_OK;
-    if (cmd->idem_key_len > 0)
-        err = api_inflight_acquire(api, cmd);
-    if (err == CF_OK) {
-        err = writer_submit(api->writer, cmd);
-        if (err != CF_OK && cmd->idem_key_len > 0)
-            api_inflight_release(api, cmd);
-    }
-    if (err != CF_OK) {
+    if (cmd->idem_key_len > 0 && (err = api_inflight_acquire(api, cmd)) != CF_OK) {
         api_problem(req, resp, err, NULL);
         return HTTP_DONE;
     }
     req->user = cmd;
+    http_request_suspend(req); /* before the writer can see the command and resume us */
+    err = writer_submit(api->writer, cmd);
+    if (err != CF_OK) {
+        cmd->err = err; /* never ran: api_write_finish answers with the problem */
+        cmd->resp_body = NULL;
+        http_request_resume(req);
+    }
     return HTTP_SUSPEND;
 }
 
@@ -138,7 +138,9 @@ enum http_action api_write_finish(struct http_request *req, struct http_response
         bool ran = cmd->err == CF_OK || (cmd->err != CF_ERR_STORAGE &&
                                          cmd->err != CF_ERR_IDEM_KEY_REUSED &&
                                          cmd->err != CF_ERR_IDEM_KEY_IN_FLIGHT &&
-                                         cmd->err != CF_ERR_NOMEM);
+                                         cmd->err != CF_ERR_NOMEM &&
+                                         cmd->err != CF_ERR_OVERLOADED &&
+                                         cmd->err != CF_ERR_SHUTTING_DOWN);
         if (!ran || render_cmd(cmd) != CF_OK) {
             api_problem(req, resp, cmd->err != CF_OK ? cmd->err : CF_ERR_NOMEM, NULL);
             return HTTP_DONE;

@@ -11,10 +11,12 @@
  *
  *   NEW --(headers)--> BODY --(body complete)--> handler
  *                                                 |-- HTTP_DONE    -> response queued
- *                                                 `-- HTTP_SUSPEND -> SUSPENDED
- *   SUSPENDED --(http_request_resume from any thread)--> route->finish -> response queued
+ *                                                 `-- http_request_suspend, HTTP_SUSPEND
+ *   SUSPENDED --(http_request_resume from any thread)--> RESUMED --> route->finish -> queued
  *
- * A handler that returns HTTP_SUSPEND promises to call http_request_resume exactly once. The
+ * A handler that hands work to another thread calls http_request_suspend BEFORE handing it
+ * over (the other thread may finish first), returns HTTP_SUSPEND, and the work's owner calls
+ * http_request_resume exactly once, possibly before the handler has returned. The
  * response body must live in the request's arena (or static storage): it is sent after the
  * handler returns and freed when the request completes.
  */
@@ -84,6 +86,9 @@ struct http_request {
 
 /* Returns the query parameter's value, or NULL. Valid until the request completes. */
 const char *http_request_query(struct http_request *req, const char *name);
+
+/* Suspends the request; call from its handler, before handing its work to another thread. */
+void http_request_suspend(struct http_request *req);
 
 /* Wakes a suspended request; its route's finish handler then runs on a server thread. */
 void http_request_resume(struct http_request *req);

@@ -210,10 +210,10 @@ static enum MHD_Result dispatch(struct conn_req *cr, struct MHD_Connection *conn
     enum http_action act = route->handler(&cr->req, &resp);
     if (act == HTTP_SUSPEND) {
         CF_ASSERT(route->finish != NULL);
-        cr->state = REQ_SUSPENDED;
-        MHD_suspend_connection(conn);
+        CF_ASSERT(cr->state != REQ_NEW); /* the handler called http_request_suspend */
         return MHD_YES;
     }
+    CF_ASSERT(cr->state == REQ_NEW);
     return queue(cr, conn, &resp);
 }
 
@@ -290,6 +290,14 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
+void http_request_suspend(struct http_request *req)
+{
+    struct conn_req *cr = (struct conn_req *)req;
+    CF_ASSERT(cr->state == REQ_NEW);
+    cr->state = REQ_SUSPENDED;
+    MHD_suspend_connection(req->handle);
+}
+
 void http_request_resume(struct http_request *req)
 {
     struct conn_req *cr = (struct conn_req *)req;
@@ -355,12 +363,12 @@ enum cf_err http_server_start(const struct http_server_config *cfg, struct http_
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
     srv->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNECTIONS_MAX,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONNECTION_TIMEOUT_S,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_END);
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
     if (srv->daemon == NULL) {
         cf_log(LOG_ERROR, "cannot start http server", "listen", cfg->listen, NULL);
         free(srv);
