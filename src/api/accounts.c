@@ -159,7 +159,7 @@ enum http_action api_account_get(struct http_request *req, struct http_response 
         return HTTP_DONE;
     }
     struct buf b;
-    buf_init(&b, req->arena, 1u << 20);
+    buf_init(&b, req->arena, HTTP_RESPONSE_SMALL_BYTES_MAX);
     api_render_account(&b, &row.account, row.owner, row.metadata);
     api_json_reply(resp, 200, &b);
     return HTTP_DONE;
@@ -197,7 +197,7 @@ enum http_action api_accounts_list(struct http_request *req, struct http_respons
         return HTTP_DONE;
     }
     struct buf b;
-    buf_init(&b, req->arena, 16u << 20);
+    buf_init(&b, req->arena, HTTP_RESPONSE_BYTES_MAX);
     buf_puts(&b, "{\"data\":[");
     size_t shown = n > limit ? limit : n;
     for (size_t i = 0; i < shown; i++) {
@@ -237,7 +237,7 @@ enum http_action api_account_transfers(struct http_request *req, struct http_res
         return HTTP_DONE;
     }
     struct buf b;
-    buf_init(&b, req->arena, 16u << 20);
+    buf_init(&b, req->arena, HTTP_RESPONSE_BYTES_MAX);
     buf_puts(&b, "{\"data\":[");
     size_t shown = n > limit ? limit : n;
     for (size_t i = 0; i < shown; i++) {

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "core/limits.h"
 
 enum cf_err api_create(struct store *store, struct writer *writer,
                        const uint8_t operator_token_hash[HASH_BYTES], struct api **out)
@@ -43,7 +44,7 @@ enum cf_err api_authorize(void *app, struct http_request *req)
         return CF_ERR_UNAUTHORIZED;
     const char *token = h + 7;
     size_t len = strlen(token);
-    if (len == 0 || len > 256)
+    if (len == 0 || len > AUTH_TOKEN_BYTES_MAX)
         return CF_ERR_UNAUTHORIZED;
     uint8_t digest[HASH_BYTES];
     hash_sha256(token, len, digest);

@@ -146,7 +146,7 @@ enum cf_err api_json_id(json_t *obj, const char *key, const char *prefix, uint64
 
 static bool digits_only(const char *s)
 {
-    if (*s == '\0' || strlen(s) > 9)
+    if (*s == '\0' || strlen(s) > 9) /* 9 digits cannot overflow long; PAGE_SIZE_MAX bounds the value */
         return false;
     for (; *s != '\0'; s++) {
         if (*s < '0' || *s > '9')

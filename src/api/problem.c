@@ -30,6 +30,16 @@ void api_problem(struct http_request *req, struct http_response *resp, enum cf_e
 
 void api_json_reply(struct http_response *resp, int status, const struct buf *body)
 {
+    if (!buf_ok(body)) {
+        static const char too_big[] =
+            "{\"type\":\"urn:coffer:problem:out_of_memory\",\"title\":\"the response does not fit"
+            " its buffer\",\"status\":503,\"code\":\"out_of_memory\"}";
+        resp->status = 503;
+        resp->content_type = "application/problem+json";
+        resp->body = too_big;
+        resp->body_len = sizeof(too_big) - 1;
+        return;
+    }
     resp->status = status;
     resp->content_type = "application/json";
     resp->body = body->data;

@@ -4,7 +4,6 @@
 #include "api/api.h"
 #include "money/currency.h"
 
-#define CURRENCY_TOTALS_MAX 256
 
 enum http_action api_healthz(struct http_request *req, struct http_response *resp)
 {
@@ -73,7 +72,7 @@ static void writer_metrics_write(struct buf *b, const struct writer_stats *s)
 
 static enum cf_err totals_write(struct api *api, struct buf *b, struct arena *arena)
 {
-    struct store_currency_totals *t = arena_calloc(arena, CURRENCY_TOTALS_MAX, sizeof(*t));
+    struct store_currency_totals *t = arena_calloc(arena, METRICS_CURRENCIES_MAX, sizeof(*t));
     size_t n = 0;
     struct store_reader *r;
     if (t == NULL)
@@ -81,7 +80,7 @@ static enum cf_err totals_write(struct api *api, struct buf *b, struct arena *ar
     enum cf_err err = api->store->ops->r_open(api->store, &r);
     if (err != CF_OK)
         return err;
-    err = api->store->ops->r_currency_totals(r, t, CURRENCY_TOTALS_MAX, &n);
+    err = api->store->ops->r_currency_totals(r, t, METRICS_CURRENCIES_MAX, &n);
     api->store->ops->r_close(r);
     if (err != CF_OK)
         return err;

@@ -250,7 +250,7 @@ enum http_action api_transfer_get(struct http_request *req, struct http_response
         return HTTP_DONE;
     }
     struct buf b;
-    buf_init(&b, req->arena, 64 * 1024);
+    buf_init(&b, req->arena, HTTP_RESPONSE_SMALL_BYTES_MAX);
     api_render_entry(&b, &e);
     api_json_reply(resp, 200, &b);
     return HTTP_DONE;

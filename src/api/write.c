@@ -8,7 +8,6 @@
 #include "api/api.h"
 #include "core/ids.h"
 
-#define RESPONSE_BYTES_MAX (8u << 20)
 
 static void render_error(struct writer_cmd *cmd, struct buf *b)
 {
@@ -88,7 +87,7 @@ static void render_success(struct writer_cmd *cmd, struct buf *b)
 static enum cf_err render_cmd(struct writer_cmd *cmd)
 {
     struct buf b;
-    buf_init(&b, cmd->arena, RESPONSE_BYTES_MAX);
+    buf_init(&b, cmd->arena, HTTP_RESPONSE_BYTES_MAX);
     if (cmd->err != CF_OK)
         render_error(cmd, &b);
     else

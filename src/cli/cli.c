@@ -158,8 +158,9 @@ static enum cf_err token_setup(struct store *s, const struct config *c,
             sscanf(hex + 2 * i, "%2hhx", &hash_out[i]);
         if (env != NULL)
             cf_log(LOG_INFO, "COFFER_OPERATOR_TOKEN is used only on first start; ignored", NULL);
-        if ((size_t)snprintf(path, path_bytes, "%s/operator.token", c->data) >= path_bytes)
-            path[0] = '\0';
+        if ((size_t)snprintf(path, path_bytes, "%s/operator.token", c->data) >= path_bytes ||
+            access(path, F_OK) != 0)
+            path[0] = '\0'; /* the token was given by COFFER_OPERATOR_TOKEN: no file */
         return CF_OK;
     }
     if (err != CF_ERR_NOT_FOUND)

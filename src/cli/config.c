@@ -54,7 +54,7 @@ enum cf_err config_set(struct config *c, const char *key, const char *value)
     if (strcmp(key, "log_level") == 0)
         return copy_str(c->log_level, sizeof(c->log_level), key, value);
     if (strcmp(key, "http_threads") == 0)
-        return parse_uint(key, value, 1, 64, &c->http_threads);
+        return parse_uint(key, value, 1, HTTP_THREADS_MAX, &c->http_threads);
     if (strcmp(key, "readers") == 0)
         return parse_uint(key, value, 1, STORE_READERS_MAX, &c->readers);
     if (strcmp(key, "assets") == 0) {

@@ -24,11 +24,11 @@ static enum cf_err code_read(const char *text, size_t len, uint64_t *out)
 {
     if (len != ID_CODE_CHARS)
         return CF_ERR_INVALID_ID;
-    /* 13 digits carry 65 bits: the first digit may only hold one bit. */
+    /* 13 digits carry 65 bits: the first digit may only hold the top 4 bits of 64. */
     uint64_t value = 0;
     for (size_t i = 0; i < len; i++) {
         int d = code_digit(text[i]);
-        if (d < 0 || (i == 0 && d > 1))
+        if (d < 0 || (i == 0 && d > 15))
             return CF_ERR_INVALID_ID;
         value = (value << 5) | (uint64_t)d;
     }

@@ -87,6 +87,24 @@
 /* Idle keep-alive connections are closed after this long. */
 #define HTTP_CONNECTION_TIMEOUT_S 60
 
+/* A request path; longer ones cannot match any route. */
+#define HTTP_PATH_BYTES_MAX 512
+
+/* A response body: a full batch answer (8190 results of ~600 bytes) with headroom. */
+#define HTTP_RESPONSE_BYTES_MAX (8 * 1024 * 1024)
+
+/* A response for one account or transfer. */
+#define HTTP_RESPONSE_SMALL_BYTES_MAX (64 * 1024)
+
+/* A bearer token as sent; ours are 68 characters. */
+#define AUTH_TOKEN_BYTES_MAX 256
+
+/* HTTP event-loop threads: more than a few per core only adds contention. */
+#define HTTP_THREADS_MAX 64
+
+/* Currencies reported in /metrics (ISO 4217 has ~170, plus assets). */
+#define METRICS_CURRENCIES_MAX 256
+
 /* Routes in the table. */
 #define HTTP_ROUTES_MAX 64
 

@@ -4,7 +4,7 @@
  * Routes are data (struct http_route): method, path pattern, handler, scope, body limit and
  * whether the route takes an Idempotency-Key. The server matches the path (404 for an unknown
  * path, 405 with an Allow header for a known path and another method), enforces the body limit
- * (413) and JSON content type (415), asks the authorize callback (401/403), then calls the
+ * (413) and JSON content type (415), asks the authorize callback (401), then calls the
  * handler with the whole body. Only this folder includes microhttpd.h.
  *
  * Request life:

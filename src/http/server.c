@@ -43,7 +43,7 @@ enum req_state { REQ_NEW, REQ_SUSPENDED, REQ_RESUMED, REQ_ANSWERED };
 struct conn_req {
     struct http_request req;
     struct http_server *srv;
-    enum req_state state;
+    _Atomic int state; /* enum req_state; the writer thread sets RESUMED */
     enum cf_err early_err; /* an error known before the handler runs */
     char *body;
     size_t body_len, body_cap, body_max;
@@ -106,7 +106,7 @@ static struct conn_req *conn_req_create(struct http_server *srv, struct MHD_Conn
     }
     cr->req.path = arena_strndup(cr->req.arena, url, strlen(url));
     int idx = -1;
-    if (strlen(url) > 512)
+    if (strlen(url) > HTTP_PATH_BYTES_MAX)
         cr->early_err = CF_ERR_NOT_FOUND;
     else if (method_known)
         idx = http_route_match(routes, srv->cfg.routes_n, m, url, &cr->req, &path_known);

@@ -212,6 +212,14 @@ static void entry_apply(struct vctx *v, const struct ledger_entry *e)
 static void entry_check(struct vctx *v, const struct ledger_entry *e)
 {
     uint8_t h[HASH_BYTES];
+    if (e->seq == 0 || e->amount <= 0 || e->debit_id == 0 || e->credit_id == 0) {
+        report(v, "entry %llu: zero id or non-positive amount %lld", (unsigned long long)e->seq,
+               (long long)e->amount);
+        memcpy(v->prev, e->hash, HASH_BYTES);
+        v->last_seq = e->seq;
+        v->rep->entries++;
+        return;
+    }
     if (e->seq != v->last_seq + 1)
         report(v, "journal gap: entry %llu follows %llu", (unsigned long long)e->seq,
                (unsigned long long)v->last_seq);
@@ -254,6 +262,10 @@ static void accounts_check(struct vctx *v)
     for (size_t i = 0; i < v->accts_n; i++) {
         const struct ledger_account *s = &v->accts[i].stored, *m = &v->accts[i].summed;
         char id[ID_TEXT_BYTES_MAX];
+        if (s->id == 0) {
+            report(v, "an account has id 0");
+            continue;
+        }
         id_format(ID_PREFIX_ACCOUNT, s->id, id);
         if (s->debits_posted != m->debits_posted || s->credits_posted != m->credits_posted ||
             s->debits_pending != m->debits_pending || s->credits_pending != m->credits_pending)
