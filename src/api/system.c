@@ -70,6 +70,25 @@ static void writer_metrics_write(struct buf *b, const struct writer_stats *s)
                (unsigned long long)(sum_us / 1000000), (unsigned long long)(sum_us % 1000000));
 }
 
+/* Decimal text of a 128-bit integer (totals are never negative, but handle it). */
+static void i128_format(__int128 v, char out[48])
+{
+    char tmp[48];
+    size_t n = 0;
+    bool neg = v < 0;
+    unsigned __int128 u = neg ? -(unsigned __int128)v : (unsigned __int128)v;
+    do {
+        tmp[n++] = (char)('0' + (int)(u % 10));
+        u /= 10;
+    } while (u > 0 && n < sizeof(tmp) - 1);
+    size_t j = 0;
+    if (neg)
+        out[j++] = '-';
+    while (n > 0)
+        out[j++] = tmp[--n];
+    out[j] = '\0';
+}
+
 static enum cf_err totals_write(struct api *api, struct buf *b, struct arena *arena)
 {
     struct store_currency_totals *t = arena_calloc(arena, METRICS_CURRENCIES_MAX, sizeof(*t));
@@ -86,16 +105,18 @@ static enum cf_err totals_write(struct api *api, struct buf *b, struct arena *ar
         return err;
     buf_puts(b, "# HELP coffer_ledger_total_minor Sum of account totals per currency, minor units.\n"
                 "# TYPE coffer_ledger_total_minor gauge\n");
+    static const char *const names[4] = {"debits_posted", "credits_posted", "debits_pending",
+                                         "credits_pending"};
     for (size_t i = 0; i < n; i++) {
-        buf_printf(b,
-                   "coffer_ledger_total_minor{currency=\"%s\",total=\"debits_posted\"} %lld\n"
-                   "coffer_ledger_total_minor{currency=\"%s\",total=\"credits_posted\"} %lld\n"
-                   "coffer_ledger_total_minor{currency=\"%s\",total=\"debits_pending\"} %lld\n"
-                   "coffer_ledger_total_minor{currency=\"%s\",total=\"credits_pending\"} %lld\n"
-                   "coffer_ledger_accounts{currency=\"%s\"} %llu\n",
-                   t[i].currency, (long long)t[i].debits_posted, t[i].currency,
-                   (long long)t[i].credits_posted, t[i].currency, (long long)t[i].debits_pending,
-                   t[i].currency, (long long)t[i].credits_pending, t[i].currency,
+        const __int128 v[4] = {t[i].debits_posted, t[i].credits_posted, t[i].debits_pending,
+                               t[i].credits_pending};
+        for (int k = 0; k < 4; k++) {
+            char num[48];
+            i128_format(v[k], num);
+            buf_printf(b, "coffer_ledger_total_minor{currency=\"%s\",total=\"%s\"} %s\n",
+                       t[i].currency, names[k], num);
+        }
+        buf_printf(b, "coffer_ledger_accounts{currency=\"%s\"} %llu\n", t[i].currency,
                    (unsigned long long)t[i].accounts);
     }
     return CF_OK;

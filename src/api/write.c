@@ -101,6 +101,15 @@ static enum cf_err render_cmd(struct writer_cmd *cmd)
 
 static void cmd_done(struct writer_cmd *cmd) { http_request_resume(cmd->user); }
 
+/* Gives the idempotency key back; runs once, from finish or when the request ends. */
+static void inflight_cleanup(struct http_request *req)
+{
+    struct writer_cmd *cmd = req->user;
+    CF_ASSERT(cmd != NULL && cmd->idem_key_len > 0);
+    api_inflight_release(req->app, cmd);
+    req->cleanup = NULL;
+}
+
 enum http_action api_submit(struct http_request *req, struct http_response *resp,
                             struct writer_cmd *cmd)
 {
@@ -115,6 +124,8 @@ enum http_action api_submit(struct http_request *req, struct http_response *resp
         return HTTP_DONE;
     }
     req->user = cmd;
+    if (cmd->idem_key_len > 0)
+        req->cleanup = inflight_cleanup;
     http_request_suspend(req); /* before the writer can see the command and resume us */
     err = writer_submit(api->writer, cmd);
     if (err != CF_OK) {
@@ -128,10 +139,9 @@ enum http_action api_submit(struct http_request *req, struct http_response *resp
 enum http_action api_write_finish(struct http_request *req, struct http_response *resp)
 {
     struct writer_cmd *cmd = req->user;
-    struct api *api = req->app;
     CF_ASSERT(cmd != NULL && cmd->user == req);
-    if (cmd->idem_key_len > 0)
-        api_inflight_release(api, cmd);
+    if (req->cleanup != NULL)
+        req->cleanup(req);
     if (cmd->resp_body == NULL) {
         /* not stored: no key, or the writer refused before running (reused key, storage) */
         bool ran = cmd->err == CF_OK || (cmd->err != CF_ERR_STORAGE &&

@@ -81,6 +81,9 @@ struct http_request {
     void *app;      /* the server's app pointer */
     void *handle;   /* the connection, for resume; opaque */
     void *user;     /* free for the handler's state across suspend/resume */
+    /* Called when the request ends, answered or not (the client may have gone away after a
+     * resume, in which case finish never runs). Set by a handler that holds a resource. */
+    void (*cleanup)(struct http_request *req);
     int64_t started_us;
 };
 

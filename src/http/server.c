@@ -285,6 +285,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                    NULL);
         }
     }
+    if (cr->req.cleanup != NULL)
+        cr->req.cleanup(&cr->req);
     arena_destroy(cr->req.arena);
     free(cr);
     *con_cls = NULL;

@@ -59,10 +59,11 @@ struct store_idem_record {
     int64_t created_at_us;
 };
 
-/* Per-currency sums over all accounts, for metrics and the conservation check. */
+/* Per-currency sums over all accounts, for metrics and the conservation check. Sums of int64
+ * totals can pass INT64_MAX, so they are 128-bit. */
 struct store_currency_totals {
     char currency[MONEY_CODE_BYTES_MAX + 1];
-    int64_t debits_posted, credits_posted, debits_pending, credits_pending;
+    __int128 debits_posted, credits_posted, debits_pending, credits_pending;
     uint64_t accounts;
 };
 

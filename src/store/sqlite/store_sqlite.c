@@ -79,9 +79,14 @@ static const char *const r_sql[R_STMT_COUNT] = {
     [R_ACCOUNTS_LIST] = "SELECT " ACCOUNT_COLS " FROM accounts WHERE id > ?1 ORDER BY id LIMIT ?2",
     [R_ENTRY_GET] = "SELECT " ENTRY_COLS " FROM entries WHERE seq = ?1",
     [R_ENTRIES_SCAN] = "SELECT " ENTRY_COLS " FROM entries WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-    [R_TOTALS] = "SELECT currency, sum(debits_posted), sum(credits_posted), sum(debits_pending),"
-                 " sum(credits_pending), count(*) FROM accounts GROUP BY currency"
-                 " ORDER BY currency",
+    /* Each total is summed as its high and low 32 bits, so no sum can overflow int64 for up to
+     * 2^31 accounts; the caller joins them in 128 bits. */
+    [R_TOTALS] = "SELECT currency,"
+                 " sum(debits_posted >> 32), sum(debits_posted & 4294967295),"
+                 " sum(credits_posted >> 32), sum(credits_posted & 4294967295),"
+                 " sum(debits_pending >> 32), sum(debits_pending & 4294967295),"
+                 " sum(credits_pending >> 32), sum(credits_pending & 4294967295),"
+                 " count(*) FROM accounts GROUP BY currency ORDER BY currency",
 };
 
 struct store_reader {
@@ -760,11 +765,12 @@ static enum cf_err r_currency_totals(struct store_reader *r, struct store_curren
             break;
         struct store_currency_totals *t = &out[n++];
         err = col_text_fixed(st, 0, t->currency, sizeof(t->currency));
-        t->debits_posted = sqlite3_column_int64(st, 1);
-        t->credits_posted = sqlite3_column_int64(st, 2);
-        t->debits_pending = sqlite3_column_int64(st, 3);
-        t->credits_pending = sqlite3_column_int64(st, 4);
-        t->accounts = (uint64_t)sqlite3_column_int64(st, 5);
+        __int128 *dst[4] = {&t->debits_posted, &t->credits_posted, &t->debits_pending,
+                            &t->credits_pending};
+        for (int k = 0; k < 4; k++)
+            *dst[k] = (__int128)sqlite3_column_int64(st, 1 + 2 * k) * ((__int128)1 << 32) +
+                      sqlite3_column_int64(st, 2 + 2 * k);
+        t->accounts = (uint64_t)sqlite3_column_int64(st, 9);
     }
     sqlite3_reset(st);
     if (err == CF_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
