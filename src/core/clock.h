@@ -12,7 +12,7 @@
 
 struct cf_clock {
     int64_t (*now_us)(struct cf_clock *clock);
-    int64_t fake_now_us; /* used by the fake clock only */
+    _Atomic int64_t fake_now_us; /* used by the fake clock only; a test thread moves it */
 };
 
 /* The system's real-time clock. */

@@ -236,7 +236,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return MHD_YES;
     }
-    switch (cr->state) {
+    switch (atomic_load(&cr->state)) {
     case REQ_NEW:
         return dispatch(cr, conn);
     case REQ_RESUMED: {

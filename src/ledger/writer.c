@@ -534,7 +534,8 @@ static enum cf_err entry_copy_out(struct arena *arena, struct ledger_entry *dst,
 
 static bool entry_matches_leg(const struct ledger_entry *e, const struct ledger_leg *leg)
 {
-    return e->debit_id == leg->debit_id && e->credit_id == leg->credit_id &&
+    int64_t timeout_s = e->expires_at_us > 0 ? (e->expires_at_us - e->created_at_us) / 1000000 : 0;
+    return timeout_s == leg->timeout_s && e->debit_id == leg->debit_id && e->credit_id == leg->credit_id &&
            e->amount == leg->amount && strcmp(e->currency, leg->currency) == 0 &&
            strcmp(e->code, leg->code) == 0 &&
            e->type == (leg->pending ? LEDGER_ENTRY_PENDING : LEDGER_ENTRY_TRANSFER) &&

@@ -11,7 +11,8 @@
  * same account, overdraft, unknown account, bad amount or timeout), multi-leg transfers, holds
  * with and without timeouts, posts (full, partial, too much), voids, freezes and unfreezes,
  * no_overdraft toggles, batch commands with fresh and replayed item keys; between rounds the fake
- * clock moves and writer_sweep_now releases expired holds.
+ * clock moves (sometimes followed by a round of posts and voids only, which meets holds past
+ * their expiry but not yet swept) and writer_sweep_now releases the expired holds.
  *
  * A model predicts every command's outcome (commands apply in submission order) and keeps every
  * account's four totals, updated only from commands whose result was a success. At the end:
