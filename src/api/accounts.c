@@ -165,15 +165,18 @@ enum http_action api_account_get(struct http_request *req, struct http_response 
     return HTTP_DONE;
 }
 
-static void cursor_render(struct buf *b, bool more, uint64_t last)
+static uint64_t account_item(struct buf *b, const void *items, size_t i)
 {
-    char c[ID_TEXT_BYTES_MAX];
-    if (!more) {
-        buf_puts(b, "],\"next_cursor\":null}");
-        return;
-    }
-    cursor_format(last, c);
-    buf_printf(b, "],\"next_cursor\":\"%s\"}", c);
+    const struct store_account_row *row = &((const struct store_account_row *)items)[i];
+    api_render_account(b, &row->account, row->owner, row->metadata);
+    return row->account.id;
+}
+
+static uint64_t entry_item(struct buf *b, const void *items, size_t i)
+{
+    const struct ledger_entry *e = &((const struct ledger_entry *)items)[i];
+    api_render_entry(b, e);
+    return e->seq;
 }
 
 enum http_action api_accounts_list(struct http_request *req, struct http_response *resp)
@@ -196,17 +199,7 @@ enum http_action api_accounts_list(struct http_request *req, struct http_respons
         api_problem(req, resp, err, NULL);
         return HTTP_DONE;
     }
-    struct buf b;
-    buf_init(&b, req->arena, HTTP_RESPONSE_BYTES_MAX);
-    buf_puts(&b, "{\"data\":[");
-    size_t shown = n > limit ? limit : n;
-    for (size_t i = 0; i < shown; i++) {
-        if (i > 0)
-            buf_puts(&b, ",");
-        api_render_account(&b, &rows[i].account, rows[i].owner, rows[i].metadata);
-    }
-    cursor_render(&b, n > limit, shown > 0 ? rows[shown - 1].account.id : 0);
-    api_json_reply(resp, 200, &b);
+    api_reply_page(req, resp, rows, n, limit, account_item);
     return HTTP_DONE;
 }
 
@@ -236,16 +229,6 @@ enum http_action api_account_transfers(struct http_request *req, struct http_res
         api_problem(req, resp, err == CF_ERR_NOT_FOUND ? CF_ERR_ACCOUNT_NOT_FOUND : err, NULL);
         return HTTP_DONE;
     }
-    struct buf b;
-    buf_init(&b, req->arena, HTTP_RESPONSE_BYTES_MAX);
-    buf_puts(&b, "{\"data\":[");
-    size_t shown = n > limit ? limit : n;
-    for (size_t i = 0; i < shown; i++) {
-        if (i > 0)
-            buf_puts(&b, ",");
-        api_render_entry(&b, &rows[i]);
-    }
-    cursor_render(&b, n > limit, shown > 0 ? rows[shown - 1].seq : 0);
-    api_json_reply(resp, 200, &b);
+    api_reply_page(req, resp, rows, n, limit, entry_item);
     return HTTP_DONE;
 }

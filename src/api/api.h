@@ -88,6 +88,13 @@ void api_render_account(struct buf *b, const struct ledger_account *a, const cha
 void api_render_entry(struct buf *b, const struct ledger_entry *e);
 void api_render_string(struct buf *b, const char *s, size_t len);
 
+/* Renders one list item and returns its position (the cursor if it is the page's last). */
+typedef uint64_t (*api_item_fn)(struct buf *b, const void *items, size_t i);
+/* Answers {"data": [...], "next_cursor": ...} from n fetched items, of which the first limit
+ * are shown; n > limit means there is a next page. */
+void api_reply_page(struct http_request *req, struct http_response *resp, const void *items,
+                    size_t n, size_t limit, api_item_fn item);
+
 /* Idempotency (idempotency.c) ---------------------------------------------------------------- */
 
 /* Validates the header and prepares cmd's key (namespaced) and request hash. */

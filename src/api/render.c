@@ -112,3 +112,28 @@ void api_render_entry(struct buf *b, const struct ledger_entry *e)
     hash_hex(e->hash, HASH_BYTES, hex);
     buf_printf(b, ",\"hash\":\"%s\"}", hex);
 }
+
+void api_reply_page(struct http_request *req, struct http_response *resp, const void *items,
+                    size_t n, size_t limit, api_item_fn item)
+{
+    CF_ASSERT(limit >= 1 && limit <= PAGE_SIZE_MAX);
+    CF_ASSERT(n <= limit + 1);
+    struct buf b;
+    buf_init(&b, req->arena, HTTP_RESPONSE_BYTES_MAX);
+    buf_puts(&b, "{\"data\":[");
+    size_t shown = n > limit ? limit : n;
+    uint64_t last = 0;
+    for (size_t i = 0; i < shown; i++) {
+        if (i > 0)
+            buf_puts(&b, ",");
+        last = item(&b, items, i);
+    }
+    if (n > limit) {
+        char c[ID_TEXT_BYTES_MAX];
+        cursor_format(last, c);
+        buf_printf(&b, "],\"next_cursor\":\"%s\"}", c);
+    } else {
+        buf_puts(&b, "],\"next_cursor\":null}");
+    }
+    api_json_reply(resp, 200, &b);
+}

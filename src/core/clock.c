@@ -53,3 +53,17 @@ void cf_time_format_rfc3339(int64_t time_us, char *buf, unsigned buf_bytes)
     snprintf(buf, buf_bytes, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, micros);
 }
+
+struct timespec cf_deadline_after_ms(long delay_ms)
+{
+    CF_ASSERT(delay_ms >= 0 && delay_ms < 1000000);
+    struct timespec ts;
+    CF_ASSERT(clock_gettime(CLOCK_REALTIME, &ts) == 0);
+    ts.tv_sec += delay_ms / 1000;
+    ts.tv_nsec += (delay_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec += 1;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}

@@ -9,6 +9,7 @@
 #define COFFER_CORE_CLOCK_H
 
 #include <stdint.h>
+#include <time.h>
 
 struct cf_clock {
     int64_t (*now_us)(struct cf_clock *clock);
@@ -23,6 +24,9 @@ void cf_clock_fake_init(struct cf_clock *clock, int64_t start_us);
 void cf_clock_fake_advance(struct cf_clock *clock, int64_t delta_us);
 
 static inline int64_t cf_clock_now_us(struct cf_clock *clock) { return clock->now_us(clock); }
+
+/* The CLOCK_REALTIME instant delay_ms from now, for pthread_cond_timedwait. */
+struct timespec cf_deadline_after_ms(long delay_ms);
 
 /* Monotonic microseconds for measuring durations (never for timestamps that are stored). */
 int64_t cf_monotonic_us(void);

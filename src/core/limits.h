@@ -119,6 +119,10 @@
 /* Read connections in the pool: more than cores buys nothing on SQLite. */
 #define STORE_READERS_MAX 16
 
+/* How often WAL frames are copied back into the database file: often enough that the WAL stays
+ * small (a few batches), rarely enough that a checkpoint copies many frames at once. */
+#define CHECKPOINT_INTERVAL_MS 250
+
 /* How long a connection waits on a lock before the request fails with 503. */
 #define STORE_BUSY_TIMEOUT_MS 5000
 

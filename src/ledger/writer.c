@@ -870,13 +870,7 @@ static void *writer_main(void *arg)
         pthread_mutex_lock(&w->mu);
         while (w->q_head == NULL && !w->stopping && !w->sweep_requested &&
                cf_monotonic_us() - last_sweep_mono < WRITER_SWEEP_INTERVAL_MS * 1000) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += WRITER_SWEEP_INTERVAL_MS * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec += 1;
-                ts.tv_nsec -= 1000000000L;
-            }
+            struct timespec ts = cf_deadline_after_ms(WRITER_SWEEP_INTERVAL_MS);
             pthread_cond_timedwait(&w->cv, &w->mu, &ts);
         }
         if (w->q_head == NULL && w->stopping) {

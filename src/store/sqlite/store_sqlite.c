@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/limits.h"
 #include "core/log.h"
 #include "store/sqlite/schema.h"
@@ -116,7 +117,6 @@ struct sqlite_store {
     pthread_cond_t ccv;
 };
 
-#define CHECKPOINT_INTERVAL_MS 250
 
 static struct sqlite_store *sq(struct store *s) { return (struct sqlite_store *)s; }
 
@@ -787,13 +787,7 @@ static void *checkpoint_main(void *arg)
     struct sqlite_store *ss = arg;
     pthread_mutex_lock(&ss->cmu);
     while (!ss->cstop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += CHECKPOINT_INTERVAL_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec += 1;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = cf_deadline_after_ms(CHECKPOINT_INTERVAL_MS);
         pthread_cond_timedwait(&ss->ccv, &ss->cmu, &ts);
         if (ss->cstop)
             break;
