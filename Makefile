@@ -4,7 +4,7 @@ DATA     ?= ./var
 LISTEN   ?= 127.0.0.1:8080
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: all deps build run test bench fuzz clean format
+.PHONY: all deps build server run test bench fuzz clean format
 
 all: build
 
@@ -15,7 +15,11 @@ build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
-run: build
+server: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target coffer
+
+run: server
 	@$(BUILD)/coffer serve --data $(DATA) --listen $(LISTEN)
 
 test: build

@@ -332,6 +332,7 @@ int cli_main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     const char *cmd = argv[1];
+    umask(077); /* the database, the WAL and the token file are for this user alone */
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("coffer %s\n", COFFER_VERSION);
         return 0;
