@@ -2,6 +2,8 @@
 -- Environment: COFFER_TOKEN, COFFER_ACCOUNTS (file with one account id per line), COFFER_RUN.
 local accounts = {}
 local token = os.getenv("COFFER_TOKEN")
+-- COFFER_HOT_PERCENT: share of transfers that credit the first account (a hot merchant).
+local hot = tonumber(os.getenv("COFFER_HOT_PERCENT") or "0")
 local run = os.getenv("COFFER_RUN") or "0"
 local counter = 0
 local thread_id = 0
@@ -26,6 +28,10 @@ function request()
   local i = math.random(n)
   local j = math.random(n - 1)
   if j >= i then j = j + 1 end
+  if hot > 0 and math.random(100) <= hot then
+    j = 1
+    if i == 1 then i = 2 end
+  end
   local body = string.format(
     '{"debit_account_id":"%s","credit_account_id":"%s","amount":%d,"currency":"USD","code":"p2p"}',
     accounts[i], accounts[j], math.random(1, 100))

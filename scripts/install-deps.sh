@@ -5,11 +5,12 @@
 set -euo pipefail
 
 want=(build-essential cmake pkg-config clang libclang-rt-14-dev
-      libmicrohttpd-dev libjansson-dev libsqlite3-dev libsodium-dev libcmocka-dev
+      libmicrohttpd-dev libjansson-dev libsqlite3-dev libsodium-dev libcmocka-dev libpq-dev
       python3 curl ca-certificates)
-if [ "${1:-}" = "--bench" ]; then
-  want+=(wrk postgresql postgresql-contrib)
-fi
+case "${1:-}" in
+  --test) want+=(postgresql) ;;                 # the PostgreSQL pass of `make test`
+  --bench) want+=(wrk postgresql postgresql-contrib) ;;
+esac
 
 missing=()
 for p in "${want[@]}"; do

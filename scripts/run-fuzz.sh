@@ -9,9 +9,9 @@ command -v clang >/dev/null || { echo "run-fuzz: clang is missing (scripts/insta
 mkdir -p "$out"
 flags=(-g -O1 -std=c11 -D_GNU_SOURCE -DCOFFER_VERSION=\"fuzz\" -Wall -Wextra -Werror -Wno-unused-parameter
        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I"$root/src")
-libs=$(pkg-config --cflags --libs jansson libsodium sqlite3 libmicrohttpd)
+libs=$(pkg-config --cflags --libs jansson libsodium sqlite3 libmicrohttpd libpq)
 src=$(ls "$root"/src/core/*.c "$root"/src/money/*.c "$root"/src/ledger/*.c "$root"/src/store/*.c \
-         "$root"/src/store/sqlite/*.c "$root"/src/http/*.c "$root"/src/api/*.c)
+         "$root"/src/store/sqlite/*.c "$root"/src/store/postgres/*.c "$root"/src/http/*.c "$root"/src/api/*.c)
 status=0
 for target in "$root"/fuzz/fuzz_*.c; do
   name=$(basename "$target" .c)

@@ -31,6 +31,8 @@ static const char usage_main[] =
     "  version   print the version\n\n"
     "options (serve, init, verify):\n"
     "  --data DIR          data directory (default ./var, env COFFER_DATA)\n"
+    "  --db URL            postgresql://... to use PostgreSQL instead of SQLite in DIR\n"
+    "                      (env COFFER_DB)\n"
     "  --listen HOST:PORT  address to serve on (default 127.0.0.1:8080, env COFFER_LISTEN)\n"
     "  --config FILE       config file of key = value lines (env COFFER_CONFIG)\n"
     "  --log-level LEVEL   debug, info, warn or error (env COFFER_LOG_LEVEL)\n"
@@ -79,6 +81,7 @@ static int flags_parse(int argc, char **argv, struct config *c, const char *cmd)
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         const char *key = strcmp(a, "--data") == 0        ? "data"
+                          : strcmp(a, "--db") == 0        ? "db"
                           : strcmp(a, "--listen") == 0    ? "listen"
                           : strcmp(a, "--log-level") == 0 ? "log_level"
                                                           : NULL;
@@ -119,6 +122,11 @@ static enum cf_err common_setup(const struct config *c)
 
 static enum cf_err store_open_cfg(const struct config *c, bool read_only, struct store **out)
 {
+    /* the data directory holds the token file (and the SQLite database) whatever the store */
+    if (!read_only && mkdir(c->data, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "coffer: cannot create %s: %s\n", c->data, strerror(errno));
+        return CF_ERR_IO;
+    }
     struct store_options o = {
         .location = c->db[0] != '\0' ? c->db : c->data,
         .readers = read_only ? 1 : c->readers,

@@ -52,6 +52,10 @@
 /* Accounts kept in the writer's cache (SQLite only: one writer owns the database). */
 #define WRITER_ACCOUNT_CACHE_MAX (1u << 20)
 
+/* Attempts at one batch when the database reports a serialization failure or deadlock; past
+ * this every command in it answers 503 storage_conflict and the client retries. */
+#define WRITER_RETRIES_MAX 3
+
 /* How often the writer looks for expired holds when it is otherwise idle. */
 #define WRITER_SWEEP_INTERVAL_MS 100
 
@@ -59,6 +63,9 @@
 
 /* An Idempotency-Key header or a batch item's key. */
 #define IDEM_KEY_BYTES_MAX 128
+
+/* A key as stored: the caller's key behind a principal namespace ("op:"). */
+#define IDEM_STORED_KEY_BYTES_MAX (IDEM_KEY_BYTES_MAX + 16)
 
 /* Stored responses are kept at least 24 hours, as the API promises; purged after 48. */
 #define IDEM_RETENTION_S (48LL * 3600)

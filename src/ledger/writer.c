@@ -116,10 +116,20 @@ struct writer {
     struct undo undo;
     struct arena *scratch; /* store reads of this batch */
     bool failed;           /* the store failed: the batch rolls back */
+    enum cf_err fail_err;  /* the first store error of the batch */
     int64_t last_sweep_us, last_purge_us;
 
     struct writer_stats stats;
 };
+
+/* The store failed mid-batch: the whole batch will roll back. Keeps the first error. */
+static void batch_fail(struct writer *w, enum cf_err err)
+{
+    CF_ASSERT(err != CF_OK);
+    if (!w->failed)
+        w->fail_err = err;
+    w->failed = true;
+}
 
 /* Account cache ----------------------------------------------------------------------------- */
 
@@ -177,13 +187,13 @@ static enum cf_err account_node(struct writer *w, uint64_t id, struct node **out
         if (err == CF_ERR_NOT_FOUND)
             return CF_ERR_ACCOUNT_NOT_FOUND;
         if (err != CF_OK) {
-            w->failed = true;
+            batch_fail(w, err);
             return err;
         }
         CF_ASSERT(a.id == id);
         n = cache_add(w, &a);
         if (n == NULL) {
-            w->failed = true;
+            batch_fail(w, CF_ERR_NOMEM);
             return CF_ERR_NOMEM;
         }
     }
@@ -363,7 +373,7 @@ static enum cf_err pending_find(struct writer *w, uint64_t seq, struct ledger_en
     if (err == CF_ERR_NOT_FOUND)
         return CF_ERR_TRANSFER_NOT_FOUND;
     if (err != CF_OK) {
-        w->failed = true;
+        batch_fail(w, err);
         return err;
     }
     l->resolved = false;
@@ -397,7 +407,7 @@ static enum cf_err apply_account_create(struct writer *w, struct writer_cmd *c)
     CF_ASSERT(ledger_account_is_valid(&a));
     struct node *n = cache_add(w, &a);
     if (n == NULL) {
-        w->failed = true;
+        batch_fail(w, CF_ERR_NOMEM);
         return CF_ERR_NOMEM;
     }
     w->next_account_id++;
@@ -577,7 +587,7 @@ static void batch_item_run(struct writer *w, struct writer_cmd *c, size_t i)
         return;
     }
     if (err != CF_ERR_NOT_FOUND) {
-        w->failed = true;
+        batch_fail(w, err);
         res->err = err;
         return;
     }
@@ -611,7 +621,7 @@ static bool idem_check(struct writer *w, struct writer_cmd *c)
         return false;
     }
     if (err != CF_OK) {
-        w->failed = true;
+        batch_fail(w, err);
         c->err = err;
     } else if (!hash_equal(r.request_hash, c->request_hash, HASH_BYTES)) {
         c->err = CF_ERR_IDEM_KEY_REUSED;
@@ -630,7 +640,7 @@ static void idem_store(struct writer *w, struct writer_cmd *c)
     CF_ASSERT(c->render != NULL);
     CF_ASSERT(w->idem_n < IDEM_CAP);
     if (c->render(c) != CF_OK || c->resp_body == NULL) {
-        w->failed = true;
+        batch_fail(w, CF_ERR_NOMEM);
         return;
     }
     struct idem_put *p = &w->idem[w->idem_n++];
@@ -706,14 +716,15 @@ static void expire_sweep(struct writer *w)
 {
     uint64_t seqs[LEDGER_EXPIRE_SWEEP_MAX];
     size_t n = 0;
-    if (w->store->ops->w_expired(w->store, w->now_us, seqs, LEDGER_EXPIRE_SWEEP_MAX, &n) != CF_OK) {
-        w->failed = true;
+    enum cf_err err = w->store->ops->w_expired(w->store, w->now_us, seqs, LEDGER_EXPIRE_SWEEP_MAX, &n);
+    if (err != CF_OK) {
+        batch_fail(w, err);
         return;
     }
     for (size_t i = 0; i < n && !w->failed; i++) {
         struct ledger_entry *e, *p;
         undo_begin(w);
-        enum cf_err err = apply_resolve(w, seqs[i], LEDGER_ENTRY_EXPIRE_PENDING, 0, &e, &p);
+        err = apply_resolve(w, seqs[i], LEDGER_ENTRY_EXPIRE_PENDING, 0, &e, &p);
         if (err != CF_OK) {
             undo_rollback(w);
             continue;
@@ -783,35 +794,50 @@ static void batch_reset(struct writer *w)
         w->epoch = 1; /* 0 means "never" in nodes and key slots */
     w->entries_n = w->dirty_n = w->loaded_n = w->keys_n = w->idem_n = 0;
     w->failed = false;
+    w->fail_err = CF_OK;
     arena_reset(w->scratch);
     w->now_us = cf_clock_now_us(w->clock);
-    w->first_seq = w->next_seq;
     if (!w->store->ops->single_writer || w->nodes_n > WRITER_ACCOUNT_CACHE_MAX)
         cache_clear(w);
 }
 
-/* The store failed: nothing of the batch happened; forget what memory believes. */
-static void batch_abort(struct writer *w, struct writer_cmd *cmds, enum cf_err err)
+/* Undoes a failed attempt: nothing of it happened; forget what memory believes. */
+static void batch_rollback(struct writer *w, enum cf_err err)
 {
     w->store->ops->w_rollback(w->store);
     cache_clear(w);
     if (head_load(w) != CF_OK)
         cf_log(LOG_ERROR, "cannot reload the journal head after a failed batch", NULL);
-    for (struct writer_cmd *c = cmds; c != NULL; c = c->next_) {
-        c->err = err == CF_OK ? CF_ERR_STORAGE : err;
-        c->replayed = false;
-        c->resp_body = NULL;
-    }
     atomic_fetch_add(&w->stats.commit_failures, 1);
-    cf_log(LOG_ERROR, "batch rolled back", "reason", cf_err_code(err), NULL);
+    cf_log(err == CF_ERR_STORAGE_CONFLICT ? LOG_WARN : LOG_ERROR, "batch rolled back", "reason",
+           cf_err_code(err), NULL);
 }
 
-static void batch_run(struct writer *w, struct writer_cmd *cmds, bool sweep)
+/* Outputs back to their state at submit, so a retried batch starts clean. */
+static void cmds_reset(struct writer_cmd *cmds, enum cf_err err)
+{
+    for (struct writer_cmd *c = cmds; c != NULL; c = c->next_) {
+        c->err = err;
+        c->replayed = false;
+        c->resp_body = NULL;
+        c->resp_body_len = 0;
+        c->entries_out = NULL;
+        c->entries_n = 0;
+        c->items = NULL;
+        c->failed_leg = 0;
+    }
+}
+
+/* One attempt: CF_OK when the batch committed. */
+static enum cf_err batch_attempt(struct writer *w, struct writer_cmd *cmds, bool sweep,
+                                 size_t *n_out)
 {
     batch_reset(w);
-    int64_t t0 = cf_monotonic_us();
     size_t n = 0;
     enum cf_err err = w->store->ops->w_begin(w->store);
+    if (err == CF_OK && !w->store->ops->single_writer)
+        err = head_load(w); /* under the global write lock: other servers may have written */
+    w->first_seq = w->next_seq;
     if (err == CF_OK && sweep)
         expire_sweep(w);
     if (err == CF_OK && w->now_us - w->last_purge_us >= IDEM_PURGE_INTERVAL_US) {
@@ -824,9 +850,26 @@ static void batch_run(struct writer *w, struct writer_cmd *cmds, bool sweep)
         err = batch_persist(w);
     if (err == CF_OK && !w->failed)
         err = w->store->ops->w_commit(w->store);
-    if (err != CF_OK || w->failed) {
-        batch_abort(w, cmds, err);
-        return;
+    if (err == CF_OK && w->failed)
+        err = w->fail_err;
+    *n_out = n;
+    return err;
+}
+
+static void batch_run(struct writer *w, struct writer_cmd *cmds, bool sweep)
+{
+    int64_t t0 = cf_monotonic_us();
+    size_t n = 0;
+    for (unsigned attempt = 1;; attempt++) {
+        enum cf_err err = batch_attempt(w, cmds, sweep, &n);
+        if (err == CF_OK)
+            break;
+        batch_rollback(w, err);
+        if (err != CF_ERR_STORAGE_CONFLICT || attempt >= WRITER_RETRIES_MAX) {
+            cmds_reset(cmds, err == CF_ERR_STORAGE_CONFLICT ? err : CF_ERR_STORAGE);
+            return;
+        }
+        cmds_reset(cmds, CF_OK);
     }
     for (size_t i = 0; i < w->dirty_n; i++)
         w->dirty[i]->is_new = false;

@@ -10,9 +10,7 @@ enum cf_err store_open(const struct store_options *opts, struct store **out)
     CF_ASSERT(opts != NULL && opts->location != NULL);
     CF_ASSERT(out != NULL);
     if (strncmp(opts->location, "postgres://", 11) == 0 ||
-        strncmp(opts->location, "postgresql://", 13) == 0) {
-        cf_log(LOG_ERROR, "the postgresql backend is not built yet", NULL);
-        return CF_ERR_CONFIG;
-    }
+        strncmp(opts->location, "postgresql://", 13) == 0)
+        return store_postgres_open(opts, out);
     return store_sqlite_open(opts, out);
 }

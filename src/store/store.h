@@ -14,9 +14,22 @@
  *     transaction; every r_* call on that reader sees the same consistent snapshot until
  *     r_close gives it back.
  *
+ * Several servers (stores that are not single_writer, such as PostgreSQL): w_begin also takes
+ * the database's one global write lock for the rest of the transaction (PostgreSQL: a
+ * transaction-scoped advisory lock), so batches from every server apply one at a time in one
+ * journal order and the hash chain stays linear. The writer then re-reads w_head and every
+ * account inside that transaction; nothing is cached across batches.
+ *
+ * After any w_* call fails other than with CF_ERR_NOT_FOUND, the batch is dead: the writer calls
+ * w_rollback (PostgreSQL aborts the transaction at the first failed statement; SQLite would go
+ * on, but the writer does not rely on that).
+ *
  * Errors: CF_ERR_NOT_FOUND for a missing row, CF_ERR_STORAGE for anything the database says
- * went wrong (the caller retries or answers 503), CF_ERR_CORRUPT when stored data breaks the
- * schema's rules. Outputs are untouched on error.
+ * went wrong (the caller answers 503), CF_ERR_STORAGE_CONFLICT for a serialization failure or
+ * deadlock (SQLSTATE 40001, 40P01: the writer retries the whole batch a bounded number of
+ * times), CF_ERR_CORRUPT when stored data breaks the schema's rules. Outputs are untouched on
+ * error. A lost connection is CF_ERR_STORAGE; the backend reconnects on the next w_begin or
+ * r_open.
  *
  * Memory: strings returned by the store (owner, metadata, idempotency bodies, entry metadata and
  * keys) are copied into the arena the caller passes and die with it.
@@ -144,7 +157,9 @@ struct store_options {
  * with s->ops->close(s). */
 CF_WARN_UNUSED enum cf_err store_open(const struct store_options *opts, struct store **out);
 
-/* The SQLite backend's constructor (store_open dispatches to it). */
+/* The backends' constructors (store_open dispatches on the location). */
 CF_WARN_UNUSED enum cf_err store_sqlite_open(const struct store_options *opts, struct store **out);
+CF_WARN_UNUSED enum cf_err store_postgres_open(const struct store_options *opts,
+                                               struct store **out);
 
 #endif

@@ -79,10 +79,34 @@ def new_key(tag="k"):
 # Server process
 
 
+# With COFFER_TEST_PG_URL set (the PostgreSQL pass of `make test`), every Server gets a fresh
+# database on that cluster unless it is handed one to share (several servers, one database).
+PG_URL = os.environ.get("COFFER_TEST_PG_URL")
+_db_counter = [0]
+
+
+def pg_create_db():
+    """Creates a fresh database on the test cluster; returns (url, name)."""
+    _db_counter[0] += 1
+    name = "coffer_api_%d_%d" % (os.getpid(), _db_counter[0])
+    subprocess.run(["psql", PG_URL, "-qAtc", "CREATE DATABASE %s" % name], check=True,
+                   capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    return PG_URL.rsplit("/", 1)[0] + "/" + name, name
+
+
+def pg_drop_db(name):
+    subprocess.run(["psql", PG_URL, "-qAtc", "DROP DATABASE IF EXISTS %s WITH (FORCE)" % name],
+                   capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+
+
 class Server:
     """One coffer server process over a data directory it may outlive (restart keeps it)."""
 
-    def __init__(self, bin_path, root=None, log_level="info", env=None):
+    def __init__(self, bin_path, root=None, log_level="info", env=None, db=None):
+        self.db = db
+        self.db_name = None
+        if db is None and PG_URL:
+            self.db, self.db_name = pg_create_db()
         self.bin = bin_path
         self.owns_root = root is None
         self.root = root or tempfile.mkdtemp(prefix="coffer-api-test-")
@@ -126,7 +150,7 @@ class Server:
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
                 [self.bin, "serve", "--data", self.data, "--listen",
-                 "127.0.0.1:%d" % self.port],
+                 "127.0.0.1:%d" % self.port] + self.db_args(),
                 stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
@@ -200,10 +224,16 @@ class Server:
         self.stop()
         return self.start()
 
+    def db_args(self):
+        return ["--db", self.db] if self.db else []
+
     def close(self):
         try:
             if self.proc is not None:
                 self.stop()
+            if self.db_name is not None:
+                pg_drop_db(self.db_name)
+                self.db_name = None
         finally:
             if self.owns_root and not os.environ.get("COFFER_TEST_KEEP"):
                 shutil.rmtree(self.root, ignore_errors=True)
@@ -218,7 +248,8 @@ class Server:
 
     def verify(self):
         """Runs `coffer verify` on the data directory; returns (exit code, stdout + stderr)."""
-        r = subprocess.run([self.bin, "verify", "--data", self.data], capture_output=True,
+        r = subprocess.run([self.bin, "verify", "--data", self.data] + self.db_args(),
+                           capture_output=True,
                            text=True, timeout=120, stdin=subprocess.DEVNULL)
         return r.returncode, r.stdout + r.stderr
 
@@ -505,6 +536,9 @@ def main(tests):
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True, help="path of the coffer binary")
     ap.add_argument("--src", default=None, help="source tree (unused by most tests)")
+    ap.add_argument("--pg-state", default=None,
+                    help="the test cluster's state directory (scripts/pg-cluster.sh), for tests "
+                         "that stop and start the database")
     ap.add_argument("only", nargs="*", help="run only these tests")
     args = ap.parse_args()
     check(os.access(args.bin, os.X_OK), "not an executable: %s" % args.bin)

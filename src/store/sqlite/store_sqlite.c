@@ -557,7 +557,7 @@ static enum cf_err w_idem_get(struct store *s, const char *key, size_t key_len,
 static enum cf_err w_idem_put(struct store *s, const char *key, size_t key_len,
                               const struct store_idem_record *r)
 {
-    CF_ASSERT(key_len > 0 && key_len <= IDEM_KEY_BYTES_MAX + 16);
+    CF_ASSERT(key_len > 0 && key_len <= IDEM_STORED_KEY_BYTES_MAX);
     sqlite3_stmt *st = wst(s, W_IDEM_PUT);
     sqlite3_bind_blob(st, 1, key, (int)key_len, SQLITE_STATIC);
     sqlite3_bind_blob(st, 2, r->request_hash, HASH_BYTES, SQLITE_STATIC);
