@@ -20,6 +20,10 @@
  * journal order and the hash chain stays linear. The writer then re-reads w_head and every
  * account inside that transaction; nothing is cached across batches.
  *
+ * A backend may send a batch's writes without waiting for their answers (PostgreSQL pipelines
+ * them): a write's error is then reported by a later w_* read or at the latest by w_commit,
+ * which fails, so a batch with a failed write never commits.
+ *
  * After any w_* call fails other than with CF_ERR_NOT_FOUND, the batch is dead: the writer calls
  * w_rollback (PostgreSQL aborts the transaction at the first failed statement; SQLite would go
  * on, but the writer does not rely on that).

@@ -201,10 +201,24 @@ struct store_reader {
     struct store_reader *next_free;
 };
 
+/* A batch's writes are pipelined (libpq pipeline mode): sent without waiting for answers, whose
+ * results are read in rounds of this many and at w_commit. Bounded so neither side's socket
+ * buffer fills with unread results while the other keeps sending. */
+#define PIPE_ROUND_MAX 512
+
+/* A write sent in pipeline mode, and the error to report when it changed no row. */
+struct piped {
+    int stmt;
+    enum cf_err none;
+};
+
 struct pg_store {
     struct store base;
     struct pg_conn w; /* conn is NULL when read-only */
     bool in_batch;    /* between a successful w_begin and w_commit/w_rollback */
+    bool piping;      /* the writer connection is in pipeline mode */
+    int pipe_n;       /* writes sent since the last round was read */
+    struct piped pipe[PIPE_ROUND_MAX];
     struct store_reader *readers;
     unsigned readers_n, readers_free;
     struct store_reader *free_list;
@@ -342,6 +356,79 @@ static enum cf_err exec_simple(struct pg_conn *c, const char *sql, const char *o
 }
 
 /* Ends whatever transaction c is in, ignoring errors (a lost session has none left). */
+/* Reads one sent write's result (the NULL that ends it too); CF_OK when it changed one row. */
+static enum cf_err pipe_result(PGconn *conn, const struct piped *q)
+{
+    PGresult *res = PQgetResult(conn);
+    if (res == NULL)
+        return res_check(conn, NULL, "pipeline result");
+    enum cf_err err = CF_OK;
+    if (PQresultStatus(res) == PGRES_PIPELINE_ABORTED)
+        err = CF_ERR_STORAGE; /* an earlier write failed and was reported */
+    else if ((err = res_check(conn, res, "pipelined write")) == CF_OK &&
+             strcmp(PQcmdTuples(res), "1") != 0) {
+        cf_log(LOG_ERROR, "postgresql pipelined write changed no row", NULL);
+        err = q->none;
+    }
+    PQclear(res);
+    PQclear(PQgetResult(conn)); /* the NULL after each query's result */
+    return err;
+}
+
+/* Sends a sync and reads the results of every write sent since the last round. */
+static enum cf_err pipe_round(struct pg_conn *c, struct piped *pipe, int *pipe_n)
+{
+    CF_ASSERT(*pipe_n >= 0 && *pipe_n <= PIPE_ROUND_MAX);
+    enum cf_err err = PQpipelineSync(c->conn) == 1 ? CF_OK : res_check(c->conn, NULL, "sync");
+    for (int k = 0; k < *pipe_n && PQstatus(c->conn) == CONNECTION_OK; k++) {
+        enum cf_err e = pipe_result(c->conn, &pipe[k]);
+        if (err == CF_OK)
+            err = e;
+    }
+    *pipe_n = 0;
+    PGresult *sync = PQstatus(c->conn) == CONNECTION_OK ? PQgetResult(c->conn) : NULL;
+    if (sync == NULL || PQresultStatus(sync) != PGRES_PIPELINE_SYNC)
+        err = err != CF_OK ? err : res_check(c->conn, sync, "pipeline sync");
+    PQclear(sync);
+    return err;
+}
+
+/* Leaves pipeline mode after reading what is outstanding; the first error, if any. */
+static enum cf_err pipe_end(struct pg_store *ps)
+{
+    if (!ps->piping)
+        return CF_OK;
+    enum cf_err err = ps->pipe_n > 0 ? pipe_round(&ps->w, ps->pipe, &ps->pipe_n) : CF_OK;
+    if (PQexitPipelineMode(ps->w.conn) != 1 && err == CF_OK)
+        err = res_check(ps->w.conn, NULL, "exit pipeline");
+    ps->piping = false;
+    ps->pipe_n = 0;
+    return err;
+}
+
+/* Sends a batch write without waiting; its result is checked at the next round or at commit. */
+static enum cf_err pipe_send(struct pg_store *ps, int i, const struct params *p, enum cf_err none)
+{
+    PGconn *conn = ps->w.conn;
+    if (!ps->piping) {
+        if (PQenterPipelineMode(conn) != 1)
+            return res_check(conn, NULL, "enter pipeline");
+        ps->piping = true;
+    }
+    if (ps->pipe_n == PIPE_ROUND_MAX) {
+        enum cf_err err = pipe_round(&ps->w, ps->pipe, &ps->pipe_n);
+        if (err != CF_OK)
+            return err;
+    }
+    if (PQsendQueryPrepared(conn, ps->w.stmts[i].name, p->n, p->values, p->lengths, p->formats,
+                            0) != 1)
+        return res_check(conn, NULL, ps->w.stmts[i].name);
+    ps->pipe[ps->pipe_n].stmt = i;
+    ps->pipe[ps->pipe_n].none = none;
+    ps->pipe_n++;
+    return CF_OK;
+}
+
 static void txn_abandon(struct pg_conn *c)
 {
     PGTransactionStatusType t = PQtransactionStatus(c->conn);
@@ -758,6 +845,9 @@ static enum cf_err w_run(struct store *s, enum w_stmt i, const struct params *p,
         if (err != CF_OK)
             return err;
     }
+    enum cf_err err = pipe_end(ps); /* a read after pipelined writes: finish those first */
+    if (err != CF_OK)
+        return err;
     return stmt_run(&ps->w, (int)i, p, res_out);
 }
 
@@ -767,6 +857,8 @@ static enum cf_err w_change_one(struct store *s, enum w_stmt i, const struct par
                                 enum cf_err none)
 {
     CF_ASSERT(none != CF_OK);
+    if (pg(s)->in_batch)
+        return pipe_send(pg(s), (int)i, p, none);
     PGresult *res;
     enum cf_err err = w_run(s, i, p, &res);
     if (err != CF_OK)
@@ -797,6 +889,11 @@ static enum cf_err w_commit(struct store *s)
     struct pg_store *ps = pg(s);
     CF_ASSERT(ps->w.conn != NULL && ps->in_batch);
     ps->in_batch = false;
+    enum cf_err piped = pipe_end(ps);
+    if (piped != CF_OK) {
+        txn_abandon(&ps->w);
+        return piped;
+    }
     PGresult *res = PQexec(ps->w.conn, "COMMIT");
     enum cf_err err = res_check(ps->w.conn, res, "commit");
     /* COMMIT of a transaction a failed statement aborted succeeds as ROLLBACK */
@@ -815,6 +912,7 @@ static void w_rollback(struct store *s)
     struct pg_store *ps = pg(s);
     CF_ASSERT(ps->w.conn != NULL);
     ps->in_batch = false;
+    (void)pipe_end(ps); /* its errors are the batch's, already reported */
     txn_abandon(&ps->w);
 }
 

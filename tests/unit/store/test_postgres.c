@@ -404,6 +404,16 @@ static void test_account_insert_get_update(void **state)
     assert_memory_equal(&got, &before, sizeof(got));
 }
 
+/* A batch's writes may be pipelined: a write's error shows at once or at the latest at
+ * w_commit, which must then fail with want; the batch leaves nothing behind. */
+static void write_fails(struct store *s, enum cf_err now, enum cf_err want)
+{
+    if (now == CF_OK)
+        now = s->ops->w_commit(s);
+    assert_int_equal(now, want);
+    s->ops->w_rollback(s);
+}
+
 static void test_account_update_missing_and_duplicate(void **state)
 {
     struct fx *f = *state;
@@ -411,10 +421,12 @@ static void test_account_update_missing_and_duplicate(void **state)
     struct ledger_account a = mk_account(1, "USD", LEDGER_NORMAL_CREDIT);
     begin(f->s);
     insert_account(f->s, &a);
-    assert_int_not_equal(ops->w_account_insert(f->s, &a, NULL, 0, NULL, 0), CF_OK);
+    commit(f->s);
+    begin(f->s);
+    write_fails(f->s, ops->w_account_insert(f->s, &a, NULL, 0, NULL, 0), CF_ERR_STORAGE);
     struct ledger_account missing = mk_account(9, "USD", LEDGER_NORMAL_CREDIT);
-    assert_int_equal(ops->w_account_update(f->s, &missing), CF_ERR_CORRUPT);
-    ops->w_rollback(f->s);
+    begin(f->s);
+    write_fails(f->s, ops->w_account_update(f->s, &missing), CF_ERR_CORRUPT);
 }
 
 static void test_entry_insert_get(void **state)
@@ -488,9 +500,13 @@ static void test_entry_by_key_and_unique(void **state)
     e2.idem_key_len = 3;
     begin(f->s);
     assert_int_equal(ops->w_entry_insert(f->s, &e1), CF_OK);
-    assert_int_equal(ops->w_entry_insert(f->s, &e2), CF_ERR_STORAGE);
-    assert_int_equal(ops->w_entry_insert(f->s, &e1), CF_ERR_STORAGE); /* the same seq */
-    assert_int_equal(ops->w_entry_insert(f->s, &e3), CF_OK);          /* no key: fine */
+    commit(f->s);
+    begin(f->s);
+    write_fails(f->s, ops->w_entry_insert(f->s, &e2), CF_ERR_STORAGE);
+    begin(f->s);
+    write_fails(f->s, ops->w_entry_insert(f->s, &e1), CF_ERR_STORAGE); /* the same seq */
+    begin(f->s);
+    assert_int_equal(ops->w_entry_insert(f->s, &e3), CF_OK); /* no key: fine */
     commit(f->s);
     assert_int_equal(ops->w_entry_find_key(f->s, "k-1", 3, &got, f->arena), CF_OK);
     assert_entry_equal(&got, &e1);
@@ -520,8 +536,7 @@ static void test_resolve(void **state)
     struct ledger_entry missing = p;
     missing.seq = 77;
     begin(f->s);
-    assert_int_equal(ops->w_entry_resolve(f->s, &missing), CF_ERR_CORRUPT);
-    ops->w_rollback(f->s);
+    write_fails(f->s, ops->w_entry_resolve(f->s, &missing), CF_ERR_CORRUPT);
 }
 
 static void test_idem_put_get_purge(void **state)
@@ -539,8 +554,9 @@ static void test_idem_put_get_purge(void **state)
     begin(f->s);
     assert_int_equal(ops->w_idem_put(f->s, "a", 1, &r1), CF_OK);
     assert_int_equal(ops->w_idem_put(f->s, "b", 1, &r2), CF_OK);
-    assert_int_equal(ops->w_idem_put(f->s, "a", 1, &r2), CF_ERR_STORAGE); /* key taken */
     commit(f->s);
+    begin(f->s);
+    write_fails(f->s, ops->w_idem_put(f->s, "a", 1, &r2), CF_ERR_STORAGE); /* key taken */
     assert_int_equal(ops->w_idem_get(f->s, "a", 1, &got, f->arena), CF_OK);
     assert_int_equal(got.http_status, 201);
     assert_memory_equal(got.request_hash, r1.request_hash, HASH_BYTES);
@@ -938,8 +954,7 @@ static void test_reconnects_after_sessions_end(void **state)
     begin(f->s);
     assert_int_equal(ops->w_entry_insert(f->s, &e3), CF_OK);
     sessions_kill(f->db);
-    assert_int_equal(ops->w_entry_insert(f->s, &e4), CF_ERR_STORAGE);
-    ops->w_rollback(f->s);
+    write_fails(f->s, ops->w_entry_insert(f->s, &e4), CF_ERR_STORAGE);
     begin(f->s);
     assert_int_equal(ops->w_entry_get(f->s, 3, &got, f->arena), CF_ERR_NOT_FOUND);
     commit(f->s);
@@ -973,16 +988,12 @@ static void test_sqlstates_and_failed_commit(void **state)
     struct ledger_entry check = entry(2, 1, 2, 668);
     begin(f->s);
     assert_int_equal(ops->w_entry_insert(f->s, &e1), CF_OK);
-    assert_int_equal(ops->w_entry_insert(f->s, &serial), CF_ERR_STORAGE_CONFLICT);
-    assert_int_not_equal(ops->w_commit(f->s), CF_OK); /* the transaction was aborted */
-    ops->w_rollback(f->s);
+    write_fails(f->s, ops->w_entry_insert(f->s, &serial), CF_ERR_STORAGE_CONFLICT);
     assert_int_equal(ops->w_entry_get(f->s, 1, &got, f->arena), CF_ERR_NOT_FOUND);
     begin(f->s);
-    assert_int_equal(ops->w_entry_insert(f->s, &deadlock), CF_ERR_STORAGE_CONFLICT);
-    ops->w_rollback(f->s);
+    write_fails(f->s, ops->w_entry_insert(f->s, &deadlock), CF_ERR_STORAGE_CONFLICT);
     begin(f->s);
-    assert_int_equal(ops->w_entry_insert(f->s, &check), CF_ERR_STORAGE);
-    ops->w_rollback(f->s);
+    write_fails(f->s, ops->w_entry_insert(f->s, &check), CF_ERR_STORAGE);
     begin(f->s);
     assert_int_equal(ops->w_entry_insert(f->s, &e1), CF_OK);
     commit(f->s);
