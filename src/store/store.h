@@ -101,6 +101,11 @@ struct store_ops {
     enum cf_err (*w_account_insert)(struct store *s, const struct ledger_account *a,
                                     const char *owner, size_t owner_len, const char *metadata,
                                     size_t metadata_len);
+    /* Optional (NULL: the writer reads accounts one by one with w_account_get). Reads, inside
+     * the batch, those of ids[0..n) that exist (duplicates and unknown ids allowed) into out, in
+     * any order, *found_out <= n; one round trip instead of one per account. */
+    enum cf_err (*w_accounts_prefetch)(struct store *s, const uint64_t *ids, size_t n,
+                                       struct ledger_account *out, size_t *found_out);
     /* Writes totals and flags of an existing account. */
     enum cf_err (*w_account_update)(struct store *s, const struct ledger_account *a);
     enum cf_err (*w_entry_get)(struct store *s, uint64_t seq, struct ledger_entry *out,

@@ -86,6 +86,7 @@ struct pg_stmt {
 
 enum w_stmt {
     W_ACCOUNT_GET,
+    W_ACCOUNTS_MANY,
     W_ACCOUNT_INSERT,
     W_ACCOUNT_UPDATE,
     W_ENTRY_GET,
@@ -103,6 +104,8 @@ enum w_stmt {
 };
 
 static const struct pg_stmt w_stmts[W_STMT_COUNT] = {
+    [W_ACCOUNTS_MANY] = {"coffer_w_accounts_many",
+                         "SELECT " ACCOUNT_COLS " FROM accounts WHERE id = ANY($1::bigint[])"},
     [W_ACCOUNT_GET] = {"coffer_w_account_get",
                        "SELECT " ACCOUNT_COLS " FROM accounts WHERE id = $1"},
     [W_ACCOUNT_INSERT] = {"coffer_w_account_insert",
@@ -355,7 +358,6 @@ static enum cf_err exec_simple(struct pg_conn *c, const char *sql, const char *o
     return err;
 }
 
-/* Ends whatever transaction c is in, ignoring errors (a lost session has none left). */
 /* Reads one sent write's result (the NULL that ends it too); CF_OK when it changed one row. */
 static enum cf_err pipe_result(PGconn *conn, const struct piped *q)
 {
@@ -429,6 +431,7 @@ static enum cf_err pipe_send(struct pg_store *ps, int i, const struct params *p,
     return CF_OK;
 }
 
+/* Ends whatever transaction c is in, ignoring errors (a lost session has none left). */
 static void txn_abandon(struct pg_conn *c)
 {
     PGTransactionStatusType t = PQtransactionStatus(c->conn);
@@ -960,6 +963,64 @@ static enum cf_err w_account_get(struct store *s, uint64_t id, struct ledger_acc
     return d.err;
 }
 
+/* Ids per prefetch query: keeps one array parameter under ~90 KiB of text. */
+#define PREFETCH_IDS_MAX 4096
+
+/* "{1,2,3}": ids as a PostgreSQL bigint array literal in buf (at least n * 21 + 3 bytes). */
+static void ids_array_text(const uint64_t *ids, size_t n, char *buf, size_t buf_bytes)
+{
+    size_t len = 0;
+    buf[len++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        CF_ASSERT(buf_bytes - len > I64_TEXT_BYTES + 2);
+        int w = snprintf(buf + len, buf_bytes - len, "%s%" PRIu64, i > 0 ? "," : "", ids[i]);
+        len += (size_t)w;
+    }
+    CF_ASSERT(len + 2 <= buf_bytes);
+    buf[len++] = '}';
+    buf[len] = '\0';
+}
+
+/* One round trip for up to PREFETCH_IDS_MAX ids. */
+static enum cf_err accounts_many(struct store *s, const uint64_t *ids, size_t n, char *text,
+                                 size_t text_bytes, struct ledger_account *out, size_t *found)
+{
+    CF_ASSERT(n > 0 && n <= PREFETCH_IDS_MAX);
+    ids_array_text(ids, n, text, text_bytes);
+    struct params p = {.n = 0};
+    p_text(&p, text);
+    PGresult *res;
+    enum cf_err err = w_run(s, W_ACCOUNTS_MANY, &p, &res);
+    if (err != CF_OK)
+        return err;
+    int rows = PQntuples(res);
+    CF_ASSERT(rows >= 0 && (size_t)rows <= n);
+    struct row d = {.res = res, .i = 0, .err = CF_OK};
+    for (d.i = 0; d.i < rows && d.err == CF_OK; d.i++)
+        row_account(&d, &out[(*found)++]);
+    PQclear(res);
+    return d.err;
+}
+
+static enum cf_err w_accounts_prefetch(struct store *s, const uint64_t *ids, size_t n,
+                                       struct ledger_account *out, size_t *found_out)
+{
+    size_t text_bytes = PREFETCH_IDS_MAX * (I64_TEXT_BYTES + 1) + 3;
+    char *text = malloc(text_bytes);
+    if (text == NULL)
+        return CF_ERR_NOMEM;
+    size_t found = 0;
+    enum cf_err err = CF_OK;
+    for (size_t i = 0; i < n && err == CF_OK; i += PREFETCH_IDS_MAX) {
+        size_t k = n - i < PREFETCH_IDS_MAX ? n - i : PREFETCH_IDS_MAX;
+        err = accounts_many(s, ids + i, k, text, text_bytes, out, &found);
+    }
+    free(text);
+    if (err == CF_OK)
+        *found_out = found;
+    return err;
+}
+
 static enum cf_err w_account_insert(struct store *s, const struct ledger_account *a,
                                     const char *owner, size_t owner_len, const char *metadata,
                                     size_t metadata_len)
@@ -1449,6 +1510,7 @@ static const struct store_ops postgres_ops = {
     .w_rollback = w_rollback,
     .w_head = w_head,
     .w_account_get = w_account_get,
+    .w_accounts_prefetch = w_accounts_prefetch,
     .w_account_insert = w_account_insert,
     .w_account_update = w_account_update,
     .w_entry_get = w_entry_get,
