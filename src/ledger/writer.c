@@ -24,7 +24,7 @@
 #define NODE_CHUNK 4096u
 #define ENTRIES_CAP (WRITER_BATCH_ENTRIES_MAX + LEDGER_BATCH_ITEMS_MAX + LEDGER_EXPIRE_SWEEP_MAX)
 #define LOADED_CAP ENTRIES_CAP
-#define KEY_SLOTS 65536u
+#define KEY_SLOTS 131072u /* header, item and prefetched keys of one batch, at most half full */
 #define UNDO_CAP (2 * LEDGER_LEGS_MAX + 2)
 #define IDEM_CAP (WRITER_BATCH_ENTRIES_MAX + 1)
 #define IDEM_PURGE_INTERVAL_US (60LL * 1000000)
@@ -115,6 +115,7 @@ struct writer {
     size_t idem_n;
     struct undo undo;
     struct arena *scratch; /* store reads of this batch */
+    struct store_idem_record *idem_pre; /* records prefetched for this batch, or NULL */
     bool failed;           /* the store failed: the batch rolls back */
     enum cf_err fail_err;  /* the first store error of the batch */
     int64_t last_sweep_us, last_purge_us;
@@ -287,6 +288,68 @@ static void accounts_prefetch(struct writer *w, struct writer_cmd *cmds)
             return;
         }
     }
+}
+
+/* Looks every header idempotency key of the batch up in one store call, when the store offers
+ * one and keeps no cache (PostgreSQL). Each key is then in the key table under namespace 'p':
+ * entry >= 0 is its record in w->idem_pre, -2 means not stored. */
+static void idem_prefetch(struct writer *w, struct writer_cmd *cmds)
+{
+    const struct store_ops *ops = w->store->ops;
+    size_t n = 0, found = 0;
+    for (struct writer_cmd *c = cmds; c != NULL; c = c->next_)
+        n += c->idem_key_len > 0;
+    if (ops->w_idem_prefetch == NULL || ops->single_writer || n == 0)
+        return;
+    const char **keys = arena_alloc(w->scratch, n * sizeof(*keys));
+    size_t *lens = arena_alloc(w->scratch, n * sizeof(*lens));
+    struct store_idem_record *out = arena_alloc(w->scratch, n * sizeof(*out));
+    const char **okeys = arena_alloc(w->scratch, n * sizeof(*okeys));
+    size_t *olens = arena_alloc(w->scratch, n * sizeof(*olens));
+    if (keys == NULL || lens == NULL || out == NULL || okeys == NULL || olens == NULL)
+        return; /* an optimisation only */
+    size_t i = 0;
+    for (struct writer_cmd *c = cmds; c != NULL; c = c->next_) {
+        if (c->idem_key_len > 0) {
+            keys[i] = c->idem_key;
+            lens[i++] = c->idem_key_len;
+        }
+    }
+    enum cf_err err = ops->w_idem_prefetch(w->store, keys, lens, n, out, okeys, olens, &found,
+                                           w->scratch);
+    if (err != CF_OK) {
+        batch_fail(w, err);
+        return;
+    }
+    CF_ASSERT(i == n && found <= n);
+    uint64_t h;
+    for (i = 0; i < n; i++) {
+        struct key_slot *slot = key_find(w, keys[i], lens[i], 'p', &h);
+        if (slot->epoch != w->epoch)
+            key_add(w, slot, h, keys[i], lens[i], -2);
+    }
+    for (i = 0; i < found; i++) {
+        struct key_slot *slot = key_find(w, okeys[i], olens[i], 'p', &h);
+        CF_ASSERT(slot->epoch == w->epoch); /* the store answers only keys it was asked */
+        slot->entry = (int32_t)i;
+    }
+    w->idem_pre = out;
+}
+
+/* A header key's stored record: from the prefetch when there was one, else from the store. */
+static enum cf_err idem_lookup(struct writer *w, const struct writer_cmd *c,
+                               struct store_idem_record *r)
+{
+    uint64_t h;
+    struct key_slot *pre =
+        w->idem_pre != NULL ? key_find(w, c->idem_key, c->idem_key_len, 'p', &h) : NULL;
+    if (pre == NULL || pre->epoch != w->epoch)
+        return w->store->ops->w_idem_get(w->store, c->idem_key, c->idem_key_len, r, c->arena);
+    if (pre->entry < 0)
+        return CF_ERR_NOT_FOUND;
+    *r = w->idem_pre[pre->entry];
+    r->body = arena_strndup(c->arena, r->body, r->body_len); /* outlives the batch */
+    return r->body != NULL ? CF_OK : CF_ERR_NOMEM;
 }
 
 /* Undo (a savepoint per command) ------------------------------------------------------------- */
@@ -657,8 +720,7 @@ static bool idem_check(struct writer *w, struct writer_cmd *c)
         return true;
     }
     struct store_idem_record r;
-    enum cf_err err = w->store->ops->w_idem_get(w->store, c->idem_key, c->idem_key_len, &r,
-                                                c->arena);
+    enum cf_err err = idem_lookup(w, c, &r);
     if (err == CF_ERR_NOT_FOUND) {
         key_add(w, slot, h, c->idem_key, c->idem_key_len, -1);
         return false;
@@ -838,6 +900,7 @@ static void batch_reset(struct writer *w)
     w->entries_n = w->dirty_n = w->loaded_n = w->keys_n = w->idem_n = 0;
     w->failed = false;
     w->fail_err = CF_OK;
+    w->idem_pre = NULL;
     arena_reset(w->scratch);
     w->now_us = cf_clock_now_us(w->clock);
     if (!w->store->ops->single_writer || w->nodes_n > WRITER_ACCOUNT_CACHE_MAX)
@@ -883,6 +946,8 @@ static enum cf_err batch_attempt(struct writer *w, struct writer_cmd *cmds, bool
     w->first_seq = w->next_seq;
     if (err == CF_OK)
         accounts_prefetch(w, cmds);
+    if (err == CF_OK && !w->failed)
+        idem_prefetch(w, cmds);
     if (err == CF_OK && sweep)
         expire_sweep(w);
     if (err == CF_OK && w->now_us - w->last_purge_us >= IDEM_PURGE_INTERVAL_US) {

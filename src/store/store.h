@@ -117,6 +117,13 @@ struct store_ops {
     enum cf_err (*w_entry_resolve)(struct store *s, const struct ledger_entry *e);
     enum cf_err (*w_idem_get)(struct store *s, const char *key, size_t key_len,
                               struct store_idem_record *out, struct arena *arena);
+    /* Optional (NULL: one w_idem_get per key). Looks up keys[0..n) (printable ASCII, lengths in
+     * key_lens) inside the batch; each stored one fills out[j] with its key in out_keys[j] /
+     * out_key_lens[j]; *found_out <= n. Strings in arena. One round trip for the batch. */
+    enum cf_err (*w_idem_prefetch)(struct store *s, const char *const *keys,
+                                   const size_t *key_lens, size_t n, struct store_idem_record *out,
+                                   const char **out_keys, size_t *out_key_lens, size_t *found_out,
+                                   struct arena *arena);
     enum cf_err (*w_idem_put)(struct store *s, const char *key, size_t key_len,
                               const struct store_idem_record *r);
     enum cf_err (*w_idem_purge)(struct store *s, int64_t created_before_us);

@@ -94,6 +94,7 @@ enum w_stmt {
     W_ENTRY_INSERT,
     W_ENTRY_RESOLVE,
     W_IDEM_GET,
+    W_IDEM_MANY,
     W_IDEM_PUT,
     W_IDEM_PURGE,
     W_EXPIRED,
@@ -125,6 +126,9 @@ static const struct pg_stmt w_stmts[W_STMT_COUNT] = {
     [W_ENTRY_RESOLVE] = {"coffer_w_entry_resolve",
                          "UPDATE entries SET status = $2, resolved_amount = $3,"
                          " resolution_seq = $4 WHERE seq = $1"},
+    [W_IDEM_MANY] = {"coffer_w_idem_many",
+                     "SELECT request_hash, http_status, body, created_at_us, key FROM idempotency"
+                     " WHERE key = ANY(SELECT convert_to(k, 'UTF8') FROM unnest($1::text[]) AS k)"},
     [W_IDEM_GET] = {"coffer_w_idem_get", "SELECT request_hash, http_status, body, created_at_us"
                                          " FROM idempotency WHERE key = $1"},
     [W_IDEM_PUT] = {"coffer_w_idem_put",
@@ -636,7 +640,7 @@ static void row_entry(struct row *d, struct ledger_entry *e, struct arena *arena
 
 static void row_idem(struct row *d, struct store_idem_record *r, struct arena *arena)
 {
-    CF_ASSERT(PQnfields(d->res) == 4);
+    CF_ASSERT(PQnfields(d->res) >= 4); /* prefetch adds the key as a fifth column */
     memset(r, 0, sizeof(*r));
     d_hash(d, 0, r->request_hash);
     r->http_status = (int)d_enum(d, 1, INT_MAX);
@@ -1154,6 +1158,78 @@ static enum cf_err w_idem_get(struct store *s, const char *key, size_t key_len,
     return d.err;
 }
 
+/* Keys per prefetch query, and the text one takes at most (each character may be escaped). */
+#define PREFETCH_KEYS_MAX 1024
+#define PREFETCH_KEY_TEXT_BYTES (2 * (IDEM_STORED_KEY_BYTES_MAX + 1) + 3)
+
+/* Appends key as a quoted element of a text array literal ("a\"b"). */
+static size_t array_elem(char *buf, size_t len, const char *key, size_t key_len)
+{
+    buf[len++] = '"';
+    for (size_t i = 0; i < key_len; i++) {
+        CF_ASSERT(key[i] >= 0x21 && key[i] <= 0x7e); /* printable ASCII, as store.h says */
+        if (key[i] == '"' || key[i] == '\\')
+            buf[len++] = '\\';
+        buf[len++] = key[i];
+    }
+    buf[len++] = '"';
+    return len;
+}
+
+static enum cf_err idem_many(struct store *s, const char *const *keys, const size_t *lens,
+                             size_t n, char *text, struct store_idem_record *out,
+                             const char **out_keys, size_t *out_lens, size_t *found,
+                             struct arena *arena)
+{
+    CF_ASSERT(n > 0 && n <= PREFETCH_KEYS_MAX);
+    size_t len = 0;
+    text[len++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        CF_ASSERT(lens[i] <= IDEM_STORED_KEY_BYTES_MAX);
+        if (i > 0)
+            text[len++] = ',';
+        len = array_elem(text, len, keys[i], lens[i]);
+    }
+    text[len++] = '}';
+    text[len] = '\0';
+    struct params p = {.n = 0};
+    p_text(&p, text);
+    PGresult *res;
+    enum cf_err err = w_run(s, W_IDEM_MANY, &p, &res);
+    if (err != CF_OK)
+        return err;
+    struct row d = {.res = res, .i = 0, .err = CF_OK};
+    for (d.i = 0; d.i < PQntuples(res) && d.err == CF_OK; d.i++) {
+        row_idem(&d, &out[*found], arena);
+        d_bytes(&d, 4, arena, &out_keys[*found], &out_lens[*found]);
+        (*found)++;
+    }
+    PQclear(res);
+    return d.err;
+}
+
+static enum cf_err w_idem_prefetch(struct store *s, const char *const *keys,
+                                   const size_t *key_lens, size_t n,
+                                   struct store_idem_record *out, const char **out_keys,
+                                   size_t *out_key_lens, size_t *found_out, struct arena *arena)
+{
+    char *text = malloc(PREFETCH_KEYS_MAX * PREFETCH_KEY_TEXT_BYTES + 3);
+    if (text == NULL)
+        return CF_ERR_NOMEM;
+    size_t found = 0;
+    enum cf_err err = CF_OK;
+    for (size_t i = 0; i < n && err == CF_OK; i += PREFETCH_KEYS_MAX) {
+        size_t k = n - i < PREFETCH_KEYS_MAX ? n - i : PREFETCH_KEYS_MAX;
+        err = idem_many(s, keys + i, key_lens + i, k, text, out, out_keys, out_key_lens, &found,
+                        arena);
+    }
+    free(text);
+    CF_ASSERT(err != CF_OK || found <= n);
+    if (err == CF_OK)
+        *found_out = found;
+    return err;
+}
+
 static enum cf_err w_idem_put(struct store *s, const char *key, size_t key_len,
                               const struct store_idem_record *r)
 {
@@ -1511,6 +1587,7 @@ static const struct store_ops postgres_ops = {
     .w_head = w_head,
     .w_account_get = w_account_get,
     .w_accounts_prefetch = w_accounts_prefetch,
+    .w_idem_prefetch = w_idem_prefetch,
     .w_account_insert = w_account_insert,
     .w_account_update = w_account_update,
     .w_entry_get = w_entry_get,

@@ -1000,6 +1000,46 @@ static void test_sqlstates_and_failed_commit(void **state)
     assert_int_equal(ops->w_entry_get(f->s, 1, &got, f->arena), CF_OK);
 }
 
+/* Batch prefetches: accounts by id (unknown and duplicate ids allowed), idempotency records by
+ * key (keys with quotes and backslashes too), each answering exactly what is stored. */
+static void test_prefetches(void **state)
+{
+    struct fx *f = *state;
+    const struct store_ops *ops = f->s->ops;
+    struct ledger_account a1 = mk_account(1, "USD", LEDGER_NORMAL_CREDIT);
+    struct ledger_account a2 = mk_account(2, "JPY", LEDGER_NORMAL_DEBIT);
+    struct store_idem_record r = {.http_status = 201, .body = "{}", .body_len = 2,
+                                  .created_at_us = 5};
+    memset(r.request_hash, 7, HASH_BYTES);
+    const char *odd = "op:a\"b\\c{,}";
+    begin(f->s);
+    insert_account(f->s, &a1);
+    insert_account(f->s, &a2);
+    assert_int_equal(ops->w_idem_put(f->s, odd, strlen(odd), &r), CF_OK);
+    commit(f->s);
+    uint64_t ids[] = {2, 99, 1, 2, (uint64_t)INT64_MAX};
+    struct ledger_account out[5];
+    size_t found = 0;
+    begin(f->s);
+    assert_int_equal(ops->w_accounts_prefetch(f->s, ids, 5, out, &found), CF_OK);
+    assert_int_equal(found, 2);
+    assert_true((out[0].id == 1 && out[1].id == 2) || (out[0].id == 2 && out[1].id == 1));
+    assert_string_equal(out[out[0].id == 2 ? 0 : 1].currency, "JPY");
+    const char *keys[] = {"op:none", odd};
+    size_t lens[] = {7, strlen(odd)};
+    struct store_idem_record recs[2];
+    const char *okeys[2];
+    size_t olens[2];
+    assert_int_equal(ops->w_idem_prefetch(f->s, keys, lens, 2, recs, okeys, olens, &found, f->arena),
+                     CF_OK);
+    assert_int_equal(found, 1);
+    assert_int_equal(olens[0], strlen(odd));
+    assert_memory_equal(okeys[0], odd, strlen(odd));
+    assert_int_equal(recs[0].http_status, 201);
+    assert_memory_equal(recs[0].request_hash, r.request_hash, HASH_BYTES);
+    ops->w_rollback(f->s);
+}
+
 /* A history link to an entry that is not there is corrupt data, not the end of the history. */
 static void test_history_broken_link_is_corrupt(void **state)
 {
@@ -1065,6 +1105,7 @@ int main(void)
         T(test_reconnects_after_sessions_end),
         T(test_sqlstates_and_failed_commit),
         T(test_history_broken_link_is_corrupt),
+        T(test_prefetches),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
