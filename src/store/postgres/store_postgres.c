@@ -128,7 +128,7 @@ static const struct pg_stmt w_stmts[W_STMT_COUNT] = {
                          " resolution_seq = $4 WHERE seq = $1"},
     [W_IDEM_MANY] = {"coffer_w_idem_many",
                      "SELECT request_hash, http_status, body, created_at_us, key FROM idempotency"
-                     " WHERE key = ANY(SELECT convert_to(k, 'UTF8') FROM unnest($1::text[]) AS k)"},
+                     " WHERE key = ANY($1::bytea[])"},
     [W_IDEM_GET] = {"coffer_w_idem_get", "SELECT request_hash, http_status, body, created_at_us"
                                          " FROM idempotency WHERE key = $1"},
     [W_IDEM_PUT] = {"coffer_w_idem_put",
@@ -1158,19 +1158,20 @@ static enum cf_err w_idem_get(struct store *s, const char *key, size_t key_len,
     return d.err;
 }
 
-/* Keys per prefetch query, and the text one takes at most (each character may be escaped). */
+/* Keys per prefetch query, and the text one takes at most ("\\x" + hex, quoted, comma). */
 #define PREFETCH_KEYS_MAX 1024
-#define PREFETCH_KEY_TEXT_BYTES (2 * (IDEM_STORED_KEY_BYTES_MAX + 1) + 3)
+#define PREFETCH_KEY_TEXT_BYTES (2 * IDEM_STORED_KEY_BYTES_MAX + 6)
 
-/* Appends key as a quoted element of a text array literal ("a\"b"). */
+/* Appends key as a bytea array element in hex ("\\x6f703a"): no quoting issue whatever the
+ * bytes, and the comparison stays on the primary key's index. */
 static size_t array_elem(char *buf, size_t len, const char *key, size_t key_len)
 {
-    buf[len++] = '"';
+    static const char hex[] = "0123456789abcdef";
+    memcpy(buf + len, "\"\\\\x", 4);
+    len += 4;
     for (size_t i = 0; i < key_len; i++) {
-        CF_ASSERT(key[i] >= 0x21 && key[i] <= 0x7e); /* printable ASCII, as store.h says */
-        if (key[i] == '"' || key[i] == '\\')
-            buf[len++] = '\\';
-        buf[len++] = key[i];
+        buf[len++] = hex[(unsigned char)key[i] >> 4];
+        buf[len++] = hex[(unsigned char)key[i] & 15];
     }
     buf[len++] = '"';
     return len;
