@@ -1,6 +1,8 @@
 /*
  * bench_ledger.c - durable transfers per second through the real writer and SQLite store,
- * in process (no HTTP). Usage: bench_ledger DIR [transfers_per_size]
+ * in process (no HTTP). Usage: bench_ledger DIR|postgresql://... [transfers_per_size [size]]
+ * (with a size, only that batch size runs: `bench_ledger DIR 10000000 8190` fills a ledger of
+ * ten million transfers for the read benchmarks)
  *
  * For each batch size (1, 100, 8190) it submits batch commands of that many transfers, one
  * after another, each waited for (so every command is its own durable group commit), between
@@ -94,7 +96,7 @@ static double run_size(struct writer *w, size_t size, size_t total, uint64_t fir
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: bench_ledger DIR [transfers_per_size]\n");
+        fprintf(stderr, "usage: bench_ledger DIR [transfers_per_size [size]]\n");
         return 2;
     }
     size_t total = argc > 2 ? (size_t)strtoull(argv[2], NULL, 10) : 200000;
@@ -121,8 +123,15 @@ int main(int argc, char **argv)
             return 1;
         arena_reset(a);
     }
-    const size_t sizes[] = {1, 100, 8190};
-    for (size_t i = 0; i < 3; i++) {
+    size_t sizes[] = {1, 100, 8190};
+    size_t sizes_n = 3;
+    if (argc > 3) {
+        sizes[0] = (size_t)strtoull(argv[3], NULL, 10);
+        sizes_n = 1;
+        if (sizes[0] < 1 || sizes[0] > LEDGER_BATCH_ITEMS_MAX)
+            return 2;
+    }
+    for (size_t i = 0; i < sizes_n; i++) {
         size_t n = sizes[i] == 1 ? total / 100 : total;
         if (n < sizes[i])
             n = sizes[i];
