@@ -41,12 +41,12 @@ static const char usage_main[] =
     "written to DIR/operator.token (mode 0600). Only its SHA-256 is stored.\n";
 
 static const char *const usage_cmd[][2] = {
-    {"serve", "usage: coffer serve [--data DIR] [--listen HOST:PORT] [--config FILE]\n"
-              "                    [--log-level LEVEL]\n"
+    {"serve", "usage: coffer serve [--data DIR] [--db URL] [--listen HOST:PORT]\n"
+              "                    [--config FILE] [--log-level LEVEL]\n"
               "Serves the API until SIGINT or SIGTERM, then drains queued writes and stops.\n"},
-    {"init", "usage: coffer init [--data DIR] [--config FILE]\n"
+    {"init", "usage: coffer init [--data DIR] [--db URL] [--config FILE]\n"
              "Creates the database and the operator token if they do not exist.\n"},
-    {"verify", "usage: coffer verify [--data DIR] [--config FILE]\n"
+    {"verify", "usage: coffer verify [--data DIR] [--db URL] [--config FILE]\n"
                "Recomputes the hash chain, re-sums every account from the journal and checks\n"
                "every invariant. Prints 'ok' with counts and exits 0, or prints each problem\n"
                "and exits 1. Safe on a stopped server's data directory (and on a running one:\n"
