@@ -47,7 +47,7 @@ http_tps=$((n * 1000000 / us))
 echo "single transfers, 64 connections: $http_tps transfers/s, p50 $(kv p50_us "$r") us, p99 $(kv p99_us "$r") us, p99.9 $(kv p999_us "$r") us, non-2xx $(kv non2xx "$r"), socket errors $(kv errors "$r")" | tee "$out/http.txt"
 
 export COFFER_BATCH=1000
-r=$(wrk -t2 -c4 -d"${secs}s" --latency -s "$root/bench/batch.lua" "http://127.0.0.1:$port" | grep wrk_result)
+r=$(wrk -t2 -c4 -d"${secs}s" --latency -s "$root/bench/transfer.lua" "http://127.0.0.1:$port" | grep wrk_result)
 n=$(kv requests "$r"); us=$(kv duration_us "$r")
 batch_tps=$((n * COFFER_BATCH * 1000000 / us))
 echo "batch endpoint, 1000 per request, 4 connections: $batch_tps transfers/s, p50 $(kv p50_us "$r") us per request, non-2xx $(kv non2xx "$r")" | tee -a "$out/http.txt"

@@ -1,10 +1,13 @@
--- wrk script: single-transfer POSTs with unique Idempotency-Keys between random funded accounts.
--- Environment: COFFER_TOKEN, COFFER_ACCOUNTS (file with one account id per line), COFFER_RUN.
+-- wrk script: transfers with unique idempotency keys between random funded accounts.
+-- Environment: COFFER_TOKEN, COFFER_ACCOUNTS (file with one account id per line), COFFER_RUN
+-- (a run id, so keys never repeat across runs), COFFER_HOT_PERCENT (share of transfers that
+-- credit the first account: a hot merchant), COFFER_BATCH (0: single POSTs with an
+-- Idempotency-Key header; N > 0: POST /v1/ledger/transfers/batch with N items per request).
 local accounts = {}
 local token = os.getenv("COFFER_TOKEN")
--- COFFER_HOT_PERCENT: share of transfers that credit the first account (a hot merchant).
-local hot = tonumber(os.getenv("COFFER_HOT_PERCENT") or "0")
 local run = os.getenv("COFFER_RUN") or "0"
+local hot = tonumber(os.getenv("COFFER_HOT_PERCENT") or "0")
+local batch = tonumber(os.getenv("COFFER_BATCH") or "0")
 local counter = 0
 local thread_id = 0
 local threads = {}
@@ -22,8 +25,8 @@ function init(args)
   math.randomseed(os.time() + thread_id * 7919)
 end
 
-function request()
-  counter = counter + 1
+-- One transfer's JSON; key is nil for a single POST (the key goes in the header).
+local function transfer(key)
   local n = #accounts
   local i = math.random(n)
   local j = math.random(n - 1)
@@ -32,15 +35,27 @@ function request()
     j = 1
     if i == 1 then i = 2 end
   end
-  local body = string.format(
-    '{"debit_account_id":"%s","credit_account_id":"%s","amount":%d,"currency":"USD","code":"p2p"}',
-    accounts[i], accounts[j], math.random(1, 100))
-  local headers = {
-    ["Content-Type"] = "application/json",
-    ["Authorization"] = "Bearer " .. token,
-    ["Idempotency-Key"] = string.format("w-%s-%d-%d", run, thread_id, counter),
-  }
-  return wrk.format("POST", "/v1/ledger/transfers", headers, body)
+  local item_key = key and string.format(',"idempotency_key":"%s"', key) or ""
+  return string.format(
+    '{"debit_account_id":"%s","credit_account_id":"%s","amount":%d,"currency":"USD","code":"p2p"%s}',
+    accounts[i], accounts[j], math.random(1, 100), item_key)
+end
+
+local function next_key(prefix)
+  counter = counter + 1
+  return string.format("%s-%s-%d-%d", prefix, run, thread_id, counter)
+end
+
+function request()
+  local headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token}
+  if batch > 0 then
+    local items = {}
+    for k = 1, batch do items[k] = transfer(next_key("b")) end
+    return wrk.format("POST", "/v1/ledger/transfers/batch", headers,
+                      '{"transfers":[' .. table.concat(items, ",") .. ']}')
+  end
+  headers["Idempotency-Key"] = next_key("w")
+  return wrk.format("POST", "/v1/ledger/transfers", headers, transfer(nil))
 end
 
 function done(summary, latency, requests)

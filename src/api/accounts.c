@@ -218,8 +218,11 @@ enum http_action api_account_transfers(struct http_request *req, struct http_res
         err = CF_ERR_NOMEM;
     struct store_reader *r;
     if (err == CF_OK && (err = ops->r_open(api->store, &r)) == CF_OK) {
+        /* from the head, r_account_entries reads the account itself (NOT_FOUND when missing);
+         * from a cursor it only follows links, so the account's existence is checked here */
         struct store_account_row acct;
-        err = ops->r_account_get(r, id, &acct, req->arena);
+        if (has_cursor)
+            err = ops->r_account_get(r, id, &acct, req->arena);
         if (err == CF_OK)
             err = ops->r_account_entries(r, id, has_cursor ? before : UINT64_MAX, limit + 1,
                                          rows, &n, req->arena);

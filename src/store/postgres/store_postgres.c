@@ -659,6 +659,47 @@ static enum cf_err unique_row(const PGresult *res)
 
 /* Connections ------------------------------------------------------------------------------- */
 
+/* Decoders for one_row, each with the same shape. */
+typedef void (*row_decode_fn)(struct row *d, void *out, struct arena *arena);
+
+static void dec_account(struct row *d, void *out, struct arena *arena)
+{
+    (void)arena;
+    row_account(d, out);
+}
+
+static void dec_account_full(struct row *d, void *out, struct arena *arena)
+{
+    row_account_full(d, out, arena);
+}
+
+static void dec_entry(struct row *d, void *out, struct arena *arena) { row_entry(d, out, arena); }
+static void dec_idem(struct row *d, void *out, struct arena *arena) { row_idem(d, out, arena); }
+
+/* Anything one_row may decode, so it can decode into a temporary first. */
+union row_out {
+    struct ledger_account account;
+    struct store_account_row account_row;
+    struct ledger_entry entry;
+    struct store_idem_record idem;
+};
+
+/* Decodes res's only row into out (out_bytes of it) and clears res. out is untouched unless res
+ * holds exactly one well-formed row (NOT_FOUND with none, CORRUPT with several). */
+static enum cf_err one_row(PGresult *res, row_decode_fn decode, void *out, size_t out_bytes,
+                           struct arena *arena)
+{
+    CF_ASSERT(out_bytes <= sizeof(union row_out));
+    union row_out tmp;
+    struct row d = {.res = res, .i = 0, .err = unique_row(res)};
+    if (d.err == CF_OK)
+        decode(&d, &tmp, arena);
+    PQclear(res);
+    if (d.err == CF_OK)
+        memcpy(out, &tmp, out_bytes);
+    return d.err;
+}
+
 static void notice_log(void *arg, const char *message)
 {
     (void)arg;
@@ -957,14 +998,7 @@ static enum cf_err w_account_get(struct store *s, uint64_t id, struct ledger_acc
     enum cf_err err = w_run(s, W_ACCOUNT_GET, &p, &res);
     if (err != CF_OK)
         return err;
-    struct ledger_account a;
-    struct row d = {.res = res, .i = 0, .err = unique_row(res)};
-    if (d.err == CF_OK)
-        row_account(&d, &a);
-    PQclear(res);
-    if (d.err == CF_OK)
-        *out = a;
-    return d.err;
+    return one_row(res, dec_account, out, sizeof(*out), NULL);
 }
 
 /* Ids per prefetch query: keeps one array parameter under ~90 KiB of text. */
@@ -1071,14 +1105,7 @@ static enum cf_err w_entry_lookup(struct store *s, enum w_stmt i, const struct p
     enum cf_err err = w_run(s, i, p, &res);
     if (err != CF_OK)
         return err;
-    struct ledger_entry e;
-    struct row d = {.res = res, .i = 0, .err = unique_row(res)};
-    if (d.err == CF_OK)
-        row_entry(&d, &e, arena);
-    PQclear(res);
-    if (d.err == CF_OK)
-        *out = e;
-    return d.err;
+    return one_row(res, dec_entry, out, sizeof(*out), arena);
 }
 
 static enum cf_err w_entry_get(struct store *s, uint64_t seq, struct ledger_entry *out,
@@ -1148,14 +1175,7 @@ static enum cf_err w_idem_get(struct store *s, const char *key, size_t key_len,
     enum cf_err err = w_run(s, W_IDEM_GET, &p, &res);
     if (err != CF_OK)
         return err;
-    struct store_idem_record r;
-    struct row d = {.res = res, .i = 0, .err = unique_row(res)};
-    if (d.err == CF_OK)
-        row_idem(&d, &r, arena);
-    PQclear(res);
-    if (d.err == CF_OK)
-        *out = r;
-    return d.err;
+    return one_row(res, dec_idem, out, sizeof(*out), arena);
 }
 
 /* Keys per prefetch query, and the text one takes at most ("\\x" + hex, quoted, comma). */
@@ -1367,14 +1387,7 @@ static enum cf_err r_account_get(struct store_reader *r, uint64_t id, struct sto
     enum cf_err err = r_run(r, R_ACCOUNT_GET, &p, &res);
     if (err != CF_OK)
         return err;
-    struct store_account_row row;
-    struct row d = {.res = res, .i = 0, .err = unique_row(res)};
-    if (d.err == CF_OK)
-        row_account_full(&d, &row, arena);
-    PQclear(res);
-    if (d.err == CF_OK)
-        *out = row;
-    return d.err;
+    return one_row(res, dec_account_full, out, sizeof(*out), arena);
 }
 
 static enum cf_err r_accounts_list(struct store_reader *r, uint64_t after_id, size_t max,
@@ -1412,14 +1425,7 @@ static enum cf_err r_entry_get(struct store_reader *r, uint64_t seq, struct ledg
     enum cf_err err = r_run(r, R_ENTRY_GET, &p, &res);
     if (err != CF_OK)
         return err;
-    struct ledger_entry e;
-    struct row d = {.res = res, .i = 0, .err = unique_row(res)};
-    if (d.err == CF_OK)
-        row_entry(&d, &e, arena);
-    PQclear(res);
-    if (d.err == CF_OK)
-        *out = e;
-    return d.err;
+    return one_row(res, dec_entry, out, sizeof(*out), arena);
 }
 
 /* Decodes every row of res as an entry into out (at most max). */
