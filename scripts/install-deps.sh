@@ -6,7 +6,8 @@ set -euo pipefail
 
 want=(build-essential cmake pkg-config clang libclang-rt-14-dev
       libmicrohttpd-dev libjansson-dev libsqlite3-dev libsodium-dev libcmocka-dev libpq-dev
-      python3 curl ca-certificates)
+      libssl-dev libqrencode-dev libcurl4-openssl-dev libunistring-dev libcrack2-dev
+      cracklib-runtime python3 curl ca-certificates)
 case "${1:-}" in
   --test) want+=(postgresql) ;;                 # the PostgreSQL pass of `make test`
   --bench) want+=(wrk postgresql postgresql-contrib) ;;

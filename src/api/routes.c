@@ -10,10 +10,10 @@
 #define NO_BODY 0
 #define SMALL HTTP_BODY_BYTES_MAX
 #define BATCH HTTP_BATCH_BODY_BYTES_MAX
-#define OP HTTP_SCOPE_OPERATOR
+#define OP (HTTP_ROLE_ADMIN | HTTP_ROLE_BOOTSTRAP)
 
 const struct http_route api_routes[] = {
-    {HTTP_GET, "/healthz", api_healthz, NULL, HTTP_SCOPE_PUBLIC, NO_BODY, false, "healthz"},
+    {HTTP_GET, "/healthz", api_healthz, NULL, HTTP_PUBLIC, NO_BODY, false, "healthz"},
     {HTTP_GET, "/metrics", api_metrics, NULL, OP, NO_BODY, false, "metrics"},
     {HTTP_GET, "/v1/ledger/currencies", api_currencies_list, NULL, OP, NO_BODY, false,
      "currencies_list"},

@@ -326,7 +326,7 @@ static int cmd_routes(void)
     for (size_t i = 0; i < api_routes_n; i++) {
         const struct http_route *r = &api_routes[i];
         printf("%s %s %s %s\n", http_method_name(r->method), r->pattern,
-               r->scope == HTTP_SCOPE_PUBLIC ? "public" : "operator",
+               r->roles == HTTP_PUBLIC ? "public" : "operator",
                r->idempotent ? "idempotent" : "-");
     }
     return 0;

@@ -75,6 +75,9 @@
 
 /* HTTP ----------------------------------------------------------------------------------------- */
 
+/* The text form of a peer address (INET6_ADDRSTRLEN is 46 with the NUL). */
+#define HTTP_CLIENT_IP_BYTES_MAX 45
+
 /* Body of an ordinary request. */
 #define HTTP_BODY_BYTES_MAX (64 * 1024)
 

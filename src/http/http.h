@@ -37,10 +37,19 @@ enum http_method { HTTP_GET = 0, HTTP_POST = 1, HTTP_METHOD_COUNT };
 
 enum http_action { HTTP_DONE, HTTP_SUSPEND };
 
-enum http_scope {
-    HTTP_SCOPE_PUBLIC = 0,   /* no token */
-    HTTP_SCOPE_OPERATOR = 1, /* the operator bearer token */
-};
+/* Who may call a route: a bitmask of roles (the API's authorize callback enforces it; this
+ * layer only carries it). 0 means public: no credentials. */
+#define HTTP_PUBLIC 0u
+#define HTTP_ROLE_CUSTOMER (1u << 0)  /* a customer, on their own resources only */
+#define HTTP_ROLE_MERCHANT (1u << 1)  /* a merchant user (owner or staff of a merchant) */
+#define HTTP_ROLE_SUPPORT (1u << 2)   /* customer support staff */
+#define HTTP_ROLE_RISK (1u << 3)      /* risk analyst */
+#define HTTP_ROLE_ADMIN (1u << 4)     /* administrator */
+#define HTTP_ROLE_AUDITOR (1u << 5)   /* read-only auditor */
+#define HTTP_ROLE_BOOTSTRAP (1u << 6) /* the operator token: creates the first admin, no more */
+/* A signed-in user who has not finished sign-in (second factor pending) holds no role. */
+#define HTTP_ROLES_STAFF (HTTP_ROLE_SUPPORT | HTTP_ROLE_RISK | HTTP_ROLE_ADMIN | HTTP_ROLE_AUDITOR)
+#define HTTP_ROLES_SIGNED_IN (HTTP_ROLE_CUSTOMER | HTTP_ROLE_MERCHANT | HTTP_ROLES_STAFF)
 
 struct http_request;
 
@@ -59,7 +68,7 @@ struct http_route {
     const char *pattern;          /* "/v1/ledger/accounts/{id}" */
     http_handler handler;
     http_handler finish;          /* called after a resume; NULL when never suspending */
-    enum http_scope scope;
+    uint32_t roles;               /* HTTP_PUBLIC or a mask of HTTP_ROLE_* */
     size_t body_bytes_max;        /* 0 = no body allowed */
     bool idempotent;              /* takes an Idempotency-Key header */
     const char *name;             /* metrics label */
@@ -76,6 +85,9 @@ struct http_request {
     size_t body_len;
     const char *authorization;   /* raw header or NULL */
     const char *idempotency_key; /* raw header or NULL */
+    const char *user_agent;      /* raw header or NULL */
+    char client_ip[HTTP_CLIENT_IP_BYTES_MAX + 1]; /* the peer's address, text */
+    void *principal;             /* set by the authorize callback: who is calling */
     char request_id[HTTP_REQUEST_ID_BYTES_MAX + 1];
     struct arena *arena;
     void *app;      /* the server's app pointer */
@@ -105,6 +117,10 @@ typedef void (*http_problem_fn)(struct http_request *req, struct http_response *
 
 struct http_server_config {
     const char *listen;   /* "HOST:PORT" */
+    /* TLS: PEM texts of the certificate (chain) and private key; both NULL serves plain HTTP.
+     * With TLS every response carries Strict-Transport-Security. */
+    const char *tls_cert_pem;
+    const char *tls_key_pem;
     unsigned threads;     /* server threads, >= 1 */
     const struct http_route *routes;
     size_t routes_n;

@@ -8,7 +8,9 @@
  * connection before http_server_stop (MHD aborts otherwise).
  */
 #include <microhttpd.h>
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +84,22 @@ static bool content_type_is_json(struct MHD_Connection *conn)
            (ct[16] == '\0' || ct[16] == ';' || ct[16] == ' ');
 }
 
+/* The peer's address as text, for audit records and throttling. */
+static void client_ip_set(struct conn_req *cr, struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci == NULL || ci->client_addr == NULL)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
+                  cr->req.client_ip, sizeof(cr->req.client_ip));
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+                  cr->req.client_ip, sizeof(cr->req.client_ip));
+}
+
 static struct conn_req *conn_req_create(struct http_server *srv, struct MHD_Connection *conn,
                                         const char *url, const char *method)
 {
@@ -94,6 +112,7 @@ static struct conn_req *conn_req_create(struct http_server *srv, struct MHD_Conn
     cr->req.started_us = cf_monotonic_us();
     cr->req.route_index = srv->cfg.routes_n;
     request_id_set(cr, conn);
+    client_ip_set(cr, conn);
     bool path_known = false;
     enum http_method m = strcmp(method, "GET") == 0 ? HTTP_GET : HTTP_POST;
     bool method_known = strcmp(method, "GET") == 0 || strcmp(method, "POST") == 0;
@@ -199,6 +218,8 @@ static enum MHD_Result dispatch(struct conn_req *cr, struct MHD_Connection *conn
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
         cr->req.idempotency_key =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key");
+        cr->req.user_agent =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_USER_AGENT);
         err = cr->srv->cfg.authorize(cr->srv->cfg.app, &cr->req);
     }
     if (err != CF_OK) {
