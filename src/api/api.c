@@ -1,23 +1,35 @@
-/* api.c - the API context and the bearer-token check applied to every route. */
+/*
+ * api.c - the API context, and the authorization applied to every route.
+ *
+ * Every route declares the roles it admits (routes.c). A request's bearer token is either a
+ * session token ("cfs_..."), validated by the identity service, or the operator token, which
+ * admits only HTTP_ROLE_BOOTSTRAP routes (creating the first admin). A token that is valid but
+ * whose role the route does not admit gets 403; no or a bad token gets 401.
+ */
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"
 #include "core/limits.h"
 
-enum cf_err api_create(struct store *store, struct writer *writer,
+#define API_POOL_THREADS 4
+
+enum cf_err api_create(struct store *store, struct writer *writer, struct identity *identity,
                        const uint8_t operator_token_hash[HASH_BYTES], struct api **out)
 {
-    CF_ASSERT(store != NULL && writer != NULL);
+    CF_ASSERT(store != NULL && writer != NULL && identity != NULL);
     struct api *api = calloc(1, sizeof(*api));
     if (api == NULL)
         return CF_ERR_NOMEM;
     api->store = store;
     api->writer = writer;
+    api->identity = identity;
     memcpy(api->operator_token_hash, operator_token_hash, HASH_BYTES);
     enum cf_err err = api_inflight_create(&api->inflight);
+    if (err == CF_OK)
+        err = api_pool_create(API_POOL_THREADS, &api->pool);
     if (err != CF_OK) {
-        free(api);
+        api_destroy(api);
         return err;
     }
     *out = api;
@@ -28,9 +40,52 @@ void api_destroy(struct api *api)
 {
     if (api == NULL)
         return;
+    api_pool_destroy(api->pool);
     api_inflight_destroy(api->inflight);
     hash_wipe(api->operator_token_hash, HASH_BYTES);
     free(api);
+}
+
+uint32_t api_role_bit(enum identity_role r)
+{
+    static const uint32_t bits[IDENTITY_ROLE_COUNT] = {
+        [IDENTITY_CUSTOMER] = HTTP_ROLE_CUSTOMER, [IDENTITY_MERCHANT] = HTTP_ROLE_MERCHANT,
+        [IDENTITY_SUPPORT] = HTTP_ROLE_SUPPORT,   [IDENTITY_RISK] = HTTP_ROLE_RISK,
+        [IDENTITY_ADMIN] = HTTP_ROLE_ADMIN,       [IDENTITY_AUDITOR] = HTTP_ROLE_AUDITOR,
+    };
+    CF_ASSERT(r >= 0 && r < IDENTITY_ROLE_COUNT);
+    return bits[r];
+}
+
+void api_ctx(const struct http_request *req, struct identity_ctx *out)
+{
+    out->ip = req->client_ip;
+    out->user_agent = req->user_agent;
+}
+
+const char *api_actor(const struct http_request *req)
+{
+    const struct api_principal *p = api_principal(req);
+    if (p == NULL)
+        return "anonymous";
+    return p->bootstrap ? "operator" : p->user.user_id;
+}
+
+static enum cf_err authorize_operator(struct api *api, struct http_request *req,
+                                      const char *token, size_t len)
+{
+    uint8_t digest[HASH_BYTES];
+    hash_sha256(token, len, digest);
+    if (!hash_equal(digest, api->operator_token_hash, HASH_BYTES))
+        return CF_ERR_UNAUTHORIZED;
+    if ((req->route->roles & HTTP_ROLE_BOOTSTRAP) == 0)
+        return CF_ERR_FORBIDDEN;
+    struct api_principal *p = arena_calloc(req->arena, 1, sizeof(*p));
+    if (p == NULL)
+        return CF_ERR_NOMEM;
+    p->bootstrap = true;
+    req->principal = p;
+    return CF_OK;
 }
 
 enum cf_err api_authorize(void *app, struct http_request *req)
@@ -46,9 +101,16 @@ enum cf_err api_authorize(void *app, struct http_request *req)
     size_t len = strlen(token);
     if (len == 0 || len > AUTH_TOKEN_BYTES_MAX)
         return CF_ERR_UNAUTHORIZED;
-    uint8_t digest[HASH_BYTES];
-    hash_sha256(token, len, digest);
-    if (!hash_equal(digest, api->operator_token_hash, HASH_BYTES))
-        return CF_ERR_UNAUTHORIZED;
+    if (strncmp(token, "cfs_", 4) != 0)
+        return authorize_operator(api, req, token, len);
+    struct api_principal *p = arena_calloc(req->arena, 1, sizeof(*p));
+    if (p == NULL)
+        return CF_ERR_NOMEM;
+    enum cf_err err = identity_authenticate(api->identity, token, len, &p->user);
+    if (err != CF_OK)
+        return err == CF_ERR_UNAUTHORIZED || err == CF_ERR_NOT_FOUND ? CF_ERR_UNAUTHORIZED : err;
+    if ((req->route->roles & api_role_bit(p->user.role)) == 0)
+        return CF_ERR_FORBIDDEN;
+    req->principal = p;
     return CF_OK;
 }

@@ -23,24 +23,65 @@
 #include "core/buf.h"
 #include "core/hash.h"
 #include "http/http.h"
+#include "identity/identity.h"
 #include "ledger/writer.h"
 #include "store/store.h"
 
 struct api_inflight;
+struct api_pool;
 
 struct api {
     struct store *store;
     struct writer *writer;
+    struct identity *identity;
     struct http_server *server; /* set after the server starts, for /metrics */
     uint8_t operator_token_hash[HASH_BYTES];
     struct api_inflight *inflight;
+    struct api_pool *pool;      /* worker threads for blocking identity work */
 };
 
 /* Builds the API context; *out is freed with api_destroy. */
 CF_WARN_UNUSED enum cf_err api_create(struct store *store, struct writer *writer,
+                                      struct identity *identity,
                                       const uint8_t operator_token_hash[HASH_BYTES],
                                       struct api **out);
 void api_destroy(struct api *api);
+
+/* Who is calling (set by api_authorize; NULL on public routes). bootstrap is the operator
+ * token, which may only create the first admin. */
+struct api_principal {
+    struct identity_principal user;
+    bool bootstrap;
+};
+static inline const struct api_principal *api_principal(const struct http_request *req)
+{
+    return req->principal;
+}
+/* The HTTP_ROLE_* bit of a role. */
+uint32_t api_role_bit(enum identity_role r);
+/* The request's origin, for the audit log. */
+void api_ctx(const struct http_request *req, struct identity_ctx *out);
+/* The actor name of the caller for audit lines: the user id or "operator". */
+const char *api_actor(const struct http_request *req);
+
+/* Offloading (pool.c): identity work blocks (argon2id, database round trips), so it runs on a
+ * small pool of worker threads, never on the HTTP event threads. A handler returns
+ * api_offload(req, resp, run); run executes on a worker and fills its response; the route's
+ * finish handler must be api_offload_finish. A full queue answers 503. */
+typedef void (*api_job_fn)(struct http_request *req, struct http_response *resp);
+enum http_action api_offload(struct http_request *req, struct http_response *resp, api_job_fn run);
+enum http_action api_offload_finish(struct http_request *req, struct http_response *resp);
+CF_WARN_UNUSED enum cf_err api_pool_create(unsigned threads, struct api_pool **out);
+void api_pool_destroy(struct api_pool *p);
+
+/* Replies with obj as JSON (and takes the reference). */
+void api_reply_object(struct http_request *req, struct http_response *resp, int status,
+                      json_t *obj);
+/* A problem answer with an optional Retry-After (seconds; 0 for none). */
+void api_problem_retry(struct http_request *req, struct http_response *resp, enum cf_err err,
+                       const char *detail, int64_t retry_after_s);
+/* Reads the optional "verification": {"challenge_id","code"} member of a request body. */
+CF_WARN_UNUSED enum cf_err api_json_verification(json_t *root, struct identity_verification *out);
 
 /* The route table. */
 extern const struct http_route api_routes[];
@@ -115,6 +156,16 @@ enum http_action api_submit(struct http_request *req, struct http_response *resp
 bool api_finish_common(struct http_request *req, struct http_response *resp,
                        struct writer_cmd *cmd);
 
+/* Renders cmd's outcome into resp_status/resp_body (in cmd->arena). */
+CF_WARN_UNUSED enum cf_err api_cmd_render(struct writer_cmd *cmd);
+/* From a worker thread: submits cmd, waits until it is durable (or refused), renders it.
+ * CF_OK means cmd->err / cmd->resp_* tell the outcome; an error means it never ran. */
+CF_WARN_UNUSED enum cf_err api_submit_wait(struct api *api, struct writer_cmd *cmd,
+                                           struct arena *arena);
+/* Answers with cmd's rendered outcome. */
+void api_cmd_reply(struct http_request *req, struct http_response *resp,
+                   const struct writer_cmd *cmd);
+
 /* writer_cmd.variant: how a transfer's response is shaped */
 #define API_VARIANT_SINGLE 0 /* the transfer itself */
 #define API_VARIANT_LEGS 1   /* {"group_id", "legs": [...]} */
@@ -135,6 +186,41 @@ enum http_action api_transfer_post(struct http_request *req, struct http_respons
 enum http_action api_transfer_void(struct http_request *req, struct http_response *resp);
 enum http_action api_transfers_batch(struct http_request *req, struct http_response *resp);
 enum http_action api_currencies_list(struct http_request *req, struct http_response *resp);
+enum http_action api_auth_register(struct http_request *req, struct http_response *resp);
+enum http_action api_auth_register_verify(struct http_request *req, struct http_response *resp);
+enum http_action api_auth_sign_in(struct http_request *req, struct http_response *resp);
+enum http_action api_auth_sign_in_mfa(struct http_request *req, struct http_response *resp);
+enum http_action api_auth_sign_in_enroll(struct http_request *req, struct http_response *resp);
+enum http_action api_auth_sign_out(struct http_request *req, struct http_response *resp);
+enum http_action api_auth_reset(struct http_request *req, struct http_response *resp);
+enum http_action api_auth_reset_confirm(struct http_request *req, struct http_response *resp);
+enum http_action api_bootstrap(struct http_request *req, struct http_response *resp);
+enum http_action api_me_get(struct http_request *req, struct http_response *resp);
+enum http_action api_me_sessions(struct http_request *req, struct http_response *resp);
+enum http_action api_me_session_revoke(struct http_request *req, struct http_response *resp);
+enum http_action api_me_sessions_revoke_others(struct http_request *req,
+                                               struct http_response *resp);
+enum http_action api_me_challenge(struct http_request *req, struct http_response *resp);
+enum http_action api_me_password(struct http_request *req, struct http_response *resp);
+enum http_action api_me_totp_begin(struct http_request *req, struct http_response *resp);
+enum http_action api_me_totp_confirm(struct http_request *req, struct http_response *resp);
+enum http_action api_me_totp_disable(struct http_request *req, struct http_response *resp);
+enum http_action api_me_export(struct http_request *req, struct http_response *resp);
+enum http_action api_me_close(struct http_request *req, struct http_response *resp);
+enum http_action api_me_accounts(struct http_request *req, struct http_response *resp);
+enum http_action api_me_account_open(struct http_request *req, struct http_response *resp);
+enum http_action api_me_account_get(struct http_request *req, struct http_response *resp);
+enum http_action api_me_account_transfers(struct http_request *req, struct http_response *resp);
+enum http_action api_me_transfer_create(struct http_request *req, struct http_response *resp);
+enum http_action api_me_transfer_get(struct http_request *req, struct http_response *resp);
+enum http_action api_admin_staff_create(struct http_request *req, struct http_response *resp);
+enum http_action api_admin_user_get(struct http_request *req, struct http_response *resp);
+enum http_action api_admin_role_set(struct http_request *req, struct http_response *resp);
+enum http_action api_admin_outbox(struct http_request *req, struct http_response *resp);
+enum http_action api_audit_list(struct http_request *req, struct http_response *resp);
+/* TOTP enrolment answer (secret, otpauth URI, QR code as SVG). */
+void api_reply_enrolment(struct http_request *req, struct http_response *resp,
+                         const struct identity_totp_enrolment *e);
 /* finish handlers for suspended writes */
 enum http_action api_write_finish(struct http_request *req, struct http_response *resp);
 

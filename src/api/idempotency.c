@@ -4,14 +4,15 @@
  * by the ledger writer in the same transaction as the change they answer.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"
+#include "core/ids.h"
 #include "core/limits.h"
 
 #define INFLIGHT_SLOTS (IDEM_INFLIGHT_MAX * 2)
-#define IDEM_NAMESPACE "op:" /* keys are scoped by principal; one operator for now */
 
 struct inflight_slot {
     uint8_t digest[HASH_BYTES];
@@ -61,11 +62,15 @@ enum cf_err api_idem_prepare(struct http_request *req, struct writer_cmd *cmd, b
     size_t len = strlen(k);
     if (!key_valid(k, len))
         return CF_ERR_IDEM_KEY_INVALID;
-    size_t ns = strlen(IDEM_NAMESPACE);
+    /* Keys are scoped by principal: one caller's key never meets another's stored answer. */
+    char ns_buf[ID_TEXT_BYTES_MAX + 4];
+    snprintf(ns_buf, sizeof(ns_buf), "%s:", api_actor(req));
+    size_t ns = strlen(ns_buf);
+    CF_ASSERT(ns + IDEM_KEY_BYTES_MAX <= IDEM_STORED_KEY_BYTES_MAX);
     char *full = arena_alloc(req->arena, ns + len + 1);
     if (full == NULL)
         return CF_ERR_NOMEM;
-    memcpy(full, IDEM_NAMESPACE, ns);
+    memcpy(full, ns_buf, ns);
     memcpy(full + ns, k, len + 1);
     cmd->idem_key = full;
     cmd->idem_key_len = ns + len;

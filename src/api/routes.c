@@ -9,36 +9,100 @@
 
 #define NO_BODY 0
 #define SMALL HTTP_BODY_BYTES_MAX
+#define AUTH_BODY (8 * 1024) /* credentials are small; refuse big bodies before parsing */
 #define BATCH HTTP_BATCH_BODY_BYTES_MAX
-#define OP (HTTP_ROLE_ADMIN | HTTP_ROLE_BOOTSTRAP)
+#define PUB HTTP_PUBLIC
+#define ADMIN HTTP_ROLE_ADMIN
+#define STAFF_READ (HTTP_ROLE_ADMIN | HTTP_ROLE_AUDITOR | HTTP_ROLE_SUPPORT | HTTP_ROLE_RISK)
+#define ANY HTTP_ROLES_SIGNED_IN
+#define CUST HTTP_ROLE_CUSTOMER
+#define AUDIT (HTTP_ROLE_AUDITOR | HTTP_ROLE_ADMIN)
+#define OFF api_offload_finish
 
 const struct http_route api_routes[] = {
     {HTTP_GET, "/healthz", api_healthz, NULL, HTTP_PUBLIC, NO_BODY, false, "healthz"},
-    {HTTP_GET, "/metrics", api_metrics, NULL, OP, NO_BODY, false, "metrics"},
-    {HTTP_GET, "/v1/ledger/currencies", api_currencies_list, NULL, OP, NO_BODY, false,
+    {HTTP_GET, "/metrics", api_metrics, NULL, STAFF_READ, NO_BODY, false, "metrics"},
+    {HTTP_GET, "/v1/ledger/currencies", api_currencies_list, NULL, ANY, NO_BODY, false,
      "currencies_list"},
-    {HTTP_POST, "/v1/ledger/accounts", api_account_create, api_write_finish, OP, SMALL, true,
+    {HTTP_POST, "/v1/ledger/accounts", api_account_create, api_write_finish, ADMIN, SMALL, true,
      "account_create"},
-    {HTTP_GET, "/v1/ledger/accounts", api_accounts_list, NULL, OP, NO_BODY, false,
+    {HTTP_GET, "/v1/ledger/accounts", api_accounts_list, NULL, STAFF_READ, NO_BODY, false,
      "accounts_list"},
-    {HTTP_GET, "/v1/ledger/accounts/{id}", api_account_get, NULL, OP, NO_BODY, false,
+    {HTTP_GET, "/v1/ledger/accounts/{id}", api_account_get, NULL, STAFF_READ, NO_BODY, false,
      "account_get"},
-    {HTTP_POST, "/v1/ledger/accounts/{id}/freeze", api_account_freeze, api_write_finish, OP,
+    {HTTP_POST, "/v1/ledger/accounts/{id}/freeze", api_account_freeze, api_write_finish, ADMIN,
      SMALL, true, "account_freeze"},
-    {HTTP_POST, "/v1/ledger/accounts/{id}/unfreeze", api_account_unfreeze, api_write_finish, OP,
+    {HTTP_POST, "/v1/ledger/accounts/{id}/unfreeze", api_account_unfreeze, api_write_finish, ADMIN,
      SMALL, true, "account_unfreeze"},
-    {HTTP_GET, "/v1/ledger/accounts/{id}/transfers", api_account_transfers, NULL, OP, NO_BODY,
+    {HTTP_GET, "/v1/ledger/accounts/{id}/transfers", api_account_transfers, NULL, STAFF_READ, NO_BODY,
      false, "account_transfers"},
-    {HTTP_POST, "/v1/ledger/transfers", api_transfer_create, api_write_finish, OP, SMALL, true,
+    {HTTP_POST, "/v1/ledger/transfers", api_transfer_create, api_write_finish, ADMIN, SMALL, true,
      "transfer_create"},
-    {HTTP_POST, "/v1/ledger/transfers/batch", api_transfers_batch, api_write_finish, OP, BATCH,
+    {HTTP_POST, "/v1/ledger/transfers/batch", api_transfers_batch, api_write_finish, ADMIN, BATCH,
      true, "transfers_batch"},
-    {HTTP_GET, "/v1/ledger/transfers/{id}", api_transfer_get, NULL, OP, NO_BODY, false,
+    {HTTP_GET, "/v1/ledger/transfers/{id}", api_transfer_get, NULL, STAFF_READ, NO_BODY, false,
      "transfer_get"},
-    {HTTP_POST, "/v1/ledger/transfers/{id}/post", api_transfer_post, api_write_finish, OP, SMALL,
+    {HTTP_POST, "/v1/ledger/transfers/{id}/post", api_transfer_post, api_write_finish, ADMIN, SMALL,
      true, "transfer_post"},
-    {HTTP_POST, "/v1/ledger/transfers/{id}/void", api_transfer_void, api_write_finish, OP, SMALL,
+    {HTTP_POST, "/v1/ledger/transfers/{id}/void", api_transfer_void, api_write_finish, ADMIN, SMALL,
      true, "transfer_void"},
+
+    /* Sign-up and sign-in (public) */
+    {HTTP_POST, "/v1/auth/register", api_auth_register, OFF, PUB, AUTH_BODY, false, "register"},
+    {HTTP_POST, "/v1/auth/register/verify", api_auth_register_verify, OFF, PUB, AUTH_BODY, false,
+     "register_verify"},
+    {HTTP_POST, "/v1/auth/sign-in", api_auth_sign_in, OFF, PUB, AUTH_BODY, false, "sign_in"},
+    {HTTP_POST, "/v1/auth/sign-in/mfa", api_auth_sign_in_mfa, OFF, PUB, AUTH_BODY, false,
+     "sign_in_mfa"},
+    {HTTP_POST, "/v1/auth/sign-in/enrol", api_auth_sign_in_enroll, OFF, PUB, AUTH_BODY, false,
+     "sign_in_enrol"},
+    {HTTP_POST, "/v1/auth/password/reset", api_auth_reset, OFF, PUB, AUTH_BODY, false,
+     "password_reset"},
+    {HTTP_POST, "/v1/auth/password/reset/confirm", api_auth_reset_confirm, OFF, PUB, AUTH_BODY,
+     false, "password_reset_confirm"},
+    {HTTP_POST, "/v1/auth/sign-out", api_auth_sign_out, OFF, ANY, AUTH_BODY, false, "sign_out"},
+
+    /* The signed-in person */
+    {HTTP_GET, "/v1/me", api_me_get, OFF, ANY, NO_BODY, false, "me_get"},
+    {HTTP_GET, "/v1/me/sessions", api_me_sessions, OFF, ANY, NO_BODY, false, "me_sessions"},
+    {HTTP_POST, "/v1/me/sessions/revoke-others", api_me_sessions_revoke_others, OFF, ANY,
+     AUTH_BODY, false, "me_sessions_revoke_others"},
+    {HTTP_POST, "/v1/me/sessions/{id}/revoke", api_me_session_revoke, OFF, ANY, AUTH_BODY, false,
+     "me_session_revoke"},
+    {HTTP_POST, "/v1/me/challenges", api_me_challenge, OFF, ANY, AUTH_BODY, false,
+     "me_challenge"},
+    {HTTP_POST, "/v1/me/password", api_me_password, OFF, ANY, AUTH_BODY, false, "me_password"},
+    {HTTP_POST, "/v1/me/mfa/totp", api_me_totp_begin, OFF, ANY, AUTH_BODY, false,
+     "me_totp_begin"},
+    {HTTP_POST, "/v1/me/mfa/totp/confirm", api_me_totp_confirm, OFF, ANY, AUTH_BODY, false,
+     "me_totp_confirm"},
+    {HTTP_POST, "/v1/me/mfa/totp/disable", api_me_totp_disable, OFF, ANY, AUTH_BODY, false,
+     "me_totp_disable"},
+    {HTTP_POST, "/v1/me/export", api_me_export, OFF, CUST, AUTH_BODY, false, "me_export"},
+    {HTTP_POST, "/v1/me/close", api_me_close, OFF, CUST, AUTH_BODY, false, "me_close"},
+    {HTTP_GET, "/v1/me/accounts", api_me_accounts, OFF, CUST, NO_BODY, false, "me_accounts"},
+    {HTTP_POST, "/v1/me/accounts", api_me_account_open, OFF, CUST, AUTH_BODY, false,
+     "me_account_open"},
+    {HTTP_GET, "/v1/me/accounts/{id}", api_me_account_get, NULL, CUST, NO_BODY, false,
+     "me_account_get"},
+    {HTTP_GET, "/v1/me/accounts/{id}/transfers", api_me_account_transfers, NULL, CUST, NO_BODY,
+     false, "me_account_transfers"},
+    {HTTP_POST, "/v1/me/transfers", api_me_transfer_create, OFF, CUST, SMALL, true,
+     "me_transfer_create"},
+    {HTTP_GET, "/v1/me/transfers/{id}", api_me_transfer_get, NULL, CUST, NO_BODY, false,
+     "me_transfer_get"},
+
+    /* Staff */
+    {HTTP_POST, "/v1/bootstrap", api_bootstrap, OFF, HTTP_ROLE_BOOTSTRAP, AUTH_BODY, false,
+     "bootstrap"},
+    {HTTP_POST, "/v1/admin/staff", api_admin_staff_create, OFF, ADMIN, AUTH_BODY, false,
+     "staff_create"},
+    {HTTP_GET, "/v1/admin/users/{id}", api_admin_user_get, OFF,
+     HTTP_ROLE_ADMIN | HTTP_ROLE_SUPPORT | HTTP_ROLE_RISK, NO_BODY, false, "user_get"},
+    {HTTP_POST, "/v1/admin/users/{id}/role", api_admin_role_set, OFF, ADMIN, AUTH_BODY, false,
+     "role_set"},
+    {HTTP_GET, "/v1/admin/outbox", api_admin_outbox, OFF, ADMIN, NO_BODY, false, "outbox"},
+    {HTTP_GET, "/v1/audit", api_audit_list, OFF, AUDIT, NO_BODY, false, "audit_list"},
 };
 
 const size_t api_routes_n = sizeof(api_routes) / sizeof(api_routes[0]);

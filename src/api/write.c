@@ -3,6 +3,7 @@
  * connection, resume when the batch is durable, answer. Also renders a finished command into
  * its response, on the writer thread when the response must be stored with an idempotency key.
  */
+#include <pthread.h>
 #include <string.h>
 
 #include "api/api.h"
@@ -84,7 +85,7 @@ static void render_success(struct writer_cmd *cmd, struct buf *b)
 }
 
 /* Renders cmd's outcome into resp_status/resp_body (in cmd->arena). */
-static enum cf_err render_cmd(struct writer_cmd *cmd)
+enum cf_err api_cmd_render(struct writer_cmd *cmd)
 {
     struct buf b;
     buf_init(&b, cmd->arena, HTTP_RESPONSE_BYTES_MAX);
@@ -117,7 +118,7 @@ enum http_action api_submit(struct http_request *req, struct http_response *resp
     cmd->arena = req->arena;
     cmd->done = cmd_done;
     cmd->user = req;
-    cmd->render = render_cmd;
+    cmd->render = api_cmd_render;
     enum cf_err err = CF_OK;
     if (cmd->idem_key_len > 0 && (err = api_inflight_acquire(api, cmd)) != CF_OK) {
         api_problem(req, resp, err, NULL);
@@ -150,7 +151,7 @@ enum http_action api_write_finish(struct http_request *req, struct http_response
                                          cmd->err != CF_ERR_NOMEM &&
                                          cmd->err != CF_ERR_OVERLOADED &&
                                          cmd->err != CF_ERR_SHUTTING_DOWN);
-        if (!ran || render_cmd(cmd) != CF_OK) {
+        if (!ran || api_cmd_render(cmd) != CF_OK) {
             api_problem(req, resp, cmd->err != CF_OK ? cmd->err : CF_ERR_NOMEM, NULL);
             return HTTP_DONE;
         }
@@ -160,4 +161,64 @@ enum http_action api_write_finish(struct http_request *req, struct http_response
     resp->body_len = cmd->resp_body_len;
     resp->content_type = resp->status >= 400 ? "application/problem+json" : "application/json";
     return HTTP_DONE;
+}
+
+/* Synchronous submission, for worker threads ------------------------------------------------ */
+
+struct sync_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+};
+
+static void sync_done(struct writer_cmd *cmd)
+{
+    struct sync_wait *w = cmd->user;
+    pthread_mutex_lock(&w->mu);
+    w->done = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+enum cf_err api_submit_wait(struct api *api, struct writer_cmd *cmd, struct arena *arena)
+{
+    struct sync_wait w = {.done = false};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    cmd->arena = arena;
+    cmd->done = sync_done;
+    cmd->user = &w;
+    cmd->render = api_cmd_render;
+    enum cf_err err = CF_OK;
+    bool keyed = cmd->idem_key_len > 0;
+    if (keyed && (err = api_inflight_acquire(api, cmd)) != CF_OK)
+        goto out;
+    err = writer_submit(api->writer, cmd);
+    if (err == CF_OK) {
+        pthread_mutex_lock(&w.mu);
+        while (!w.done)
+            pthread_cond_wait(&w.cv, &w.mu);
+        pthread_mutex_unlock(&w.mu);
+        if (cmd->resp_body == NULL && cmd->err == CF_OK)
+            err = api_cmd_render(cmd);
+    }
+    if (keyed)
+        api_inflight_release(api, cmd);
+out:
+    pthread_cond_destroy(&w.cv);
+    pthread_mutex_destroy(&w.mu);
+    return err;
+}
+
+void api_cmd_reply(struct http_request *req, struct http_response *resp,
+                   const struct writer_cmd *cmd)
+{
+    if (cmd->resp_body == NULL) {
+        api_problem(req, resp, cmd->err != CF_OK ? cmd->err : CF_ERR_INTERNAL, NULL);
+        return;
+    }
+    resp->status = cmd->resp_status;
+    resp->body = cmd->resp_body;
+    resp->body_len = cmd->resp_body_len;
+    resp->content_type = resp->status >= 400 ? "application/problem+json" : "application/json";
 }

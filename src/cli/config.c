@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/assert.h"
 
@@ -18,6 +19,9 @@ void config_defaults(struct config *c)
     c->http_threads = 2;
     c->readers = 4;
     snprintf(c->assets, sizeof(c->assets), "POINTS:0");
+    c->session_idle_s = 900;
+    c->session_absolute_s = 12 * 3600;
+    c->step_up_amount_minor = 100000;
 }
 
 static enum cf_err copy_str(char *dst, size_t dst_bytes, const char *key, const char *value)
@@ -44,6 +48,19 @@ static enum cf_err parse_uint(const char *key, const char *value, unsigned lo, u
     return CF_OK;
 }
 
+static enum cf_err parse_bool(const char *key, const char *value, bool *out)
+{
+    static const char *const yes[] = {"1", "true", "yes"}, *const no[] = {"0", "false", "no"};
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        if (strcasecmp(value, yes[i]) == 0 || strcasecmp(value, no[i]) == 0) {
+            *out = strcasecmp(value, yes[i]) == 0;
+            return CF_OK;
+        }
+    }
+    fprintf(stderr, "coffer: %s: expected 1 or 0 (true/false, yes/no)\n", key);
+    return CF_ERR_CONFIG;
+}
+
 enum cf_err config_set(struct config *c, const char *key, const char *value)
 {
     CF_ASSERT(key != NULL && value != NULL);
@@ -65,6 +82,22 @@ enum cf_err config_set(struct config *c, const char *key, const char *value)
     }
     if (strcmp(key, "db") == 0)
         return copy_str(c->db, sizeof(c->db), key, value);
+    if (strcmp(key, "tls_cert") == 0)
+        return copy_str(c->tls_cert, sizeof(c->tls_cert), key, value);
+    if (strcmp(key, "tls_key") == 0)
+        return copy_str(c->tls_key, sizeof(c->tls_key), key, value);
+    if (strcmp(key, "insecure_http") == 0)
+        return parse_bool(key, value, &c->insecure_http);
+    if (strcmp(key, "master_key_file") == 0)
+        return copy_str(c->master_key_file, sizeof(c->master_key_file), key, value);
+    if (strcmp(key, "notifier_url") == 0)
+        return copy_str(c->notifier_url, sizeof(c->notifier_url), key, value);
+    if (strcmp(key, "session_idle_s") == 0)
+        return parse_uint(key, value, 60, 86400, &c->session_idle_s);
+    if (strcmp(key, "session_absolute_s") == 0)
+        return parse_uint(key, value, 300, 30 * 86400, &c->session_absolute_s);
+    if (strcmp(key, "step_up_amount_minor") == 0)
+        return parse_uint(key, value, 0, 4000000000u, &c->step_up_amount_minor);
     fprintf(stderr, "coffer: unknown setting '%s'\n", key);
     return CF_ERR_CONFIG;
 }
@@ -113,10 +146,21 @@ enum cf_err config_load_file(struct config *c)
 enum cf_err config_load_env(struct config *c)
 {
     static const char *const map[][2] = {
-        {"COFFER_DATA", "data"},         {"COFFER_LISTEN", "listen"},
-        {"COFFER_LOG_LEVEL", "log_level"}, {"COFFER_HTTP_THREADS", "http_threads"},
-        {"COFFER_READERS", "readers"},   {"COFFER_ASSETS", "assets"},
+        {"COFFER_DATA", "data"},
+        {"COFFER_LISTEN", "listen"},
+        {"COFFER_LOG_LEVEL", "log_level"},
+        {"COFFER_HTTP_THREADS", "http_threads"},
+        {"COFFER_READERS", "readers"},
+        {"COFFER_ASSETS", "assets"},
         {"COFFER_DB", "db"},
+        {"COFFER_TLS_CERT", "tls_cert"},
+        {"COFFER_TLS_KEY", "tls_key"},
+        {"COFFER_INSECURE_HTTP", "insecure_http"},
+        {"COFFER_MASTER_KEY_FILE", "master_key_file"},
+        {"COFFER_NOTIFIER_URL", "notifier_url"},
+        {"COFFER_SESSION_IDLE_S", "session_idle_s"},
+        {"COFFER_SESSION_ABSOLUTE_S", "session_absolute_s"},
+        {"COFFER_STEP_UP_AMOUNT_MINOR", "step_up_amount_minor"},
     };
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
         const char *v = getenv(map[i][0]);

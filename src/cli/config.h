@@ -12,6 +12,23 @@
  *   readers       COFFER_READERS       4                read connections (1..16)
  *   assets        COFFER_ASSETS        POINTS:0         operator assets, CODE:SCALE,...
  *   db            COFFER_DB            (data dir)       storage location; postgresql:// later
+ *   tls_cert      COFFER_TLS_CERT      (none)           PEM file: certificate, then chain
+ *   tls_key       COFFER_TLS_KEY       (none)           PEM file: its private key (mode 0600)
+ *   insecure_http COFFER_INSECURE_HTTP 0                1: plain HTTP on a non-loopback address
+ *   master_key_file COFFER_MASTER_KEY_FILE DATA/master.key  master keys, "ID:BASE64" lines
+ *   notifier_url  COFFER_NOTIFIER_URL  (none)           SMS/email provider; none = dev outbox
+ *   session_idle_s COFFER_SESSION_IDLE_S 900            session idle timeout (60..86400)
+ *   session_absolute_s COFFER_SESSION_ABSOLUTE_S 43200  session lifetime (300..2592000)
+ *   step_up_amount_minor COFFER_STEP_UP_AMOUNT_MINOR 100000  transfers above need step-up
+ *
+ * Master keys: COFFER_MASTER_KEYS (the key file's text itself) wins over the file; without
+ * either, serve/init create DATA/master.key on first start. Keep the key file off the machine
+ * that holds the database's backups. COFFER_NOTIFIER_SECRET (environment only) signs the
+ * provider's requests.
+ *
+ * serve speaks HTTPS when tls_cert and tls_key are both set (one alone is an error). Without
+ * them it refuses to listen on anything but a loopback address unless insecure_http is set
+ * (for a TLS proxy in front of it). Booleans take 1/0, true/false or yes/no.
  *
  * COFFER_OPERATOR_TOKEN is read only by `serve`/`init` on first start (see cli.c), never from
  * the config file, so the token is not written into a file an operator may share.
@@ -33,6 +50,14 @@ struct config {
     unsigned readers;
     char assets[512];
     char db[CONFIG_PATH_BYTES_MAX];
+    char tls_cert[CONFIG_PATH_BYTES_MAX]; /* "" = none */
+    char tls_key[CONFIG_PATH_BYTES_MAX];  /* "" = none */
+    bool insecure_http;
+    char master_key_file[CONFIG_PATH_BYTES_MAX]; /* "" = DATA/master.key */
+    char notifier_url[CONFIG_PATH_BYTES_MAX];    /* "" = the development outbox */
+    unsigned session_idle_s;
+    unsigned session_absolute_s;
+    unsigned step_up_amount_minor;
     char config_path[CONFIG_PATH_BYTES_MAX];
 };
 

@@ -29,4 +29,12 @@ const char *cf_err_title(enum cf_err err);
 /* Looks a code string up; returns CF_ERR_COUNT_ when unknown. */
 enum cf_err cf_err_from_code(const char *code);
 
+/* Marks a call whose failure the caller deliberately does not act on (it was logged, and the
+ * answer must not depend on it: a notice that could not be sent, the audit line of a request
+ * that is refused anyway). */
+static inline void cf_best_effort(enum cf_err err)
+{
+    (void)err;
+}
+
 #endif

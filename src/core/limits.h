@@ -64,8 +64,8 @@
 /* An Idempotency-Key header or a batch item's key. */
 #define IDEM_KEY_BYTES_MAX 128
 
-/* A key as stored: the caller's key behind a principal namespace ("op:"). */
-#define IDEM_STORED_KEY_BYTES_MAX (IDEM_KEY_BYTES_MAX + 16)
+/* A key as stored: the caller's key behind its principal ("usr_0123456789ABC:" or "operator:"). */
+#define IDEM_STORED_KEY_BYTES_MAX (IDEM_KEY_BYTES_MAX + 32)
 
 /* Stored responses are kept at least 24 hours, as the API promises; purged after 48. */
 #define IDEM_RETENTION_S (48LL * 3600)

@@ -4,13 +4,16 @@
  * Policy (password_check): valid UTF-8, normalized to Unicode NFKC (libunistring) so that the
  * same passphrase typed on two keyboards is the same password; 12 to 128 characters (code
  * points) after normalization; no control characters; refused when cracklib (Debian's
- * cracklib-runtime dictionary) calls it weak or dictionary-based, or when it is one character
- * repeated or contains the user's own login.
+ * cracklib-runtime dictionary) calls it weak or dictionary-based (the text, and the text without
+ * the ASCII digits, punctuation and spaces at its ends, since cracklib alone misses a word with
+ * four or more added: "password12345"), or when it is one character repeated or contains the
+ * user's own login.
  *
  * Storage (password_hash / password_verify): libsodium's crypto_pwhash_str with argon2id13 at
  * PASSWORD_OPSLIMIT iterations and PASSWORD_MEMLIMIT_BYTES memory (OWASP's minimum: 19 MiB,
  * t=2, p=1), over the normalized text. The stored string carries its own parameters, so the
- * cost can rise later; password_needs_rehash tells when a stored hash is below the current cost.
+ * cost can rise later; password_needs_rehash tells when a stored hash was made with another
+ * algorithm or other parameters than the current ones (libsodium's rule: higher counts too).
  *
  * password_verify_dummy spends the same time as a real verification, for sign-ins of unknown
  * logins (responses must not reveal whether an account exists).
@@ -46,7 +49,9 @@ enum password_verdict {
 const char *password_verdict_text(enum password_verdict v);
 
 /* Normalizes pw (len bytes) to NFKC into out (NUL-terminated, *out_len bytes). Returns
- * PASSWORD_OK or why the text cannot be a password (UTF-8, length, control characters). */
+ * PASSWORD_OK or why the text cannot be a password (UTF-8, length, control characters); out and
+ * *out_len are untouched unless PASSWORD_OK. An out of PASSWORD_BYTES_MAX bytes holds every
+ * acceptable password; a result that does not fit a smaller out is PASSWORD_TOO_LONG. */
 enum password_verdict password_normalize(const char *pw, size_t len, char *out,
                                          size_t out_bytes, size_t *out_len);
 

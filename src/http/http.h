@@ -59,6 +59,7 @@ struct http_response {
     const char *body;
     size_t body_len;
     const char *allow; /* Allow header value, for 405 */
+    int64_t retry_after_s; /* > 0: a Retry-After header (429, 503) */
 };
 
 typedef enum http_action (*http_handler)(struct http_request *req, struct http_response *resp);

@@ -6,6 +6,10 @@
  * Pitfalls of libmicrohttpd 0.9.75 handled here: we never queue a response on the first call
  * for a request (that turns keep-alive off), and the owner must resume every suspended
  * connection before http_server_stop (MHD aborts otherwise).
+ *
+ * TLS is MHD's own (GnuTLS): the PEM texts are handed over as MHD_OPTION_HTTPS_MEM_CERT/KEY,
+ * which MHD parses while the daemon starts and does not read afterwards, so the caller may
+ * wipe the key as soon as http_server_start returns; srv->cfg keeps no pointer to it.
  */
 #include <microhttpd.h>
 #include <arpa/inet.h>
@@ -23,6 +27,13 @@
 #include "core/log.h"
 #include "http/http.h"
 
+/* TLS 1.2 and 1.3 only, GnuTLS's NORMAL cipher suites otherwise. */
+#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+/* Browsers remember for a year to come back over HTTPS only, subdomains included. */
+#define HSTS_VALUE "max-age=31536000; includeSubDomains"
+/* Options after MHD_OPTION_ARRAY for TLS: cert, key, priorities and the END marker. */
+#define TLS_OPTIONS_N 4
+
 #define LATENCY_BUCKETS 12
 static const int64_t latency_us_bounds[LATENCY_BUCKETS - 1] = {
     100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 1000000};
@@ -35,7 +46,8 @@ struct route_metrics {
 
 struct http_server {
     struct MHD_Daemon *daemon;
-    struct http_server_config cfg;
+    struct http_server_config cfg; /* tls_*_pem cleared once the daemon has started */
+    bool tls;                      /* serving HTTPS: every response carries HSTS */
     unsigned port;
     struct route_metrics metrics[HTTP_ROUTES_MAX + 1]; /* last: unmatched */
 };
@@ -182,10 +194,18 @@ static enum MHD_Result queue(struct conn_req *cr, struct MHD_Connection *conn,
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
     MHD_add_response_header(resp, "X-Request-Id", cr->req.request_id);
     MHD_add_response_header(resp, "Cache-Control", "no-store");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    if (cr->srv->tls)
+        MHD_add_response_header(resp, "Strict-Transport-Security", HSTS_VALUE);
     if (r->allow != NULL)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
     if (r->status == 401)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    if (r->retry_after_s > 0) {
+        char retry[24];
+        snprintf(retry, sizeof(retry), "%lld", (long long)r->retry_after_s);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, retry);
+    }
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     cr->status = r->status;
@@ -369,6 +389,38 @@ static enum cf_err listen_resolve(const char *listen, struct sockaddr_storage *s
     return CF_OK;
 }
 
+/* Fills the MHD_OPTION_ARRAY items for TLS (just the END marker for plain HTTP). Returns false
+ * when TLS is asked for but this libmicrohttpd was built without it. */
+static bool tls_options_fill(const struct http_server_config *cfg,
+                             struct MHD_OptionItem opts[TLS_OPTIONS_N], unsigned *flags)
+{
+    CF_ASSERT((cfg->tls_cert_pem == NULL) == (cfg->tls_key_pem == NULL));
+    for (size_t i = 0; i < TLS_OPTIONS_N; i++)
+        opts[i] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    if (cfg->tls_cert_pem == NULL)
+        return true;
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        return false;
+    opts[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cfg->tls_cert_pem};
+    opts[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)cfg->tls_key_pem};
+    opts[2] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)TLS_PRIORITIES};
+    *flags |= MHD_USE_TLS;
+    CF_ASSERT(opts[TLS_OPTIONS_N - 1].option == MHD_OPTION_END);
+    return true;
+}
+
+static struct MHD_Daemon *daemon_start(struct http_server *srv, unsigned flags,
+                                       struct sockaddr_storage *addr, struct MHD_OptionItem *tls)
+{
+    return MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+        srv, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)srv->cfg.threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)HTTP_CONNECTIONS_MAX, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)HTTP_CONNECTION_TIMEOUT_S, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+        MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
+}
+
 enum cf_err http_server_start(const struct http_server_config *cfg, struct http_server **out)
 {
     CF_ASSERT(cfg->routes_n <= HTTP_ROUTES_MAX && cfg->threads >= 1);
@@ -379,21 +431,24 @@ enum cf_err http_server_start(const struct http_server_config *cfg, struct http_
         cf_log(LOG_ERROR, "cannot parse listen address", "listen", cfg->listen, NULL);
         return CF_ERR_CONFIG;
     }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+    struct MHD_OptionItem tls[TLS_OPTIONS_N];
+    if (!tls_options_fill(cfg, tls, &flags)) {
+        cf_log(LOG_ERROR, "this libmicrohttpd was built without TLS support", NULL);
+        return CF_ERR_CONFIG;
+    }
     struct http_server *srv = calloc(1, sizeof(*srv));
     if (srv == NULL)
         return CF_ERR_NOMEM;
     srv->cfg = *cfg;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
-    srv->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned)cfg->threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNECTIONS_MAX,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONNECTION_TIMEOUT_S,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
+    srv->tls = (flags & MHD_USE_TLS) != 0;
+    srv->daemon = daemon_start(srv, flags, &addr, tls);
+    srv->cfg.tls_cert_pem = NULL; /* parsed by now; the caller may free and wipe them */
+    srv->cfg.tls_key_pem = NULL;
     if (srv->daemon == NULL) {
-        cf_log(LOG_ERROR, "cannot start http server", "listen", cfg->listen, NULL);
+        cf_log(LOG_ERROR, srv->tls ? "cannot start https server" : "cannot start http server",
+               "listen", cfg->listen, NULL);
         free(srv);
         return CF_ERR_IO;
     }

@@ -8,7 +8,9 @@ and exits non-zero on any failure.
 Servers are started with Server(bin).start(): a fresh temporary directory (removed by close()),
 a free loopback port, readiness by polling /healthz, the operator token read from
 DATA/operator.token. stop() sends SIGTERM and waits; only if the process hangs is SIGKILL sent,
-and only ever to the PID of the process this harness started.
+and only ever to the PID of the process this harness started. Server(bin, args=[...]) adds serve
+flags; with tls_context=an ssl.SSLContext it polls and talks HTTPS instead of HTTP; listen_host
+replaces 127.0.0.1 in --listen (readiness is still polled on 127.0.0.1).
 """
 
 import argparse
@@ -102,7 +104,8 @@ def pg_drop_db(name):
 class Server:
     """One coffer server process over a data directory it may outlive (restart keeps it)."""
 
-    def __init__(self, bin_path, root=None, log_level="info", env=None, db=None):
+    def __init__(self, bin_path, root=None, log_level="info", env=None, db=None, args=None,
+                 tls_context=None, listen_host="127.0.0.1"):
         self.db = db
         self.db_name = None
         if db is None and PG_URL:
@@ -113,6 +116,9 @@ class Server:
         self.data = os.path.join(self.root, "data")
         self.log_level = log_level
         self.extra_env = env or {}
+        self.extra_args = list(args or [])
+        self.tls_context = tls_context
+        self.listen_host = listen_host
         self.proc = None
         self.port = None
         self.token = None
@@ -142,6 +148,8 @@ class Server:
         env.pop("COFFER_CONFIG", None)
         env.pop("COFFER_DATA", None)
         env.pop("COFFER_LISTEN", None)
+        for name in ("COFFER_TLS_CERT", "COFFER_TLS_KEY", "COFFER_INSECURE_HTTP"):
+            env.pop(name, None)
         env["COFFER_LOG_LEVEL"] = self.log_level
         env.update(self.extra_env)
         self.stdout_path = os.path.join(self.root, "stdout.%d.log" % self.starts)
@@ -150,7 +158,7 @@ class Server:
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(
                 [self.bin, "serve", "--data", self.data, "--listen",
-                 "127.0.0.1:%d" % self.port] + self.db_args(),
+                 "%s:%d" % (self.listen_host, self.port)] + self.db_args() + self.extra_args,
                 stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
@@ -177,7 +185,7 @@ class Server:
         check(self.token, "empty operator token")
 
     def _healthz_ok(self):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+        conn = _connection(self.port, 2, self.tls_context)
         try:
             conn.request("GET", "/healthz")
             resp = conn.getresponse()
@@ -244,6 +252,7 @@ class Server:
     # -- helpers ----------------------------------------------------------------------------
 
     def client(self, **kw):
+        kw.setdefault("tls_context", self.tls_context)
         return Client(self.port, self.token, **kw)
 
     def verify(self):
@@ -301,6 +310,14 @@ def _close_all_servers():
 # HTTP client
 
 
+def _connection(port, timeout, tls_context=None):
+    """A connection to 127.0.0.1:port: HTTPS when given an ssl.SSLContext, else plain HTTP."""
+    if tls_context is not None:
+        return http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout,
+                                           context=tls_context)
+    return http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+
+
 class Client:
     """A keep-alive client. get/post/request return (status, headers, parsed body).
 
@@ -309,8 +326,9 @@ class Client:
     an idle connection is sent once more on a new connection (safe for GETs and keyed POSTs).
     """
 
-    def __init__(self, port, token, retry=True, timeout=HTTP_TIMEOUT_S):
+    def __init__(self, port, token, retry=True, timeout=HTTP_TIMEOUT_S, tls_context=None):
         self.port = port
+        self.tls_context = tls_context
         self.token = token
         self.retry = retry
         self.timeout = timeout
@@ -324,7 +342,7 @@ class Client:
 
     def _connect(self):
         if self.conn is None:
-            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+            self.conn = _connection(self.port, self.timeout, self.tls_context)
         return self.conn
 
     def raw(self, method, path, body=None, headers=None, key=None, token=True,
