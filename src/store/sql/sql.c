@@ -2,7 +2,6 @@
 #include "store/sql/sql.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
