@@ -146,15 +146,17 @@ static void outbox_run(struct http_request *req, struct http_response *resp)
         api_problem(req, resp, CF_ERR_INVALID_FIELD, "to");
         return;
     }
-    static __thread struct notifier_outbox_item items[OUTBOX_LIMIT_DEFAULT];
+    struct notifier_outbox_item *items = calloc(OUTBOX_LIMIT_DEFAULT, sizeof(*items));
     size_t n = 0;
-    enum cf_err err = notifier_outbox_list(identity_notifier(api->identity), norm,
-                                           OUTBOX_LIMIT_DEFAULT, items, &n);
+    enum cf_err err = items == NULL ? CF_ERR_NOMEM
+                                    : notifier_outbox_list(identity_notifier(api->identity), norm,
+                                                           OUTBOX_LIMIT_DEFAULT, items, &n);
     struct identity_ctx ctx;
     api_ctx(req, &ctx);
     cf_best_effort(identity_audit(api->identity, &ctx, api_actor(req), "staff.outbox_read", "",
                                   err == CF_OK ? "ok" : "failed", NULL));
     if (err != CF_OK) {
+        free(items);
         api_problem(req, resp, err, NULL);
         return;
     }
@@ -167,7 +169,8 @@ static void outbox_run(struct http_request *req, struct http_response *resp)
                            "channel", items[i].channel == NOTIFIER_EMAIL ? "email" : "sms", "to",
                            items[i].to, "subject", items[i].subject, "body", items[i].body));
     }
-    hash_wipe(items, sizeof(items));
+    hash_wipe(items, OUTBOX_LIMIT_DEFAULT * sizeof(*items));
+    free(items);
     api_reply_object(req, resp, 200, json_pack("{s:o}", "data", arr));
 }
 

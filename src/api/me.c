@@ -10,6 +10,7 @@
  * before, needs a challenge bound to (amount, currency, destination); see identity.h.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"
@@ -432,12 +433,14 @@ static json_t *session_json(const struct identity_session_info *s)
 static json_t *sessions_json(struct api *api, const struct identity_principal *p,
                              enum cf_err *err_out)
 {
-    static __thread struct identity_session_info list[ME_SESSIONS_MAX];
+    struct identity_session_info *list = calloc(ME_SESSIONS_MAX, sizeof(*list));
     size_t n = 0;
-    *err_out = identity_sessions_list(api->identity, p, list, ME_SESSIONS_MAX, &n);
+    *err_out = list == NULL ? CF_ERR_NOMEM
+                            : identity_sessions_list(api->identity, p, list, ME_SESSIONS_MAX, &n);
     json_t *arr = json_array();
     for (size_t i = 0; i < n && *err_out == CF_OK; i++)
         json_array_append_new(arr, session_json(&list[i]));
+    free(list);
     return arr;
 }
 

@@ -4,10 +4,12 @@
  * its response, on the writer thread when the response must be stored with an idempotency key.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "api/api.h"
 #include "core/ids.h"
+#include "core/log.h"
 
 
 static void render_error(struct writer_cmd *cmd, struct buf *b)
@@ -111,10 +113,36 @@ static void inflight_cleanup(struct http_request *req)
     req->cleanup = NULL;
 }
 
+/* Staff act on the ledger through these routes: each such write gets an audit line. */
+static bool staff_write(const struct http_request *req)
+{
+    const struct api_principal *p = api_principal(req);
+    return p != NULL && !p->bootstrap && identity_role_is_staff(p->user.role);
+}
+
+/* Queues the audit line of a finished staff write. */
+static void staff_write_audit(struct http_request *req, int status)
+{
+    struct api *api = req->app;
+    char action[AUDIT_ACTION_BYTES_MAX + 1], target[AUDIT_TARGET_BYTES_MAX + 1], detail[32];
+    snprintf(action, sizeof(action), "staff.ledger.%s", req->route->name);
+    snprintf(target, sizeof(target), "%s", req->path);
+    snprintf(detail, sizeof(detail), "status %d", status);
+    struct identity_ctx ctx;
+    api_ctx(req, &ctx);
+    if (identity_audit_queue(api->identity, &ctx, api_actor(req), action, target,
+                             status < 400 ? "ok" : "failed", detail) != CF_OK)
+        cf_log(LOG_ERROR, "audit queue refused a staff ledger write line", "path", target, NULL);
+}
+
 enum http_action api_submit(struct http_request *req, struct http_response *resp,
                             struct writer_cmd *cmd)
 {
     struct api *api = req->app;
+    if (staff_write(req) && !identity_audit_queue_room(api->identity)) {
+        api_problem(req, resp, CF_ERR_OVERLOADED, NULL);
+        return HTTP_DONE;
+    }
     cmd->arena = req->arena;
     cmd->done = cmd_done;
     cmd->user = req;
@@ -153,6 +181,8 @@ enum http_action api_write_finish(struct http_request *req, struct http_response
                                          cmd->err != CF_ERR_SHUTTING_DOWN);
         if (!ran || api_cmd_render(cmd) != CF_OK) {
             api_problem(req, resp, cmd->err != CF_OK ? cmd->err : CF_ERR_NOMEM, NULL);
+            if (staff_write(req))
+                staff_write_audit(req, resp->status);
             return HTTP_DONE;
         }
     }
@@ -160,6 +190,8 @@ enum http_action api_write_finish(struct http_request *req, struct http_response
     resp->body = cmd->resp_body;
     resp->body_len = cmd->resp_body_len;
     resp->content_type = resp->status >= 400 ? "application/problem+json" : "application/json";
+    if (staff_write(req))
+        staff_write_audit(req, resp->status);
     return HTTP_DONE;
 }
 

@@ -121,6 +121,8 @@ enum cf_err identity_open(struct sqldb *db, const struct vault *vault, struct no
         err = throttle_create(&id->throttle);
     if (err == CF_OK)
         err = session_cache_create(&id->cache);
+    if (err == CF_OK)
+        err = identity_auditq_start(id);
     if (err != CF_OK) {
         identity_close(id);
         return err;
@@ -133,6 +135,7 @@ void identity_close(struct identity *id)
 {
     if (id == NULL)
         return;
+    identity_auditq_stop(id);
     throttle_free(id->throttle);
     session_cache_free(id->cache);
     for (size_t i = 0; i < id->reloaded_n; i++)

@@ -78,6 +78,8 @@
 #define IDENTITY_ACTION_BYTES_MAX 32
 #define IDENTITY_PAYEE_BYTES_MAX 64
 #define IDENTITY_WALLET_ACCOUNTS_MAX 64    /* ledger accounts one customer may open */
+#define IDENTITY_AUDITQ_MAX 16384          /* audit lines waiting for the background append */
+#define IDENTITY_AUDITQ_FLUSH_MS 50        /* how soon a queued audit line is appended */
 
 enum identity_role {
     IDENTITY_CUSTOMER = 0,
@@ -361,6 +363,16 @@ CF_WARN_UNUSED enum cf_err identity_audit(struct identity *id, const struct iden
                                           const char *actor, const char *action,
                                           const char *target, const char *outcome,
                                           const char *detail);
+/* Queues one event for the background appender (see auditq.c): for staff actions too frequent
+ * to commit one by one (ledger writes). CF_ERR_OVERLOADED when the queue is full. Appended
+ * within IDENTITY_AUDITQ_FLUSH_MS; identity_close flushes what is left. */
+CF_WARN_UNUSED enum cf_err identity_audit_queue(struct identity *id,
+                                                const struct identity_ctx *ctx,
+                                                const char *actor, const char *action,
+                                                const char *target, const char *outcome,
+                                                const char *detail);
+/* false when the queue is nearly full: refuse the action (503) rather than act unaudited. */
+bool identity_audit_queue_room(struct identity *id);
 CF_WARN_UNUSED enum cf_err identity_audit_list(struct identity *id, const struct audit_filter *f,
                                                struct audit_record *out, size_t *n_out);
 

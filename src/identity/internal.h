@@ -44,6 +44,7 @@ struct user_row {
 };
 
 struct session_cache;
+struct auditq;
 
 #define IDENTITY_VAULTS_MAX 8 /* key-file reloads kept alive until close */
 
@@ -58,7 +59,11 @@ struct identity {
     struct identity_config cfg;
     struct throttle *throttle;
     struct session_cache *cache;
+    struct auditq *auditq;
 };
+
+CF_WARN_UNUSED enum cf_err identity_auditq_start(struct identity *id);
+void identity_auditq_stop(struct identity *id);
 
 int64_t identity_now_us(const struct identity *id);
 

@@ -7,10 +7,20 @@ and exits non-zero on any failure.
 
 Servers are started with Server(bin).start(): a fresh temporary directory (removed by close()),
 a free loopback port, readiness by polling /healthz, the operator token read from
-DATA/operator.token. stop() sends SIGTERM and waits; only if the process hangs is SIGKILL sent,
-and only ever to the PID of the process this harness started. Server(bin, args=[...]) adds serve
-flags; with tls_context=an ssl.SSLContext it polls and talks HTTPS instead of HTTP; listen_host
-replaces 127.0.0.1 in --listen (readiness is still polled on 127.0.0.1).
+DATA/operator.token (or the COFFER_OPERATOR_TOKEN it was started with). stop() sends SIGTERM and
+waits; only if the process hangs is SIGKILL sent, and only ever to the PID of the process this
+harness started. Server(bin, args=[...]) adds serve flags; with tls_context=an ssl.SSLContext it
+polls and talks HTTPS instead of HTTP; listen_host replaces 127.0.0.1 in --listen (readiness is
+still polled on 127.0.0.1).
+
+The operator token can only create the first admin, so on its first start over a fresh database
+a Server bootstraps one (identity_helpers.bootstrap_admin: sign-in and TOTP enrolment included):
+srv.operator_token is the raw operator token, srv.admin the Staff tuple and srv.token the
+admin's session token, which Client sends by default. A restart over the same data keeps that
+session (sessions live in the database). Several servers over one database share one admin:
+bootstrap on the first, hand its Staff to the others with Server(..., admin=first.admin) or
+srv.use_admin(staff). Server(..., bootstrap=False) starts without creating an admin (then
+srv.token is None until srv.bootstrap() or srv.use_admin()).
 """
 
 import argparse
@@ -29,6 +39,9 @@ import tempfile
 import threading
 import time
 import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import identity_helpers  # noqa: E402
 
 READY_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 15.0
@@ -105,7 +118,7 @@ class Server:
     """One coffer server process over a data directory it may outlive (restart keeps it)."""
 
     def __init__(self, bin_path, root=None, log_level="info", env=None, db=None, args=None,
-                 tls_context=None, listen_host="127.0.0.1"):
+                 tls_context=None, listen_host="127.0.0.1", admin=None, bootstrap=True):
         self.db = db
         self.db_name = None
         if db is None and PG_URL:
@@ -121,7 +134,12 @@ class Server:
         self.listen_host = listen_host
         self.proc = None
         self.port = None
-        self.token = None
+        self.operator_token = None
+        self.admin = None  # identity_helpers.Staff of the admin whose session self.token is
+        self.token = None  # that admin's session token (what Client sends by default)
+        self.auto_bootstrap = bootstrap
+        if admin is not None:
+            self.use_admin(admin)
         self.starts = 0
         _live_servers.add(self)
 
@@ -133,13 +151,18 @@ class Server:
         for _attempt in range(3):  # a port taken between free_port() and bind is retried
             try:
                 self._start_once()
-                return self
+                break
             except TestFailure as e:
                 last_err = e
                 if self.proc is not None and self.proc.poll() is None:
                     self._terminate()
                 self.proc = None
-        raise last_err
+        else:
+            raise last_err
+        # Outside the retries: a second attempt would meet the admin the first one created.
+        if self.admin is None and self.auto_bootstrap:
+            self.bootstrap()
+        return self
 
     def _start_once(self):
         self.starts += 1
@@ -178,11 +201,30 @@ class Server:
             time.sleep(0.02)
         token_file = os.path.join(self.data, "operator.token")
         if "COFFER_OPERATOR_TOKEN" in self.extra_env and not os.path.exists(token_file):
-            self.token = self.extra_env["COFFER_OPERATOR_TOKEN"]
+            self.operator_token = self.extra_env["COFFER_OPERATOR_TOKEN"]
         else:
             with open(token_file) as f:
-                self.token = f.read().strip()
-        check(self.token, "empty operator token")
+                self.operator_token = f.read().strip()
+        check(self.operator_token, "empty operator token")
+
+    # -- identity ---------------------------------------------------------------------------
+
+    def bootstrap(self):
+        """Creates the first admin with the operator token (signed in, TOTP enrolled) and makes
+        its session this server's token; returns the Staff tuple."""
+        check(self.running(), "bootstrap on a stopped server")
+        try:
+            staff = identity_helpers.bootstrap_admin(self.port, self.operator_token,
+                                                     tls_context=self.tls_context)
+        except AssertionError as e:
+            raise TestFailure("bootstrapping the first admin failed: %s" % e)
+        self.use_admin(staff)
+        return staff
+
+    def use_admin(self, staff):
+        """Acts as an existing admin (bootstrapped on another server over the same database)."""
+        self.admin = staff
+        self.token = staff.token
 
     def _healthz_ok(self):
         conn = _connection(self.port, 2, self.tls_context)

@@ -46,6 +46,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h> /* strlen, for SQL_T */
 
 #include "core/assert.h"
 #include "core/error.h"
