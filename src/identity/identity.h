@@ -69,6 +69,8 @@
 #define IDENTITY_CODE_TTL_S 600            /* one-time codes live 10 minutes */
 #define IDENTITY_CODE_ATTEMPTS_MAX 5       /* wrong guesses before a code dies */
 #define IDENTITY_CODES_PER_HOUR_MAX 5      /* codes sent to one login per hour */
+#define IDENTITY_SENDS_PER_IP_FREE 100     /* registrations/resets from one address before the
+                                              throttle's exponential delay applies */
 #define IDENTITY_MFA_TOKEN_TTL_S 300       /* between password and second factor */
 #define IDENTITY_RECOVERY_CODES 10
 #define IDENTITY_RECOVERY_CODE_BYTES 16    /* "xxxx-xxxx-xxxx" + NUL, rounded */

@@ -182,6 +182,26 @@ static enum cf_err tx_end(struct sqltx *tx, enum cf_err err)
     return sql_commit(tx);
 }
 
+/* Messages requested from one address: each registration or reset counts as a failure on the
+ * address's "send" key, so one client cannot make Coffer text thousands of numbers. */
+static void send_key(const char *ip, uint8_t out[HASH_BYTES])
+{
+    char buf[AUDIT_IP_BYTES_MAX + 8];
+    int n = snprintf(buf, sizeof(buf), "send:%s", ip != NULL ? ip : "");
+    hash_sha256(buf, (size_t)n, out);
+}
+
+static enum cf_err sends_allowed(struct identity *id, const struct identity_ctx *ctx)
+{
+    uint8_t key[HASH_BYTES];
+    send_key(ctx != NULL ? ctx->ip : NULL, key);
+    int64_t now_s = identity_now_us(id) / US_PER_S;
+    if (throttle_wait_s(id->throttle, key, IDENTITY_SENDS_PER_IP_FREE, now_s) > 0)
+        return CF_ERR_RATE_LIMITED;
+    throttle_failure(id->throttle, key, now_s);
+    return CF_OK;
+}
+
 /* Registration ------------------------------------------------------------------------------ */
 
 static enum cf_err reg_payload_seal(struct identity *id, const char *reg_id, const char *login,
@@ -250,6 +270,8 @@ enum cf_err identity_register(struct identity *id, const struct identity_ctx *ct
     err = codes_recent(id, tx, blind, &recent);
     if (err == CF_OK && recent >= IDENTITY_CODES_PER_HOUR_MAX)
         err = CF_ERR_RATE_LIMITED;
+    if (err == CF_OK)
+        err = sends_allowed(id, ctx);
     if (err == CF_OK) {
         enum cf_err e = identity_user_by_login(id, tx, norm, existing);
         taken = e == CF_OK;
@@ -644,6 +666,8 @@ enum cf_err identity_reset_start(struct identity *id, const struct identity_ctx 
     err = codes_recent(id, tx, blind, &recent);
     if (err == CF_OK && recent >= IDENTITY_CODES_PER_HOUR_MAX)
         err = CF_ERR_RATE_LIMITED;
+    if (err == CF_OK)
+        err = sends_allowed(id, ctx);
     if (err == CF_OK) {
         enum cf_err e = identity_user_by_login(id, tx, norm, user_id);
         found = e == CF_OK;

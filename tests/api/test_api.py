@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """test_api.py - drives a real Coffer server over HTTP: accounts, transfers, pending holds,
 freezes, history, batches, idempotency, input validation (with the ledger unchanged after
-every rejected request), routing, auth, metrics, and `coffer verify` at the end.
+every rejected request), routing, auth (staff sessions by role, the operator token refused on the ledger), per-caller
+idempotency keys, metrics, and `coffer verify` at the end.
 
 Most tests share one server and create their own accounts; the restart test has its own.
 Usage: test_api.py --bin build/coffer --src . [test names...]
@@ -83,33 +84,89 @@ def test_healthz_without_token(ctx):
     check(h.get("X-Request-Id"), "healthz answer has no X-Request-Id")
 
 
+# Every route that needs a staff session, with a body good enough to reach authorization.
+STAFF_ROUTES = [("GET", ACCOUNTS, None), ("GET", "/metrics", None),
+                ("POST", ACCOUNTS, {"currency": "USD"}), ("POST", TRANSFERS, {"amount": 1})]
+READ_ROUTES = [r for r in STAFF_ROUTES if r[0] == "GET"]
+WRITE_ROUTES = [r for r in STAFF_ROUTES if r[0] == "POST"]
+
+
+def check_answers(c, routes, auth, exp_status, exp_code, what):
+    """Every (method, path, body) in routes, sent with the Authorization header auth, must get
+    exp_status (a problem exp_code unless exp_status is 2xx); a 401 must say Bearer."""
+    for method, path, body in routes:
+        status, h, pb = c.request(method, path, body, token=auth,
+                                  key=new_key() if method == "POST" else None)
+        where = "%s %s with %s" % (method, path, what)
+        if exp_status < 300:
+            check_eq(status, exp_status, where + ": " + str(pb)[:300])
+            continue
+        problem_check(status, h, pb, exp_status, exp_code, where)
+        if exp_status == 401:
+            check(h.get("WWW-Authenticate", "").startswith("Bearer"),
+                  "401 without WWW-Authenticate: Bearer (%s)" % where)
+
+
 def test_auth_required(ctx):
     srv = ctx.shared()
     c = srv.client()
     before = snapshot(c, [])
+    session, operator = srv.token, srv.operator_token
+    check(session.startswith("cfs_") and session != operator,
+          "srv.token is a session token, not the operator token")
+    # a session token with one character changed: well formed, but no such session
+    forged = session[:-1] + ("A" if session[-1] != "A" else "B")
     cases = [
         ("no token", None),
         ("wrong token", "Bearer cft_" + "0" * 64),
+        ("forged session token", "Bearer " + forged),
         ("empty bearer", "Bearer "),
-        ("basic scheme", "Basic " + srv.token),
-        ("token without scheme", srv.token),
-        ("token with a suffix", "Bearer " + srv.token + "x"),
+        ("basic scheme", "Basic " + session),
+        ("basic scheme, operator token", "Basic " + operator),
+        ("token without scheme", session),
+        ("operator token without scheme", operator),
+        ("token with a suffix", "Bearer " + session + "x"),
+        ("operator token with a suffix", "Bearer " + operator + "x"),
     ]
     for what, auth in cases:
-        for method, path, body in [("GET", ACCOUNTS, None), ("GET", "/metrics", None),
-                                   ("GET", "/v1/ledger/currencies", None),
-                                   ("POST", ACCOUNTS, {"currency": "USD"}),
-                                   ("POST", TRANSFERS, {"amount": 1})]:
-            status, h, pb = c.request(method, path, body, token=auth,
-                                      key=new_key() if method == "POST" else None)
-            problem_check(status, h, pb, 401, "unauthorized", "%s %s with %s" % (method, path,
-                                                                                  what))
-            check(h.get("WWW-Authenticate", "").startswith("Bearer"),
-                  "401 without WWW-Authenticate: Bearer (%s)" % what)
+        check_answers(c, STAFF_ROUTES + [("GET", "/v1/ledger/currencies", None)], auth, 401,
+                      "unauthorized", what)
+    # The operator token is genuine but may only create the first admin: 403 everywhere else,
+    # whatever the spelling of the scheme.
+    for scheme in ["Bearer ", "bearer "]:
+        check_answers(c, STAFF_ROUTES, scheme + operator, 403, "forbidden",
+                      "the operator token (%r)" % scheme)
+    status, h, pb = c.post("/v1/bootstrap", {"login": "second-admin@coffer.test",
+                                             "password": harness.identity_helpers.DEFAULT_PASSWORD,
+                                             "name": "Second Admin"},
+                           key=None, token="Bearer " + operator)
+    problem_check(status, h, pb, 409, "already_bootstrapped", "a second bootstrap")
     check_unchanged(before, snapshot(c, []), "unauthorized requests")
-    # the scheme is case-insensitive (RFC 9110)
-    status, _h, _b = c.get(ACCOUNTS + "?limit=1", token="bearer " + srv.token)
-    check_eq(status, 200, "lower-case 'bearer' scheme")
+    # the admin's session works, and the scheme is case-insensitive (RFC 9110)
+    for scheme in ["Bearer ", "bearer ", "BEARER "]:
+        status, _h, _b = c.get(ACCOUNTS + "?limit=1", token=scheme + session)
+        check_eq(status, 200, "admin session with scheme %r" % scheme)
+    # staff who may read the ledger read it but cannot write; a customer can do neither
+    ih = harness.identity_helpers
+    tag = new_key("auth")
+    readers = {}
+    for role in ["auditor", "support", "risk"]:
+        staff = ih.create_staff(srv.port, session, "%s-%s@coffer.test" % (role, tag), role)
+        readers[role] = staff
+        check_answers(c, READ_ROUTES, "Bearer " + staff.token, 200, None, "a %s session" % role)
+        check_answers(c, WRITE_ROUTES, "bearer " + staff.token, 403, "forbidden",
+                      "a %s session" % role)
+    customer = ih.register_customer(srv.port, session, "customer-%s@coffer.test" % tag)
+    check_answers(c, STAFF_ROUTES, "Bearer " + customer.token, 403, "forbidden",
+                  "a customer session")
+    status, _h, _b = c.get("/v1/ledger/currencies", token="Bearer " + customer.token)
+    check_eq(status, 200, "currencies with a customer session")
+    # a session that signed out is no longer a token
+    auditor = "Bearer " + readers["auditor"].token
+    c.ok(200, "POST", "/v1/auth/sign-out", {}, token=auditor)
+    check_answers(c, STAFF_ROUTES, auditor, 401, "unauthorized", "a signed-out session")
+    check_unchanged(before, snapshot(c, []), "requests refused by role")
+    c.close()
 
 
 def test_routing_404_405(ctx):
@@ -194,6 +251,19 @@ def test_metrics(ctx):
     harness.check_conservation(accounts)
     status, h, body = c.get("/metrics", token=None)
     problem_check(status, h, body, 401, "unauthorized", "/metrics without a token")
+    # any staff role that reads the ledger reads the metrics; the operator token does not
+    srv = ctx.shared()
+    auditor = harness.identity_helpers.create_staff(srv.port, srv.token,
+                                                    new_key("metrics") + "@coffer.test",
+                                                    "auditor")
+    status, h, text = c.get("/metrics", token="Bearer " + auditor.token)
+    check_eq(status, 200, "GET /metrics as an auditor")
+    check_eq({k: v for k, v in parse_metrics(text).items()
+              if k.startswith("coffer_ledger_total_minor")},
+             {k: v for k, v in mt.items() if k.startswith("coffer_ledger_total_minor")},
+             "ledger totals seen by an auditor")
+    status, h, body = c.get("/metrics", token="Bearer " + srv.operator_token)
+    problem_check(status, h, body, 403, "forbidden", "/metrics with the operator token")
 
 
 def test_currencies(ctx):
@@ -705,6 +775,40 @@ def test_idempotency(ctx):
     check_eq((r2[0], r2[2]), (r1[0], r1[2]), "post replay (not 409 already posted)")
 
 
+def test_idempotency_per_principal(ctx):
+    """Idempotency keys belong to the caller: the same key sent by another admin is a request of
+    its own (it never gets the first admin's stored answer, nor a 422 for a different body)."""
+    srv = ctx.shared()
+    c = srv.client()
+    other = harness.identity_helpers.create_staff(srv.port, srv.token,
+                                                  new_key("admin2") + "@coffer.test", "admin")
+    c2 = harness.Client(srv.port, other.token)
+    src, a, m = setup_wallets(c, 1000)
+    body = {"debit_account_id": a, "credit_account_id": m, "amount": 100, "currency": "USD"}
+    k = new_key("scope")
+    s1, _h, raw1 = c.raw("POST", TRANSFERS, body, key=k)
+    check_eq(s1, 201, "first admin's POST")
+    s2, _h, raw2 = c2.raw("POST", TRANSFERS, body, key=k)
+    check_eq(s2, 201, "the same key and body from another admin")
+    check(harness.json.loads(raw2)["id"] != harness.json.loads(raw1)["id"],
+          "another admin got the first admin's stored answer: %r" % raw2[:200])
+    check_eq(c.account(a)["balance"], 800, "both admins' transfers applied")
+    # each one's replay is their own stored answer
+    check_eq(c.raw("POST", TRANSFERS, body, key=k)[::2], (s1, raw1), "first admin's replay")
+    check_eq(c2.raw("POST", TRANSFERS, body, key=k)[::2], (s2, raw2), "second admin's replay")
+    # a different body under a key only the other admin used is no reuse
+    k2 = new_key("scope")
+    c2.ok(201, "POST", TRANSFERS, dict(body, amount=7), key=k2)
+    third = c.ok(201, "POST", TRANSFERS, dict(body, amount=5), key=k2)
+    check_eq(third["amount"], 5, "the first admin's request under the other's key")
+    status, h, pb = c.post(TRANSFERS, dict(body, amount=6), key=k2)
+    problem_check(status, h, pb, 422, "idempotency_key_reused", "reuse within one admin")
+    check_eq(c.account(a)["balance"], 788, "balance after the scoped keys")
+    check_eq(len(c.history(a)), 5, "history after the scoped keys")
+    c.close()
+    c2.close()
+
+
 def test_idempotent_replay_repeated(ctx):
     """The same keyed request sent again and again: every answer is the stored one."""
     c = ctx.shared().client()
@@ -991,6 +1095,8 @@ def test_bad_inputs_leave_ledger_unchanged(ctx):
         ("no token", "POST", T, tr(), {"token": None}, 401, "unauthorized"),
         ("wrong token", "POST", T, tr(), {"token": "Bearer nope-nope-nope-nope"}, 401,
          "unauthorized"),
+        ("operator token", "POST", T, tr(), {"token": "Bearer " + srv.operator_token}, 403,
+         "forbidden"),
     ]
     failures = []
     for what, method, path, body, kw, exp_status, exp_code in cases:
@@ -1153,6 +1259,7 @@ TESTS = [
     test_account_history,
     test_batch,
     test_idempotency,
+    test_idempotency_per_principal,
     test_idempotent_replay_repeated,
     test_retry_after_client_disconnect,
     test_idempotency_survives_restart,
