@@ -6,6 +6,7 @@
  * admits only HTTP_ROLE_BOOTSTRAP routes (creating the first admin). A token that is valid but
  * whose role the route does not admit gets 403; no or a bad token gets 401.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,6 +72,21 @@ const char *api_actor(const struct http_request *req)
     return p->bootstrap ? "operator" : p->user.user_id;
 }
 
+/* Staff reading the ledger leave a line too (queued: reads are frequent); the rest of the staff
+ * routes write their own lines. */
+static void staff_read_audit(struct api *api, struct http_request *req)
+{
+    if (strncmp(req->path, "/v1/ledger/", 11) != 0)
+        return;
+    char action[AUDIT_ACTION_BYTES_MAX + 1], target[AUDIT_TARGET_BYTES_MAX + 1];
+    snprintf(action, sizeof(action), "staff.read.%s", req->route->name);
+    snprintf(target, sizeof(target), "%s", req->path);
+    struct identity_ctx ctx;
+    api_ctx(req, &ctx);
+    cf_best_effort(identity_audit_queue(api->identity, &ctx, api_actor(req), action, target,
+                                        "ok", NULL));
+}
+
 static enum cf_err authorize_operator(struct api *api, struct http_request *req,
                                       const char *token, size_t len)
 {
@@ -112,5 +128,7 @@ enum cf_err api_authorize(void *app, struct http_request *req)
     if ((req->route->roles & api_role_bit(p->user.role)) == 0)
         return CF_ERR_FORBIDDEN;
     req->principal = p;
+    if (req->method == HTTP_GET && identity_role_is_staff(p->user.role))
+        staff_read_audit(api, req);
     return CF_OK;
 }

@@ -202,6 +202,8 @@ enum http_action api_me_sessions_revoke_others(struct http_request *req,
                                                struct http_response *resp);
 enum http_action api_me_challenge(struct http_request *req, struct http_response *resp);
 enum http_action api_me_password(struct http_request *req, struct http_response *resp);
+enum http_action api_me_login(struct http_request *req, struct http_response *resp);
+enum http_action api_me_login_confirm(struct http_request *req, struct http_response *resp);
 enum http_action api_me_totp_begin(struct http_request *req, struct http_response *resp);
 enum http_action api_me_totp_confirm(struct http_request *req, struct http_response *resp);
 enum http_action api_me_totp_disable(struct http_request *req, struct http_response *resp);

@@ -824,3 +824,81 @@ enum http_action api_me_close(struct http_request *req, struct http_response *re
 {
     return api_offload(req, resp, me_close_run);
 }
+
+/* Login change --------------------------------------------------------------------------------- */
+
+static void me_login_run(struct http_request *req, struct http_response *resp)
+{
+    static const char *const fields[] = {"new_login", "verification", NULL};
+    struct api *api = req->app;
+    json_t *root = NULL;
+    const char *detail = NULL, *login = NULL;
+    struct identity_verification v;
+    enum cf_err err = api_json_object(req, &root, &detail);
+    if (err == CF_OK)
+        err = api_json_fields(root, fields, &detail);
+    if (err == CF_OK && (err = api_json_string(root, "new_login", true,
+                                               IDENTITY_LOGIN_BYTES_MAX + 16, &login, NULL)) !=
+                            CF_OK)
+        detail = "new_login";
+    if (err == CF_OK && (err = api_json_verification(root, &v)) != CF_OK)
+        detail = "verification";
+    char change_id[ID_TEXT_BYTES_MAX];
+    if (err == CF_OK) {
+        struct identity_ctx ctx;
+        api_ctx(req, &ctx);
+        err = identity_login_change_start(api->identity, &ctx, &api_principal(req)->user, login,
+                                          &v, change_id);
+        if (err == CF_ERR_INVALID_FIELD)
+            detail = "new_login";
+    }
+    char *d = detail != NULL ? arena_strndup(req->arena, detail, strlen(detail)) : NULL;
+    json_decref(root);
+    if (err != CF_OK) {
+        api_problem_retry(req, resp, err, d, err == CF_ERR_RATE_LIMITED ? 3600 : 0);
+        return;
+    }
+    api_reply_object(req, resp, 202,
+                     json_pack("{s:s,s:s}", "change_id", change_id, "status",
+                               "a code was sent to the new login"));
+}
+
+enum http_action api_me_login(struct http_request *req, struct http_response *resp)
+{
+    return api_offload(req, resp, me_login_run);
+}
+
+static void me_login_confirm_run(struct http_request *req, struct http_response *resp)
+{
+    static const char *const fields[] = {"change_id", "code", NULL};
+    struct api *api = req->app;
+    json_t *root = NULL;
+    const char *detail = NULL, *change_id = NULL, *code = NULL;
+    enum cf_err err = api_json_object(req, &root, &detail);
+    if (err == CF_OK)
+        err = api_json_fields(root, fields, &detail);
+    if (err == CF_OK && (err = api_json_string(root, "change_id", true, ID_TEXT_BYTES_MAX,
+                                               &change_id, NULL)) != CF_OK)
+        detail = "change_id";
+    if (err == CF_OK && (err = api_json_string(root, "code", true, 16, &code, NULL)) != CF_OK)
+        detail = "code";
+    if (err == CF_OK) {
+        struct identity_ctx ctx;
+        api_ctx(req, &ctx);
+        err = identity_login_change_confirm(api->identity, &ctx, &api_principal(req)->user,
+                                            change_id, code);
+    }
+    char *d = detail != NULL ? arena_strndup(req->arena, detail, strlen(detail)) : NULL;
+    json_decref(root);
+    if (err != CF_OK) {
+        api_problem(req, resp, err, d);
+        return;
+    }
+    api_reply_object(req, resp, 200,
+                     json_pack("{s:s}", "status", "login changed; other sessions ended"));
+}
+
+enum http_action api_me_login_confirm(struct http_request *req, struct http_response *resp)
+{
+    return api_offload(req, resp, me_login_confirm_run);
+}

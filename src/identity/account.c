@@ -140,8 +140,16 @@ enum cf_err identity_challenge_create(struct identity *id, const struct identity
 {
     if (!action_valid(a))
         return CF_ERR_INVALID_FIELD;
+    struct identity_action bound = *a;
+    char login[IDENTITY_LOGIN_BYTES_MAX + 1];
+    if (strcmp(a->action, "login_change") == 0) { /* bound to the new login as stored */
+        if (a->payee == NULL ||
+            identity_login_normalize(a->payee, login, sizeof(login), NULL) != CF_OK)
+            return CF_ERR_INVALID_FIELD;
+        bound.payee = login;
+    }
     uint8_t binding[HASH_BYTES];
-    action_digest(p->user_id, a, binding);
+    action_digest(p->user_id, &bound, binding);
     char code[IDENTITY_CODE_DIGITS + 1];
     identity_code_new(code);
     struct sqltx *tx = NULL;
@@ -187,17 +195,17 @@ static enum cf_err step_up_keyed(struct identity *id, struct sqltx *tx, struct u
                                     u);
 }
 
-static enum cf_err step_up_in_tx(struct identity *id, struct sqltx *tx, struct user_row *u,
-                                 const struct identity_action *a,
-                                 const struct identity_verification *v)
+enum cf_err identity_step_up_tx(struct identity *id, struct sqltx *tx, struct user_row *u,
+                               const struct identity_action *a,
+                               const struct identity_verification *v)
 {
     return step_up_keyed(id, tx, u, a, v, NULL);
 }
 
 /* Ends a transaction whose step-up failed: a wrong code's attempt count is kept. */
-static enum cf_err step_up_fail(struct identity *id, struct sqltx *tx,
-                                const struct identity_ctx *ctx, const char *user_id,
-                                const char *action, enum cf_err err)
+enum cf_err identity_step_up_fail(struct identity *id, struct sqltx *tx,
+                                  const struct identity_ctx *ctx, const char *user_id,
+                                  const char *action, enum cf_err err)
 {
     if (err != CF_ERR_INVALID_CODE) {
         sql_rollback(tx);
@@ -228,7 +236,7 @@ enum cf_err identity_challenge_consume(struct identity *id, const struct identit
         err = step_up_keyed(id, tx, &u, a, v, idem_key);
     if (err != CF_OK) {
         user_row_wipe(&u);
-        return step_up_fail(id, tx, ctx, p->user_id, a->action, err);
+        return identity_step_up_fail(id, tx, ctx, p->user_id, a->action, err);
     }
     err = identity_audit_tx(tx, id, ctx, u.id, "step_up.verify", v->challenge_id, "ok", a->action);
     user_row_wipe(&u);
@@ -298,9 +306,9 @@ enum cf_err identity_password_change(struct identity *id, const struct identity_
     hash_wipe(cur, sizeof(cur));
     if (err == CF_OK)
         err = identity_password_prepare(next, next_len, u.login, pw_hash, detail_out);
-    if (err == CF_OK && (err = step_up_in_tx(id, tx, &u, &a, v)) != CF_OK) {
+    if (err == CF_OK && (err = identity_step_up_tx(id, tx, &u, &a, v)) != CF_OK) {
         user_row_wipe(&u);
-        return step_up_fail(id, tx, ctx, p->user_id, a.action, err);
+        return identity_step_up_fail(id, tx, ctx, p->user_id, a.action, err);
     }
     if (err == CF_OK) {
         struct sql_value q[] = {SQL_T(pw_hash), SQL_I(identity_now_us(id)), SQL_T(u.id)};
@@ -332,9 +340,9 @@ enum cf_err identity_totp_begin(struct identity *id, const struct identity_ctx *
     if (err != CF_OK)
         return err;
     err = identity_user_load(id, tx, p->user_id, true, &u);
-    if (err == CF_OK && u.totp_enabled && (err = step_up_in_tx(id, tx, &u, &a, v)) != CF_OK) {
+    if (err == CF_OK && u.totp_enabled && (err = identity_step_up_tx(id, tx, &u, &a, v)) != CF_OK) {
         user_row_wipe(&u);
-        return step_up_fail(id, tx, ctx, p->user_id, a.action, err);
+        return identity_step_up_fail(id, tx, ctx, p->user_id, a.action, err);
     }
     uint8_t secret[TOTP_SECRET_BYTES], ct[TOTP_SECRET_BYTES + VAULT_OVERHEAD_BYTES];
     size_t ct_len = 0;
@@ -413,9 +421,9 @@ enum cf_err identity_totp_disable(struct identity *id, const struct identity_ctx
     err = identity_user_load(id, tx, p->user_id, true, &u);
     if (err == CF_OK && !u.totp_enabled)
         err = CF_ERR_CONFLICT;
-    if (err == CF_OK && (err = step_up_in_tx(id, tx, &u, &a, v)) != CF_OK) {
+    if (err == CF_OK && (err = identity_step_up_tx(id, tx, &u, &a, v)) != CF_OK) {
         user_row_wipe(&u);
-        return step_up_fail(id, tx, ctx, p->user_id, a.action, err);
+        return identity_step_up_fail(id, tx, ctx, p->user_id, a.action, err);
     }
     struct sql_value q[] = {SQL_I(identity_now_us(id)), SQL_T(p->user_id)};
     if (err == CF_OK)
@@ -470,9 +478,9 @@ enum cf_err identity_export_authorize(struct identity *id, const struct identity
     if (err != CF_OK)
         return err;
     err = identity_user_load(id, tx, p->user_id, true, &u);
-    if (err == CF_OK && (err = step_up_in_tx(id, tx, &u, &a, v)) != CF_OK) {
+    if (err == CF_OK && (err = identity_step_up_tx(id, tx, &u, &a, v)) != CF_OK) {
         user_row_wipe(&u);
-        return step_up_fail(id, tx, ctx, p->user_id, a.action, err);
+        return identity_step_up_fail(id, tx, ctx, p->user_id, a.action, err);
     }
     if (err == CF_OK)
         err = identity_audit_tx(tx, id, ctx, u.id, "privacy.export", u.id, "ok", NULL);
@@ -492,9 +500,9 @@ enum cf_err identity_account_close(struct identity *id, const struct identity_ct
     if (err != CF_OK)
         return err;
     err = identity_user_load(id, tx, p->user_id, true, &u);
-    if (err == CF_OK && (err = step_up_in_tx(id, tx, &u, &a, v)) != CF_OK) {
+    if (err == CF_OK && (err = identity_step_up_tx(id, tx, &u, &a, v)) != CF_OK) {
         user_row_wipe(&u);
-        return step_up_fail(id, tx, ctx, p->user_id, a.action, err);
+        return identity_step_up_fail(id, tx, ctx, p->user_id, a.action, err);
     }
     struct sql_value q[] = {SQL_I(identity_now_us(id)), SQL_T(p->user_id)};
     /* Crypto-shredding: without the wrapped data key the sealed fields are noise; the blind

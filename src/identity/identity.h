@@ -78,7 +78,7 @@
 #define IDENTITY_SESSION_CACHE_S 5
 #define IDENTITY_SESSION_CACHE_MAX 65536
 #define IDENTITY_ACTION_BYTES_MAX 32
-#define IDENTITY_PAYEE_BYTES_MAX 64
+#define IDENTITY_PAYEE_BYTES_MAX 254 /* an account id, or a new login */
 #define IDENTITY_WALLET_ACCOUNTS_MAX 64    /* ledger accounts one customer may open */
 #define IDENTITY_AUDITQ_MAX 16384          /* audit lines waiting for the background append */
 #define IDENTITY_AUDITQ_FLUSH_MS 50        /* how soon a queued audit line is appended */
@@ -288,6 +288,21 @@ CF_WARN_UNUSED enum cf_err identity_reset_confirm(struct identity *id,
                                                   const char *reset_id, const char *code,
                                                   const char *next, size_t next_len,
                                                   const char **detail_out);
+
+/* Changing the login: a step-up for ("login_change", payee = the new login, normalized), then
+ * a code sent to the new login proves it is the user's; confirming replaces the login, ends
+ * the other sessions and tells the old login. CF_ERR_LOGIN_TAKEN at confirmation when another
+ * user holds it (only someone who controls that login learns this). */
+CF_WARN_UNUSED enum cf_err identity_login_change_start(struct identity *id,
+                                                      const struct identity_ctx *ctx,
+                                                      const struct identity_principal *p,
+                                                      const char *new_login,
+                                                      const struct identity_verification *v,
+                                                      char change_id_out[ID_TEXT_BYTES_MAX]);
+CF_WARN_UNUSED enum cf_err identity_login_change_confirm(struct identity *id,
+                                                        const struct identity_ctx *ctx,
+                                                        const struct identity_principal *p,
+                                                        const char *change_id, const char *code);
 
 /* TOTP for a signed-in user: begin (a step-up for "mfa_change" when TOTP is already on),
  * confirm with a first code (returns recovery codes), disable (customers only; step-up). */

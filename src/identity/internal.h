@@ -18,6 +18,7 @@ enum code_purpose {
     CODE_REGISTER = 1,
     CODE_RESET = 2,
     CODE_STEP_UP = 3,
+    CODE_LOGIN_CHANGE = 4,
 };
 
 /* Session stages (id_sessions.stage). */
@@ -156,6 +157,18 @@ CF_WARN_UNUSED enum cf_err identity_challenge_check(struct identity *id, struct 
                                                    const uint8_t binding[HASH_BYTES],
                                                    const char *code, const char *idem_key,
                                                    struct user_row *u);
+
+/* Checks a step-up verification for action a inside tx (u loaded with lock). */
+CF_WARN_UNUSED enum cf_err identity_step_up_tx(struct identity *id, struct sqltx *tx,
+                                              struct user_row *u,
+                                              const struct identity_action *a,
+                                              const struct identity_verification *v);
+/* Ends tx after a failed step-up: a wrong code's attempt count is committed, anything else is
+ * rolled back. Returns err. */
+CF_WARN_UNUSED enum cf_err identity_step_up_fail(struct identity *id, struct sqltx *tx,
+                                                const struct identity_ctx *ctx,
+                                                const char *user_id, const char *action,
+                                                enum cf_err err);
 
 /* Normalizes and checks a new password; CF_ERR_WEAK_PASSWORD with the reason. */
 CF_WARN_UNUSED enum cf_err identity_password_prepare(const char *pw, size_t len, const char *login,

@@ -780,3 +780,137 @@ enum cf_err identity_challenge_check(struct identity *id, struct sqltx *tx, cons
     }
     return err == CF_OK ? code_mark_by(id, tx, chl_id, true, idem_key) : err;
 }
+
+/* Changing the login (phone or email) ------------------------------------------------------ */
+
+enum cf_err identity_login_change_start(struct identity *id, const struct identity_ctx *ctx,
+                                        const struct identity_principal *p, const char *new_login,
+                                        const struct identity_verification *v,
+                                        char change_id_out[ID_TEXT_BYTES_MAX])
+{
+    char norm[IDENTITY_LOGIN_BYTES_MAX + 1];
+    if (identity_login_normalize(new_login, norm, sizeof(norm), NULL) != CF_OK)
+        return CF_ERR_INVALID_FIELD;
+    struct identity_action a = {.action = "login_change", .payee = norm};
+    char code[IDENTITY_CODE_DIGITS + 1], change_id[ID_TEXT_BYTES_MAX];
+    identity_code_new(code);
+    identity_id_new(ID_PREFIX_CHALLENGE, change_id);
+    uint8_t blind[VAULT_BLIND_BYTES], zero[HASH_BYTES] = {0};
+    uint8_t payload[IDENTITY_LOGIN_BYTES_MAX + VAULT_OVERHEAD_BYTES];
+    size_t payload_len = 0;
+    char aad[64];
+    int aad_len = snprintf(aad, sizeof(aad), "lc:%s", change_id);
+    struct sqltx *tx = NULL;
+    struct user_row u;
+    memset(&u, 0, sizeof(u));
+    enum cf_err err = identity_login_blind(id, norm, blind);
+    if (err == CF_OK)
+        err = vault_seal(identity_vault(id), norm, strlen(norm), aad, (size_t)aad_len, payload,
+                         sizeof(payload), &payload_len);
+    if (err == CF_OK)
+        err = sql_begin(id->db, &tx);
+    if (err != CF_OK)
+        return err;
+    err = identity_user_load(id, tx, p->user_id, true, &u);
+    if (err == CF_OK && (err = identity_step_up_tx(id, tx, &u, &a, v)) != CF_OK) {
+        user_row_wipe(&u);
+        return identity_step_up_fail(id, tx, ctx, p->user_id, a.action, err);
+    }
+    int64_t recent = 0;
+    if (err == CF_OK && (err = codes_recent(id, tx, blind, &recent)) == CF_OK &&
+        recent >= IDENTITY_CODES_PER_HOUR_MAX)
+        err = CF_ERR_RATE_LIMITED;
+    if (err == CF_OK)
+        err = code_insert(id, tx, change_id, CODE_LOGIN_CHANGE, u.id, zero, code, payload,
+                          payload_len, blind, false, NULL);
+    if (err == CF_OK)
+        err = identity_audit_tx(tx, id, ctx, u.id, "auth.login_change_start", u.id, "ok", NULL);
+    user_row_wipe(&u);
+    if ((err = tx_end(tx, err)) != CF_OK)
+        return err;
+    snprintf(change_id_out, ID_TEXT_BYTES_MAX, "%s", change_id);
+    cf_best_effort(identity_send_code(id, norm, "confirming your new login", code));
+    hash_wipe(code, sizeof(code));
+    return CF_OK;
+}
+
+/* Writes the new login (blind index and sealed value) of u. */
+static enum cf_err login_replace(struct identity *id, struct sqltx *tx, const struct user_row *u,
+                                 const char *login)
+{
+    uint8_t blind[VAULT_BLIND_BYTES], ct[IDENTITY_LOGIN_BYTES_MAX + VAULT_OVERHEAD_BYTES + 1];
+    size_t ct_len = 0;
+    enum cf_err err = identity_login_blind(id, login, blind);
+    if (err == CF_OK)
+        err = identity_field_seal(u->dek, u->id, "login", login, strlen(login), ct, sizeof(ct),
+                                  &ct_len);
+    if (err != CF_OK)
+        return err;
+    struct sql_value p[] = {SQL_B(blind, sizeof(blind)), SQL_B(ct, ct_len),
+                            SQL_I(identity_now_us(id)), SQL_T(u->id)};
+    err = sql_exec(tx,
+                   "UPDATE id_users SET login_blind = $1, login_sealed = $2, updated_at_us = $3 "
+                   "WHERE id = $4",
+                   p, 4, NULL);
+    return err == CF_ERR_STORAGE_CONFLICT ? CF_ERR_LOGIN_TAKEN : err;
+}
+
+enum cf_err identity_login_change_confirm(struct identity *id, const struct identity_ctx *ctx,
+                                          const struct identity_principal *p,
+                                          const char *change_id, const char *code)
+{
+    struct sqltx *tx = NULL;
+    struct code_row c;
+    struct user_row u;
+    memset(&u, 0, sizeof(u));
+    enum cf_err err = sql_begin(id->db, &tx);
+    if (err != CF_OK)
+        return err;
+    err = code_load(tx, change_id, &c);
+    if (err == CF_ERR_NOT_FOUND || (err == CF_OK && (!c.has_user || strcmp(c.user_id, p->user_id))))
+        err = CF_ERR_INVALID_CODE;
+    if (err == CF_ERR_INVALID_CODE) {
+        sql_rollback(tx);
+        return err;
+    }
+    if (err == CF_OK && code_verify(id, &c, change_id, CODE_LOGIN_CHANGE, code) != CF_OK)
+        return fail_code(id, tx, change_id);
+    char login[IDENTITY_LOGIN_BYTES_MAX + 1], old[IDENTITY_LOGIN_BYTES_MAX + 1];
+    size_t len = 0;
+    char aad[64];
+    int aad_len = snprintf(aad, sizeof(aad), "lc:%s", change_id);
+    if (err == CF_OK)
+        err = vault_open(identity_vault_for(id, vault_sealed_key_id(c.payload, c.payload_len)),
+                         c.payload, c.payload_len, aad, (size_t)aad_len, (uint8_t *)login,
+                         sizeof(login) - 1, &len);
+    if (err == CF_OK) {
+        login[len] = '\0';
+        err = identity_user_load(id, tx, p->user_id, true, &u);
+    }
+    if (err == CF_OK) {
+        snprintf(old, sizeof(old), "%s", u.login);
+        err = login_replace(id, tx, &u, login);
+    }
+    if (err == CF_OK)
+        err = code_mark(id, tx, change_id, true);
+    if (err == CF_OK)
+        err = identity_sessions_end(id, tx, u.id, p->session_id, NULL);
+    if (err == CF_OK)
+        err = identity_audit_tx(tx, id, ctx, u.id, "auth.login_change", u.id, "ok", NULL);
+    user_row_wipe(&u);
+    hash_wipe(&c, sizeof(c));
+    if ((err = tx_end(tx, err)) != CF_OK)
+        return err;
+    identity_cache_forget_user(id, p->user_id);
+    struct notifier_message m = {
+        .channel = strchr(old, '@') != NULL ? NOTIFIER_EMAIL : NOTIFIER_SMS,
+        .to = old,
+        .subject = "Your Coffer login changed",
+        .body = "The login of your Coffer account was changed. If this was not you, contact "
+                "support at once.",
+    };
+    cf_best_effort(notifier_send(id->notifier, &m));
+    hash_wipe(login, sizeof(login));
+    hash_wipe(old, sizeof(old));
+    return CF_OK;
+}

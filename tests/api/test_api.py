@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """test_api.py - drives a real Coffer server over HTTP: accounts, transfers, pending holds,
 freezes, history, batches, idempotency, input validation (with the ledger unchanged after
-every rejected request), routing, auth (staff sessions by role, the operator token refused on the ledger), per-caller
-idempotency keys, metrics, and `coffer verify` at the end.
+every rejected request), routing, auth (staff sessions by role; the operator token is refused
+on the ledger), idempotency keys per caller, metrics, and `coffer verify` at the end.
 
 Most tests share one server and create their own accounts; the restart test has its own.
 Usage: test_api.py --bin build/coffer --src . [test names...]

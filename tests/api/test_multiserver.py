@@ -5,9 +5,14 @@ Needs COFFER_TEST_PG_URL (the PostgreSQL pass of `make test` sets it); without i
 FAILS, since this script is only registered in that pass. Each test makes its own fresh
 database on the test cluster (harness.pg_create_db) and drops it at the end. All servers get
 the same COFFER_OPERATOR_TOKEN: the token file is only written by a server that generates one.
+Once they are up, the first server bootstraps the admin and every server is driven with that
+admin's one session (sessions live in the database), so idempotency keys, which belong to the
+caller, are shared by all of them.
 
   * test_start_together: three servers started at the same moment on an empty database all come
-    up (migrations run once under their lock) and serve with the shared token.
+    up (migrations run once under their lock) and share the operator token: it creates the admin
+    on one server, every other server then answers 409 already_bootstrapped, and the admin's
+    session serves on all three.
   * test_account_visible_everywhere: an account created on server A is at once readable, listed
     and usable on B and C; a freeze on one server stops debits on another right away (nothing
     is cached across batches).
@@ -57,7 +62,8 @@ class Fleet:
         require_pg()
         self.url, self.name = harness.pg_create_db()
         self.servers = [harness.Server(ctx.bin, log_level="warn", db=self.url,
-                                       env={"COFFER_OPERATOR_TOKEN": TOKEN}) for _ in range(n)]
+                                       env={"COFFER_OPERATOR_TOKEN": TOKEN}, bootstrap=False)
+                        for _ in range(n)]
         try:
             if together:
                 barrier = threading.Barrier(n)
@@ -70,6 +76,10 @@ class Fleet:
             else:
                 for s in self.servers:
                     s.start()
+            # one admin for the whole fleet, created on the first server
+            self.admin = self.servers[0].bootstrap()
+            for s in self.servers[1:]:
+                s.use_admin(self.admin)
         except BaseException:
             self.close()
             raise
@@ -97,7 +107,19 @@ class Fleet:
 def test_start_together(ctx):
     with Fleet(ctx, 3, together=True) as f:
         for s in f.servers:
-            check_eq(s.token, TOKEN, "token of a server started with COFFER_OPERATOR_TOKEN")
+            check_eq(s.operator_token, TOKEN,
+                     "operator token of a server started with COFFER_OPERATOR_TOKEN")
+            check_eq(s.token, f.admin.token, "the fleet's admin session")
+        for s in f.servers[1:]:
+            st, _h, body = harness.identity_helpers.call(
+                s.port, "POST", "/v1/bootstrap",
+                {"login": "late-%d@coffer.test" % s.port,
+                 "password": harness.identity_helpers.DEFAULT_PASSWORD, "name": "Late Admin"},
+                token=TOKEN)
+            check(st == 409 and isinstance(body, dict)
+                  and body.get("code") == "already_bootstrapped",
+                  "bootstrap on port %d after the first server made the admin: %d %s"
+                  % (s.port, st, body))
         ids = []
         for s in f.servers:
             c = s.client()
