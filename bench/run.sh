@@ -38,8 +38,11 @@ export COFFER_OPERATOR_TOKEN="bench-token-$(date +%s)-$$"
   >"$work/serve.out" 2>"$work/serve.err" &
 server_pid=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
-python3 "$root/bench/setup_accounts.py" "http://127.0.0.1:$port" "$COFFER_OPERATOR_TOKEN" 1000 "$work/accounts.txt"
-export COFFER_TOKEN=$COFFER_OPERATOR_TOKEN COFFER_ACCOUNTS="$work/accounts.txt" COFFER_RUN=$$
+# the operator token only creates the first admin; the load runs as that admin's session
+python3 "$root/bench/setup_accounts.py" "http://127.0.0.1:$port" "$COFFER_OPERATOR_TOKEN" 1000 \
+  "$work/accounts.txt" "$work/session.token"
+COFFER_TOKEN=$(cat "$work/session.token")
+export COFFER_TOKEN COFFER_ACCOUNTS="$work/accounts.txt" COFFER_RUN=$$
 
 r=$(wrk -t2 -c64 -d"${secs}s" --latency -s "$root/bench/transfer.lua" "http://127.0.0.1:$port" | grep wrk_result)
 n=$(kv requests "$r"); us=$(kv duration_us "$r")

@@ -23,7 +23,7 @@ url=$(cat "$work/pg/url")
 base=${url%/*}
 psql "$url" -qAtc "CREATE DATABASE coffer_bench" >/dev/null
 export COFFER_OPERATOR_TOKEN="bench-token-$(date +%s)-$$" COFFER_DB="$base/coffer_bench"
-export COFFER_TOKEN=$COFFER_OPERATOR_TOKEN COFFER_ACCOUNTS="$work/accounts.txt"
+export COFFER_ACCOUNTS="$work/accounts.txt"
 
 serve() { # serve NAME PORT
   "$build/coffer" serve --data "$work/$1" --listen "127.0.0.1:$2" --log-level warn \
@@ -44,7 +44,12 @@ report() { # report LABEL RESULT...
 
 echo "== PostgreSQL backend"
 p1=$(free_port); serve a "$p1"
-python3 "$root/bench/setup_accounts.py" "http://127.0.0.1:$p1" "$COFFER_OPERATOR_TOKEN" 1000 "$work/accounts.txt"
+# the operator token only creates the first admin; the load runs as that admin's session,
+# which lives in the database and so serves on the second server as well
+python3 "$root/bench/setup_accounts.py" "http://127.0.0.1:$p1" "$COFFER_OPERATOR_TOKEN" 1000 \
+  "$work/accounts.txt" "$work/session.token"
+COFFER_TOKEN=$(cat "$work/session.token")
+export COFFER_TOKEN
 report "one server, 64 connections" "$(load "$p1" 64 1)"
 report "one server, hot-account mix (50% credit one merchant)" "$(COFFER_HOT_PERCENT=50 load "$p1" 64 2)"
 p2=$(free_port); serve b "$p2"

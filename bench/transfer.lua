@@ -1,10 +1,14 @@
 -- wrk script: transfers with unique idempotency keys between random funded accounts.
--- Environment: COFFER_TOKEN, COFFER_ACCOUNTS (file with one account id per line), COFFER_RUN
+-- Environment: COFFER_TOKEN (an admin's session token, as setup_accounts.py writes it; the
+-- operator token is refused on the ledger), COFFER_ACCOUNTS (one account id per line), COFFER_RUN
 -- (a run id, so keys never repeat across runs), COFFER_HOT_PERCENT (share of transfers that
 -- credit the first account: a hot merchant), COFFER_BATCH (0: single POSTs with an
 -- Idempotency-Key header; N > 0: POST /v1/ledger/transfers/batch with N items per request).
 local accounts = {}
 local token = os.getenv("COFFER_TOKEN")
+if token == nil or token == "" then
+  error("COFFER_TOKEN is not set (the admin session token written by setup_accounts.py)")
+end
 local run = os.getenv("COFFER_RUN") or "0"
 local hot = tonumber(os.getenv("COFFER_HOT_PERCENT") or "0")
 local batch = tonumber(os.getenv("COFFER_BATCH") or "0")

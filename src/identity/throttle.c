@@ -204,8 +204,7 @@ static int64_t delay_s(uint32_t failures, unsigned free_failures)
 
 static void free_failures_check(unsigned free_failures)
 {
-    CF_ASSERT(free_failures == THROTTLE_FREE_FAILURES ||
-              free_failures == THROTTLE_IP_FREE_FAILURES);
+    CF_ASSERT(free_failures >= 1 && free_failures <= THROTTLE_FREE_FAILURES_MAX);
 }
 
 int64_t throttle_wait_s(struct throttle *t, const uint8_t key[HASH_BYTES], unsigned free_failures,

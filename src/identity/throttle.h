@@ -29,6 +29,7 @@
 
 #define THROTTLE_FREE_FAILURES 5
 #define THROTTLE_IP_FREE_FAILURES 50
+#define THROTTLE_FREE_FAILURES_MAX 1000 /* the largest allowance a caller may give */
 #define THROTTLE_DELAY_MAX_S 900
 #define THROTTLE_WINDOW_S 3600
 #define THROTTLE_KEYS_MAX 100000
@@ -39,7 +40,8 @@ CF_WARN_UNUSED enum cf_err throttle_create(struct throttle **out);
 void throttle_free(struct throttle *t);
 
 /* 0 when an attempt under key may go ahead at now_s; else the seconds to wait. free_failures
- * is THROTTLE_FREE_FAILURES or THROTTLE_IP_FREE_FAILURES. */
+ * (1..THROTTLE_FREE_FAILURES_MAX) is the key's allowance: THROTTLE_FREE_FAILURES for a login,
+ * THROTTLE_IP_FREE_FAILURES for an address, or a caller's own (code sends). */
 int64_t throttle_wait_s(struct throttle *t, const uint8_t key[HASH_BYTES], unsigned free_failures,
                         int64_t now_s);
 void throttle_failure(struct throttle *t, const uint8_t key[HASH_BYTES], int64_t now_s);

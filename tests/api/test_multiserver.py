@@ -111,7 +111,7 @@ def test_start_together(ctx):
                      "operator token of a server started with COFFER_OPERATOR_TOKEN")
             check_eq(s.token, f.admin.token, "the fleet's admin session")
         for s in f.servers[1:]:
-            st, _h, body = harness.identity_helpers.call(
+            st, body, _h = harness.identity_helpers.call(
                 s.port, "POST", "/v1/bootstrap",
                 {"login": "late-%d@coffer.test" % s.port,
                  "password": harness.identity_helpers.DEFAULT_PASSWORD, "name": "Late Admin"},
