@@ -349,15 +349,14 @@ enum cf_err identity_totp_begin(struct identity *id, const struct identity_ctx *
     hash_random(secret, sizeof(secret));
     if (err == CF_OK)
         err = identity_field_seal(u.dek, u.id, "totp", secret, sizeof(secret), ct, sizeof(ct),
-                                  &ct_len);
+                                  &ct_len); /* "totp": confirming moves it to totp_sealed */
     if (err == CF_OK) {
-        /* A pending secret replaces the old one only when confirmed: keep TOTP on meanwhile by
-         * storing the new secret and turning TOTP off until the first code comes back. Staff
-         * keep their sessions; the next sign-in asks for the new code. */
+        /* The new secret waits beside the old one: TOTP stays on (with the old authenticator)
+         * until the new one's first code confirms it. */
         struct sql_value q[] = {SQL_B(ct, ct_len), SQL_I(identity_now_us(id)), SQL_T(u.id)};
         err = sql_exec(tx,
-                       "UPDATE id_users SET totp_sealed = $1, totp_enabled = 0, totp_last_step = "
-                       "0, updated_at_us = $2 WHERE id = $3",
+                       "UPDATE id_users SET totp_pending_sealed = $1, updated_at_us = $2 WHERE "
+                       "id = $3",
                        q, 3, NULL);
     }
     if (err == CF_OK) {
@@ -385,14 +384,21 @@ enum cf_err identity_totp_confirm(struct identity *id, const struct identity_ctx
     if (err != CF_OK)
         return err;
     err = identity_user_load(id, tx, p->user_id, true, &u);
-    if (err == CF_OK && (u.totp_enabled || !u.has_totp_secret))
+    if (err == CF_OK && !u.has_totp_pending)
         err = CF_ERR_CONFLICT;
-    if (err == CF_OK)
-        err = identity_totp_accept(id, tx, &u, code);
+    /* The code must come from the new authenticator: check it against the pending secret. */
+    uint64_t step = 0;
+    if (err == CF_OK && !totp_check(u.totp_pending, TOTP_SECRET_BYTES,
+                                    identity_now_us(id) / US_PER_S, code != NULL ? code : "",
+                                    &step))
+        err = CF_ERR_INVALID_CODE;
     if (err == CF_OK) {
-        struct sql_value q[] = {SQL_I(identity_now_us(id)), SQL_T(u.id)};
-        err = sql_exec(tx, "UPDATE id_users SET totp_enabled = 1, updated_at_us = $1 WHERE id = $2",
-                       q, 2, NULL);
+        struct sql_value q[] = {SQL_I(identity_now_us(id)), SQL_T(u.id), SQL_I((int64_t)step)};
+        err = sql_exec(tx,
+                       "UPDATE id_users SET totp_sealed = totp_pending_sealed, "
+                       "totp_pending_sealed = NULL, totp_enabled = 1, totp_last_step = $3, "
+                       "updated_at_us = $1 WHERE id = $2",
+                       q, 3, NULL);
     }
     if (err == CF_OK)
         err = identity_recovery_new(id, tx, u.id, recovery_codes_out);
@@ -428,7 +434,8 @@ enum cf_err identity_totp_disable(struct identity *id, const struct identity_ctx
     struct sql_value q[] = {SQL_I(identity_now_us(id)), SQL_T(p->user_id)};
     if (err == CF_OK)
         err = sql_exec(tx,
-                       "UPDATE id_users SET totp_enabled = 0, totp_sealed = NULL, updated_at_us = "
+                       "UPDATE id_users SET totp_enabled = 0, totp_sealed = NULL, totp_pending_sealed = NULL, "
+                       "updated_at_us = "
                        "$1 WHERE id = $2",
                        q, 2, NULL);
     if (err == CF_OK)
@@ -511,7 +518,8 @@ enum cf_err identity_account_close(struct identity *id, const struct identity_ct
         err = sql_exec(tx,
                        "UPDATE id_users SET closed = 1, login_blind = NULL, dek_wrapped = NULL, "
                        "login_sealed = NULL, name_sealed = NULL, password_hash = NULL, "
-                       "totp_sealed = NULL, totp_enabled = 0, updated_at_us = $1 WHERE id = $2",
+                       "totp_sealed = NULL, totp_pending_sealed = NULL, totp_enabled = 0, "
+                       "updated_at_us = $1 WHERE id = $2",
                        q, 2, NULL);
     if (err == CF_OK)
         err = sql_exec(tx, "DELETE FROM id_recovery WHERE user_id = $2 AND $1 > 0", q, 2, NULL);

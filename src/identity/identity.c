@@ -54,6 +54,7 @@ void identity_config_defaults(struct identity_config *cfg)
     "CREATE TABLE id_users (id TEXT PRIMARY KEY, role INTEGER NOT NULL, "                        \
     "closed INTEGER NOT NULL DEFAULT 0, login_blind %1$s UNIQUE, dek_wrapped %1$s, "            \
     "login_sealed %1$s, name_sealed %1$s, password_hash TEXT, totp_sealed %1$s, "               \
+    "totp_pending_sealed %1$s, "                                                                 \
     "totp_enabled INTEGER NOT NULL DEFAULT 0, totp_last_step BIGINT NOT NULL DEFAULT 0, "        \
     "created_at_us BIGINT NOT NULL, updated_at_us BIGINT NOT NULL);"                             \
     "CREATE INDEX id_users_role ON id_users(role);"                                              \
@@ -262,11 +263,17 @@ enum cf_err identity_login_normalize(const char *text, char *out, size_t out_byt
     if (text == NULL || strlen(text) > IDENTITY_LOGIN_BYTES_MAX + 16)
         return CF_ERR_INVALID_FIELD;
     bool email = strchr(text, '@') != NULL;
-    enum cf_err err = email ? email_normalize(text, out, out_bytes)
-                            : phone_normalize(text, out, out_bytes);
-    if (err == CF_OK && is_email_out != NULL)
+    char tmp[IDENTITY_LOGIN_BYTES_MAX + 1];
+    enum cf_err err = email ? email_normalize(text, tmp, sizeof(tmp))
+                            : phone_normalize(text, tmp, sizeof(tmp));
+    if (err == CF_OK && strlen(tmp) >= out_bytes)
+        err = CF_ERR_INVALID_FIELD;
+    if (err != CF_OK) /* out untouched */
+        return err;
+    memcpy(out, tmp, strlen(tmp) + 1);
+    if (is_email_out != NULL)
         *is_email_out = email;
-    return err;
+    return CF_OK;
 }
 
 enum cf_err identity_login_blind(struct identity *id, const char *login,
@@ -366,6 +373,21 @@ static enum cf_err dek_unwrap(struct identity *id, const char *user_id, const ui
     return err;
 }
 
+static enum cf_err totp_secret_open(const struct user_row *u, const char *field,
+                                    const uint8_t *ct, size_t n, uint8_t out[TOTP_SECRET_BYTES])
+{
+    size_t len = 0;
+    char secret[TOTP_SECRET_BYTES + 1];
+    enum cf_err err = identity_field_open(u->dek, u->id, field, ct, n, secret, sizeof(secret),
+                                          &len);
+    if (err == CF_OK && len != TOTP_SECRET_BYTES)
+        err = CF_ERR_CORRUPT;
+    if (err == CF_OK)
+        memcpy(out, secret, TOTP_SECRET_BYTES);
+    hash_wipe(secret, sizeof(secret));
+    return err;
+}
+
 static enum cf_err user_fields_open(struct identity *id, const struct sql_rows *r,
                                     struct user_row *u)
 {
@@ -382,18 +404,12 @@ static enum cf_err user_fields_open(struct identity *id, const struct sql_rows *
                                   NULL);
     if (err == CF_OK && (ct = sql_row_blob(r, 0, 5, &n)) != NULL)
         err = identity_field_open(u->dek, u->id, "name", ct, n, u->name, sizeof(u->name), NULL);
-    if (err == CF_OK && (ct = sql_row_blob(r, 0, 6, &n)) != NULL) {
-        size_t len = 0;
-        char secret[TOTP_SECRET_BYTES + 1];
-        err = identity_field_open(u->dek, u->id, "totp", ct, n, secret, sizeof(secret), &len);
-        if (err == CF_OK && len != TOTP_SECRET_BYTES)
-            err = CF_ERR_CORRUPT;
-        if (err == CF_OK) {
-            memcpy(u->totp_secret, secret, TOTP_SECRET_BYTES);
-            u->has_totp_secret = true;
-        }
-        hash_wipe(secret, sizeof(secret));
-    }
+    if (err == CF_OK && (ct = sql_row_blob(r, 0, 6, &n)) != NULL &&
+        (err = totp_secret_open(u, "totp", ct, n, u->totp_secret)) == CF_OK)
+        u->has_totp_secret = true;
+    if (err == CF_OK && (ct = sql_row_blob(r, 0, 10, &n)) != NULL &&
+        (err = totp_secret_open(u, "totp", ct, n, u->totp_pending)) == CF_OK)
+        u->has_totp_pending = true;
     return err;
 }
 
@@ -401,11 +417,11 @@ enum cf_err identity_user_load(struct identity *id, struct sqltx *tx, const char
                                bool lock, struct user_row *out)
 {
     const char *q = lock ? "SELECT role, closed, password_hash, dek_wrapped, login_sealed, "
-                           "name_sealed, totp_sealed, totp_enabled, totp_last_step, created_at_us "
-                           "FROM id_users WHERE id = $1 FOR UPDATE"
+                           "name_sealed, totp_sealed, totp_enabled, totp_last_step, created_at_us, "
+                           "totp_pending_sealed FROM id_users WHERE id = $1 FOR UPDATE"
                          : "SELECT role, closed, password_hash, dek_wrapped, login_sealed, "
-                           "name_sealed, totp_sealed, totp_enabled, totp_last_step, created_at_us "
-                           "FROM id_users WHERE id = $1";
+                           "name_sealed, totp_sealed, totp_enabled, totp_last_step, created_at_us, "
+                           "totp_pending_sealed FROM id_users WHERE id = $1";
     struct sql_value p[] = {SQL_T(user_id)};
     struct sql_rows *r = NULL;
     enum cf_err err = sql_query(tx, q, p, 1, &r);

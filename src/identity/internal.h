@@ -42,6 +42,8 @@ struct user_row {
     char name[IDENTITY_NAME_BYTES_MAX + 1];
     uint8_t dek[VAULT_KEY_BYTES];
     uint8_t totp_secret[TOTP_SECRET_BYTES];
+    bool has_totp_pending;                  /* a new authenticator awaiting its first code */
+    uint8_t totp_pending[TOTP_SECRET_BYTES];
 };
 
 struct session_cache;

@@ -179,14 +179,18 @@ enum cf_err identity_session_start(struct identity *id, struct sqltx *tx,
 
 /* Validation -------------------------------------------------------------------------------- */
 
-/* Serves the token from the cache when it was checked recently. */
+/* Serves the token from the cache when it was checked recently. Otherwise *idle_seen_out gets
+ * the idle deadline the cache had moved to (uses it served since the row was read), or 0. */
 static bool cache_hit(struct identity *id, const uint8_t h[HASH_BYTES], int64_t now,
-                      struct identity_principal *out)
+                      struct identity_principal *out, int64_t *idle_seen_out)
 {
     struct session_cache *c = id->cache;
     bool hit = false;
+    *idle_seen_out = 0;
     pthread_mutex_lock(&c->mu);
     struct cache_slot *s = cache_find(c, h);
+    if (s != NULL)
+        *idle_seen_out = s->idle_expires_at_us;
     if (s != NULL && now - s->checked_at_us < IDENTITY_SESSION_CACHE_S * US_PER_S &&
         now < s->idle_expires_at_us && now < s->absolute_expires_at_us) {
         s->idle_expires_at_us = now + id->cfg.session_idle_s * US_PER_S;
@@ -213,10 +217,13 @@ static void cache_put(struct identity *id, const uint8_t h[HASH_BYTES],
     pthread_mutex_unlock(&c->mu);
 }
 
-/* Reads the session row, checks it, and moves its idle deadline; in one transaction. */
+/* Reads the session row, checks it, and moves its idle deadline; in one transaction.
+ * idle_seen is the deadline uses served from this process's cache had reached (0: none): the
+ * row's own deadline lags behind those uses. */
 static enum cf_err session_check_row(struct identity *id, const uint8_t h[HASH_BYTES],
-                                     int64_t now, struct identity_principal *out,
-                                     int64_t *idle_exp, int64_t *abs_exp)
+                                     int64_t now, int64_t idle_seen,
+                                     struct identity_principal *out, int64_t *idle_exp,
+                                     int64_t *abs_exp)
 {
     struct sqltx *tx = NULL;
     enum cf_err err = sql_begin(id->db, &tx);
@@ -229,9 +236,11 @@ static enum cf_err session_check_row(struct identity *id, const uint8_t h[HASH_B
                     "s.absolute_expires_at_us, s.revoked_at_us, u.role, u.closed FROM "
                     "id_sessions s JOIN id_users u ON u.id = s.user_id WHERE s.token_hash = $1",
                     p, 1, &r);
+    int64_t stored_idle = err == CF_OK && sql_rows_n(r) == 1 ? sql_row_int(r, 0, 3) : 0;
+    int64_t idle_deadline = stored_idle > idle_seen ? stored_idle : idle_seen;
     if (err == CF_OK && (sql_rows_n(r) != 1 || sql_row_int(r, 0, 2) != STAGE_FULL ||
                          sql_row_int(r, 0, 5) != 0 || sql_row_int(r, 0, 7) != 0 ||
-                         now >= sql_row_int(r, 0, 3) || now >= sql_row_int(r, 0, 4)))
+                         now >= idle_deadline || now >= sql_row_int(r, 0, 4)))
         err = CF_ERR_UNAUTHORIZED;
     int64_t role = err == CF_OK ? sql_row_int(r, 0, 6) : -1;
     if (err == CF_OK && (role < 0 || role >= IDENTITY_ROLE_COUNT))
@@ -266,10 +275,11 @@ enum cf_err identity_authenticate(struct identity *id, const char *token, size_t
     uint8_t h[HASH_BYTES];
     hash_sha256(token, token_len, h);
     int64_t now = identity_now_us(id);
-    if (cache_hit(id, h, now, out))
+    int64_t idle_seen = 0;
+    if (cache_hit(id, h, now, out, &idle_seen))
         return CF_OK;
     int64_t idle_exp = 0, abs_exp = 0;
-    enum cf_err err = session_check_row(id, h, now, out, &idle_exp, &abs_exp);
+    enum cf_err err = session_check_row(id, h, now, idle_seen, out, &idle_exp, &abs_exp);
     if (err == CF_OK)
         cache_put(id, h, out, idle_exp, abs_exp, now);
     else

@@ -71,6 +71,10 @@ static enum cf_err code_insert(struct identity *id, struct sqltx *tx, const char
     return err;
 }
 
+/* consumed_by: the idempotency key of the request that used a challenge, "|", and the hex of
+ * the keyed hash of the code it gave. */
+#define CONSUMED_BY_BYTES (IDEM_STORED_KEY_BYTES_MAX + 2 + 2 * VAULT_BLIND_BYTES + 1)
+
 /* A code row as read for checking. */
 struct code_row {
     enum code_purpose purpose;
@@ -85,7 +89,7 @@ struct code_row {
     int64_t used_at_us;
     uint8_t payload[REG_PAYLOAD_BYTES + VAULT_OVERHEAD_BYTES];
     size_t payload_len;
-    char consumed_by[IDEM_STORED_KEY_BYTES_MAX + 1];
+    char consumed_by[CONSUMED_BY_BYTES];
 };
 
 static enum cf_err code_load(struct sqltx *tx, const char *code_id, struct code_row *out)
@@ -748,6 +752,22 @@ enum cf_err identity_challenge_store(struct identity *id, struct sqltx *tx, cons
                        expires_out);
 }
 
+static enum cf_err consumed_by_format(struct identity *id, const char *chl_id,
+                                      const char *idem_key, const char *code,
+                                      char out[CONSUMED_BY_BYTES])
+{
+    uint8_t h[VAULT_BLIND_BYTES];
+    char hex[2 * VAULT_BLIND_BYTES + 1];
+    if (strlen(idem_key) > IDEM_STORED_KEY_BYTES_MAX || strlen(code) > 16)
+        return CF_ERR_INVALID_CODE;
+    enum cf_err err = identity_code_hash(id, chl_id, code, h);
+    if (err != CF_OK)
+        return err;
+    hash_hex(h, sizeof(h), hex);
+    snprintf(out, CONSUMED_BY_BYTES, "%s|%s", idem_key, hex);
+    return CF_OK;
+}
+
 /* Checks and spends a step-up challenge inside tx. CF_ERR_INVALID_CODE for any mismatch; the
  * caller commits the failed-attempt count it recorded. */
 enum cf_err identity_challenge_check(struct identity *id, struct sqltx *tx, const char *chl_id,
@@ -762,9 +782,15 @@ enum cf_err identity_challenge_check(struct identity *id, struct sqltx *tx, cons
         return err;
     bool bound = c.purpose == CODE_STEP_UP && c.has_user && strcmp(c.user_id, user_id) == 0 &&
                  hash_equal(c.binding, binding, HASH_BYTES);
-    /* The same request again (same key, same binding): let it reach its stored answer. */
-    if (bound && c.used_at_us != 0 && idem_key != NULL && idem_key[0] != '\0' &&
-        strcmp(c.consumed_by, idem_key) == 0)
+    char by[CONSUMED_BY_BYTES] = "";
+    if (idem_key != NULL && idem_key[0] != '\0' && code != NULL &&
+        (err = consumed_by_format(id, chl_id, idem_key, code, by)) != CF_OK)
+        return err;
+    /* The same request again (same key, same binding, same code): let it reach its stored
+     * answer. */
+    if (bound && c.used_at_us != 0 && by[0] != '\0' &&
+        strlen(by) == strlen(c.consumed_by) &&
+        hash_equal((const uint8_t *)by, (const uint8_t *)c.consumed_by, strlen(by)))
         return CF_OK;
     bool live = c.used_at_us == 0 && identity_now_us(id) < c.expires_at_us &&
                 c.attempts < IDENTITY_CODE_ATTEMPTS_MAX;
@@ -778,7 +804,7 @@ enum cf_err identity_challenge_check(struct identity *id, struct sqltx *tx, cons
         (void)code_mark(id, tx, chl_id, false);
         return err;
     }
-    return err == CF_OK ? code_mark_by(id, tx, chl_id, true, idem_key) : err;
+    return err == CF_OK ? code_mark_by(id, tx, chl_id, true, by[0] != '\0' ? by : NULL) : err;
 }
 
 /* Changing the login (phone or email) ------------------------------------------------------ */

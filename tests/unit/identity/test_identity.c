@@ -32,7 +32,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/clock.h"
@@ -130,8 +129,7 @@ static bool target_create(struct fx *f)
 
 static void target_drop(struct fx *f)
 {
-    static const char *const files[] = {"id.db", "id.db-wal", "id.db-shm", "id.db-journal",
-                                        "keys"};
+    static const char *const files[] = {"id.db", "id.db-wal", "id.db-shm", "id.db-journal", "keys"};
     if (f->pg_name[0] != '\0') {
         char sql[DB_NAME_BYTES + 48];
         snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", f->pg_name);
@@ -223,8 +221,8 @@ static size_t outbox_count(struct fx *f, const char *login)
     struct notifier_outbox_item *items = calloc(NOTIFIER_OUTBOX_PAGE_MAX, sizeof(*items));
     assert_non_null(items);
     size_t n = 0;
-    assert_int_equal(
-        notifier_outbox_list(f->notifier, login, NOTIFIER_OUTBOX_PAGE_MAX, items, &n), CF_OK);
+    assert_int_equal(notifier_outbox_list(f->notifier, login, NOTIFIER_OUTBOX_PAGE_MAX, items, &n),
+                     CF_OK);
     free(items);
     return n;
 }
@@ -242,10 +240,12 @@ static void outbox_code(struct fx *f, const char *login, char out[IDENTITY_CODE_
         assert_true(out[i] >= '0' && out[i] <= '9');
 }
 
-/* A different code of the same shape. */
+/* A different code of the same shape: the last digit moved on by one. */
 static void code_other(const char *code, char out[IDENTITY_CODE_DIGITS + 1])
 {
-    snprintf(out, IDENTITY_CODE_DIGITS + 1, "%06ld", (strtol(code, NULL, 10) + 1) % 1000000);
+    memcpy(out, code, IDENTITY_CODE_DIGITS + 1);
+    char *last = &out[IDENTITY_CODE_DIGITS - 1];
+    *last = *last == '9' ? '0' : (char)(*last + 1);
 }
 
 static enum cf_err auth(struct fx *f, const char *token, struct identity_principal *out)
@@ -268,9 +268,9 @@ static void customer_new(struct fx *f, const char *login, const char *name,
 {
     char reg_id[ID_TEXT_BYTES_MAX], code[IDENTITY_CODE_DIGITS + 1];
     const char *detail = NULL;
-    assert_int_equal(identity_register(f->id, &ctx, login, PASSWORD, strlen(PASSWORD), name,
-                                       reg_id, &detail),
-                     CF_OK);
+    assert_int_equal(
+        identity_register(f->id, &ctx, login, PASSWORD, strlen(PASSWORD), name, reg_id, &detail),
+        CF_OK);
     outbox_code(f, login, code);
     assert_int_equal(identity_register_verify(f->id, &ctx, reg_id, code, "phone", out), CF_OK);
     assert_false(out->mfa_required);
@@ -288,9 +288,9 @@ static void totp_now(struct fx *f, const char *secret_b32, char out[TOTP_DIGITS 
 }
 
 /* Creates a challenge for a and reads its code from the outbox. */
-static void challenge_with_code(struct fx *f, const struct identity_principal *p,
-                                const char *login, const struct identity_action *a,
-                                struct identity_challenge *out, char code[IDENTITY_CODE_DIGITS + 1])
+static void challenge_with_code(struct fx *f, const struct identity_principal *p, const char *login,
+                                const struct identity_action *a, struct identity_challenge *out,
+                                char code[IDENTITY_CODE_DIGITS + 1])
 {
     assert_int_equal(identity_challenge_create(f->id, &ctx, p, a, out), CF_OK);
     assert_false(out->totp);
@@ -453,17 +453,17 @@ static void test_register_verify(void **state)
     assert_int_equal(identity_register_verify(f->id, &ctx, reg_id, code, NULL, &again),
                      CF_ERR_INVALID_CODE);
     /* refused before any work: bad login, bad name, weak password */
-    assert_int_equal(identity_register(f->id, &ctx, "not a login", PASSWORD, strlen(PASSWORD),
-                                       "X", reg_id, &detail),
+    assert_int_equal(identity_register(f->id, &ctx, "not a login", PASSWORD, strlen(PASSWORD), "X",
+                                       reg_id, &detail),
                      CF_ERR_INVALID_FIELD);
     assert_string_equal(detail, "login");
-    assert_int_equal(identity_register(f->id, &ctx, "+15550001111", PASSWORD, strlen(PASSWORD),
-                                       "", reg_id, &detail),
+    assert_int_equal(identity_register(f->id, &ctx, "+15550001111", PASSWORD, strlen(PASSWORD), "",
+                                       reg_id, &detail),
                      CF_ERR_INVALID_FIELD);
     assert_string_equal(detail, "name");
-    assert_int_equal(identity_register(f->id, &ctx, "+15550001111", "password12345", 13, "X",
-                                       reg_id, &detail),
-                     CF_ERR_WEAK_PASSWORD);
+    assert_int_equal(
+        identity_register(f->id, &ctx, "+15550001111", "password12345", 13, "X", reg_id, &detail),
+        CF_ERR_WEAK_PASSWORD);
     assert_non_null(detail);
 }
 
@@ -525,16 +525,14 @@ static void test_sign_in_throttle(void **state)
     customer_new(f, login, "Carol", &s);
     int64_t retry = -1;
     for (int i = 0; i < THROTTLE_FREE_FAILURES; i++)
-        assert_int_equal(sign_in(f, login, PASSWORD_WRONG, &s, &retry),
-                         CF_ERR_INVALID_CREDENTIALS);
+        assert_int_equal(sign_in(f, login, PASSWORD_WRONG, &s, &retry), CF_ERR_INVALID_CREDENTIALS);
     /* throttled: even the right password waits, and the wait grows with each failure */
     assert_int_equal(sign_in(f, login, PASSWORD, &s, &retry), CF_ERR_TOO_MANY_ATTEMPTS);
     assert_int_equal(retry, 1);
     int64_t prev = retry;
     for (int i = 0; i < 3; i++) {
         advance_s(f, prev);
-        assert_int_equal(sign_in(f, login, PASSWORD_WRONG, &s, &retry),
-                         CF_ERR_INVALID_CREDENTIALS);
+        assert_int_equal(sign_in(f, login, PASSWORD_WRONG, &s, &retry), CF_ERR_INVALID_CREDENTIALS);
         assert_int_equal(sign_in(f, login, PASSWORD_WRONG, &s, &retry), CF_ERR_TOO_MANY_ATTEMPTS);
         assert_true(retry > prev);
         prev = retry;
@@ -551,8 +549,7 @@ static void test_sign_in_throttle(void **state)
 
     /* locked again, then lifted by a password reset */
     for (int i = 0; i < THROTTLE_FREE_FAILURES; i++)
-        assert_int_equal(sign_in(f, login, PASSWORD_WRONG, &s, &retry),
-                         CF_ERR_INVALID_CREDENTIALS);
+        assert_int_equal(sign_in(f, login, PASSWORD_WRONG, &s, &retry), CF_ERR_INVALID_CREDENTIALS);
     assert_int_equal(sign_in(f, login, PASSWORD, &s, &retry), CF_ERR_TOO_MANY_ATTEMPTS);
     char reset_id[ID_TEXT_BYTES_MAX], code[IDENTITY_CODE_DIGITS + 1];
     assert_int_equal(identity_reset_start(f->id, &ctx, login, reset_id), CF_OK);
@@ -635,8 +632,8 @@ static void test_totp_sign_in(void **state)
         CF_ERR_INVALID_CODE);
 
     /* step-up answers with a TOTP code too */
-    struct identity_action a = {.action = "transfer", .amount_minor = 500, .currency = "EUR",
-                                .payee = "acct_B"};
+    struct identity_action a = {
+        .action = "transfer", .amount_minor = 500, .currency = "EUR", .payee = "acct_B"};
     struct identity_challenge chl;
     assert_int_equal(identity_challenge_create(f->id, &ctx, &s.principal, &a, &chl), CF_OK);
     assert_true(chl.totp);
@@ -652,6 +649,42 @@ static void test_totp_sign_in(void **state)
     totp_now(f, e.secret_b32, totp);
     assert_int_equal(identity_sign_in_mfa(f->id, &ctx, m.mfa_token, totp, NULL, &full, NULL, NULL),
                      CF_ERR_UNAUTHORIZED);
+}
+
+/* Starting to replace the authenticator (after a step-up) must not turn the second factor off
+ * before the new one is confirmed: meanwhile the password alone is not a session. */
+static void test_totp_reenrol_keeps_second_factor(void **state)
+{
+    struct fx *f = *state;
+    const char *login = "peggy@example.com";
+    struct identity_sign_in_result s;
+    customer_new(f, login, "Peggy", &s);
+    struct identity_totp_enrolment e;
+    char codes[IDENTITY_RECOVERY_CODES][IDENTITY_RECOVERY_CODE_BYTES];
+    size_t codes_n = 0;
+    char totp[TOTP_DIGITS + 1];
+    assert_int_equal(identity_totp_begin(f->id, &ctx, &s.principal, NULL, &e), CF_OK);
+    totp_now(f, e.secret_b32, totp);
+    assert_int_equal(identity_totp_confirm(f->id, &ctx, &s.principal, totp, codes, &codes_n),
+                     CF_OK);
+    /* TOTP is on: replacing it needs a step-up answered with the current authenticator */
+    struct identity_totp_enrolment next;
+    assert_int_equal(identity_totp_begin(f->id, &ctx, &s.principal, NULL, &next),
+                     CF_ERR_STEP_UP_REQUIRED);
+    struct identity_action a = {.action = "mfa_change"};
+    struct identity_challenge chl;
+    assert_int_equal(identity_challenge_create(f->id, &ctx, &s.principal, &a, &chl), CF_OK);
+    assert_true(chl.totp);
+    advance_s(f, TOTP_STEP_S);
+    totp_now(f, e.secret_b32, totp);
+    struct identity_verification v = {.challenge_id = chl.challenge_id, .code = totp};
+    assert_int_equal(identity_totp_begin(f->id, &ctx, &s.principal, &v, &next), CF_OK);
+    assert_string_not_equal(next.secret_b32, e.secret_b32);
+    /* not confirmed yet */
+    struct identity_sign_in_result m;
+    assert_int_equal(sign_in(f, login, PASSWORD, &m, NULL), CF_OK);
+    assert_true(m.mfa_required);
+    assert_string_equal(m.token, "");
 }
 
 static void test_staff_enrol_at_sign_in(void **state)
@@ -687,8 +720,7 @@ static void test_staff_enrol_at_sign_in(void **state)
         CF_ERR_INVALID_CODE);
     assert_int_equal(codes_n, 0);
     assert_int_equal(
-        identity_sign_in_mfa(f->id, &ctx, m.mfa_token, totp, NULL, &full, codes, &codes_n),
-        CF_OK);
+        identity_sign_in_mfa(f->id, &ctx, m.mfa_token, totp, NULL, &full, codes, &codes_n), CF_OK);
     assert_int_equal(codes_n, IDENTITY_RECOVERY_CODES);
     assert_false(full.mfa_required);
     struct identity_principal p;
@@ -747,8 +779,8 @@ static void test_step_up_binding(void **state)
     struct identity_sign_in_result s;
     customer_new(f, login, "Erin", &s);
     const struct identity_principal *p = &s.principal;
-    struct identity_action approved = {.action = "transfer", .amount_minor = 100,
-                                       .currency = "EUR", .payee = "acct_A"};
+    struct identity_action approved = {
+        .action = "transfer", .amount_minor = 100, .currency = "EUR", .payee = "acct_A"};
     struct identity_action more = approved, elsewhere = approved, other_action = approved;
     more.amount_minor = 1000;
     elsewhere.payee = "acct_B";
@@ -770,10 +802,11 @@ static void test_step_up_binding(void **state)
     assert_int_equal(identity_challenge_consume(f->id, &ctx, p, &other_action, &v, "k-1"),
                      CF_ERR_INVALID_CODE);
     /* nor for another user */
-    struct identity_principal stranger = *p;
-    snprintf(stranger.user_id, sizeof(stranger.user_id), "usr_0000000000001");
-    assert_int_equal(identity_challenge_consume(f->id, &ctx, &stranger, &approved, &v, "k-1"),
-                     CF_ERR_INVALID_CODE);
+    struct identity_sign_in_result other;
+    customer_new(f, "+15550004444", "Mallory", &other);
+    assert_int_equal(
+        identity_challenge_consume(f->id, &ctx, &other.principal, &approved, &v, "k-1"),
+        CF_ERR_INVALID_CODE);
     /* the exact action: once */
     assert_int_equal(identity_challenge_consume(f->id, &ctx, p, &approved, &v, "k-1"), CF_OK);
     assert_int_equal(identity_challenge_consume(f->id, &ctx, p, &approved, &v, NULL),
@@ -794,6 +827,28 @@ static void test_step_up_binding(void **state)
     struct identity_action unknown = {.action = "launch_rockets"};
     assert_int_equal(identity_challenge_create(f->id, &ctx, p, &unknown, &chl),
                      CF_ERR_INVALID_FIELD);
+}
+
+/* "The same request with the same key and the same verification": a retry carrying another
+ * code is not the same verification. */
+static void test_step_up_retry_needs_same_code(void **state)
+{
+    struct fx *f = *state;
+    const char *login = "+15550005555";
+    struct identity_sign_in_result s;
+    customer_new(f, login, "Olivia", &s);
+    struct identity_action a = {
+        .action = "transfer", .amount_minor = 100, .currency = "EUR", .payee = "acct_A"};
+    struct identity_challenge chl;
+    char code[IDENTITY_CODE_DIGITS + 1], wrong[IDENTITY_CODE_DIGITS + 1];
+    challenge_with_code(f, &s.principal, login, &a, &chl, code);
+    code_other(code, wrong);
+    struct identity_verification v = {.challenge_id = chl.challenge_id, .code = code};
+    struct identity_verification guess = {.challenge_id = chl.challenge_id, .code = wrong};
+    assert_int_equal(identity_challenge_consume(f->id, &ctx, &s.principal, &a, &v, "k-1"), CF_OK);
+    assert_int_equal(identity_challenge_consume(f->id, &ctx, &s.principal, &a, &v, "k-1"), CF_OK);
+    assert_int_equal(identity_challenge_consume(f->id, &ctx, &s.principal, &a, &guess, "k-1"),
+                     CF_ERR_INVALID_CODE);
 }
 
 static void test_step_up_wrong_codes_kill(void **state)
@@ -898,9 +953,9 @@ static size_t deks_under(struct fx *f, uint32_t key_id, size_t *total_out)
     struct sqltx *tx = NULL;
     struct sql_rows *r = NULL;
     assert_int_equal(sql_begin(f->db, &tx), CF_OK);
-    assert_int_equal(
-        sql_query(tx, "SELECT dek_wrapped FROM id_users WHERE dek_wrapped IS NOT NULL", NULL, 0, &r),
-        CF_OK);
+    assert_int_equal(sql_query(tx, "SELECT dek_wrapped FROM id_users WHERE dek_wrapped IS NOT NULL",
+                               NULL, 0, &r),
+                     CF_OK);
     size_t n = 0;
     for (size_t i = 0; i < sql_rows_n(r); i++) {
         size_t len = 0;
@@ -923,8 +978,8 @@ static void test_keys_rotate(void **state)
     /* a registration pending across the rotation */
     char reg_id[ID_TEXT_BYTES_MAX], reg_code[IDENTITY_CODE_DIGITS + 1];
     const char *detail = NULL;
-    assert_int_equal(identity_register(f->id, &ctx, "ken@example.com", PASSWORD,
-                                       strlen(PASSWORD), "Ken", reg_id, &detail),
+    assert_int_equal(identity_register(f->id, &ctx, "ken@example.com", PASSWORD, strlen(PASSWORD),
+                                       "Ken", reg_id, &detail),
                      CF_OK);
     outbox_code(f, "ken@example.com", reg_code);
 
@@ -999,9 +1054,11 @@ int main(void)
         FX(test_sign_in_same_error),
         FX(test_sign_in_throttle),
         FX(test_totp_sign_in),
+        FX(test_totp_reenrol_keeps_second_factor),
         FX(test_staff_enrol_at_sign_in),
         FX(test_bootstrap_once),
         FX(test_step_up_binding),
+        FX(test_step_up_retry_needs_same_code),
         FX(test_step_up_wrong_codes_kill),
         FX(test_password_change_ends_other_sessions),
         FX(test_account_close),
