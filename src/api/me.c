@@ -156,6 +156,18 @@ static void me_account_open_run(struct http_request *req, struct http_response *
         return;
     }
     const char *user = me_id(req);
+    uint64_t have[IDENTITY_WALLET_ACCOUNTS_MAX + 1];
+    size_t have_n = 0;
+    err = identity_wallet_list(api->identity, user, have, IDENTITY_WALLET_ACCOUNTS_MAX + 1,
+                               &have_n);
+    if (err == CF_OK && have_n >= IDENTITY_WALLET_ACCOUNTS_MAX)
+        err = CF_ERR_CONFLICT; /* bounded, so closing can check every balance */
+    if (err != CF_OK) {
+        json_decref(root);
+        api_problem(req, resp, err, err == CF_ERR_CONFLICT ? "a customer has at most 64 accounts"
+                                                           : NULL);
+        return;
+    }
     char *key = arena_alloc(req->arena, IDEM_STORED_KEY_BYTES_MAX);
     CF_ASSERT(key != NULL);
     int key_len = snprintf(key, IDEM_STORED_KEY_BYTES_MAX, "%s:wallet-open:%.*s", user,
@@ -774,7 +786,7 @@ static enum cf_err balances_zero(struct http_request *req, uint64_t *ids, size_t
     return err;
 }
 
-/* Freezes a closed customer's accounts so nothing more can arrive. */
+/* Closes a closed customer's ledger accounts: nothing more can arrive or leave. */
 static enum cf_err accounts_freeze(struct http_request *req, const uint64_t *ids, size_t n)
 {
     struct api *api = req->app;
@@ -784,7 +796,7 @@ static enum cf_err accounts_freeze(struct http_request *req, const uint64_t *ids
             return CF_ERR_NOMEM;
         cmd->type = WRITER_CMD_SET_FLAGS;
         cmd->target_id = ids[i];
-        cmd->flags_set = LEDGER_ACCOUNT_FROZEN;
+        cmd->flags_set = LEDGER_ACCOUNT_CLOSED | LEDGER_ACCOUNT_FROZEN;
         enum cf_err err = api_submit_wait(api, cmd, req->arena);
         if (err == CF_OK)
             err = cmd->err;

@@ -56,12 +56,13 @@ void api_render_account(struct buf *b, const struct ledger_account *a, const cha
     id_format(ID_PREFIX_ACCOUNT, a->id, id);
     buf_printf(b,
                "{\"id\":\"%s\",\"currency\":\"%s\",\"normal\":\"%s\",\"kind\":\"%s\","
-               "\"no_overdraft\":%s,\"frozen\":%s,\"debits_posted\":%lld,"
+               "\"no_overdraft\":%s,\"frozen\":%s,\"closed\":%s,\"debits_posted\":%lld,"
                "\"credits_posted\":%lld,\"debits_pending\":%lld,\"credits_pending\":%lld,"
                "\"balance\":%lld,\"available\":%lld",
                id, a->currency, ledger_normal_name(a->normal), ledger_kind_name(a->kind),
                (a->flags & LEDGER_ACCOUNT_NO_OVERDRAFT) ? "true" : "false",
                (a->flags & LEDGER_ACCOUNT_FROZEN) ? "true" : "false",
+               (a->flags & LEDGER_ACCOUNT_CLOSED) ? "true" : "false",
                (long long)a->debits_posted, (long long)a->credits_posted,
                (long long)a->debits_pending, (long long)a->credits_pending,
                (long long)ledger_account_balance(a), (long long)ledger_account_available(a));

@@ -110,15 +110,17 @@ static void action_digest(const char *user_id, const struct identity_action *a,
     hash_sha256_end(&st, out);
 }
 
+/* Step-up challenges of one kind (sent codes, or TOTP) the user opened in the last hour. */
 static enum cf_err step_up_recent(struct identity *id, struct sqltx *tx, const char *user_id,
-                                  int64_t *n_out)
+                                  bool totp, int64_t *n_out)
 {
-    struct sql_value p[] = {SQL_T(user_id), SQL_I(identity_now_us(id) - 3600 * US_PER_S)};
+    struct sql_value p[] = {SQL_T(user_id), SQL_I(identity_now_us(id) - 3600 * US_PER_S),
+                            SQL_I(totp ? 1 : 0)};
     struct sql_rows *r = NULL;
     enum cf_err err = sql_query(tx,
                                 "SELECT COUNT(*) FROM id_codes WHERE user_id = $1 AND purpose = 3 "
-                                "AND totp = 0 AND created_at_us > $2",
-                                p, 2, &r);
+                                "AND totp = $3 AND created_at_us > $2",
+                                p, 3, &r);
     if (err == CF_OK) {
         *n_out = sql_row_int(r, 0, 0);
         sql_rows_free(r);
@@ -163,8 +165,8 @@ enum cf_err identity_challenge_create(struct identity *id, const struct identity
     err = identity_user_load(id, tx, p->user_id, false, &u);
     out->totp = err == CF_OK && u.totp_enabled;
     int64_t recent = 0;
-    if (err == CF_OK && !out->totp && (err = step_up_recent(id, tx, u.id, &recent)) == CF_OK &&
-        recent >= IDENTITY_CODES_PER_HOUR_MAX)
+    if (err == CF_OK && (err = step_up_recent(id, tx, u.id, out->totp, &recent)) == CF_OK &&
+        recent >= (out->totp ? IDENTITY_TOTP_CHALLENGES_PER_HOUR_MAX : IDENTITY_CODES_PER_HOUR_MAX))
         err = CF_ERR_RATE_LIMITED;
     if (err == CF_OK)
         err = identity_challenge_store(id, tx, out->challenge_id, u.id, binding,
@@ -297,19 +299,30 @@ enum cf_err identity_password_change(struct identity *id, const struct identity_
     enum cf_err err = sql_begin(id->db, &tx);
     if (err != CF_OK)
         return err;
+    /* The step-up comes first, so a stolen session cannot test passwords: without the second
+     * factor every attempt answers step_up_required. Wrong current passwords are throttled. */
+    uint8_t key[HASH_BYTES];
+    char key_text[ID_TEXT_BYTES_MAX + 8];
+    snprintf(key_text, sizeof(key_text), "pw:%s", p->user_id);
+    hash_sha256(key_text, strlen(key_text), key);
+    int64_t now_s = identity_now_us(id) / US_PER_S;
     err = identity_user_load(id, tx, p->user_id, true, &u);
-    if (err == CF_OK && (current_len > PASSWORD_BYTES_MAX ||
-                         password_normalize(current, current_len, cur, sizeof(cur), &cur_len) !=
-                             PASSWORD_OK ||
-                         !password_verify(u.password_hash, cur)))
-        err = CF_ERR_INVALID_CREDENTIALS;
-    hash_wipe(cur, sizeof(cur));
-    if (err == CF_OK)
-        err = identity_password_prepare(next, next_len, u.login, pw_hash, detail_out);
     if (err == CF_OK && (err = identity_step_up_tx(id, tx, &u, &a, v)) != CF_OK) {
         user_row_wipe(&u);
         return identity_step_up_fail(id, tx, ctx, p->user_id, a.action, err);
     }
+    if (err == CF_OK && throttle_wait_s(id->throttle, key, THROTTLE_FREE_FAILURES, now_s) > 0)
+        err = CF_ERR_TOO_MANY_ATTEMPTS;
+    if (err == CF_OK && (current_len > PASSWORD_BYTES_MAX ||
+                         password_normalize(current, current_len, cur, sizeof(cur), &cur_len) !=
+                             PASSWORD_OK ||
+                         !password_verify(u.password_hash, cur))) {
+        throttle_failure(id->throttle, key, now_s);
+        err = CF_ERR_INVALID_CREDENTIALS; /* the challenge stays unused: the tx rolls back */
+    }
+    hash_wipe(cur, sizeof(cur));
+    if (err == CF_OK)
+        err = identity_password_prepare(next, next_len, u.login, pw_hash, detail_out);
     if (err == CF_OK) {
         struct sql_value q[] = {SQL_T(pw_hash), SQL_I(identity_now_us(id)), SQL_T(u.id)};
         err = sql_exec(tx, "UPDATE id_users SET password_hash = $1, updated_at_us = $2 WHERE id = $3",
@@ -322,8 +335,10 @@ enum cf_err identity_password_change(struct identity *id, const struct identity_
     hash_wipe(pw_hash, sizeof(pw_hash));
     user_row_wipe(&u);
     err = tx_end(tx, err);
-    if (err == CF_OK)
+    if (err == CF_OK) {
+        throttle_success(id->throttle, key);
         identity_cache_forget_user(id, p->user_id);
+    }
     return err;
 }
 
@@ -525,6 +540,17 @@ enum cf_err identity_account_close(struct identity *id, const struct identity_ct
         err = sql_exec(tx, "DELETE FROM id_recovery WHERE user_id = $2 AND $1 > 0", q, 2, NULL);
     if (err == CF_OK)
         err = sql_exec(tx, "DELETE FROM id_payees WHERE user_id = $2 AND $1 > 0", q, 2, NULL);
+    /* what else holds the person's data: codes and registrations (sealed under a master key
+     * that stays loaded) and the development outbox */
+    uint8_t blind[VAULT_BLIND_BYTES];
+    if (err == CF_OK)
+        err = identity_login_blind(id, u.login, blind);
+    struct sql_value c[] = {SQL_T(p->user_id), SQL_B(blind, sizeof(blind))};
+    if (err == CF_OK)
+        err = sql_exec(tx, "DELETE FROM id_codes WHERE user_id = $1 OR target_blind = $2", c, 2,
+                       NULL);
+    if (err == CF_OK)
+        err = notifier_outbox_erase(id->notifier, tx, u.login);
     if (err == CF_OK)
         err = identity_sessions_end(id, tx, p->user_id, NULL, NULL);
     if (err == CF_OK)
@@ -589,7 +615,7 @@ static enum cf_err staff_insert(struct identity *id, struct sqltx *tx,
     if (identity_login_normalize(login, norm, sizeof(norm), NULL) != CF_OK)
         return CF_ERR_INVALID_FIELD;
     *detail_out = "name";
-    if (name == NULL || name[0] == '\0' || strlen(name) > IDENTITY_NAME_BYTES_MAX)
+    if (!identity_name_valid(name))
         return CF_ERR_INVALID_FIELD;
     *detail_out = "role";
     if (!identity_role_is_staff(role))

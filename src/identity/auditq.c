@@ -40,7 +40,10 @@ struct auditq {
     struct auditq_item batch[FLUSH_BATCH]; /* the flushing thread's copy */
     pthread_t thread;
     struct identity *id;
+    unsigned stop_failures;
 };
+
+#define AUDITQ_STOP_RETRIES 50 /* 100 ms apart: five seconds of trying at shutdown */
 
 /* Appends up to n queued items (copied out by the caller) in one transaction. */
 static enum cf_err flush_items(struct identity *id, const struct auditq_item *items, size_t n)
@@ -88,13 +91,24 @@ static void *auditq_main(void *arg)
         if (n == 0)
             continue;
         enum cf_err err = flush_items(q->id, batch, n);
+        bool refused = err != CF_OK && err != CF_ERR_STORAGE && err != CF_ERR_STORAGE_CONFLICT &&
+                       err != CF_ERR_NOMEM;
         pthread_mutex_lock(&q->mu);
-        if (err == CF_OK) { /* only now do the lines leave the queue */
+        bool give_up = err != CF_OK && q->stopping && ++q->stop_failures > AUDITQ_STOP_RETRIES;
+        pthread_mutex_unlock(&q->mu);
+        if (give_up) { /* stopping with the database gone: say what is lost, then go */
+            cf_log(LOG_ERROR, "audit queue: database unavailable at shutdown; lines lost", NULL);
+            refused = true;
+        }
+        if (refused) /* cannot happen with sanitized fields; never let it wedge the queue */
+            cf_log(LOG_ERROR, "audit queue: a batch was refused and dropped", NULL);
+        pthread_mutex_lock(&q->mu);
+        if (err == CF_OK || refused) { /* only now do the lines leave the queue */
             q->head = (q->head + n) % IDENTITY_AUDITQ_MAX;
             q->n -= n;
         }
         pthread_mutex_unlock(&q->mu);
-        if (err != CF_OK) {
+        if (err != CF_OK && !refused) {
             cf_log(LOG_ERROR, "audit queue: append failed; retrying", NULL);
             struct timespec pause = {0, 100 * 1000 * 1000};
             nanosleep(&pause, NULL);
@@ -137,9 +151,16 @@ void identity_auditq_stop(struct identity *id)
     id->auditq = NULL;
 }
 
+/* Copies src, truncated, with anything but printable ASCII replaced by '?': the audit log
+ * refuses other bytes, and a refused line must never block the queue. */
 static void copy_field(char *dst, size_t bytes, const char *src)
 {
-    snprintf(dst, bytes, "%s", src != NULL ? src : "");
+    size_t i = 0;
+    for (; src != NULL && src[i] != '\0' && i + 1 < bytes; i++) {
+        unsigned char c = (unsigned char)src[i];
+        dst[i] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+    }
+    dst[i] = '\0';
 }
 
 enum cf_err identity_audit_queue(struct identity *id, const struct identity_ctx *ctx,
@@ -148,11 +169,6 @@ enum cf_err identity_audit_queue(struct identity *id, const struct identity_ctx 
 {
     struct auditq *q = id->auditq;
     CF_ASSERT(q != NULL);
-    if (strlen(actor) > AUDIT_ACTOR_BYTES_MAX || strlen(action) > AUDIT_ACTION_BYTES_MAX ||
-        (target != NULL && strlen(target) > AUDIT_TARGET_BYTES_MAX) ||
-        strlen(outcome) > AUDIT_OUTCOME_BYTES_MAX ||
-        (detail != NULL && strlen(detail) > AUDIT_DETAIL_BYTES_MAX))
-        return CF_ERR_INVALID_FIELD;
     int64_t now = identity_now_us(id);
     pthread_mutex_lock(&q->mu);
     if (q->n >= IDENTITY_AUDITQ_MAX || q->stopping) {

@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <stdatomic.h>
+#include <sys/stat.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,7 +65,7 @@ void identity_config_defaults(struct identity_config *cfg)
     "user_id TEXT NOT NULL, stage INTEGER NOT NULL, device TEXT NOT NULL, ip TEXT NOT NULL, "     \
     "created_at_us BIGINT NOT NULL, last_seen_at_us BIGINT NOT NULL, "                           \
     "idle_expires_at_us BIGINT NOT NULL, absolute_expires_at_us BIGINT NOT NULL, "               \
-    "revoked_at_us BIGINT NOT NULL DEFAULT 0);"                                                  \
+    "revoked_at_us BIGINT NOT NULL DEFAULT 0, mfa_attempts INTEGER NOT NULL DEFAULT 0);"         \
     "CREATE INDEX id_sessions_user ON id_sessions(user_id);"                                     \
     "CREATE TABLE id_codes (id TEXT PRIMARY KEY, purpose INTEGER NOT NULL, user_id TEXT, "       \
     "binding %1$s NOT NULL, code_hash %1$s, payload %1$s, target_blind %1$s, "                   \
@@ -111,6 +112,10 @@ enum cf_err identity_open(struct sqldb *db, const struct vault *vault, struct no
     id->db = db;
     atomic_store(&id->vault, vault);
     pthread_mutex_init(&id->reload_mu, NULL);
+    struct stat st;
+    if (cfg->key_file != NULL && stat(cfg->key_file, &st) == 0)
+        id->key_mtime = st.st_mtim;
+    atomic_store(&id->key_checked_us, cf_monotonic_us());
     id->notifier = notifier;
     id->cfg = *cfg;
     if (id->cfg.clock == NULL)
@@ -160,28 +165,29 @@ int64_t identity_now_us(const struct identity *id)
     return cf_clock_now_us(id->cfg.clock);
 }
 
-const struct vault *identity_vault(struct identity *id)
+/* Loads the key file again when it changed since it was loaded; keeps the old key sets alive
+ * for threads still using them. need_id: the key the caller lacks (0: a periodic look). */
+static const struct vault *vault_reload(struct identity *id, uint32_t need_id)
 {
-    return atomic_load(&id->vault);
-}
-
-const struct vault *identity_vault_for(struct identity *id, uint32_t key_id)
-{
-    const struct vault *v = atomic_load(&id->vault);
-    if (key_id == 0 || vault_has_key(v, key_id) || id->cfg.key_file == NULL)
-        return v;
     pthread_mutex_lock(&id->reload_mu);
-    v = atomic_load(&id->vault);
+    const struct vault *v = atomic_load(&id->vault);
+    struct stat st;
+    bool changed = stat(id->cfg.key_file, &st) == 0 &&
+                   (st.st_mtim.tv_sec != id->key_mtime.tv_sec ||
+                    st.st_mtim.tv_nsec != id->key_mtime.tv_nsec);
+    /* a key not loaded: the file may hold it even if it looks unchanged (at most once a second) */
     int64_t now = cf_monotonic_us();
-    if (!vault_has_key(v, key_id) && id->reloaded_n < IDENTITY_VAULTS_MAX &&
-        now - id->reload_at_us > 1000000) {
-        id->reload_at_us = now;
+    bool wanted = need_id != 0 && !vault_has_key(v, need_id) && now - id->wanted_at_us > 1000000;
+    if (wanted)
+        id->wanted_at_us = now;
+    if ((changed || wanted) && id->reloaded_n < IDENTITY_VAULTS_MAX) {
         struct vault *fresh = NULL;
         if (vault_load_file(id->cfg.key_file, &fresh) == CF_OK &&
             vault_has_key(fresh, IDENTITY_BLIND_KEY_ID)) {
-            id->reloaded[id->reloaded_n++] = fresh; /* old ones stay valid for readers */
+            id->reloaded[id->reloaded_n++] = fresh;
             atomic_store(&id->vault, fresh);
             v = fresh;
+            id->key_mtime = st.st_mtim;
             cf_log(LOG_INFO, "master keys reloaded from the key file", NULL);
         } else {
             vault_free(fresh);
@@ -189,6 +195,25 @@ const struct vault *identity_vault_for(struct identity *id, uint32_t key_id)
     }
     pthread_mutex_unlock(&id->reload_mu);
     return v;
+}
+
+const struct vault *identity_vault(struct identity *id)
+{
+    if (id->cfg.key_file == NULL)
+        return atomic_load(&id->vault);
+    int64_t now = cf_monotonic_us(), last = atomic_load(&id->key_checked_us);
+    if (now - last < IDENTITY_KEY_FILE_CHECK_S * 1000000LL ||
+        !atomic_compare_exchange_strong(&id->key_checked_us, &last, now))
+        return atomic_load(&id->vault);
+    return vault_reload(id, 0); /* one thread a period looks at the file */
+}
+
+const struct vault *identity_vault_for(struct identity *id, uint32_t key_id)
+{
+    const struct vault *v = identity_vault(id);
+    if (key_id == 0 || vault_has_key(v, key_id) || id->cfg.key_file == NULL)
+        return v;
+    return vault_reload(id, key_id);
 }
 
 void identity_id_new(const char *prefix, char out[ID_TEXT_BYTES_MAX])

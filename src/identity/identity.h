@@ -69,6 +69,11 @@
 #define IDENTITY_CODE_TTL_S 600            /* one-time codes live 10 minutes */
 #define IDENTITY_CODE_ATTEMPTS_MAX 5       /* wrong guesses before a code dies */
 #define IDENTITY_CODES_PER_HOUR_MAX 5      /* codes sent to one login per hour */
+#define IDENTITY_TOTP_CHALLENGES_PER_HOUR_MAX 20 /* TOTP-answered step-ups per user per hour:
+                                                    at 5 guesses each, 100 guesses an hour */
+#define IDENTITY_RETRY_WINDOW_S (24 * 3600) /* a spent challenge still admits its own request's
+                                              idempotent retry this long after it expired
+                                              (stored answers are kept at least 24 h) */
 #define IDENTITY_SENDS_PER_IP_FREE 100     /* registrations/resets from one address before the
                                               throttle's exponential delay applies */
 #define IDENTITY_MFA_TOKEN_TTL_S 300       /* between password and second factor */

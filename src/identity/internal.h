@@ -5,6 +5,7 @@
 #define COFFER_IDENTITY_INTERNAL_H
 
 #include <pthread.h>
+#include <time.h>
 
 #include "identity/identity.h"
 #include "identity/throttle.h"
@@ -49,7 +50,8 @@ struct user_row {
 struct session_cache;
 struct auditq;
 
-#define IDENTITY_VAULTS_MAX 8 /* key-file reloads kept alive until close */
+#define IDENTITY_VAULTS_MAX 64     /* key-file reloads kept alive until close */
+#define IDENTITY_KEY_FILE_CHECK_S 30 /* how often the key file's mtime is looked at */
 
 struct identity {
     struct sqldb *db;
@@ -57,7 +59,9 @@ struct identity {
     pthread_mutex_t reload_mu;
     struct vault *reloaded[IDENTITY_VAULTS_MAX];
     size_t reloaded_n;
-    int64_t reload_at_us;                /* last reload attempt: at most one a second */
+    struct timespec key_mtime;           /* of the key file as last loaded */
+    _Atomic int64_t key_checked_us;      /* monotonic time of the last look at the file */
+    int64_t wanted_at_us;                /* last reload for a missing key (under reload_mu) */
     struct notifier *notifier;
     struct identity_config cfg;
     struct throttle *throttle;
@@ -171,6 +175,9 @@ CF_WARN_UNUSED enum cf_err identity_step_up_fail(struct identity *id, struct sql
                                                 const struct identity_ctx *ctx,
                                                 const char *user_id, const char *action,
                                                 enum cf_err err);
+
+/* A display name: 1..IDENTITY_NAME_BYTES_MAX bytes, no control characters. */
+bool identity_name_valid(const char *name);
 
 /* Normalizes and checks a new password; CF_ERR_WEAK_PASSWORD with the reason. */
 CF_WARN_UNUSED enum cf_err identity_password_prepare(const char *pw, size_t len, const char *login,

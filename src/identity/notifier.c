@@ -310,6 +310,23 @@ enum cf_err notifier_outbox_list(struct notifier *n, const char *to, size_t limi
     return err;
 }
 
+enum cf_err notifier_outbox_erase(struct notifier *n, struct sqltx *tx, const char *to)
+{
+    CF_ASSERT(n != NULL && tx != NULL && to != NULL);
+    if (n->kind != NOTIFIER_KIND_OUTBOX)
+        return CF_OK; /* a provider keeps nothing here */
+    size_t to_len = strnlen(to, NOTIFIER_TO_BYTES_MAX + 1);
+    if (to_len == 0 || to_len > NOTIFIER_TO_BYTES_MAX)
+        return CF_ERR_INVALID_FIELD;
+    uint8_t blind[VAULT_BLIND_BYTES];
+    enum cf_err err =
+        vault_blind(n->vault, NOTIFIER_OUTBOX_INDEX_KEY_ID, OUTBOX_BLIND_DOMAIN, to, to_len, blind);
+    struct sql_value p[] = {SQL_B(blind, sizeof(blind))};
+    if (err == CF_OK)
+        err = sql_exec(tx, "DELETE FROM id_outbox WHERE recipient_blind = $1", p, 1, NULL);
+    return err;
+}
+
 /* HTTP: URL rules ------------------------------------------------------------------------------ */
 
 static bool host_is_loopback(const char *host)

@@ -82,4 +82,9 @@ struct notifier_outbox_item {
 CF_WARN_UNUSED enum cf_err notifier_outbox_list(struct notifier *n, const char *to, size_t limit,
                                                 struct notifier_outbox_item *out, size_t *n_out);
 
+/* Deletes every outbox message sent to `to`, inside tx (closing an account). A no-op for the
+ * HTTP provider. */
+CF_WARN_UNUSED enum cf_err notifier_outbox_erase(struct notifier *n, struct sqltx *tx,
+                                                 const char *to);
+
 #endif

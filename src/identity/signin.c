@@ -223,7 +223,7 @@ static enum cf_err reg_payload_seal(struct identity *id, const char *reg_id, con
     return err;
 }
 
-static bool name_valid(const char *name)
+bool identity_name_valid(const char *name)
 {
     size_t len = name != NULL ? strlen(name) : 0;
     if (len == 0 || len > IDENTITY_NAME_BYTES_MAX)
@@ -246,7 +246,7 @@ enum cf_err identity_register(struct identity *id, const struct identity_ctx *ct
     if (identity_login_normalize(login, norm, sizeof(norm), NULL) != CF_OK)
         return CF_ERR_INVALID_FIELD;
     *detail_out = "name";
-    if (!name_valid(name))
+    if (!identity_name_valid(name))
         return CF_ERR_INVALID_FIELD;
     char pw_hash[PASSWORD_HASH_BYTES];
     enum cf_err err = identity_password_prepare(password, password_len, norm, pw_hash, detail_out);
@@ -514,6 +514,30 @@ static enum cf_err mfa_session_load(struct identity *id, struct sqltx *tx, const
     return err == CF_ERR_NOT_FOUND ? CF_ERR_UNAUTHORIZED : err;
 }
 
+/* A wrong second factor: counted on the pending sign-in, which dies after
+ * IDENTITY_CODE_ATTEMPTS_MAX of them (the password must be given again). */
+static void mfa_failure(struct identity *id, const struct identity_ctx *ctx,
+                        const char *session_id, const char *user_id)
+{
+    struct sqltx *tx = NULL;
+    if (sql_begin(id->db, &tx) != CF_OK)
+        return;
+    struct sql_value p[] = {SQL_I(identity_now_us(id)), SQL_T(session_id),
+                            SQL_I(IDENTITY_CODE_ATTEMPTS_MAX)};
+    enum cf_err err = sql_exec(tx,
+                               "UPDATE id_sessions SET mfa_attempts = mfa_attempts + 1, "
+                               "revoked_at_us = CASE WHEN mfa_attempts + 1 >= $3 THEN $1 ELSE "
+                               "revoked_at_us END WHERE id = $2",
+                               p, 3, NULL);
+    if (err == CF_OK)
+        err = identity_audit_tx(tx, id, ctx, user_id, "auth.sign_in_mfa", user_id, "failed",
+                                NULL);
+    if (err != CF_OK)
+        sql_rollback(tx);
+    else
+        cf_best_effort(sql_commit(tx));
+}
+
 /* Uses one recovery code of u (constant-time against each stored hash). */
 static enum cf_err recovery_accept(struct identity *id, struct sqltx *tx, const struct user_row *u,
                                    const char *code)
@@ -579,7 +603,7 @@ enum cf_err identity_sign_in_mfa(struct identity *id, const struct identity_ctx 
     enum cf_err err = sql_begin(id->db, &tx);
     if (err != CF_OK)
         return err;
-    char session_id[ID_TEXT_BYTES_MAX];
+    char session_id[ID_TEXT_BYTES_MAX] = "";
     struct user_row u;
     enum session_stage stage = STAGE_MFA;
     memset(&u, 0, sizeof(u));
@@ -592,7 +616,7 @@ enum cf_err identity_sign_in_mfa(struct identity *id, const struct identity_ctx 
         err = recovery_accept(id, tx, &u, recovery_code);
     if (err == CF_ERR_INVALID_CODE) {
         sql_rollback(tx);
-        cf_best_effort(identity_audit(id, ctx, u.id, "auth.sign_in_mfa", u.id, "failed", NULL));
+        mfa_failure(id, ctx, session_id, u.id);
         user_row_wipe(&u);
         return err;
     }
@@ -788,7 +812,8 @@ enum cf_err identity_challenge_check(struct identity *id, struct sqltx *tx, cons
         return err;
     /* The same request again (same key, same binding, same code): let it reach its stored
      * answer. */
-    if (bound && c.used_at_us != 0 && by[0] != '\0' &&
+    bool retry_window = identity_now_us(id) < c.expires_at_us + IDENTITY_RETRY_WINDOW_S * US_PER_S;
+    if (bound && retry_window && c.used_at_us != 0 && by[0] != '\0' &&
         strlen(by) == strlen(c.consumed_by) &&
         hash_equal((const uint8_t *)by, (const uint8_t *)c.consumed_by, strlen(by)))
         return CF_OK;

@@ -52,6 +52,10 @@ enum ledger_account_kind {
 
 #define LEDGER_ACCOUNT_NO_OVERDRAFT (1u << 0)
 #define LEDGER_ACCOUNT_FROZEN (1u << 1)
+/* A closed account (its owner closed their Coffer account): no money in or out, for good. */
+#define LEDGER_ACCOUNT_CLOSED (1u << 2)
+#define LEDGER_ACCOUNT_FLAGS_ALL                                                                 \
+    (LEDGER_ACCOUNT_NO_OVERDRAFT | LEDGER_ACCOUNT_FROZEN | LEDGER_ACCOUNT_CLOSED)
 
 struct ledger_account {
     uint64_t id;

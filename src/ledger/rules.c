@@ -98,6 +98,8 @@ enum cf_err ledger_leg_apply(struct ledger_account *dr, struct ledger_account *c
         return CF_ERR_SAME_ACCOUNT;
     if (strcmp(dr->currency, leg->currency) != 0 || strcmp(cr->currency, leg->currency) != 0)
         return CF_ERR_CURRENCY_MISMATCH;
+    if (((dr->flags | cr->flags) & LEDGER_ACCOUNT_CLOSED) != 0)
+        return CF_ERR_ACCOUNT_CLOSED;
     if (account_blocks_debit(dr) || account_blocks_credit(cr))
         return CF_ERR_ACCOUNT_FROZEN;
 
@@ -169,6 +171,8 @@ enum cf_err ledger_pending_resolve(struct ledger_account *dr, struct ledger_acco
         posted = amount_minor == 0 ? p->amount : amount_minor;
         if (posted > p->amount)
             return CF_ERR_EXCEEDS_PENDING;
+        if (((dr->flags | cr->flags) & LEDGER_ACCOUNT_CLOSED) != 0)
+            return CF_ERR_ACCOUNT_CLOSED;
         if (account_blocks_debit(dr) || account_blocks_credit(cr))
             return CF_ERR_ACCOUNT_FROZEN;
     }

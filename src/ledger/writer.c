@@ -509,7 +509,7 @@ static enum cf_err apply_account_create(struct writer *w, struct writer_cmd *c)
     a.created_at_us = w->now_us;
     a.debits_posted = a.credits_posted = a.debits_pending = a.credits_pending = 0;
     a.last_seq = 0;
-    a.flags &= LEDGER_ACCOUNT_NO_OVERDRAFT | LEDGER_ACCOUNT_FROZEN;
+    a.flags &= LEDGER_ACCOUNT_NO_OVERDRAFT | LEDGER_ACCOUNT_FROZEN; /* never created closed */
     CF_ASSERT(ledger_account_is_valid(&a));
     struct node *n = cache_add(w, &a);
     if (n == NULL) {
@@ -625,7 +625,7 @@ static enum cf_err apply_set_flags(struct writer *w, struct writer_cmd *c)
         return err;
     undo_save_account(w, n);
     n->a.flags = (n->a.flags | c->flags_set) & ~c->flags_clear;
-    n->a.flags &= LEDGER_ACCOUNT_NO_OVERDRAFT | LEDGER_ACCOUNT_FROZEN;
+    n->a.flags &= LEDGER_ACCOUNT_FLAGS_ALL; /* never created closed */
     if (!ledger_account_is_valid(&n->a)) {
         n->a = w->undo.rec[w->undo.n - 1].a;
         return CF_ERR_INSUFFICIENT_FUNDS; /* turning no_overdraft on below zero */

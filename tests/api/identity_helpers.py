@@ -51,7 +51,11 @@ def fresh_totp(secret_b32):
         step = int(time.time() // 30)
         if _used_steps.get(secret_b32, -1) < step:
             _used_steps[secret_b32] = step
-            return totp(secret_b32)
+            return totp(secret_b32, t=step * 30)  # the step decided above, not a later one
+        # the server accepts one step either side: the next step's code works at once
+        if _used_steps.get(secret_b32, -1) == step:
+            _used_steps[secret_b32] = step + 1
+            return totp(secret_b32, t=(step + 1) * 30)
         time.sleep(max(0.05, (step + 1) * 30 - time.time() + 0.05))
 
 

@@ -3,15 +3,23 @@
 
 Usage: test_openapi.py --bin PATH/TO/coffer --src PATH/TO/SOURCE/ROOT
 
-`coffer routes` prints one "METHOD PATH SCOPE IDEMPOTENT" line per route. The document is read
-with a small line-based parser (standard library only): under `paths:` a path key is indented
-by exactly 2 spaces and a method key by exactly 4. Checks:
+`coffer routes` prints one "METHOD PATH ROLES IDEMPOTENT" line per route. ROLES is "public" or a
+comma-separated list of customer, merchant, support, risk, admin, auditor and operator (the
+operator token, which only creates the first admin). The document is read with a small
+line-based parser (standard library only): under `paths:` a path key is indented by exactly 2
+spaces and a method key by exactly 4; an operation's own keys are indented by 6. Checks:
 
+  - every `coffer routes` line is well formed and names only known roles;
   - the (method, path) pairs of the document and of the route table are the same set;
-  - every route's security matches its scope: public routes have `security: []`, operator
-    routes have a non-empty security requirement (their own, or the document's default);
-  - every POST documents an Idempotency-Key header parameter, every route the table marks
-    idempotent is a POST that does, and the header is required on every POST except
+  - every operation has an `x-coffer-roles` extension (`public`, or a flow list such as
+    `[admin, auditor]`) naming exactly the roles the route table gives it;
+  - every operation's security matches its roles: public routes have `security: []`, operator
+    routes require the `operatorToken` scheme only, and every other route the `sessionToken`
+    scheme only (the operation's own `security`, or the document's default);
+  - every route that is not public documents its 401 and 403 answers (the server's
+    authorization gives both);
+  - a route documents an Idempotency-Key header exactly when the route table marks it
+    idempotent; such a route is a POST, and the header is required on every one except
     /v1/ledger/transfers/batch.
 
 Prints one PASS/FAIL line per check and ends with "N passed, M failed"; exits 1 on failure.
@@ -28,6 +36,11 @@ METHOD_KEY = re.compile(r"^    ([a-z]+):\s*$")
 TOP_KEY = re.compile(r"^[A-Za-z_][\w-]*:")
 REF = re.compile(r"""^\s*-?\s*\$ref:\s*['"]?#/components/parameters/([\w.-]+)['"]?\s*$""")
 IDEM_OPTIONAL_PATH = "/v1/ledger/transfers/batch"
+ROLES = ("customer", "merchant", "support", "risk", "admin", "auditor", "operator")
+PUBLIC = "public"
+SESSION_SCHEME = "sessionToken"
+OPERATOR_SCHEME = "operatorToken"
+SCHEME_NAME = re.compile(r"^-\s*\{?\s*([\w.-]+)\s*:")
 
 
 def indent_of(line):
@@ -108,23 +121,55 @@ def parse_components_parameters(lines):
     return out
 
 
+def security_schemes(value, body):
+    """The scheme names of a security requirement list: its inline value and nested lines.
+    `[]` (or nothing) is the empty list: no credentials."""
+    names = set()
+    value = value.strip()
+    if value.startswith("[") and value != "[]":
+        for item in value.strip("[]").split(","):
+            name = item.strip().strip("{}").partition(":")[0].strip()
+            if name:
+                names.add(name)
+    for line in body:
+        m = SCHEME_NAME.match(line.strip())
+        if m:
+            names.add(m.group(1))
+    return names
+
+
 def parse_default_security(lines):
-    """True when the document declares a non-empty top-level security requirement."""
-    body = [l for l in meaningful(top_section(lines, "security"))]
-    return any(l.strip().startswith("- ") and l.strip() not in ("- {}",) for l in body)
+    """The scheme names of the document's top-level security requirement (empty when none)."""
+    body = list(meaningful(top_section(lines, "security")))
+    return security_schemes("", body)
 
 
 def op_security(op_lines):
-    """'none' for `security: []`, 'set' for a non-empty list, None when the operation has none."""
+    """The scheme names an operation requires, or None when it has no `security` key."""
     found = block_after(op_lines, "security", 6)
     if found is None:
         return None
     value, body = found
-    if value == "[]":
-        return "none"
-    if value.startswith("[") or any(l.strip().startswith("- ") for l in body):
-        return "set"
-    return "none"
+    return security_schemes(value, body)
+
+
+def op_roles(op_lines):
+    """The set of names in the operation's `x-coffer-roles`, or None when it has none."""
+    for line in op_lines:
+        if indent_of(line) == 6 and line.strip().startswith("x-coffer-roles:"):
+            value = line.strip()[len("x-coffer-roles:"):].strip()
+            if value.startswith("[") and value.endswith("]"):
+                return {v.strip().strip("'\"") for v in value[1:-1].split(",") if v.strip()}
+            return {value.strip("'\"")} if value else set()
+    return None
+
+
+def op_responses(op_lines):
+    """The status codes listed under the operation's `responses`."""
+    found = block_after(op_lines, "responses", 6)
+    if found is None:
+        return set()
+    return {l.strip().split(":")[0].strip("'\"") for l in found[1] if indent_of(l) == 8}
 
 
 def op_idempotency(op_lines, components):
@@ -161,9 +206,23 @@ def read_routes(binary):
         parts = line.split()
         if len(parts) != 4:
             raise ValueError("unexpected `coffer routes` line: %r" % line)
-        method, path, scope, idem = parts
-        routes[(method, path)] = {"scope": scope, "idempotent": idem == "idempotent"}
+        method, path, roles, idem = parts
+        names = set(roles.split(","))
+        if roles != PUBLIC and not names <= set(ROLES):
+            raise ValueError("unknown role in `coffer routes` line: %r" % line)
+        if idem not in ("idempotent", "-"):
+            raise ValueError("unexpected idempotency column: %r" % line)
+        routes[(method, path)] = {"roles": names, "idempotent": idem == "idempotent"}
     return routes
+
+
+def want_schemes(roles):
+    """The security schemes a route with these roles must require."""
+    if roles == {PUBLIC}:
+        return set()
+    if roles == {"operator"}:
+        return {OPERATOR_SCHEME}
+    return {SESSION_SCHEME}
 
 
 class Report:
@@ -211,24 +270,33 @@ def main():
     for key in sorted(set(routes) & set(ops)):
         method, path = key
         route, op = routes[key], ops[key]
+        label = "%s %s" % (method, path)
+        roles_text = ",".join(sorted(route["roles"]))
+        documented = op_roles(op)
+        rep.check(documented == route["roles"], "%s x-coffer-roles is %s" % (label, roles_text),
+                  "documented %s" % (",".join(sorted(documented)) if documented is not None
+                                     else "nothing"))
         sec = op_security(op)
-        effective = sec if sec is not None else ("set" if default_security else "none")
-        want = "none" if route["scope"] == "public" else "set"
-        rep.check(effective == want, "%s %s security matches scope %s" % (method, path,
-                  route["scope"]), "documented %s" % effective)
+        effective = sec if sec is not None else default_security
+        want = want_schemes(route["roles"])
+        rep.check(effective == want, "%s security requires %s" % (
+            label, ", ".join(sorted(want)) or "nothing"),
+            "documented %s" % (", ".join(sorted(effective)) or "nothing"))
+        if route["roles"] != {PUBLIC}:
+            missing_status = {"401", "403"} - op_responses(op)
+            rep.check(not missing_status, "%s documents 401 and 403" % label,
+                      "missing " + ", ".join(sorted(missing_status)))
         idem = op_idempotency(op, components)
-        if method == "POST" or route["idempotent"]:
-            rep.check(idem is not None, "%s %s documents Idempotency-Key" % (method, path))
-        if method == "POST" and idem is not None:
-            want_required = path != IDEM_OPTIONAL_PATH
-            rep.check(idem == want_required, "%s %s Idempotency-Key is %s" % (
-                method, path, "required" if want_required else "optional"))
-
-    # POSTs the route table does not know are already reported above; still require the header.
-    for key in sorted(set(ops) - set(routes)):
-        if key[0] == "POST":
-            rep.check(op_idempotency(ops[key], components) is not None,
-                      "%s %s documents Idempotency-Key" % key)
+        if route["idempotent"]:
+            rep.check(method == "POST", "%s is idempotent and a POST" % label)
+            rep.check(idem is not None, "%s documents Idempotency-Key" % label)
+            if idem is not None:
+                want_required = path != IDEM_OPTIONAL_PATH
+                rep.check(idem == want_required, "%s Idempotency-Key is %s" % (
+                    label, "required" if want_required else "optional"))
+        else:
+            rep.check(idem is None, "%s does not document Idempotency-Key" % label,
+                      "the route table does not take one")
 
     print("%d passed, %d failed" % (rep.passed, rep.failed))
     return 1 if rep.failed else 0
