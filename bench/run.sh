@@ -54,8 +54,17 @@ r=$(wrk -t2 -c4 -d"${secs}s" --latency -s "$root/bench/transfer.lua" "http://127
 n=$(kv requests "$r"); us=$(kv duration_us "$r")
 batch_tps=$((n * COFFER_BATCH * 1000000 / us))
 echo "batch endpoint, 1000 per request, 4 connections: $batch_tps transfers/s, p50 $(kv p50_us "$r") us per request, non-2xx $(kv non2xx "$r")" | tee -a "$out/http.txt"
+# What authentication costs per request: the same trivial answer with and without a session
+# check (GET /healthz is public; GET /v1/ledger/currencies checks the token and the role).
+g=$(wrk -t2 -c64 -d"${secs}s" "http://127.0.0.1:$port/healthz" | sed -n 's/^Requests\/sec: *\([0-9]*\).*/\1/p')
+a=$(wrk -t2 -c64 -d"${secs}s" -H "Authorization: Bearer $COFFER_TOKEN" \
+  "http://127.0.0.1:$port/v1/ledger/currencies" | sed -n 's/^Requests\/sec: *\([0-9]*\).*/\1/p')
+echo "GET /healthz (public): $g req/s; GET /v1/ledger/currencies (session checked): $a req/s" | tee "$out/auth.txt"
 kill "$server_pid"; wait "$server_pid" || true; server_pid=""
 "$build/coffer" verify --data "$work/http" | tee -a "$out/http.txt"
+
+echo "== authentication in process (argon2id, session checks, sign-ins)"
+"$build/bench_auth" "$work" 2 2>/dev/null | tee -a "$out/auth.txt"
 
 echo "== peer: pgbench TPC-B-like (scale 10, 16 clients, prepared, synchronous_commit on)"
 if [ -z "$pg_bin" ]; then echo "pgbench: PostgreSQL is not installed (make bench installs it)"; exit 1; fi
