@@ -293,6 +293,40 @@ enum cf_err audit_append(struct sqltx *tx, const struct audit_event *ev, uint64_
     return CF_OK;
 }
 
+enum cf_err audit_append_many(struct sqltx *tx, const struct audit_event *evs, size_t n)
+{
+    CF_ASSERT(tx != NULL && (evs != NULL || n == 0));
+    if (n == 0)
+        return CF_OK;
+    uint64_t seq = 0;
+    uint8_t prev[HASH_BYTES], hash[HASH_BYTES];
+    enum cf_err err = head_read(tx, true, &seq, prev);
+    for (size_t i = 0; err == CF_OK && i < n; i++) {
+        char ua_buf[AUDIT_UA_BYTES_MAX + 1];
+        struct fields f;
+        CF_ASSERT(evs[i].at_us >= 0);
+        if ((err = fields_from_event(&evs[i], ua_buf, &f)) != CF_OK)
+            break;
+        if (seq >= (uint64_t)INT64_MAX) {
+            err = CF_ERR_CORRUPT;
+            break;
+        }
+        seq++;
+        record_hash(seq, evs[i].at_us, &f, prev, hash);
+        err = record_insert(tx, seq, evs[i].at_us, &f, prev, hash);
+        memcpy(prev, hash, HASH_BYTES);
+    }
+    int64_t changed = 0;
+    if (err == CF_OK) {
+        struct sql_value p[2] = {SQL_I(seq), SQL_B(prev, HASH_BYTES)};
+        err = sql_exec(tx, "UPDATE id_audit_head SET seq = $1, hash = $2 WHERE id = 1", p, 2,
+                       &changed);
+    }
+    if (err == CF_OK)
+        CF_ASSERT(changed == 1);
+    return err;
+}
+
 /* Reading -------------------------------------------------------------------------------------- */
 
 /* Row i of r as a record; CF_ERR_CORRUPT when its hash is not 32 bytes. Texts longer than

@@ -92,6 +92,11 @@ extern const struct sql_migration audit_migration;
 CF_WARN_UNUSED enum cf_err audit_append(struct sqltx *tx, const struct audit_event *ev,
                                         uint64_t *seq_out);
 
+/* Appends n events in order inside tx, reading and moving the head once (the audit queue's
+ * group append). Any refused event fails the whole call. */
+CF_WARN_UNUSED enum cf_err audit_append_many(struct sqltx *tx, const struct audit_event *evs,
+                                             size_t n);
+
 /* Reads up to f->limit records matching f into out (caller's array of f->limit); *n_out gets
  * how many. CF_ERR_INVALID_FIELD when a filter text is longer than its field's bound. */
 CF_WARN_UNUSED enum cf_err audit_list(struct sqltx *tx, const struct audit_filter *f,

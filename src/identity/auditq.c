@@ -38,6 +38,7 @@ struct auditq {
     size_t head, n;
     struct auditq_item items[IDENTITY_AUDITQ_MAX];
     struct auditq_item batch[FLUSH_BATCH]; /* the flushing thread's copy */
+    struct audit_event events[FLUSH_BATCH];
     pthread_t thread;
     struct identity *id;
     unsigned stop_failures;
@@ -45,25 +46,26 @@ struct auditq {
 
 #define AUDITQ_STOP_RETRIES 50 /* 100 ms apart: five seconds of trying at shutdown */
 
-/* Appends up to n queued items (copied out by the caller) in one transaction. */
-static enum cf_err flush_items(struct identity *id, const struct auditq_item *items, size_t n)
+/* Appends n queued items (copied out by the caller) in one transaction, moving the chain's
+ * head once. */
+static enum cf_err flush_items(struct auditq *q, const struct auditq_item *items, size_t n)
 {
-    struct sqltx *tx = NULL;
-    enum cf_err err = sql_begin(id->db, &tx);
-    for (size_t i = 0; err == CF_OK && i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         const struct auditq_item *it = &items[i];
-        struct audit_event ev = {.actor = it->actor,
-                                 .action = it->action,
-                                 .target = it->target,
-                                 .ip = it->ip,
-                                 .user_agent = it->user_agent,
-                                 .outcome = it->outcome,
-                                 .detail = it->detail,
-                                 .at_us = it->at_us};
-        err = audit_append(tx, &ev, NULL);
+        q->events[i] = (struct audit_event){.actor = it->actor,
+                                            .action = it->action,
+                                            .target = it->target,
+                                            .ip = it->ip,
+                                            .user_agent = it->user_agent,
+                                            .outcome = it->outcome,
+                                            .detail = it->detail,
+                                            .at_us = it->at_us};
     }
-    if (tx == NULL)
+    struct sqltx *tx = NULL;
+    enum cf_err err = sql_begin(q->id->db, &tx);
+    if (err != CF_OK)
         return err;
+    err = audit_append_many(tx, q->events, n);
     if (err != CF_OK) {
         sql_rollback(tx);
         return err;
@@ -90,7 +92,7 @@ static void *auditq_main(void *arg)
             return NULL;
         if (n == 0)
             continue;
-        enum cf_err err = flush_items(q->id, batch, n);
+        enum cf_err err = flush_items(q, batch, n);
         bool refused = err != CF_OK && err != CF_ERR_STORAGE && err != CF_ERR_STORAGE_CONFLICT &&
                        err != CF_ERR_NOMEM;
         pthread_mutex_lock(&q->mu);
