@@ -5,8 +5,8 @@
 #include "core/ids.h"
 #include "money/currency.h"
 
-static const char *const account_fields[] = {"currency", "normal", "kind", "no_overdraft",
-                                             "owner", "metadata", NULL};
+static const char *const account_fields[] = {"currency", "normal",   "kind", "no_overdraft",
+                                             "owner",    "metadata", NULL};
 
 /* Problem answer for a decode error, freeing the parsed body. */
 static enum http_action decode_fail(struct http_request *req, struct http_response *resp,
@@ -52,8 +52,8 @@ static enum cf_err account_decode(json_t *root, struct writer_cmd *cmd, struct a
     *detail = "owner";
     const char *owner = NULL;
     size_t owner_len = 0;
-    if ((err = api_json_string(root, "owner", false, LEDGER_OWNER_BYTES_MAX, &owner,
-                               &owner_len)) != CF_OK)
+    if ((err = api_json_string(root, "owner", false, LEDGER_OWNER_BYTES_MAX, &owner, &owner_len)) !=
+        CF_OK)
         return err;
     *detail = "metadata";
     if ((err = api_json_metadata(root, arena, &cmd->metadata, &cmd->metadata_len)) != CF_OK)
@@ -224,8 +224,8 @@ enum http_action api_account_transfers(struct http_request *req, struct http_res
         if (has_cursor)
             err = ops->r_account_get(r, id, &acct, req->arena);
         if (err == CF_OK)
-            err = ops->r_account_entries(r, id, has_cursor ? before : UINT64_MAX, limit + 1,
-                                         rows, &n, req->arena);
+            err = ops->r_account_entries(r, id, has_cursor ? before : UINT64_MAX, limit + 1, rows,
+                                         &n, req->arena);
         ops->r_close(r);
     }
     if (err != CF_OK) {

@@ -24,11 +24,11 @@ static void staff_create_run(struct http_request *req, struct http_response *res
     if (err == CF_OK && (err = api_json_string(root, "login", true, IDENTITY_LOGIN_BYTES_MAX + 16,
                                                &login, NULL)) != CF_OK)
         detail = "login";
-    if (err == CF_OK && (err = api_json_string(root, "password", true, PASSWORD_BYTES_MAX, &pw,
-                                               &pw_len)) != CF_OK)
+    if (err == CF_OK &&
+        (err = api_json_string(root, "password", true, PASSWORD_BYTES_MAX, &pw, &pw_len)) != CF_OK)
         detail = "password";
-    if (err == CF_OK && (err = api_json_string(root, "name", true, IDENTITY_NAME_BYTES_MAX,
-                                               &name, NULL)) != CF_OK)
+    if (err == CF_OK &&
+        (err = api_json_string(root, "name", true, IDENTITY_NAME_BYTES_MAX, &name, NULL)) != CF_OK)
         detail = "name";
     if (err == CF_OK && (api_json_string(root, "role", true, 16, &role_text, NULL) != CF_OK ||
                          identity_role_parse(role_text, &role) != CF_OK)) {
@@ -95,9 +95,9 @@ static void role_set_run(struct http_request *req, struct http_response *resp)
         api_problem(req, resp, err, d);
         return;
     }
-    api_reply_object(req, resp, 200,
-                     json_pack("{s:s,s:s}", "user_id", req->params[0], "role",
-                               identity_role_name(role)));
+    api_reply_object(
+        req, resp, 200,
+        json_pack("{s:s,s:s}", "user_id", req->params[0], "role", identity_role_name(role)));
 }
 
 enum http_action api_admin_role_set(struct http_request *req, struct http_response *resp)
@@ -179,7 +179,8 @@ enum http_action api_admin_outbox(struct http_request *req, struct http_response
     return api_offload(req, resp, outbox_run);
 }
 
-/* The audit log ----------------------------------------------------------------------------------- */
+/* The audit log -----------------------------------------------------------------------------------
+ */
 
 static enum cf_err time_param(struct http_request *req, const char *name, int64_t *out_us)
 {
@@ -233,10 +234,10 @@ static json_t *audit_record_json(const struct audit_record *r)
     char at[40], h[HASH_HEX_BYTES];
     cf_time_format_rfc3339(r->at_us, at, sizeof(at));
     hash_hex(r->hash, HASH_BYTES, h);
-    return json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "seq", (json_int_t)r->seq,
-                     "at", at, "actor", r->actor, "action", r->action, "target", r->target, "ip",
-                     r->ip, "user_agent", r->user_agent, "outcome", r->outcome, "detail",
-                     r->detail, "hash", h);
+    return json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "seq", (json_int_t)r->seq, "at",
+                     at, "actor", r->actor, "action", r->action, "target", r->target, "ip", r->ip,
+                     "user_agent", r->user_agent, "outcome", r->outcome, "detail", r->detail,
+                     "hash", h);
 }
 
 static void audit_list_run(struct http_request *req, struct http_response *resp)

@@ -84,12 +84,12 @@ static void staff_read_audit(struct api *api, struct http_request *req)
     snprintf(target, sizeof(target), "%s", req->path);
     struct identity_ctx ctx;
     api_ctx(req, &ctx);
-    cf_best_effort(identity_audit_queue(api->identity, &ctx, api_actor(req), action, target,
-                                        "ok", NULL));
+    cf_best_effort(
+        identity_audit_queue(api->identity, &ctx, api_actor(req), action, target, "ok", NULL));
 }
 
-static enum cf_err authorize_operator(struct api *api, struct http_request *req,
-                                      const char *token, size_t len)
+static enum cf_err authorize_operator(struct api *api, struct http_request *req, const char *token,
+                                      size_t len)
 {
     uint8_t digest[HASH_BYTES];
     hash_sha256(token, len, digest);

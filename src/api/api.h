@@ -37,7 +37,7 @@ struct api {
     struct http_server *server; /* set after the server starts, for /metrics */
     uint8_t operator_token_hash[HASH_BYTES];
     struct api_inflight *inflight;
-    struct api_pool *pool;      /* worker threads for blocking identity work */
+    struct api_pool *pool; /* worker threads for blocking identity work */
 };
 
 /* Builds the API context; *out is freed with api_destroy. */
@@ -98,23 +98,24 @@ void api_json_reply(struct http_response *resp, int status, const struct buf *bo
 /* The problem+json text for err (used for stored idempotent responses too). */
 void api_problem_write(struct buf *out, enum cf_err err, const char *detail);
 
-/* Strict decoding (json.c) ---------------------------------------------------------------------- */
+/* Strict decoding (json.c) ----------------------------------------------------------------------
+ */
 
 /* Parses the request body as a JSON object. On error, *detail_out says why (arena or static). */
 CF_WARN_UNUSED enum cf_err api_json_object(struct http_request *req, json_t **out,
                                            const char **detail_out);
-/* CF_ERR_UNKNOWN_FIELD when obj has a key not in allowed (NULL-terminated); *detail_out names it. */
+/* CF_ERR_UNKNOWN_FIELD when obj has a key not in allowed (NULL-terminated); *detail_out names it.
+ */
 CF_WARN_UNUSED enum cf_err api_json_fields(json_t *obj, const char *const *allowed,
                                            const char **detail_out);
 /* Field readers: CF_OK when absent (out untouched) unless required. */
 CF_WARN_UNUSED enum cf_err api_json_string(json_t *obj, const char *key, bool required,
                                            size_t bytes_max, const char **out, size_t *len_out);
 CF_WARN_UNUSED enum cf_err api_json_bool(json_t *obj, const char *key, bool *out);
-CF_WARN_UNUSED enum cf_err api_json_int(json_t *obj, const char *key, bool required,
-                                        int64_t *out);
+CF_WARN_UNUSED enum cf_err api_json_int(json_t *obj, const char *key, bool required, int64_t *out);
 /* metadata: an object, stored as compact JSON with sorted keys, at most bytes_max. */
-CF_WARN_UNUSED enum cf_err api_json_metadata(json_t *obj, struct arena *arena,
-                                             const char **out, size_t *len_out);
+CF_WARN_UNUSED enum cf_err api_json_metadata(json_t *obj, struct arena *arena, const char **out,
+                                             size_t *len_out);
 /* Account and transfer ids. */
 CF_WARN_UNUSED enum cf_err api_json_id(json_t *obj, const char *key, const char *prefix,
                                        uint64_t *out);

@@ -11,10 +11,10 @@
 #include "api/api.h"
 #include "crypto/qrsvg.h"
 
-/* Shared helpers -------------------------------------------------------------------------------- */
+/* Shared helpers --------------------------------------------------------------------------------
+ */
 
-void api_reply_object(struct http_request *req, struct http_response *resp, int status,
-                      json_t *obj)
+void api_reply_object(struct http_request *req, struct http_response *resp, int status, json_t *obj)
 {
     char *text = obj != NULL ? json_dumps(obj, JSON_COMPACT) : NULL;
     json_decref(obj);
@@ -53,8 +53,7 @@ enum cf_err api_json_verification(json_t *root, struct identity_verification *ou
     const char *detail = NULL;
     enum cf_err err = api_json_fields(v, fields, &detail);
     if (err == CF_OK)
-        err = api_json_string(v, "challenge_id", true, ID_TEXT_BYTES_MAX, &out->challenge_id,
-                              NULL);
+        err = api_json_string(v, "challenge_id", true, ID_TEXT_BYTES_MAX, &out->challenge_id, NULL);
     if (err == CF_OK)
         err = api_json_string(v, "code", true, 32, &out->code, NULL);
     return err == CF_OK ? CF_OK : CF_ERR_INVALID_FIELD;
@@ -72,9 +71,8 @@ static json_t *body_decode(struct http_request *req, struct http_response *resp,
         root = NULL;
     }
     if (err != CF_OK) {
-        api_problem(req, resp, err, detail != NULL ? arena_strndup(req->arena, detail,
-                                                                   strlen(detail))
-                                                   : NULL);
+        api_problem(req, resp, err,
+                    detail != NULL ? arena_strndup(req->arena, detail, strlen(detail)) : NULL);
         return NULL;
     }
     return root;
@@ -103,9 +101,9 @@ static void render_sign_in(struct http_request *req, struct http_response *resp,
         json_object_set_new(o, "mfa_required", json_true());
         json_object_set_new(o, "enrolment_required", json_boolean(r->enroll_required));
         json_object_set_new(o, "mfa_token", json_string(r->mfa_token));
-        json_object_set_new(o, "methods", r->enroll_required
-                                              ? json_pack("[s]", "totp")
-                                              : json_pack("[s,s]", "totp", "recovery_code"));
+        json_object_set_new(o, "methods",
+                            r->enroll_required ? json_pack("[s]", "totp")
+                                               : json_pack("[s,s]", "totp", "recovery_code"));
     } else {
         char exp[40];
         cf_time_format_rfc3339(r->expires_at_us, exp, sizeof(exp));
@@ -142,8 +140,8 @@ static void register_run(struct http_request *req, struct http_response *resp)
     api_ctx(req, &ctx);
     char reg_id[ID_TEXT_BYTES_MAX];
     const char *detail = NULL;
-    enum cf_err err = identity_register(api->identity, &ctx, v[0], v[1], lens[1], v[2], reg_id,
-                                        &detail);
+    enum cf_err err =
+        identity_register(api->identity, &ctx, v[0], v[1], lens[1], v[2], reg_id, &detail);
     json_decref(root);
     if (err != CF_OK) {
         api_problem_retry(req, resp, err, detail, err == CF_ERR_RATE_LIMITED ? 3600 : 0);
@@ -209,8 +207,7 @@ static void sign_in_run(struct http_request *req, struct http_response *resp)
     const char *v[2], *device = NULL;
     size_t lens[2];
     if (!strings_get(req, resp, root, keys, v, lens, 2, PASSWORD_FIELD_MAX) ||
-        api_json_string(root, "device", false, IDENTITY_DEVICE_BYTES_MAX, &device, NULL) !=
-            CF_OK) {
+        api_json_string(root, "device", false, IDENTITY_DEVICE_BYTES_MAX, &device, NULL) != CF_OK) {
         if (resp->status == 500)
             api_problem(req, resp, CF_ERR_INVALID_FIELD, "device");
         json_decref(root);
@@ -220,8 +217,8 @@ static void sign_in_run(struct http_request *req, struct http_response *resp)
     api_ctx(req, &ctx);
     struct identity_sign_in_result r;
     int64_t retry_s = 0;
-    enum cf_err err = identity_sign_in(api->identity, &ctx, v[0], v[1], lens[1], device, &r,
-                                       &retry_s);
+    enum cf_err err =
+        identity_sign_in(api->identity, &ctx, v[0], v[1], lens[1], device, &r, &retry_s);
     json_decref(root);
     if (err != CF_OK) {
         api_problem_retry(req, resp, err, NULL, retry_s);
@@ -244,8 +241,8 @@ static void sign_in_mfa_run(struct http_request *req, struct http_response *resp
     if (root == NULL)
         return;
     const char *token = NULL, *code = NULL, *recovery = NULL;
-    enum cf_err err = api_json_string(root, "mfa_token", true, IDENTITY_TOKEN_TEXT_BYTES, &token,
-                                      NULL);
+    enum cf_err err =
+        api_json_string(root, "mfa_token", true, IDENTITY_TOKEN_TEXT_BYTES, &token, NULL);
     if (err == CF_OK)
         err = api_json_string(root, "code", false, 16, &code, NULL);
     if (err == CF_OK)
@@ -278,11 +275,11 @@ static void sign_in_mfa_run(struct http_request *req, struct http_response *resp
         for (size_t i = 0; i < codes_n; i++)
             json_array_append_new(list, json_string(codes[i]));
         api_reply_object(req, resp, 200,
-                         json_pack("{s:b,s:s,s:s,s:s,s:s,s:s,s:s,s:o}", "mfa_required", 0,
-                                   "token", r.token, "token_type", "Bearer", "session_id",
-                                   r.principal.session_id, "user_id", r.principal.user_id,
-                                   "role", identity_role_name(r.principal.role), "expires_at",
-                                   exp, "recovery_codes", list));
+                         json_pack("{s:b,s:s,s:s,s:s,s:s,s:s,s:s,s:o}", "mfa_required", 0, "token",
+                                   r.token, "token_type", "Bearer", "session_id",
+                                   r.principal.session_id, "user_id", r.principal.user_id, "role",
+                                   identity_role_name(r.principal.role), "expires_at", exp,
+                                   "recovery_codes", list));
     }
     hash_wipe(codes, sizeof(codes));
     hash_wipe(&r, sizeof(r));
@@ -304,9 +301,9 @@ void api_reply_enrolment(struct http_request *req, struct http_response *resp,
         return;
     }
     api_reply_object(req, resp, 200,
-                     json_pack("{s:s,s:s,s:s%,s:s,s:i,s:i}", "secret", e->secret_b32,
-                               "otpauth_uri", e->uri, "qr_svg", svg.data, svg.len, "algorithm",
-                               "SHA1", "digits", TOTP_DIGITS, "period", TOTP_STEP_S));
+                     json_pack("{s:s,s:s,s:s%,s:s,s:i,s:i}", "secret", e->secret_b32, "otpauth_uri",
+                               e->uri, "qr_svg", svg.data, svg.len, "algorithm", "SHA1", "digits",
+                               TOTP_DIGITS, "period", TOTP_STEP_S));
 }
 
 static void sign_in_enroll_run(struct http_request *req, struct http_response *resp)
@@ -356,7 +353,8 @@ enum http_action api_auth_sign_out(struct http_request *req, struct http_respons
     return api_offload(req, resp, sign_out_run);
 }
 
-/* Password reset -------------------------------------------------------------------------------- */
+/* Password reset --------------------------------------------------------------------------------
+ */
 
 static void reset_run(struct http_request *req, struct http_response *resp)
 {
@@ -409,8 +407,8 @@ static void reset_confirm_run(struct http_request *req, struct http_response *re
     struct identity_ctx ctx;
     api_ctx(req, &ctx);
     const char *detail = NULL;
-    enum cf_err err = identity_reset_confirm(api->identity, &ctx, v[0], v[1], v[2], lens[2],
-                                             &detail);
+    enum cf_err err =
+        identity_reset_confirm(api->identity, &ctx, v[0], v[1], v[2], lens[2], &detail);
     json_decref(root);
     if (err != CF_OK) {
         api_problem(req, resp, err, detail);
@@ -445,8 +443,8 @@ static void bootstrap_run(struct http_request *req, struct http_response *resp)
     api_ctx(req, &ctx);
     char user_id[ID_TEXT_BYTES_MAX];
     const char *detail = NULL;
-    enum cf_err err = identity_bootstrap_admin(api->identity, &ctx, v[0], v[1], lens[1], v[2],
-                                               user_id, &detail);
+    enum cf_err err =
+        identity_bootstrap_admin(api->identity, &ctx, v[0], v[1], lens[1], v[2], user_id, &detail);
     json_decref(root);
     if (err != CF_OK) {
         api_problem(req, resp, err, detail);

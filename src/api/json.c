@@ -114,8 +114,7 @@ enum cf_err api_json_int(json_t *obj, const char *key, bool required, int64_t *o
     return CF_OK;
 }
 
-enum cf_err api_json_metadata(json_t *obj, struct arena *arena, const char **out,
-                              size_t *len_out)
+enum cf_err api_json_metadata(json_t *obj, struct arena *arena, const char **out, size_t *len_out)
 {
     json_t *v = json_object_get(obj, "metadata");
     if (v == NULL || json_is_null(v))
@@ -146,7 +145,8 @@ enum cf_err api_json_id(json_t *obj, const char *key, const char *prefix, uint64
 
 static bool digits_only(const char *s)
 {
-    if (*s == '\0' || strlen(s) > 9) /* 9 digits cannot overflow long; PAGE_SIZE_MAX bounds the value */
+    if (*s == '\0' ||
+        strlen(s) > 9) /* 9 digits cannot overflow long; PAGE_SIZE_MAX bounds the value */
         return false;
     for (; *s != '\0'; s++) {
         if (*s < '0' || *s > '9')

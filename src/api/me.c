@@ -50,7 +50,8 @@ static enum cf_err path_id(struct http_request *req, const char *prefix, uint64_
     return id_parse(prefix, req->params[0], strlen(req->params[0]), out);
 }
 
-/* Profile ---------------------------------------------------------------------------------------- */
+/* Profile ----------------------------------------------------------------------------------------
+ */
 
 static void me_get_run(struct http_request *req, struct http_response *resp)
 {
@@ -82,8 +83,8 @@ static void me_accounts_run(struct http_request *req, struct http_response *resp
     struct api *api = req->app;
     uint64_t ids[IDENTITY_WALLET_ACCOUNTS_MAX];
     size_t n = 0;
-    enum cf_err err = identity_wallet_list(api->identity, me_id(req), ids,
-                                           IDENTITY_WALLET_ACCOUNTS_MAX, &n);
+    enum cf_err err =
+        identity_wallet_list(api->identity, me_id(req), ids, IDENTITY_WALLET_ACCOUNTS_MAX, &n);
     struct buf b;
     buf_init(&b, req->arena, HTTP_RESPONSE_SMALL_BYTES_MAX);
     buf_puts(&b, "{\"data\":[");
@@ -150,22 +151,21 @@ static void me_account_open_run(struct http_request *req, struct http_response *
         err = CF_ERR_NOMEM;
     if (err != CF_OK) {
         json_decref(root);
-        api_problem(req, resp, err, detail != NULL ? arena_strndup(req->arena, detail,
-                                                                   strlen(detail))
-                                                   : NULL);
+        api_problem(req, resp, err,
+                    detail != NULL ? arena_strndup(req->arena, detail, strlen(detail)) : NULL);
         return;
     }
     const char *user = me_id(req);
     uint64_t have[IDENTITY_WALLET_ACCOUNTS_MAX + 1];
     size_t have_n = 0;
-    err = identity_wallet_list(api->identity, user, have, IDENTITY_WALLET_ACCOUNTS_MAX + 1,
-                               &have_n);
+    err =
+        identity_wallet_list(api->identity, user, have, IDENTITY_WALLET_ACCOUNTS_MAX + 1, &have_n);
     if (err == CF_OK && have_n >= IDENTITY_WALLET_ACCOUNTS_MAX)
         err = CF_ERR_CONFLICT; /* bounded, so closing can check every balance */
     if (err != CF_OK) {
         json_decref(root);
-        api_problem(req, resp, err, err == CF_ERR_CONFLICT ? "a customer has at most 64 accounts"
-                                                           : NULL);
+        api_problem(req, resp, err,
+                    err == CF_ERR_CONFLICT ? "a customer has at most 64 accounts" : NULL);
         return;
     }
     char *key = arena_alloc(req->arena, IDEM_STORED_KEY_BYTES_MAX);
@@ -272,8 +272,8 @@ struct me_transfer {
 
 static enum cf_err me_transfer_decode(json_t *root, struct me_transfer *t, const char **detail)
 {
-    static const char *const fields[] = {"from_account", "to_account", "amount_minor", "currency",
-                                         "verification", NULL};
+    static const char *const fields[] = {"from_account", "to_account",   "amount_minor",
+                                         "currency",     "verification", NULL};
     const char *cur = NULL;
     size_t cur_len = 0;
     enum cf_err err = api_json_fields(root, fields, detail);
@@ -378,7 +378,8 @@ enum http_action api_me_transfer_create(struct http_request *req, struct http_re
     return api_offload(req, resp, me_transfer_run);
 }
 
-/* Step-up challenges ------------------------------------------------------------------------------ */
+/* Step-up challenges ------------------------------------------------------------------------------
+ */
 
 static void me_challenge_run(struct http_request *req, struct http_response *resp)
 {
@@ -393,8 +394,7 @@ static void me_challenge_run(struct http_request *req, struct http_response *res
     if (err == CF_OK && (err = api_json_string(root, "action", true, IDENTITY_ACTION_BYTES_MAX,
                                                &a.action, NULL)) != CF_OK)
         detail = "action";
-    if (err == CF_OK &&
-        (err = api_json_int(root, "amount_minor", false, &a.amount_minor)) != CF_OK)
+    if (err == CF_OK && (err = api_json_int(root, "amount_minor", false, &a.amount_minor)) != CF_OK)
         detail = "amount_minor";
     if (err == CF_OK && (err = api_json_string(root, "currency", false, MONEY_CODE_BYTES_MAX,
                                                &a.currency, NULL)) != CF_OK)
@@ -429,7 +429,8 @@ enum http_action api_me_challenge(struct http_request *req, struct http_response
     return api_offload(req, resp, me_challenge_run);
 }
 
-/* Sessions -------------------------------------------------------------------------------------- */
+/* Sessions --------------------------------------------------------------------------------------
+ */
 
 static json_t *session_json(const struct identity_session_info *s)
 {
@@ -482,14 +483,14 @@ static void me_session_revoke_run(struct http_request *req, struct http_response
     uint64_t sid = 0;
     enum cf_err err = path_id(req, ID_PREFIX_SESSION, &sid);
     if (err == CF_OK)
-        err = identity_session_revoke(api->identity, &ctx, &api_principal(req)->user,
-                                      req->params[0]);
+        err =
+            identity_session_revoke(api->identity, &ctx, &api_principal(req)->user, req->params[0]);
     if (err != CF_OK) {
         api_problem(req, resp, err == CF_ERR_INVALID_ID ? CF_ERR_NOT_FOUND : err, NULL);
         return;
     }
-    api_reply_object(req, resp, 200, json_pack("{s:s,s:s}", "session_id", req->params[0],
-                                               "status", "revoked"));
+    api_reply_object(req, resp, 200,
+                     json_pack("{s:s,s:s}", "session_id", req->params[0], "status", "revoked"));
 }
 
 enum http_action api_me_session_revoke(struct http_request *req, struct http_response *resp)
@@ -512,18 +513,17 @@ static void me_sessions_revoke_others_run(struct http_request *req, struct http_
     api_reply_object(req, resp, 200, json_pack("{s:I}", "revoked", (json_int_t)n));
 }
 
-enum http_action api_me_sessions_revoke_others(struct http_request *req,
-                                               struct http_response *resp)
+enum http_action api_me_sessions_revoke_others(struct http_request *req, struct http_response *resp)
 {
     return api_offload(req, resp, me_sessions_revoke_others_run);
 }
 
-/* Password and MFA --------------------------------------------------------------------------------- */
+/* Password and MFA
+ * --------------------------------------------------------------------------------- */
 
 static void me_password_run(struct http_request *req, struct http_response *resp)
 {
-    static const char *const fields[] = {"current_password", "new_password", "verification",
-                                         NULL};
+    static const char *const fields[] = {"current_password", "new_password", "verification", NULL};
     struct api *api = req->app;
     json_t *root = NULL;
     const char *detail = NULL, *cur = NULL, *next = NULL;
@@ -543,8 +543,8 @@ static void me_password_run(struct http_request *req, struct http_response *resp
     if (err == CF_OK) {
         struct identity_ctx ctx;
         api_ctx(req, &ctx);
-        err = identity_password_change(api->identity, &ctx, &api_principal(req)->user, cur,
-                                       cur_len, next, next_len, &v, &detail);
+        err = identity_password_change(api->identity, &ctx, &api_principal(req)->user, cur, cur_len,
+                                       next, next_len, &v, &detail);
     }
     char *d = detail != NULL ? arena_strndup(req->arena, detail, strlen(detail)) : NULL;
     json_decref(root);
@@ -625,8 +625,8 @@ static void me_totp_confirm_run(struct http_request *req, struct http_response *
     if (err == CF_OK) {
         struct identity_ctx ctx;
         api_ctx(req, &ctx);
-        err = identity_totp_confirm(api->identity, &ctx, &api_principal(req)->user, code, codes,
-                                    &n);
+        err =
+            identity_totp_confirm(api->identity, &ctx, &api_principal(req)->user, code, codes, &n);
     }
     char *d = detail != NULL ? arena_strndup(req->arena, detail, strlen(detail)) : NULL;
     json_decref(root);
@@ -669,7 +669,8 @@ enum http_action api_me_totp_disable(struct http_request *req, struct http_respo
     return api_offload(req, resp, me_totp_disable_run);
 }
 
-/* Export and closure ---------------------------------------------------------------------------- */
+/* Export and closure ----------------------------------------------------------------------------
+ */
 
 static json_t *account_history_json(struct http_request *req, uint64_t account_id,
                                     enum cf_err *err_out)
@@ -681,9 +682,8 @@ static json_t *account_history_json(struct http_request *req, uint64_t account_i
     struct store_reader *r;
     *err_out = entries == NULL ? CF_ERR_NOMEM : api->store->ops->r_open(api->store, &r);
     if (*err_out == CF_OK) {
-        *err_out = api->store->ops->r_account_entries(r, account_id, UINT64_MAX,
-                                                      ME_TRANSFERS_EXPORT_MAX, entries, &n,
-                                                      req->arena);
+        *err_out = api->store->ops->r_account_entries(
+            r, account_id, UINT64_MAX, ME_TRANSFERS_EXPORT_MAX, entries, &n, req->arena);
         api->store->ops->r_close(r);
     }
     json_t *arr = json_array();
@@ -703,8 +703,8 @@ static json_t *accounts_json(struct http_request *req, enum cf_err *err_out)
     struct api *api = req->app;
     uint64_t ids[IDENTITY_WALLET_ACCOUNTS_MAX];
     size_t n = 0;
-    *err_out = identity_wallet_list(api->identity, me_id(req), ids, IDENTITY_WALLET_ACCOUNTS_MAX,
-                                    &n);
+    *err_out =
+        identity_wallet_list(api->identity, me_id(req), ids, IDENTITY_WALLET_ACCOUNTS_MAX, &n);
     json_t *arr = json_array();
     for (size_t i = 0; i < n && *err_out == CF_OK; i++) {
         struct store_account_row row;
@@ -742,10 +742,10 @@ static void me_export_run(struct http_request *req, struct http_response *resp)
     }
     char created[40];
     cf_time_format_rfc3339(prof.created_at_us, created, sizeof(created));
-    json_t *profile = json_pack("{s:s,s:s,s:s,s:s,s:b,s:s}", "user_id", prof.user_id, "role",
-                                identity_role_name(prof.role), "login", prof.login, "name",
-                                prof.name, "totp_enabled", prof.totp_enabled, "created_at",
-                                created);
+    json_t *profile =
+        json_pack("{s:s,s:s,s:s,s:s,s:b,s:s}", "user_id", prof.user_id, "role",
+                  identity_role_name(prof.role), "login", prof.login, "name", prof.name,
+                  "totp_enabled", prof.totp_enabled, "created_at", created);
     hash_wipe(&prof, sizeof(prof));
     json_t *sessions = sessions_json(api, p, &err);
     json_t *accounts = err == CF_OK ? accounts_json(req, &err) : json_array();
@@ -759,9 +759,9 @@ static void me_export_run(struct http_request *req, struct http_response *resp)
     char now[40];
     cf_time_format_rfc3339(cf_clock_now_us(&cf_clock_real), now, sizeof(now));
     api_reply_object(req, resp, 200,
-                     json_pack("{s:s,s:s,s:o,s:o,s:o}", "format", "coffer-export-v1",
-                               "exported_at", now, "profile", profile, "sessions", sessions,
-                               "accounts", accounts));
+                     json_pack("{s:s,s:s,s:o,s:o,s:o}", "format", "coffer-export-v1", "exported_at",
+                               now, "profile", profile, "sessions", sessions, "accounts",
+                               accounts));
 }
 
 enum http_action api_me_export(struct http_request *req, struct http_response *resp)
@@ -773,14 +773,14 @@ enum http_action api_me_export(struct http_request *req, struct http_response *r
 static enum cf_err balances_zero(struct http_request *req, uint64_t *ids, size_t *n_out)
 {
     struct api *api = req->app;
-    enum cf_err err = identity_wallet_list(api->identity, me_id(req), ids,
-                                           IDENTITY_WALLET_ACCOUNTS_MAX, n_out);
+    enum cf_err err =
+        identity_wallet_list(api->identity, me_id(req), ids, IDENTITY_WALLET_ACCOUNTS_MAX, n_out);
     for (size_t i = 0; i < *n_out && err == CF_OK; i++) {
         struct store_account_row row;
         err = owned_account(req, ids[i], &row);
         const struct ledger_account *a = &row.account;
-        if (err == CF_OK && (ledger_account_balance(a) != 0 || a->debits_pending != 0 ||
-                             a->credits_pending != 0))
+        if (err == CF_OK &&
+            (ledger_account_balance(a) != 0 || a->debits_pending != 0 || a->credits_pending != 0))
             err = CF_ERR_BALANCE_NOT_ZERO;
     }
     return err;
@@ -849,9 +849,9 @@ static void me_login_run(struct http_request *req, struct http_response *resp)
     enum cf_err err = api_json_object(req, &root, &detail);
     if (err == CF_OK)
         err = api_json_fields(root, fields, &detail);
-    if (err == CF_OK && (err = api_json_string(root, "new_login", true,
-                                               IDENTITY_LOGIN_BYTES_MAX + 16, &login, NULL)) !=
-                            CF_OK)
+    if (err == CF_OK &&
+        (err = api_json_string(root, "new_login", true, IDENTITY_LOGIN_BYTES_MAX + 16, &login,
+                               NULL)) != CF_OK)
         detail = "new_login";
     if (err == CF_OK && (err = api_json_verification(root, &v)) != CF_OK)
         detail = "verification";
@@ -859,8 +859,8 @@ static void me_login_run(struct http_request *req, struct http_response *resp)
     if (err == CF_OK) {
         struct identity_ctx ctx;
         api_ctx(req, &ctx);
-        err = identity_login_change_start(api->identity, &ctx, &api_principal(req)->user, login,
-                                          &v, change_id);
+        err = identity_login_change_start(api->identity, &ctx, &api_principal(req)->user, login, &v,
+                                          change_id);
         if (err == CF_ERR_INVALID_FIELD)
             detail = "new_login";
     }

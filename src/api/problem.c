@@ -6,8 +6,9 @@
 void api_problem_write(struct buf *out, enum cf_err err, const char *detail)
 {
     const char *code = cf_err_code(err);
-    buf_printf(out, "{\"type\":\"urn:coffer:problem:%s\",\"title\":\"%s\","
-                    "\"status\":%d,\"code\":\"%s\"",
+    buf_printf(out,
+               "{\"type\":\"urn:coffer:problem:%s\",\"title\":\"%s\","
+               "\"status\":%d,\"code\":\"%s\"",
                code, cf_err_title(err), cf_err_http_status(err), code);
     if (detail != NULL) {
         buf_puts(out, ",\"detail\":");

@@ -62,10 +62,10 @@ void api_render_account(struct buf *b, const struct ledger_account *a, const cha
                id, a->currency, ledger_normal_name(a->normal), ledger_kind_name(a->kind),
                (a->flags & LEDGER_ACCOUNT_NO_OVERDRAFT) ? "true" : "false",
                (a->flags & LEDGER_ACCOUNT_FROZEN) ? "true" : "false",
-               (a->flags & LEDGER_ACCOUNT_CLOSED) ? "true" : "false",
-               (long long)a->debits_posted, (long long)a->credits_posted,
-               (long long)a->debits_pending, (long long)a->credits_pending,
-               (long long)ledger_account_balance(a), (long long)ledger_account_available(a));
+               (a->flags & LEDGER_ACCOUNT_CLOSED) ? "true" : "false", (long long)a->debits_posted,
+               (long long)a->credits_posted, (long long)a->debits_pending,
+               (long long)a->credits_pending, (long long)ledger_account_balance(a),
+               (long long)ledger_account_available(a));
     if (owner != NULL) {
         buf_puts(b, ",\"owner\":");
         if (owner[0] == '\0')

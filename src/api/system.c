@@ -4,7 +4,6 @@
 #include "api/api.h"
 #include "money/currency.h"
 
-
 enum http_action api_healthz(struct http_request *req, struct http_response *resp)
 {
     struct api *api = req->app;
@@ -103,8 +102,9 @@ static enum cf_err totals_write(struct api *api, struct buf *b, struct arena *ar
     api->store->ops->r_close(r);
     if (err != CF_OK)
         return err;
-    buf_puts(b, "# HELP coffer_ledger_total_minor Sum of account totals per currency, minor units.\n"
-                "# TYPE coffer_ledger_total_minor gauge\n");
+    buf_puts(b,
+             "# HELP coffer_ledger_total_minor Sum of account totals per currency, minor units.\n"
+             "# TYPE coffer_ledger_total_minor gauge\n");
     static const char *const names[4] = {"debits_posted", "credits_posted", "debits_pending",
                                          "credits_pending"};
     for (size_t i = 0; i < n; i++) {

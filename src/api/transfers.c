@@ -6,12 +6,12 @@
 #include "core/ids.h"
 #include "money/currency.h"
 
-static const char *const leg_fields[] = {"debit_account_id", "credit_account_id", "amount",
-                                         "currency", "code", "pending", "timeout_s",
-                                         "metadata", NULL};
-static const char *const item_fields[] = {"debit_account_id", "credit_account_id", "amount",
-                                          "currency", "code", "pending", "timeout_s",
-                                          "metadata", "idempotency_key", NULL};
+static const char *const leg_fields[] = {
+    "debit_account_id", "credit_account_id", "amount",   "currency", "code",
+    "pending",          "timeout_s",         "metadata", NULL};
+static const char *const item_fields[] = {
+    "debit_account_id", "credit_account_id", "amount",   "currency",        "code",
+    "pending",          "timeout_s",         "metadata", "idempotency_key", NULL};
 
 static bool code_valid(const char *s, size_t len)
 {
@@ -19,8 +19,7 @@ static bool code_valid(const char *s, size_t len)
         return false;
     for (size_t i = 0; i < len; i++) {
         char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
-              c == '.'))
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.'))
             return false;
     }
     return true;
@@ -209,8 +208,7 @@ static enum http_action resolve(struct http_request *req, struct http_response *
     if (err == CF_OK && req->body_len > 0) {
         err = api_json_object(req, &root, &detail);
         if (err == CF_OK)
-            err = api_json_fields(root, type == WRITER_CMD_POST ? post_fields : no_fields,
-                                  &detail);
+            err = api_json_fields(root, type == WRITER_CMD_POST ? post_fields : no_fields, &detail);
         json_t *amount = err == CF_OK ? json_object_get(root, "amount") : NULL;
         if (amount != NULL && (!json_is_integer(amount) || json_integer_value(amount) <= 0))
             err = CF_ERR_INVALID_AMOUNT;

@@ -11,7 +11,6 @@
 #include "core/ids.h"
 #include "core/log.h"
 
-
 static void render_error(struct writer_cmd *cmd, struct buf *b)
 {
     const char *detail = NULL;
@@ -173,12 +172,10 @@ enum http_action api_write_finish(struct http_request *req, struct http_response
         req->cleanup(req);
     if (cmd->resp_body == NULL) {
         /* not stored: no key, or the writer refused before running (reused key, storage) */
-        bool ran = cmd->err == CF_OK || (cmd->err != CF_ERR_STORAGE &&
-                                         cmd->err != CF_ERR_IDEM_KEY_REUSED &&
-                                         cmd->err != CF_ERR_IDEM_KEY_IN_FLIGHT &&
-                                         cmd->err != CF_ERR_NOMEM &&
-                                         cmd->err != CF_ERR_OVERLOADED &&
-                                         cmd->err != CF_ERR_SHUTTING_DOWN);
+        bool ran = cmd->err == CF_OK ||
+                   (cmd->err != CF_ERR_STORAGE && cmd->err != CF_ERR_IDEM_KEY_REUSED &&
+                    cmd->err != CF_ERR_IDEM_KEY_IN_FLIGHT && cmd->err != CF_ERR_NOMEM &&
+                    cmd->err != CF_ERR_OVERLOADED && cmd->err != CF_ERR_SHUTTING_DOWN);
         if (!ran || api_cmd_render(cmd) != CF_OK) {
             api_problem(req, resp, cmd->err != CF_OK ? cmd->err : CF_ERR_NOMEM, NULL);
             if (staff_write(req))

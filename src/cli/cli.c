@@ -634,8 +634,7 @@ int cli_main(int argc, char **argv)
         return argc > 2 ? (usage_print(cmd), 0) : cmd_routes();
     if (strcmp(cmd, "cert") == 0)
         return cmd_cert(argc, argv);
-    static const char *const with_config[] = {"serve", "init", "verify", "admin", "keys",
-                                              "backup"};
+    static const char *const with_config[] = {"serve", "init", "verify", "admin", "keys", "backup"};
     bool known = false;
     for (size_t i = 0; i < sizeof(with_config) / sizeof(with_config[0]); i++)
         known = known || strcmp(cmd, with_config[i]) == 0;

@@ -59,8 +59,8 @@ static enum cf_err keys_load(const struct config *c, bool create, struct cli_ide
         return CF_ERR_CONFIG;
     if (access(ci->key_path, F_OK) != 0 && create) {
         char *text = malloc(VAULT_KEYFILE_BYTES_MAX);
-        enum cf_err err = text == NULL ? CF_ERR_NOMEM
-                                       : vault_keyfile_new(NULL, text, VAULT_KEYFILE_BYTES_MAX);
+        enum cf_err err =
+            text == NULL ? CF_ERR_NOMEM : vault_keyfile_new(NULL, text, VAULT_KEYFILE_BYTES_MAX);
         if (err == CF_OK)
             err = file_replace(ci->key_path, text);
         if (text != NULL)
@@ -73,8 +73,10 @@ static enum cf_err keys_load(const struct config *c, bool create, struct cli_ide
     }
     enum cf_err err = vault_load_file(ci->key_path, &ci->vault);
     if (err != CF_OK)
-        fprintf(stderr, "coffer: cannot load the master keys from %s (missing, malformed, or "
-                        "readable by others)\n", ci->key_path);
+        fprintf(stderr,
+                "coffer: cannot load the master keys from %s (missing, malformed, or "
+                "readable by others)\n",
+                ci->key_path);
     return err;
 }
 
@@ -180,8 +182,8 @@ int cli_cmd_keys(const struct config *c, int argc, char **argv)
         return 2;
     }
     char *text = malloc(VAULT_KEYFILE_BYTES_MAX);
-    enum cf_err err = text == NULL ? CF_ERR_NOMEM
-                                   : vault_keyfile_new(ci.vault, text, VAULT_KEYFILE_BYTES_MAX);
+    enum cf_err err =
+        text == NULL ? CF_ERR_NOMEM : vault_keyfile_new(ci.vault, text, VAULT_KEYFILE_BYTES_MAX);
     if (err == CF_OK)
         err = file_replace(ci.key_path, text);
     if (text != NULL)

@@ -18,10 +18,10 @@ struct chunk {
 };
 
 struct arena {
-    struct chunk *head;    /* current chunk, most recent first */
-    size_t bytes_max;      /* total chunk bytes this arena may own */
-    size_t owned_bytes;    /* sum of chunk sizes */
-    size_t handed_bytes;   /* sum of allocations since the last reset */
+    struct chunk *head;  /* current chunk, most recent first */
+    size_t bytes_max;    /* total chunk bytes this arena may own */
+    size_t owned_bytes;  /* sum of chunk sizes */
+    size_t handed_bytes; /* sum of allocations since the last reset */
 };
 
 static struct chunk *chunk_new(size_t size_bytes)

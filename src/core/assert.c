@@ -6,8 +6,9 @@
 
 void cf_assert_fail(const char *cond, const char *file, int line)
 {
-    fprintf(stderr, "{\"level\":\"fatal\",\"msg\":\"assertion failed\",\"cond\":\"%s\","
-                    "\"file\":\"%s\",\"line\":%d}\n",
+    fprintf(stderr,
+            "{\"level\":\"fatal\",\"msg\":\"assertion failed\",\"cond\":\"%s\","
+            "\"file\":\"%s\",\"line\":%d}\n",
             cond, file, line);
     fflush(stderr);
     abort();

@@ -11,10 +11,10 @@
 
 _Noreturn void cf_assert_fail(const char *cond, const char *file, int line);
 
-#define CF_ASSERT(cond)                                                                        \
-    do {                                                                                       \
-        if (__builtin_expect(!(cond), 0))                                                      \
-            cf_assert_fail(#cond, __FILE__, __LINE__);                                         \
+#define CF_ASSERT(cond)                                                                            \
+    do {                                                                                           \
+        if (__builtin_expect(!(cond), 0))                                                          \
+            cf_assert_fail(#cond, __FILE__, __LINE__);                                             \
     } while (0)
 
 #define CF_WARN_UNUSED __attribute__((warn_unused_result))

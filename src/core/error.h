@@ -32,9 +32,6 @@ enum cf_err cf_err_from_code(const char *code);
 /* Marks a call whose failure the caller deliberately does not act on (it was logged, and the
  * answer must not depend on it: a notice that could not be sent, the audit line of a request
  * that is refused anyway). */
-static inline void cf_best_effort(enum cf_err err)
-{
-    (void)err;
-}
+static inline void cf_best_effort(enum cf_err err) { (void)err; }
 
 #endif

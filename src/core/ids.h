@@ -23,7 +23,8 @@
 /* Writes prefix + code + NUL into buf (ID_TEXT_BYTES_MAX bytes). value must be > 0. */
 void id_format(const char *prefix, uint64_t value, char buf[ID_TEXT_BYTES_MAX]);
 
-/* Parses text of length len; CF_ERR_INVALID_ID unless it is prefix + a valid code of a value > 0. */
+/* Parses text of length len; CF_ERR_INVALID_ID unless it is prefix + a valid code of a value > 0.
+ */
 CF_WARN_UNUSED enum cf_err id_parse(const char *prefix, const char *text, size_t len,
                                     uint64_t *out);
 

@@ -43,7 +43,7 @@ enum password_verdict {
     PASSWORD_TOO_SHORT,
     PASSWORD_TOO_LONG,
     PASSWORD_CONTROL_CHARS,
-    PASSWORD_WEAK,          /* cracklib: dictionary word, too simple, ... */
+    PASSWORD_WEAK, /* cracklib: dictionary word, too simple, ... */
     PASSWORD_CONTAINS_LOGIN,
 };
 const char *password_verdict_text(enum password_verdict v);
@@ -52,8 +52,8 @@ const char *password_verdict_text(enum password_verdict v);
  * PASSWORD_OK or why the text cannot be a password (UTF-8, length, control characters); out and
  * *out_len are untouched unless PASSWORD_OK. An out of PASSWORD_BYTES_MAX bytes holds every
  * acceptable password; a result that does not fit a smaller out is PASSWORD_TOO_LONG. */
-enum password_verdict password_normalize(const char *pw, size_t len, char *out,
-                                         size_t out_bytes, size_t *out_len);
+enum password_verdict password_normalize(const char *pw, size_t len, char *out, size_t out_bytes,
+                                         size_t *out_len);
 
 /* The whole policy, on the normalized text; login (may be NULL) is the user's phone or email. */
 enum password_verdict password_check(const char *normalized, const char *login);

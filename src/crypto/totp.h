@@ -51,8 +51,7 @@ CF_WARN_UNUSED enum cf_err base32_decode(const char *in, uint8_t *out, size_t ou
 
 /* otpauth://totp/ISSUER:ACCOUNT?secret=B32&issuer=ISSUER&algorithm=SHA1&digits=6&period=30
  * with ISSUER and ACCOUNT percent-encoded. CF_ERR_INVALID_FIELD when it would not fit. */
-CF_WARN_UNUSED enum cf_err totp_uri(const char *issuer, const char *account,
-                                    const uint8_t *key, size_t key_len, char *out,
-                                    size_t out_bytes);
+CF_WARN_UNUSED enum cf_err totp_uri(const char *issuer, const char *account, const uint8_t *key,
+                                    size_t key_len, char *out, size_t out_bytes);
 
 #endif

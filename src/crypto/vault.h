@@ -82,8 +82,8 @@ CF_WARN_UNUSED enum cf_err vault_seal_with(const uint8_t key[VAULT_KEY_BYTES], u
  * the aad differs, or the plaintext (n - VAULT_OVERHEAD_BYTES) would not fit out_bytes; on a
  * failed tag out is zeroed. */
 CF_WARN_UNUSED enum cf_err vault_open_with(const uint8_t key[VAULT_KEY_BYTES], const uint8_t *ct,
-                                           size_t n, const void *aad, size_t aad_len,
-                                           uint8_t *out, size_t out_bytes, size_t *out_len);
+                                           size_t n, const void *aad, size_t aad_len, uint8_t *out,
+                                           size_t out_bytes, size_t *out_len);
 /* The key id a sealed value names (0 when too short or of another format). */
 uint32_t vault_sealed_key_id(const uint8_t *ct, size_t n);
 

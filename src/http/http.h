@@ -58,7 +58,7 @@ struct http_response {
     const char *content_type;
     const char *body;
     size_t body_len;
-    const char *allow; /* Allow header value, for 405 */
+    const char *allow;     /* Allow header value, for 405 */
     int64_t retry_after_s; /* > 0: a Retry-After header (429, 503) */
 };
 
@@ -66,13 +66,13 @@ typedef enum http_action (*http_handler)(struct http_request *req, struct http_r
 
 struct http_route {
     enum http_method method;
-    const char *pattern;          /* "/v1/ledger/accounts/{id}" */
+    const char *pattern; /* "/v1/ledger/accounts/{id}" */
     http_handler handler;
-    http_handler finish;          /* called after a resume; NULL when never suspending */
-    uint32_t roles;               /* HTTP_PUBLIC or a mask of HTTP_ROLE_* */
-    size_t body_bytes_max;        /* 0 = no body allowed */
-    bool idempotent;              /* takes an Idempotency-Key header */
-    const char *name;             /* metrics label */
+    http_handler finish;   /* called after a resume; NULL when never suspending */
+    uint32_t roles;        /* HTTP_PUBLIC or a mask of HTTP_ROLE_* */
+    size_t body_bytes_max; /* 0 = no body allowed */
+    bool idempotent;       /* takes an Idempotency-Key header */
+    const char *name;      /* metrics label */
 };
 
 struct http_request {
@@ -84,16 +84,16 @@ struct http_request {
     size_t params_n;
     const char *body;
     size_t body_len;
-    const char *authorization;   /* raw header or NULL */
-    const char *idempotency_key; /* raw header or NULL */
-    const char *user_agent;      /* raw header or NULL */
+    const char *authorization;                    /* raw header or NULL */
+    const char *idempotency_key;                  /* raw header or NULL */
+    const char *user_agent;                       /* raw header or NULL */
     char client_ip[HTTP_CLIENT_IP_BYTES_MAX + 1]; /* the peer's address, text */
-    void *principal;             /* set by the authorize callback: who is calling */
+    void *principal; /* set by the authorize callback: who is calling */
     char request_id[HTTP_REQUEST_ID_BYTES_MAX + 1];
     struct arena *arena;
-    void *app;      /* the server's app pointer */
-    void *handle;   /* the connection, for resume; opaque */
-    void *user;     /* free for the handler's state across suspend/resume */
+    void *app;    /* the server's app pointer */
+    void *handle; /* the connection, for resume; opaque */
+    void *user;   /* free for the handler's state across suspend/resume */
     /* Called when the request ends, answered or not (the client may have gone away after a
      * resume, in which case finish never runs). Set by a handler that holds a resource. */
     void (*cleanup)(struct http_request *req);
@@ -117,12 +117,12 @@ typedef void (*http_problem_fn)(struct http_request *req, struct http_response *
                                 enum cf_err err, const char *detail);
 
 struct http_server_config {
-    const char *listen;   /* "HOST:PORT" */
+    const char *listen; /* "HOST:PORT" */
     /* TLS: PEM texts of the certificate (chain) and private key; both NULL serves plain HTTP.
      * With TLS every response carries Strict-Transport-Security. */
     const char *tls_cert_pem;
     const char *tls_key_pem;
-    unsigned threads;     /* server threads, >= 1 */
+    unsigned threads; /* server threads, >= 1 */
     const struct http_route *routes;
     size_t routes_n;
     http_authorize_fn authorize;

@@ -57,7 +57,7 @@ enum req_state { REQ_NEW, REQ_SUSPENDED, REQ_RESUMED, REQ_ANSWERED };
 struct conn_req {
     struct http_request req;
     struct http_server *srv;
-    _Atomic int state; /* enum req_state; the writer thread sets RESUMED */
+    _Atomic int state;     /* enum req_state; the writer thread sets RESUMED */
     enum cf_err early_err; /* an error known before the handler runs */
     char *body;
     size_t body_len, body_cap, body_max;
@@ -259,9 +259,8 @@ static enum MHD_Result dispatch(struct conn_req *cr, struct MHD_Connection *conn
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     struct http_server *srv = cls;
     struct conn_req *cr = *con_cls;
@@ -378,7 +377,8 @@ static enum cf_err listen_resolve(const char *listen, struct sockaddr_storage *s
     }
     memcpy(host, h, hl);
     host[hl] = '\0';
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
     struct addrinfo *res = NULL;
     if (getaddrinfo(host, colon + 1, &hints, &res) != 0 || res == NULL)
@@ -477,19 +477,22 @@ static void metrics_route_write(const struct http_server *s, size_t i, const cha
     for (int c = 1; c <= 5; c++) {
         uint64_t v = atomic_load(&m->by_class[c]);
         if (v > 0)
-            buf_printf(out, "coffer_http_requests_total{route=\"%s\",status=\"%dxx\"} %llu\n",
-                       name, c, (unsigned long long)v);
+            buf_printf(out, "coffer_http_requests_total{route=\"%s\",status=\"%dxx\"} %llu\n", name,
+                       c, (unsigned long long)v);
     }
     uint64_t cum = 0;
     for (int b = 0; b < LATENCY_BUCKETS; b++) {
         cum += atomic_load(&m->latency_bucket[b]);
         if (b < LATENCY_BUCKETS - 1)
-            buf_printf(out, "coffer_http_request_duration_seconds_bucket{route=\"%s\",le=\"%lld.%06lld\"} %llu\n",
+            buf_printf(out,
+                       "coffer_http_request_duration_seconds_bucket{route=\"%s\",le=\"%lld.%"
+                       "06lld\"} %llu\n",
                        name, (long long)(latency_us_bounds[b] / 1000000),
                        (long long)(latency_us_bounds[b] % 1000000), (unsigned long long)cum);
         else
-            buf_printf(out, "coffer_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n",
-                       name, (unsigned long long)cum);
+            buf_printf(
+                out, "coffer_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n",
+                name, (unsigned long long)cum);
     }
     uint64_t sum_us = atomic_load(&m->latency_us_sum);
     buf_printf(out, "coffer_http_request_duration_seconds_sum{route=\"%s\"} %llu.%06llu\n", name,

@@ -37,8 +37,8 @@ enum cf_err identity_totp_accept(struct identity *id, struct sqltx *tx, struct u
     if ((int64_t)step <= u->totp_last_step) /* this step (or a later one) was used: a replay */
         return CF_ERR_INVALID_CODE;
     struct sql_value p[] = {SQL_I((int64_t)step), SQL_T(u->id)};
-    enum cf_err err = sql_exec(tx, "UPDATE id_users SET totp_last_step = $1 WHERE id = $2", p, 2,
-                               NULL);
+    enum cf_err err =
+        sql_exec(tx, "UPDATE id_users SET totp_last_step = $1 WHERE id = $2", p, 2, NULL);
     if (err == CF_OK)
         u->totp_last_step = (int64_t)step;
     return err;
@@ -71,8 +71,8 @@ enum cf_err identity_recovery_new(struct identity *id, struct sqltx *tx, const c
         err = identity_code_hash(id, user_id, codes_out[i], h);
         if (err == CF_OK) {
             struct sql_value p[] = {SQL_T(user_id), SQL_B(h, sizeof(h))};
-            err = sql_exec(tx, "INSERT INTO id_recovery (user_id, code_hash) VALUES ($1, $2)", p,
-                           2, NULL);
+            err = sql_exec(tx, "INSERT INTO id_recovery (user_id, code_hash) VALUES ($1, $2)", p, 2,
+                           NULL);
         }
     }
     return err;
@@ -100,7 +100,10 @@ static void action_digest(const char *user_id, const struct identity_action *a,
 {
     char amount[24];
     snprintf(amount, sizeof(amount), "%" PRId64, a->amount_minor);
-    const char *parts[] = {"coffer-step-up-v1", user_id, a->action, amount,
+    const char *parts[] = {"coffer-step-up-v1",
+                           user_id,
+                           a->action,
+                           amount,
                            a->currency != NULL ? a->currency : "",
                            a->payee != NULL ? a->payee : ""};
     struct hash_state st;
@@ -193,13 +196,12 @@ static enum cf_err step_up_keyed(struct identity *id, struct sqltx *tx, struct u
         return CF_ERR_INVALID_FIELD;
     uint8_t binding[HASH_BYTES];
     action_digest(u->id, a, binding);
-    return identity_challenge_check(id, tx, v->challenge_id, u->id, binding, v->code, idem_key,
-                                    u);
+    return identity_challenge_check(id, tx, v->challenge_id, u->id, binding, v->code, idem_key, u);
 }
 
 enum cf_err identity_step_up_tx(struct identity *id, struct sqltx *tx, struct user_row *u,
-                               const struct identity_action *a,
-                               const struct identity_verification *v)
+                                const struct identity_action *a,
+                                const struct identity_verification *v)
 {
     return step_up_keyed(id, tx, u, a, v, NULL);
 }
@@ -213,7 +215,8 @@ enum cf_err identity_step_up_fail(struct identity *id, struct sqltx *tx,
         sql_rollback(tx);
         return err;
     }
-    cf_best_effort(identity_audit_tx(tx, id, ctx, user_id, "step_up.verify", user_id, "failed", action));
+    cf_best_effort(
+        identity_audit_tx(tx, id, ctx, user_id, "step_up.verify", user_id, "failed", action));
     if (sql_commit(tx) != CF_OK)
         return CF_ERR_STORAGE;
     return err;
@@ -222,8 +225,7 @@ enum cf_err identity_step_up_fail(struct identity *id, struct sqltx *tx,
 enum cf_err identity_challenge_consume(struct identity *id, const struct identity_ctx *ctx,
                                        const struct identity_principal *p,
                                        const struct identity_action *a,
-                                       const struct identity_verification *v,
-                                       const char *idem_key)
+                                       const struct identity_verification *v, const char *idem_key)
 {
     if (v == NULL || v->challenge_id == NULL || v->code == NULL)
         return CF_ERR_STEP_UP_REQUIRED;
@@ -287,8 +289,7 @@ enum cf_err identity_payee_add(struct identity *id, const struct identity_princi
 enum cf_err identity_password_change(struct identity *id, const struct identity_ctx *ctx,
                                      const struct identity_principal *p, const char *current,
                                      size_t current_len, const char *next, size_t next_len,
-                                     const struct identity_verification *v,
-                                     const char **detail_out)
+                                     const struct identity_verification *v, const char **detail_out)
 {
     struct identity_action a = {.action = "password_change"};
     struct sqltx *tx = NULL;
@@ -313,10 +314,10 @@ enum cf_err identity_password_change(struct identity *id, const struct identity_
     }
     if (err == CF_OK && throttle_wait_s(id->throttle, key, THROTTLE_FREE_FAILURES, now_s) > 0)
         err = CF_ERR_TOO_MANY_ATTEMPTS;
-    if (err == CF_OK && (current_len > PASSWORD_BYTES_MAX ||
-                         password_normalize(current, current_len, cur, sizeof(cur), &cur_len) !=
-                             PASSWORD_OK ||
-                         !password_verify(u.password_hash, cur))) {
+    if (err == CF_OK &&
+        (current_len > PASSWORD_BYTES_MAX ||
+         password_normalize(current, current_len, cur, sizeof(cur), &cur_len) != PASSWORD_OK ||
+         !password_verify(u.password_hash, cur))) {
         throttle_failure(id->throttle, key, now_s);
         err = CF_ERR_INVALID_CREDENTIALS; /* the challenge stays unused: the tx rolls back */
     }
@@ -325,8 +326,9 @@ enum cf_err identity_password_change(struct identity *id, const struct identity_
         err = identity_password_prepare(next, next_len, u.login, pw_hash, detail_out);
     if (err == CF_OK) {
         struct sql_value q[] = {SQL_T(pw_hash), SQL_I(identity_now_us(id)), SQL_T(u.id)};
-        err = sql_exec(tx, "UPDATE id_users SET password_hash = $1, updated_at_us = $2 WHERE id = $3",
-                       q, 3, NULL);
+        err =
+            sql_exec(tx, "UPDATE id_users SET password_hash = $1, updated_at_us = $2 WHERE id = $3",
+                     q, 3, NULL);
     }
     if (err == CF_OK)
         err = identity_sessions_end(id, tx, u.id, p->session_id, NULL);
@@ -403,9 +405,9 @@ enum cf_err identity_totp_confirm(struct identity *id, const struct identity_ctx
         err = CF_ERR_CONFLICT;
     /* The code must come from the new authenticator: check it against the pending secret. */
     uint64_t step = 0;
-    if (err == CF_OK && !totp_check(u.totp_pending, TOTP_SECRET_BYTES,
-                                    identity_now_us(id) / US_PER_S, code != NULL ? code : "",
-                                    &step))
+    if (err == CF_OK &&
+        !totp_check(u.totp_pending, TOTP_SECRET_BYTES, identity_now_us(id) / US_PER_S,
+                    code != NULL ? code : "", &step))
         err = CF_ERR_INVALID_CODE;
     if (err == CF_OK) {
         struct sql_value q[] = {SQL_I(identity_now_us(id)), SQL_T(u.id), SQL_I((int64_t)step)};
@@ -448,11 +450,12 @@ enum cf_err identity_totp_disable(struct identity *id, const struct identity_ctx
     }
     struct sql_value q[] = {SQL_I(identity_now_us(id)), SQL_T(p->user_id)};
     if (err == CF_OK)
-        err = sql_exec(tx,
-                       "UPDATE id_users SET totp_enabled = 0, totp_sealed = NULL, totp_pending_sealed = NULL, "
-                       "updated_at_us = "
-                       "$1 WHERE id = $2",
-                       q, 2, NULL);
+        err = sql_exec(
+            tx,
+            "UPDATE id_users SET totp_enabled = 0, totp_sealed = NULL, totp_pending_sealed = NULL, "
+            "updated_at_us = "
+            "$1 WHERE id = $2",
+            q, 2, NULL);
     if (err == CF_OK)
         err = sql_exec(tx, "DELETE FROM id_recovery WHERE user_id = $2 AND $1 > 0", q, 2, NULL);
     if (err == CF_OK)
@@ -562,7 +565,8 @@ enum cf_err identity_account_close(struct identity *id, const struct identity_ct
     return err;
 }
 
-/* Wallet accounts ------------------------------------------------------------------------------- */
+/* Wallet accounts -------------------------------------------------------------------------------
+ */
 
 enum cf_err identity_wallet_add(struct identity *id, const char *user_id, uint64_t account_id,
                                 const char *currency)
@@ -588,8 +592,9 @@ enum cf_err identity_wallet_list(struct identity *id, const char *user_id, uint6
         return err;
     struct sql_value v[] = {SQL_T(user_id), SQL_I((int64_t)max)};
     struct sql_rows *r = NULL;
-    err = sql_query(tx, "SELECT account_id FROM id_wallet WHERE user_id = $1 ORDER BY account_id "
-                        "LIMIT $2",
+    err = sql_query(tx,
+                    "SELECT account_id FROM id_wallet WHERE user_id = $1 ORDER BY account_id "
+                    "LIMIT $2",
                     v, 2, &r);
     sql_rollback(tx);
     if (err != CF_OK)
@@ -642,8 +647,8 @@ enum cf_err identity_staff_create(struct identity *id, const struct identity_ctx
     enum cf_err err = sql_begin(id->db, &tx);
     if (err != CF_OK)
         return err;
-    err = staff_insert(id, tx, ctx, actor, login, password, password_len, name, role,
-                       user_id_out, detail_out);
+    err = staff_insert(id, tx, ctx, actor, login, password, password_len, name, role, user_id_out,
+                       detail_out);
     return tx_end(tx, err);
 }
 
@@ -681,8 +686,9 @@ enum cf_err identity_role_set(struct identity *id, const struct identity_ctx *ct
         return err;
     struct sql_value v[] = {SQL_I(role), SQL_I(identity_now_us(id)), SQL_T(user_id)};
     int64_t n = 0;
-    err = sql_exec(tx, "UPDATE id_users SET role = $1, updated_at_us = $2 WHERE id = $3 AND "
-                       "closed = 0",
+    err = sql_exec(tx,
+                   "UPDATE id_users SET role = $1, updated_at_us = $2 WHERE id = $3 AND "
+                   "closed = 0",
                    v, 3, &n);
     if (err == CF_OK && n != 1)
         err = CF_ERR_NOT_FOUND;
@@ -697,7 +703,8 @@ enum cf_err identity_role_set(struct identity *id, const struct identity_ctx *ct
     return err;
 }
 
-/* Keys ------------------------------------------------------------------------------------------ */
+/* Keys ------------------------------------------------------------------------------------------
+ */
 
 #define ROTATE_BATCH 200
 
@@ -710,8 +717,7 @@ static enum cf_err rewrap_one(struct identity *id, struct sqltx *tx, const char 
     uint8_t dek[VAULT_KEY_BYTES], out[VAULT_KEY_BYTES + VAULT_OVERHEAD_BYTES];
     size_t len = 0, out_len = 0;
     const struct vault *v = identity_vault_for(id, vault_sealed_key_id(wrapped, n));
-    enum cf_err err = vault_open(v, wrapped, n, aad, (size_t)aad_len, dek, sizeof(dek),
-                                 &len);
+    enum cf_err err = vault_open(v, wrapped, n, aad, (size_t)aad_len, dek, sizeof(dek), &len);
     if (err == CF_OK)
         err = vault_seal(identity_vault(id), dek, len, aad, (size_t)aad_len, out, sizeof(out),
                          &out_len);
@@ -734,8 +740,9 @@ static enum cf_err rotate_batch(struct identity *id, char after[ID_TEXT_BYTES_MA
         return err;
     struct sql_rows *r = NULL;
     struct sql_value v[] = {SQL_T(after), SQL_I(ROTATE_BATCH)};
-    err = sql_query(tx, "SELECT id, dek_wrapped FROM id_users WHERE dek_wrapped IS NOT NULL "
-                        "AND id > $1 ORDER BY id LIMIT $2",
+    err = sql_query(tx,
+                    "SELECT id, dek_wrapped FROM id_users WHERE dek_wrapped IS NOT NULL "
+                    "AND id > $1 ORDER BY id LIMIT $2",
                     v, 2, &r);
     uint32_t active = vault_active_id(identity_vault(id));
     size_t changed = 0, rows = err == CF_OK ? sql_rows_n(r) : 0;

@@ -36,7 +36,7 @@
 #define AUDIT_ACTION_BYTES_MAX 64
 #define AUDIT_TARGET_BYTES_MAX 64
 #define AUDIT_IP_BYTES_MAX 45
-#define AUDIT_UA_BYTES_MAX 256   /* longer user agents are truncated */
+#define AUDIT_UA_BYTES_MAX 256 /* longer user agents are truncated */
 #define AUDIT_OUTCOME_BYTES_MAX 16
 #define AUDIT_DETAIL_BYTES_MAX 256
 #define AUDIT_PAGE_MAX 1000
@@ -48,7 +48,7 @@ struct audit_event {
     const char *ip;         /* may be NULL: "" */
     const char *user_agent; /* may be NULL: ""; truncated to AUDIT_UA_BYTES_MAX */
     const char *outcome;
-    const char *detail;     /* may be NULL: "" */
+    const char *detail; /* may be NULL: "" */
     int64_t at_us;
 };
 
@@ -70,11 +70,11 @@ struct audit_record {
  * after after_seq, at most limit (<= AUDIT_PAGE_MAX). */
 struct audit_filter {
     const char *actor;
-    const char *action;   /* exact, or a prefix ending in '.' ("auth.") */
+    const char *action; /* exact, or a prefix ending in '.' ("auth.") */
     const char *target;
     const char *outcome;
-    int64_t from_us;      /* inclusive; 0 = any */
-    int64_t to_us;        /* exclusive; 0 = any */
+    int64_t from_us; /* inclusive; 0 = any */
+    int64_t to_us;   /* exclusive; 0 = any */
     uint64_t after_seq;
     size_t limit;
 };
@@ -107,7 +107,6 @@ CF_WARN_UNUSED enum cf_err audit_list(struct sqltx *tx, const struct audit_filte
  * *bad_seq_out is the first record the head fails to cover: the last record when only its hash
  * differs, 0 when the log is empty or the head row is missing). On success *n_out gets the
  * count. Neither output is touched otherwise. */
-CF_WARN_UNUSED enum cf_err audit_verify(struct sqldb *db, uint64_t *n_out,
-                                        uint64_t *bad_seq_out);
+CF_WARN_UNUSED enum cf_err audit_verify(struct sqldb *db, uint64_t *n_out, uint64_t *bad_seq_out);
 
 #endif

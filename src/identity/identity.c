@@ -1,4 +1,5 @@
-/* identity.c - the identity service: schema, opening, roles, logins, users and their sealed data. */
+/* identity.c - the identity service: schema, opening, roles, logins, users and their sealed data.
+ */
 #include "identity/identity.h"
 
 #include <ctype.h>
@@ -51,32 +52,32 @@ void identity_config_defaults(struct identity_config *cfg)
 
 /* Schema ------------------------------------------------------------------------------------- */
 
-#define USERS_COMMON                                                                             \
-    "CREATE TABLE id_users (id TEXT PRIMARY KEY, role INTEGER NOT NULL, "                        \
-    "closed INTEGER NOT NULL DEFAULT 0, login_blind %1$s UNIQUE, dek_wrapped %1$s, "            \
-    "login_sealed %1$s, name_sealed %1$s, password_hash TEXT, totp_sealed %1$s, "               \
-    "totp_pending_sealed %1$s, "                                                                 \
-    "totp_enabled INTEGER NOT NULL DEFAULT 0, totp_last_step BIGINT NOT NULL DEFAULT 0, "        \
-    "created_at_us BIGINT NOT NULL, updated_at_us BIGINT NOT NULL);"                             \
-    "CREATE INDEX id_users_role ON id_users(role);"                                              \
-    "CREATE TABLE id_recovery (user_id TEXT NOT NULL, code_hash %1$s NOT NULL, "                 \
-    "used_at_us BIGINT NOT NULL DEFAULT 0, PRIMARY KEY (user_id, code_hash));"                   \
-    "CREATE TABLE id_sessions (id TEXT PRIMARY KEY, token_hash %1$s NOT NULL UNIQUE, "           \
-    "user_id TEXT NOT NULL, stage INTEGER NOT NULL, device TEXT NOT NULL, ip TEXT NOT NULL, "     \
-    "created_at_us BIGINT NOT NULL, last_seen_at_us BIGINT NOT NULL, "                           \
-    "idle_expires_at_us BIGINT NOT NULL, absolute_expires_at_us BIGINT NOT NULL, "               \
-    "revoked_at_us BIGINT NOT NULL DEFAULT 0, mfa_attempts INTEGER NOT NULL DEFAULT 0);"         \
-    "CREATE INDEX id_sessions_user ON id_sessions(user_id);"                                     \
-    "CREATE TABLE id_codes (id TEXT PRIMARY KEY, purpose INTEGER NOT NULL, user_id TEXT, "       \
-    "binding %1$s NOT NULL, code_hash %1$s, payload %1$s, target_blind %1$s, "                   \
-    "totp INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, "                     \
-    "created_at_us BIGINT NOT NULL, expires_at_us BIGINT NOT NULL, "                             \
-    "used_at_us BIGINT NOT NULL DEFAULT 0, consumed_by TEXT);"                                   \
-    "CREATE INDEX id_codes_target ON id_codes(target_blind, created_at_us);"                    \
-    "CREATE INDEX id_codes_user ON id_codes(user_id);"                                           \
-    "CREATE TABLE id_payees (user_id TEXT NOT NULL, payee TEXT NOT NULL, "                       \
-    "created_at_us BIGINT NOT NULL, PRIMARY KEY (user_id, payee));"                              \
-    "CREATE TABLE id_wallet (user_id TEXT NOT NULL, account_id BIGINT NOT NULL, "                \
+#define USERS_COMMON                                                                               \
+    "CREATE TABLE id_users (id TEXT PRIMARY KEY, role INTEGER NOT NULL, "                          \
+    "closed INTEGER NOT NULL DEFAULT 0, login_blind %1$s UNIQUE, dek_wrapped %1$s, "               \
+    "login_sealed %1$s, name_sealed %1$s, password_hash TEXT, totp_sealed %1$s, "                  \
+    "totp_pending_sealed %1$s, "                                                                   \
+    "totp_enabled INTEGER NOT NULL DEFAULT 0, totp_last_step BIGINT NOT NULL DEFAULT 0, "          \
+    "created_at_us BIGINT NOT NULL, updated_at_us BIGINT NOT NULL);"                               \
+    "CREATE INDEX id_users_role ON id_users(role);"                                                \
+    "CREATE TABLE id_recovery (user_id TEXT NOT NULL, code_hash %1$s NOT NULL, "                   \
+    "used_at_us BIGINT NOT NULL DEFAULT 0, PRIMARY KEY (user_id, code_hash));"                     \
+    "CREATE TABLE id_sessions (id TEXT PRIMARY KEY, token_hash %1$s NOT NULL UNIQUE, "             \
+    "user_id TEXT NOT NULL, stage INTEGER NOT NULL, device TEXT NOT NULL, ip TEXT NOT NULL, "      \
+    "created_at_us BIGINT NOT NULL, last_seen_at_us BIGINT NOT NULL, "                             \
+    "idle_expires_at_us BIGINT NOT NULL, absolute_expires_at_us BIGINT NOT NULL, "                 \
+    "revoked_at_us BIGINT NOT NULL DEFAULT 0, mfa_attempts INTEGER NOT NULL DEFAULT 0);"           \
+    "CREATE INDEX id_sessions_user ON id_sessions(user_id);"                                       \
+    "CREATE TABLE id_codes (id TEXT PRIMARY KEY, purpose INTEGER NOT NULL, user_id TEXT, "         \
+    "binding %1$s NOT NULL, code_hash %1$s, payload %1$s, target_blind %1$s, "                     \
+    "totp INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, "                       \
+    "created_at_us BIGINT NOT NULL, expires_at_us BIGINT NOT NULL, "                               \
+    "used_at_us BIGINT NOT NULL DEFAULT 0, consumed_by TEXT);"                                     \
+    "CREATE INDEX id_codes_target ON id_codes(target_blind, created_at_us);"                       \
+    "CREATE INDEX id_codes_user ON id_codes(user_id);"                                             \
+    "CREATE TABLE id_payees (user_id TEXT NOT NULL, payee TEXT NOT NULL, "                         \
+    "created_at_us BIGINT NOT NULL, PRIMARY KEY (user_id, payee));"                                \
+    "CREATE TABLE id_wallet (user_id TEXT NOT NULL, account_id BIGINT NOT NULL, "                  \
     "currency TEXT NOT NULL, PRIMARY KEY (user_id, account_id));"
 
 static char schema_sqlite[4096];
@@ -150,20 +151,11 @@ void identity_close(struct identity *id)
     free(id);
 }
 
-const struct identity_config *identity_config_get(const struct identity *id)
-{
-    return &id->cfg;
-}
+const struct identity_config *identity_config_get(const struct identity *id) { return &id->cfg; }
 
-struct notifier *identity_notifier(struct identity *id)
-{
-    return id->notifier;
-}
+struct notifier *identity_notifier(struct identity *id) { return id->notifier; }
 
-int64_t identity_now_us(const struct identity *id)
-{
-    return cf_clock_now_us(id->cfg.clock);
-}
+int64_t identity_now_us(const struct identity *id) { return cf_clock_now_us(id->cfg.clock); }
 
 /* Loads the key file again when it changed since it was loaded; keeps the old key sets alive
  * for threads still using them. need_id: the key the caller lacks (0: a periodic look). */
@@ -172,9 +164,9 @@ static const struct vault *vault_reload(struct identity *id, uint32_t need_id)
     pthread_mutex_lock(&id->reload_mu);
     const struct vault *v = atomic_load(&id->vault);
     struct stat st;
-    bool changed = stat(id->cfg.key_file, &st) == 0 &&
-                   (st.st_mtim.tv_sec != id->key_mtime.tv_sec ||
-                    st.st_mtim.tv_nsec != id->key_mtime.tv_nsec);
+    bool changed =
+        stat(id->cfg.key_file, &st) == 0 &&
+        (st.st_mtim.tv_sec != id->key_mtime.tv_sec || st.st_mtim.tv_nsec != id->key_mtime.tv_nsec);
     /* a key not loaded: the file may hold it even if it looks unchanged (at most once a second) */
     int64_t now = cf_monotonic_us();
     bool wanted = need_id != 0 && !vault_has_key(v, need_id) && now - id->wanted_at_us > 1000000;
@@ -245,8 +237,8 @@ static enum cf_err email_normalize(const char *text, char *out, size_t out_bytes
     size_t at = 0, ats = 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)text[i];
-        if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == ',' || c == ';' ||
-            c == '<' || c == '>')
+        if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == ',' || c == ';' || c == '<' ||
+            c == '>')
             return CF_ERR_INVALID_FIELD;
         if (c == '@') {
             at = i;
@@ -289,8 +281,8 @@ enum cf_err identity_login_normalize(const char *text, char *out, size_t out_byt
         return CF_ERR_INVALID_FIELD;
     bool email = strchr(text, '@') != NULL;
     char tmp[IDENTITY_LOGIN_BYTES_MAX + 1];
-    enum cf_err err = email ? email_normalize(text, tmp, sizeof(tmp))
-                            : phone_normalize(text, tmp, sizeof(tmp));
+    enum cf_err err =
+        email ? email_normalize(text, tmp, sizeof(tmp)) : phone_normalize(text, tmp, sizeof(tmp));
     if (err == CF_OK && strlen(tmp) >= out_bytes)
         err = CF_ERR_INVALID_FIELD;
     if (err != CF_OK) /* out untouched */
@@ -304,7 +296,8 @@ enum cf_err identity_login_normalize(const char *text, char *out, size_t out_byt
 enum cf_err identity_login_blind(struct identity *id, const char *login,
                                  uint8_t out[VAULT_BLIND_BYTES])
 {
-    return vault_blind(identity_vault(id), IDENTITY_BLIND_KEY_ID, "login", login, strlen(login), out);
+    return vault_blind(identity_vault(id), IDENTITY_BLIND_KEY_ID, "login", login, strlen(login),
+                       out);
 }
 
 enum cf_err identity_code_hash(struct identity *id, const char *owner_id, const char *code,
@@ -314,7 +307,8 @@ enum cf_err identity_code_hash(struct identity *id, const char *owner_id, const 
     int n = snprintf(text, sizeof(text), "%s:%s", owner_id, code);
     if (n < 0 || (size_t)n >= sizeof(text))
         return CF_ERR_INVALID_FIELD;
-    enum cf_err err = vault_blind(identity_vault(id), IDENTITY_BLIND_KEY_ID, "code", text, (size_t)n, out);
+    enum cf_err err =
+        vault_blind(identity_vault(id), IDENTITY_BLIND_KEY_ID, "code", text, (size_t)n, out);
     hash_wipe(text, sizeof(text));
     return err;
 }
@@ -369,8 +363,8 @@ enum cf_err identity_field_open(const uint8_t dek[VAULT_KEY_BYTES], const char *
     if (out_bytes == 0)
         return CF_ERR_CORRUPT;
     size_t len = 0;
-    enum cf_err err = vault_open_with(dek, ct, n, aad, (size_t)aad_len, (uint8_t *)out,
-                                      out_bytes - 1, &len);
+    enum cf_err err =
+        vault_open_with(dek, ct, n, aad, (size_t)aad_len, (uint8_t *)out, out_bytes - 1, &len);
     if (err != CF_OK)
         return err;
     out[len] = '\0';
@@ -379,32 +373,28 @@ enum cf_err identity_field_open(const uint8_t dek[VAULT_KEY_BYTES], const char *
     return CF_OK;
 }
 
-void user_row_wipe(struct user_row *u)
-{
-    hash_wipe(u, sizeof(*u));
-}
+void user_row_wipe(struct user_row *u) { hash_wipe(u, sizeof(*u)); }
 
-static enum cf_err dek_unwrap(struct identity *id, const char *user_id, const uint8_t *ct,
-                              size_t n, uint8_t dek[VAULT_KEY_BYTES])
+static enum cf_err dek_unwrap(struct identity *id, const char *user_id, const uint8_t *ct, size_t n,
+                              uint8_t dek[VAULT_KEY_BYTES])
 {
     char aad[96];
     int aad_len = aad_format(aad, sizeof(aad), user_id, "dek");
     size_t len = 0;
     const struct vault *v = identity_vault_for(id, vault_sealed_key_id(ct, n));
-    enum cf_err err = vault_open(v, ct, n, aad, (size_t)aad_len, dek, VAULT_KEY_BYTES,
-                                 &len);
+    enum cf_err err = vault_open(v, ct, n, aad, (size_t)aad_len, dek, VAULT_KEY_BYTES, &len);
     if (err == CF_OK && len != VAULT_KEY_BYTES)
         err = CF_ERR_CORRUPT;
     return err;
 }
 
-static enum cf_err totp_secret_open(const struct user_row *u, const char *field,
-                                    const uint8_t *ct, size_t n, uint8_t out[TOTP_SECRET_BYTES])
+static enum cf_err totp_secret_open(const struct user_row *u, const char *field, const uint8_t *ct,
+                                    size_t n, uint8_t out[TOTP_SECRET_BYTES])
 {
     size_t len = 0;
     char secret[TOTP_SECRET_BYTES + 1];
-    enum cf_err err = identity_field_open(u->dek, u->id, field, ct, n, secret, sizeof(secret),
-                                          &len);
+    enum cf_err err =
+        identity_field_open(u->dek, u->id, field, ct, n, secret, sizeof(secret), &len);
     if (err == CF_OK && len != TOTP_SECRET_BYTES)
         err = CF_ERR_CORRUPT;
     if (err == CF_OK)
@@ -425,8 +415,7 @@ static enum cf_err user_fields_open(struct identity *id, const struct sql_rows *
     enum cf_err err = dek_unwrap(id, u->id, wrapped, n, u->dek);
     const uint8_t *ct;
     if (err == CF_OK && (ct = sql_row_blob(r, 0, 4, &n)) != NULL)
-        err = identity_field_open(u->dek, u->id, "login", ct, n, u->login, sizeof(u->login),
-                                  NULL);
+        err = identity_field_open(u->dek, u->id, "login", ct, n, u->login, sizeof(u->login), NULL);
     if (err == CF_OK && (ct = sql_row_blob(r, 0, 5, &n)) != NULL)
         err = identity_field_open(u->dek, u->id, "name", ct, n, u->name, sizeof(u->name), NULL);
     if (err == CF_OK && (ct = sql_row_blob(r, 0, 6, &n)) != NULL &&
@@ -459,8 +448,8 @@ enum cf_err identity_user_load(struct identity *id, struct sqltx *tx, const char
     memset(out, 0, sizeof(*out));
     snprintf(out->id, sizeof(out->id), "%s", user_id);
     int64_t role = sql_row_int(r, 0, 0);
-    out->role = role >= 0 && role < IDENTITY_ROLE_COUNT ? (enum identity_role)role
-                                                        : IDENTITY_CUSTOMER;
+    out->role =
+        role >= 0 && role < IDENTITY_ROLE_COUNT ? (enum identity_role)role : IDENTITY_CUSTOMER;
     out->closed = sql_row_int(r, 0, 1) != 0;
     snprintf(out->password_hash, sizeof(out->password_hash), "%s", sql_row_text(r, 0, 2));
     out->totp_enabled = sql_row_int(r, 0, 7) != 0;
@@ -507,8 +496,8 @@ enum cf_err identity_user_insert(struct identity *id, struct sqltx *tx, const ch
     size_t wrapped_len = 0, login_len = 0, name_len = 0;
     char aad[96];
     int aad_len = aad_format(aad, sizeof(aad), user_id, "dek");
-    enum cf_err err = vault_seal(identity_vault(id), dek, sizeof(dek), aad, (size_t)aad_len, wrapped,
-                                 sizeof(wrapped), &wrapped_len);
+    enum cf_err err = vault_seal(identity_vault(id), dek, sizeof(dek), aad, (size_t)aad_len,
+                                 wrapped, sizeof(wrapped), &wrapped_len);
     if (err == CF_OK)
         err = identity_field_seal(dek, user_id, "login", login, strlen(login), login_ct,
                                   sizeof(login_ct), &login_len);
@@ -538,9 +527,8 @@ enum cf_err identity_user_insert(struct identity *id, struct sqltx *tx, const ch
 }
 
 enum cf_err identity_audit_tx(struct sqltx *tx, const struct identity *id,
-                              const struct identity_ctx *ctx, const char *actor,
-                              const char *action, const char *target, const char *outcome,
-                              const char *detail)
+                              const struct identity_ctx *ctx, const char *actor, const char *action,
+                              const char *target, const char *outcome, const char *detail)
 {
     struct audit_event ev = {
         .actor = actor,
@@ -591,8 +579,8 @@ enum cf_err identity_send_code(struct identity *id, const char *login, const cha
 {
     char body[NOTIFIER_BODY_BYTES_MAX];
     snprintf(body, sizeof(body),
-             "Your Coffer code for %s is %s. It expires in %d minutes. Never share it.", what,
-             code, IDENTITY_CODE_TTL_S / 60);
+             "Your Coffer code for %s is %s. It expires in %d minutes. Never share it.", what, code,
+             IDENTITY_CODE_TTL_S / 60);
     struct notifier_message m = {
         .channel = strchr(login, '@') != NULL ? NOTIFIER_EMAIL : NOTIFIER_SMS,
         .to = login,

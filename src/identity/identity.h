@@ -61,32 +61,35 @@
 #define ID_PREFIX_RESET "rst_"
 
 #define IDENTITY_TOKEN_RANDOM_BYTES 32
-#define IDENTITY_TOKEN_TEXT_BYTES 64       /* "cfs_" + 43 base64url characters + NUL, rounded */
-#define IDENTITY_LOGIN_BYTES_MAX 254       /* an email address; a phone is at most 16 */
+#define IDENTITY_TOKEN_TEXT_BYTES 64 /* "cfs_" + 43 base64url characters + NUL, rounded */
+#define IDENTITY_LOGIN_BYTES_MAX 254 /* an email address; a phone is at most 16 */
 #define IDENTITY_NAME_BYTES_MAX 200
 #define IDENTITY_DEVICE_BYTES_MAX 100
 #define IDENTITY_CODE_DIGITS 6
-#define IDENTITY_CODE_TTL_S 600            /* one-time codes live 10 minutes */
-#define IDENTITY_CODE_ATTEMPTS_MAX 5       /* wrong guesses before a code dies */
-#define IDENTITY_CODES_PER_HOUR_MAX 5      /* codes sent to one login per hour */
-#define IDENTITY_TOTP_CHALLENGES_PER_HOUR_MAX 20 /* TOTP-answered step-ups per user per hour:
-                                                    at 5 guesses each, 100 guesses an hour */
-#define IDENTITY_RETRY_WINDOW_S (24 * 3600) /* a spent challenge still admits its own request's
-                                              idempotent retry this long after it expired
-                                              (stored answers are kept at least 24 h) */
-#define IDENTITY_SENDS_PER_IP_FREE 100     /* registrations/resets from one address before the
-                                              throttle's exponential delay applies */
-#define IDENTITY_MFA_TOKEN_TTL_S 300       /* between password and second factor */
+#define IDENTITY_CODE_TTL_S 600       /* one-time codes live 10 minutes */
+#define IDENTITY_CODE_ATTEMPTS_MAX 5  /* wrong guesses before a code dies */
+#define IDENTITY_CODES_PER_HOUR_MAX 5 /* codes sent to one login per hour */
+#define IDENTITY_TOTP_CHALLENGES_PER_HOUR_MAX                                                      \
+    20 /* TOTP-answered step-ups per user per hour:                                                \
+          at 5 guesses each, 100 guesses an hour */
+#define IDENTITY_RETRY_WINDOW_S                                                                    \
+    (24 * 3600) /* a spent challenge still admits its own request's                                \
+                  idempotent retry this long after it expired                                      \
+                  (stored answers are kept at least 24 h) */
+#define IDENTITY_SENDS_PER_IP_FREE                                                                 \
+    100                              /* registrations/resets from one address before the           \
+                                        throttle's exponential delay applies */
+#define IDENTITY_MFA_TOKEN_TTL_S 300 /* between password and second factor */
 #define IDENTITY_RECOVERY_CODES 10
 #define IDENTITY_RECOVERY_CODE_BYTES 16    /* "xxxx-xxxx-xxxx" + NUL, rounded */
 #define IDENTITY_SESSIONS_PER_USER_MAX 100 /* older sessions end when a user exceeds this */
 #define IDENTITY_SESSION_CACHE_S 5
 #define IDENTITY_SESSION_CACHE_MAX 65536
 #define IDENTITY_ACTION_BYTES_MAX 32
-#define IDENTITY_PAYEE_BYTES_MAX 254 /* an account id, or a new login */
-#define IDENTITY_WALLET_ACCOUNTS_MAX 64    /* ledger accounts one customer may open */
-#define IDENTITY_AUDITQ_MAX 16384          /* audit lines waiting for the background append */
-#define IDENTITY_AUDITQ_FLUSH_MS 50        /* how soon a queued audit line is appended */
+#define IDENTITY_PAYEE_BYTES_MAX 254    /* an account id, or a new login */
+#define IDENTITY_WALLET_ACCOUNTS_MAX 64 /* ledger accounts one customer may open */
+#define IDENTITY_AUDITQ_MAX 16384       /* audit lines waiting for the background append */
+#define IDENTITY_AUDITQ_FLUSH_MS 50     /* how soon a queued audit line is appended */
 
 enum identity_role {
     IDENTITY_CUSTOMER = 0,
@@ -132,8 +135,7 @@ struct identity;
  * sets it reloads later (cfg.key_file) are its own. */
 CF_WARN_UNUSED enum cf_err identity_open(struct sqldb *db, const struct vault *vault,
                                          struct notifier *notifier,
-                                         const struct identity_config *cfg,
-                                         struct identity **out);
+                                         const struct identity_config *cfg, struct identity **out);
 void identity_close(struct identity *id);
 const struct identity_config *identity_config_get(const struct identity *id);
 
@@ -149,12 +151,12 @@ CF_WARN_UNUSED enum cf_err identity_login_normalize(const char *text, char *out,
 
 /* Result of a sign-in step: either a session, or a second factor to give. */
 struct identity_sign_in_result {
-    bool mfa_required;              /* give a TOTP or recovery code with mfa_token */
-    bool enroll_required;           /* staff without TOTP: enrol first (identity_enroll_begin) */
+    bool mfa_required;    /* give a TOTP or recovery code with mfa_token */
+    bool enroll_required; /* staff without TOTP: enrol first (identity_enroll_begin) */
     char mfa_token[IDENTITY_TOKEN_TEXT_BYTES];
-    char token[IDENTITY_TOKEN_TEXT_BYTES];  /* the session token, when no factor is pending */
+    char token[IDENTITY_TOKEN_TEXT_BYTES]; /* the session token, when no factor is pending */
     struct identity_principal principal;
-    int64_t expires_at_us;          /* the session's idle deadline */
+    int64_t expires_at_us; /* the session's idle deadline */
 };
 
 /* password is as typed (normalized here). *detail_out names a refused field or password rule. */
@@ -163,11 +165,9 @@ CF_WARN_UNUSED enum cf_err identity_register(struct identity *id, const struct i
                                              size_t password_len, const char *name,
                                              char reg_id_out[ID_TEXT_BYTES_MAX],
                                              const char **detail_out);
-CF_WARN_UNUSED enum cf_err identity_register_verify(struct identity *id,
-                                                    const struct identity_ctx *ctx,
-                                                    const char *reg_id, const char *code,
-                                                    const char *device,
-                                                    struct identity_sign_in_result *out);
+CF_WARN_UNUSED enum cf_err
+identity_register_verify(struct identity *id, const struct identity_ctx *ctx, const char *reg_id,
+                         const char *code, const char *device, struct identity_sign_in_result *out);
 
 /* CF_ERR_INVALID_CREDENTIALS for an unknown login or a wrong password (same work, same answer);
  * CF_ERR_TOO_MANY_ATTEMPTS with *retry_after_s_out while throttled. */
@@ -193,13 +193,13 @@ struct identity_totp_enrolment {
 CF_WARN_UNUSED enum cf_err identity_enroll_begin(struct identity *id, const char *mfa_token,
                                                  struct identity_totp_enrolment *out);
 
-/* Sessions -------------------------------------------------------------------------------------- */
+/* Sessions --------------------------------------------------------------------------------------
+ */
 
 /* CF_ERR_UNAUTHORIZED unless token names a live, fully signed-in session; refreshes its idle
  * deadline. */
 CF_WARN_UNUSED enum cf_err identity_authenticate(struct identity *id, const char *token,
-                                                 size_t token_len,
-                                                 struct identity_principal *out);
+                                                 size_t token_len, struct identity_principal *out);
 CF_WARN_UNUSED enum cf_err identity_sign_out(struct identity *id, const struct identity_ctx *ctx,
                                              const struct identity_principal *p);
 
@@ -209,7 +209,7 @@ struct identity_session_info {
     char ip[AUDIT_IP_BYTES_MAX + 1];
     int64_t created_at_us;
     int64_t last_seen_at_us;
-    int64_t expires_at_us;     /* the earlier of idle and absolute deadlines */
+    int64_t expires_at_us; /* the earlier of idle and absolute deadlines */
     bool current;
 };
 CF_WARN_UNUSED enum cf_err identity_sessions_list(struct identity *id,
@@ -244,7 +244,7 @@ struct identity_verification {
 };
 struct identity_challenge {
     char challenge_id[ID_TEXT_BYTES_MAX];
-    bool totp;                 /* answer with a TOTP code; else a code was sent to the login */
+    bool totp; /* answer with a TOTP code; else a code was sent to the login */
     int64_t expires_at_us;
 };
 CF_WARN_UNUSED enum cf_err identity_challenge_create(struct identity *id,
@@ -257,34 +257,29 @@ CF_WARN_UNUSED enum cf_err identity_challenge_create(struct identity *id,
  * idem_key (may be NULL) is the request's stored idempotency key: a retry of the same request
  * with the same key and the same verification is accepted again (so the retry reaches the
  * stored answer), any other reuse is refused. */
-CF_WARN_UNUSED enum cf_err identity_challenge_consume(struct identity *id,
-                                                      const struct identity_ctx *ctx,
-                                                      const struct identity_principal *p,
-                                                      const struct identity_action *a,
-                                                      const struct identity_verification *v,
-                                                      const char *idem_key);
+CF_WARN_UNUSED enum cf_err
+identity_challenge_consume(struct identity *id, const struct identity_ctx *ctx,
+                           const struct identity_principal *p, const struct identity_action *a,
+                           const struct identity_verification *v, const char *idem_key);
 
 /* Payees a customer has sent money to before (a new one needs step-up). */
 CF_WARN_UNUSED enum cf_err identity_payee_known(struct identity *id,
                                                 const struct identity_principal *p,
                                                 const char *payee, bool *known_out);
-CF_WARN_UNUSED enum cf_err identity_payee_add(struct identity *id,
-                                              const struct identity_principal *p,
-                                              const char *payee);
+CF_WARN_UNUSED enum cf_err
+identity_payee_add(struct identity *id, const struct identity_principal *p, const char *payee);
 
-/* Credentials ----------------------------------------------------------------------------------- */
+/* Credentials -----------------------------------------------------------------------------------
+ */
 
 /* Needs the current password and a step-up for "password_change"; ends every other session. */
-CF_WARN_UNUSED enum cf_err identity_password_change(struct identity *id,
-                                                    const struct identity_ctx *ctx,
-                                                    const struct identity_principal *p,
-                                                    const char *current, size_t current_len,
-                                                    const char *next, size_t next_len,
-                                                    const struct identity_verification *v,
-                                                    const char **detail_out);
+CF_WARN_UNUSED enum cf_err
+identity_password_change(struct identity *id, const struct identity_ctx *ctx,
+                         const struct identity_principal *p, const char *current,
+                         size_t current_len, const char *next, size_t next_len,
+                         const struct identity_verification *v, const char **detail_out);
 /* Always gives a reset id (whether or not the login exists); sends a code when it does. */
-CF_WARN_UNUSED enum cf_err identity_reset_start(struct identity *id,
-                                                const struct identity_ctx *ctx,
+CF_WARN_UNUSED enum cf_err identity_reset_start(struct identity *id, const struct identity_ctx *ctx,
                                                 const char *login,
                                                 char reset_id_out[ID_TEXT_BYTES_MAX]);
 /* Sets the new password and ends every session of the user; clears sign-in throttling. */
@@ -299,15 +294,15 @@ CF_WARN_UNUSED enum cf_err identity_reset_confirm(struct identity *id,
  * the other sessions and tells the old login. CF_ERR_LOGIN_TAKEN at confirmation when another
  * user holds it (only someone who controls that login learns this). */
 CF_WARN_UNUSED enum cf_err identity_login_change_start(struct identity *id,
-                                                      const struct identity_ctx *ctx,
-                                                      const struct identity_principal *p,
-                                                      const char *new_login,
-                                                      const struct identity_verification *v,
-                                                      char change_id_out[ID_TEXT_BYTES_MAX]);
+                                                       const struct identity_ctx *ctx,
+                                                       const struct identity_principal *p,
+                                                       const char *new_login,
+                                                       const struct identity_verification *v,
+                                                       char change_id_out[ID_TEXT_BYTES_MAX]);
 CF_WARN_UNUSED enum cf_err identity_login_change_confirm(struct identity *id,
-                                                        const struct identity_ctx *ctx,
-                                                        const struct identity_principal *p,
-                                                        const char *change_id, const char *code);
+                                                         const struct identity_ctx *ctx,
+                                                         const struct identity_principal *p,
+                                                         const char *change_id, const char *code);
 
 /* TOTP for a signed-in user: begin (a step-up for "mfa_change" when TOTP is already on),
  * confirm with a first code (returns recovery codes), disable (customers only; step-up). */
@@ -315,15 +310,17 @@ CF_WARN_UNUSED enum cf_err identity_totp_begin(struct identity *id, const struct
                                                const struct identity_principal *p,
                                                const struct identity_verification *v,
                                                struct identity_totp_enrolment *out);
-CF_WARN_UNUSED enum cf_err identity_totp_confirm(
-    struct identity *id, const struct identity_ctx *ctx, const struct identity_principal *p,
-    const char *code, char (*recovery_codes_out)[IDENTITY_RECOVERY_CODE_BYTES], size_t *n_out);
+CF_WARN_UNUSED enum cf_err
+identity_totp_confirm(struct identity *id, const struct identity_ctx *ctx,
+                      const struct identity_principal *p, const char *code,
+                      char (*recovery_codes_out)[IDENTITY_RECOVERY_CODE_BYTES], size_t *n_out);
 CF_WARN_UNUSED enum cf_err identity_totp_disable(struct identity *id,
                                                  const struct identity_ctx *ctx,
                                                  const struct identity_principal *p,
                                                  const struct identity_verification *v);
 
-/* Profile, export, closure ----------------------------------------------------------------------- */
+/* Profile, export, closure -----------------------------------------------------------------------
+ */
 
 struct identity_profile {
     char user_id[ID_TEXT_BYTES_MAX];
@@ -359,20 +356,16 @@ CF_WARN_UNUSED enum cf_err identity_wallet_list(struct identity *id, const char 
 /* Creates a staff member (role other than customer/merchant). actor is the creating admin's
  * user id, "cli" or "operator". CF_ERR_LOGIN_TAKEN when the login exists (staff-only path, so
  * saying it reveals nothing to the public). */
-CF_WARN_UNUSED enum cf_err identity_staff_create(struct identity *id,
-                                                 const struct identity_ctx *ctx,
-                                                 const char *actor, const char *login,
-                                                 const char *password, size_t password_len,
-                                                 const char *name, enum identity_role role,
-                                                 char user_id_out[ID_TEXT_BYTES_MAX],
-                                                 const char **detail_out);
+CF_WARN_UNUSED enum cf_err
+identity_staff_create(struct identity *id, const struct identity_ctx *ctx, const char *actor,
+                      const char *login, const char *password, size_t password_len,
+                      const char *name, enum identity_role role,
+                      char user_id_out[ID_TEXT_BYTES_MAX], const char **detail_out);
 /* The bootstrap: creates an admin only while no admin exists (CF_ERR_ALREADY_BOOTSTRAPPED). */
-CF_WARN_UNUSED enum cf_err identity_bootstrap_admin(struct identity *id,
-                                                    const struct identity_ctx *ctx,
-                                                    const char *login, const char *password,
-                                                    size_t password_len, const char *name,
-                                                    char user_id_out[ID_TEXT_BYTES_MAX],
-                                                    const char **detail_out);
+CF_WARN_UNUSED enum cf_err
+identity_bootstrap_admin(struct identity *id, const struct identity_ctx *ctx, const char *login,
+                         const char *password, size_t password_len, const char *name,
+                         char user_id_out[ID_TEXT_BYTES_MAX], const char **detail_out);
 /* Changes a user's role (admin only; ends the user's sessions). */
 CF_WARN_UNUSED enum cf_err identity_role_set(struct identity *id, const struct identity_ctx *ctx,
                                              const char *actor, const char *user_id,
@@ -382,14 +375,12 @@ CF_WARN_UNUSED enum cf_err identity_role_set(struct identity *id, const struct i
 
 /* Appends one event in its own transaction (for actions recorded outside identity). */
 CF_WARN_UNUSED enum cf_err identity_audit(struct identity *id, const struct identity_ctx *ctx,
-                                          const char *actor, const char *action,
-                                          const char *target, const char *outcome,
-                                          const char *detail);
+                                          const char *actor, const char *action, const char *target,
+                                          const char *outcome, const char *detail);
 /* Queues one event for the background appender (see auditq.c): for staff actions too frequent
  * to commit one by one (ledger writes). CF_ERR_OVERLOADED when the queue is full. Appended
  * within IDENTITY_AUDITQ_FLUSH_MS; identity_close flushes what is left. */
-CF_WARN_UNUSED enum cf_err identity_audit_queue(struct identity *id,
-                                                const struct identity_ctx *ctx,
+CF_WARN_UNUSED enum cf_err identity_audit_queue(struct identity *id, const struct identity_ctx *ctx,
                                                 const char *actor, const char *action,
                                                 const char *target, const char *outcome,
                                                 const char *detail);
@@ -398,7 +389,8 @@ bool identity_audit_queue_room(struct identity *id);
 CF_WARN_UNUSED enum cf_err identity_audit_list(struct identity *id, const struct audit_filter *f,
                                                struct audit_record *out, size_t *n_out);
 
-/* Keys ------------------------------------------------------------------------------------------ */
+/* Keys ------------------------------------------------------------------------------------------
+ */
 
 /* Re-wraps every user's data key with the active master key, in small transactions, while the
  * server runs; *n_out gets the number of keys re-wrapped. Personal data sealed under a data key

@@ -43,14 +43,14 @@ struct user_row {
     char name[IDENTITY_NAME_BYTES_MAX + 1];
     uint8_t dek[VAULT_KEY_BYTES];
     uint8_t totp_secret[TOTP_SECRET_BYTES];
-    bool has_totp_pending;                  /* a new authenticator awaiting its first code */
+    bool has_totp_pending; /* a new authenticator awaiting its first code */
     uint8_t totp_pending[TOTP_SECRET_BYTES];
 };
 
 struct session_cache;
 struct auditq;
 
-#define IDENTITY_VAULTS_MAX 64     /* key-file reloads kept alive until close */
+#define IDENTITY_VAULTS_MAX 64       /* key-file reloads kept alive until close */
 #define IDENTITY_KEY_FILE_CHECK_S 30 /* how often the key file's mtime is looked at */
 
 struct identity {
@@ -59,9 +59,9 @@ struct identity {
     pthread_mutex_t reload_mu;
     struct vault *reloaded[IDENTITY_VAULTS_MAX];
     size_t reloaded_n;
-    struct timespec key_mtime;           /* of the key file as last loaded */
-    _Atomic int64_t key_checked_us;      /* monotonic time of the last look at the file */
-    int64_t wanted_at_us;                /* last reload for a missing key (under reload_mu) */
+    struct timespec key_mtime;      /* of the key file as last loaded */
+    _Atomic int64_t key_checked_us; /* monotonic time of the last look at the file */
+    int64_t wanted_at_us;           /* last reload for a missing key (under reload_mu) */
     struct notifier *notifier;
     struct identity_config cfg;
     struct throttle *throttle;
@@ -105,8 +105,7 @@ CF_WARN_UNUSED enum cf_err identity_field_open(const uint8_t dek[VAULT_KEY_BYTES
 /* Loads a user by id (FOR UPDATE when lock) inside tx and opens its personal data.
  * CF_ERR_NOT_FOUND when missing. Wipe with user_row_wipe. */
 CF_WARN_UNUSED enum cf_err identity_user_load(struct identity *id, struct sqltx *tx,
-                                              const char *user_id, bool lock,
-                                              struct user_row *out);
+                                              const char *user_id, bool lock, struct user_row *out);
 /* The user id holding a login (by blind index), or CF_ERR_NOT_FOUND. */
 CF_WARN_UNUSED enum cf_err identity_user_by_login(struct identity *id, struct sqltx *tx,
                                                   const char *login,
@@ -132,8 +131,8 @@ CF_WARN_UNUSED enum cf_err identity_session_start(struct identity *id, struct sq
                                                   struct identity_sign_in_result *out);
 /* Revokes sessions of user_id inside tx, except keep_session_id (may be NULL). */
 CF_WARN_UNUSED enum cf_err identity_sessions_end(struct identity *id, struct sqltx *tx,
-                                                 const char *user_id,
-                                                 const char *keep_session_id, size_t *n_out);
+                                                 const char *user_id, const char *keep_session_id,
+                                                 size_t *n_out);
 /* Forgets cached sessions of a user (after revocations, role changes, closure). */
 void identity_cache_forget_user(struct identity *id, const char *user_id);
 CF_WARN_UNUSED enum cf_err session_cache_create(struct session_cache **out);
@@ -152,29 +151,28 @@ CF_WARN_UNUSED enum cf_err identity_send_code(struct identity *id, const char *l
 
 /* Stores a step-up challenge (code NULL when the answer is a TOTP). */
 CF_WARN_UNUSED enum cf_err identity_challenge_store(struct identity *id, struct sqltx *tx,
-                                                   const char *chl_id, const char *user_id,
-                                                   const uint8_t binding[HASH_BYTES],
-                                                   const char *code, bool totp,
-                                                   int64_t *expires_out);
+                                                    const char *chl_id, const char *user_id,
+                                                    const uint8_t binding[HASH_BYTES],
+                                                    const char *code, bool totp,
+                                                    int64_t *expires_out);
 /* Checks and spends a step-up challenge inside tx (u: the user, loaded with lock). On
  * CF_ERR_INVALID_CODE the failed attempt was counted in tx: commit it. */
 CF_WARN_UNUSED enum cf_err identity_challenge_check(struct identity *id, struct sqltx *tx,
-                                                   const char *chl_id, const char *user_id,
-                                                   const uint8_t binding[HASH_BYTES],
-                                                   const char *code, const char *idem_key,
-                                                   struct user_row *u);
+                                                    const char *chl_id, const char *user_id,
+                                                    const uint8_t binding[HASH_BYTES],
+                                                    const char *code, const char *idem_key,
+                                                    struct user_row *u);
 
 /* Checks a step-up verification for action a inside tx (u loaded with lock). */
 CF_WARN_UNUSED enum cf_err identity_step_up_tx(struct identity *id, struct sqltx *tx,
-                                              struct user_row *u,
-                                              const struct identity_action *a,
-                                              const struct identity_verification *v);
+                                               struct user_row *u, const struct identity_action *a,
+                                               const struct identity_verification *v);
 /* Ends tx after a failed step-up: a wrong code's attempt count is committed, anything else is
  * rolled back. Returns err. */
 CF_WARN_UNUSED enum cf_err identity_step_up_fail(struct identity *id, struct sqltx *tx,
-                                                const struct identity_ctx *ctx,
-                                                const char *user_id, const char *action,
-                                                enum cf_err err);
+                                                 const struct identity_ctx *ctx,
+                                                 const char *user_id, const char *action,
+                                                 enum cf_err err);
 
 /* A display name: 1..IDENTITY_NAME_BYTES_MAX bytes, no control characters. */
 bool identity_name_valid(const char *name);

@@ -28,7 +28,7 @@
 #include "store/sql/sql.h"
 
 #define NOTIFIER_HTTP_TIMEOUT_MS 5000
-#define NOTIFIER_TO_BYTES_MAX 320      /* an email address (RFC 5321 path) or an E.164 number */
+#define NOTIFIER_TO_BYTES_MAX 320 /* an email address (RFC 5321 path) or an E.164 number */
 #define NOTIFIER_SUBJECT_BYTES_MAX 128
 #define NOTIFIER_BODY_BYTES_MAX 1024
 #define NOTIFIER_URL_BYTES_MAX 1024
@@ -42,8 +42,8 @@ enum notifier_channel { NOTIFIER_SMS = 0, NOTIFIER_EMAIL = 1 };
 
 struct notifier_message {
     enum notifier_channel channel;
-    const char *to;       /* normalized phone (E.164) or email */
-    const char *subject;  /* email only; may be NULL */
+    const char *to;      /* normalized phone (E.164) or email */
+    const char *subject; /* email only; may be NULL */
     const char *body;
 };
 

@@ -74,8 +74,7 @@ static struct cache_slot *cache_find(struct session_cache *c, const uint8_t toke
 }
 
 /* A free slot for token_hash, or the home slot (evicted) when the probe run is full. */
-static struct cache_slot *cache_claim(struct session_cache *c,
-                                      const uint8_t token_hash[HASH_BYTES])
+static struct cache_slot *cache_claim(struct session_cache *c, const uint8_t token_hash[HASH_BYTES])
 {
     size_t h = slot_home(token_hash);
     for (size_t i = 0; i < CACHE_PROBES; i++) {
@@ -117,8 +116,8 @@ static void token_new(char out[IDENTITY_TOKEN_TEXT_BYTES], uint8_t hash_out[HASH
     memcpy(out, TOKEN_PREFIX, sizeof(TOKEN_PREFIX) - 1);
     char *b64 = out + sizeof(TOKEN_PREFIX) - 1;
     size_t room = IDENTITY_TOKEN_TEXT_BYTES - (sizeof(TOKEN_PREFIX) - 1);
-    CF_ASSERT(room >= sodium_base64_ENCODED_LEN(sizeof(raw),
-                                                sodium_base64_VARIANT_URLSAFE_NO_PADDING));
+    CF_ASSERT(room >=
+              sodium_base64_ENCODED_LEN(sizeof(raw), sodium_base64_VARIANT_URLSAFE_NO_PADDING));
     sodium_bin2base64(b64, room, raw, sizeof(raw), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     hash_wipe(raw, sizeof(raw));
     hash_sha256(out, strlen(out), hash_out);
@@ -140,10 +139,10 @@ enum cf_err identity_session_start(struct identity *id, struct sqltx *tx,
     token_new(token, token_hash);
     char dev[IDENTITY_DEVICE_BYTES_MAX + 1];
     snprintf(dev, sizeof(dev), "%s", device != NULL ? device : "");
-    struct sql_value p[] = {SQL_T(session_id),   SQL_B(token_hash, HASH_BYTES),
-                            SQL_T(u->id),        SQL_I(stage),
-                            SQL_T(dev),          SQL_T(ctx != NULL && ctx->ip ? ctx->ip : ""),
-                            SQL_I(now),          SQL_I(now + idle_us),
+    struct sql_value p[] = {SQL_T(session_id),  SQL_B(token_hash, HASH_BYTES),
+                            SQL_T(u->id),       SQL_I(stage),
+                            SQL_T(dev),         SQL_T(ctx != NULL && ctx->ip ? ctx->ip : ""),
+                            SQL_I(now),         SQL_I(now + idle_us),
                             SQL_I(now + abs_us)};
     enum cf_err err = sql_exec(tx,
                                "INSERT INTO id_sessions (id, token_hash, user_id, stage, device, "
@@ -220,10 +219,9 @@ static void cache_put(struct identity *id, const uint8_t h[HASH_BYTES],
 /* Reads the session row, checks it, and moves its idle deadline; in one transaction.
  * idle_seen is the deadline uses served from this process's cache had reached (0: none): the
  * row's own deadline lags behind those uses. */
-static enum cf_err session_check_row(struct identity *id, const uint8_t h[HASH_BYTES],
-                                     int64_t now, int64_t idle_seen,
-                                     struct identity_principal *out, int64_t *idle_exp,
-                                     int64_t *abs_exp)
+static enum cf_err session_check_row(struct identity *id, const uint8_t h[HASH_BYTES], int64_t now,
+                                     int64_t idle_seen, struct identity_principal *out,
+                                     int64_t *idle_exp, int64_t *abs_exp)
 {
     struct sqltx *tx = NULL;
     enum cf_err err = sql_begin(id->db, &tx);
@@ -238,9 +236,9 @@ static enum cf_err session_check_row(struct identity *id, const uint8_t h[HASH_B
                     p, 1, &r);
     int64_t stored_idle = err == CF_OK && sql_rows_n(r) == 1 ? sql_row_int(r, 0, 3) : 0;
     int64_t idle_deadline = stored_idle > idle_seen ? stored_idle : idle_seen;
-    if (err == CF_OK && (sql_rows_n(r) != 1 || sql_row_int(r, 0, 2) != STAGE_FULL ||
-                         sql_row_int(r, 0, 5) != 0 || sql_row_int(r, 0, 7) != 0 ||
-                         now >= idle_deadline || now >= sql_row_int(r, 0, 4)))
+    if (err == CF_OK &&
+        (sql_rows_n(r) != 1 || sql_row_int(r, 0, 2) != STAGE_FULL || sql_row_int(r, 0, 5) != 0 ||
+         sql_row_int(r, 0, 7) != 0 || now >= idle_deadline || now >= sql_row_int(r, 0, 4)))
         err = CF_ERR_UNAUTHORIZED;
     int64_t role = err == CF_OK ? sql_row_int(r, 0, 6) : -1;
     if (err == CF_OK && (role < 0 || role >= IDENTITY_ROLE_COUNT))
@@ -353,8 +351,8 @@ enum cf_err identity_sessions_revoke_others(struct identity *id, const struct id
         return err;
     err = identity_sessions_end(id, tx, p->user_id, p->session_id, n_out);
     if (err == CF_OK)
-        err = identity_audit_tx(tx, id, ctx, p->user_id, "session.revoke_others", p->user_id,
-                                "ok", NULL);
+        err = identity_audit_tx(tx, id, ctx, p->user_id, "session.revoke_others", p->user_id, "ok",
+                                NULL);
     if (err != CF_OK) {
         sql_rollback(tx);
         return err;

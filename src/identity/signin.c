@@ -15,7 +15,8 @@
 #include "identity/internal.h"
 
 #define US_PER_S 1000000LL
-#define REG_PAYLOAD_BYTES (IDENTITY_LOGIN_BYTES_MAX + IDENTITY_NAME_BYTES_MAX + PASSWORD_HASH_BYTES + 8)
+#define REG_PAYLOAD_BYTES                                                                          \
+    (IDENTITY_LOGIN_BYTES_MAX + IDENTITY_NAME_BYTES_MAX + PASSWORD_HASH_BYTES + 8)
 
 /* Codes ------------------------------------------------------------------------------------ */
 
@@ -137,15 +138,14 @@ static enum cf_err code_load(struct sqltx *tx, const char *code_id, struct code_
 
 /* Marks a code used (ok; by the request holding idem_key, may be NULL) or counts a wrong
  * attempt. */
-static enum cf_err code_mark_by(struct identity *id, struct sqltx *tx, const char *code_id,
-                                bool ok, const char *idem_key)
+static enum cf_err code_mark_by(struct identity *id, struct sqltx *tx, const char *code_id, bool ok,
+                                const char *idem_key)
 {
     struct sql_value p[] = {SQL_I(identity_now_us(id)), SQL_T(code_id),
                             idem_key != NULL ? SQL_T(idem_key) : SQL_NUL};
     return ok ? sql_exec(tx, "UPDATE id_codes SET used_at_us = $1, consumed_by = $3 WHERE id = $2",
                          p, 3, NULL)
-              : sql_exec(tx,
-                         "UPDATE id_codes SET attempts = attempts + 1 WHERE id = $2 AND $1 > 0",
+              : sql_exec(tx, "UPDATE id_codes SET attempts = attempts + 1 WHERE id = $2 AND $1 > 0",
                          p, 2, NULL);
 }
 
@@ -159,9 +159,8 @@ static enum cf_err code_mark(struct identity *id, struct sqltx *tx, const char *
 static enum cf_err code_verify(struct identity *id, const struct code_row *c, const char *code_id,
                                enum code_purpose purpose, const char *code)
 {
-    if (c->purpose != purpose || c->used_at_us != 0 ||
-        identity_now_us(id) >= c->expires_at_us || c->attempts >= IDENTITY_CODE_ATTEMPTS_MAX ||
-        !c->has_code || code == NULL)
+    if (c->purpose != purpose || c->used_at_us != 0 || identity_now_us(id) >= c->expires_at_us ||
+        c->attempts >= IDENTITY_CODE_ATTEMPTS_MAX || !c->has_code || code == NULL)
         return CF_ERR_INVALID_CODE;
     uint8_t h[VAULT_BLIND_BYTES];
     if (strlen(code) != IDENTITY_CODE_DIGITS || identity_code_hash(id, code_id, code, h) != CF_OK)
@@ -217,8 +216,8 @@ static enum cf_err reg_payload_seal(struct identity *id, const char *reg_id, con
     CF_ASSERT(n > 0 && (size_t)n < sizeof(pt));
     char aad[64];
     int aad_len = snprintf(aad, sizeof(aad), "reg:%s", reg_id);
-    enum cf_err err = vault_seal(identity_vault(id), pt, (size_t)n, aad, (size_t)aad_len, out, out_bytes,
-                                 out_len);
+    enum cf_err err = vault_seal(identity_vault(id), pt, (size_t)n, aad, (size_t)aad_len, out,
+                                 out_bytes, out_len);
     hash_wipe(pt, sizeof(pt));
     return err;
 }
@@ -283,8 +282,8 @@ enum cf_err identity_register(struct identity *id, const struct identity_ctx *ct
     }
     /* A taken login gets a registration id too, with no code: verifying it always fails. */
     if (err == CF_OK)
-        err = code_insert(id, tx, reg_id, CODE_REGISTER, NULL, zero, taken ? NULL : code,
-                          payload, payload_len, blind, false, NULL);
+        err = code_insert(id, tx, reg_id, CODE_REGISTER, NULL, zero, taken ? NULL : code, payload,
+                          payload_len, blind, false, NULL);
     if (err == CF_OK)
         err = identity_audit_tx(tx, id, ctx, "anonymous", "auth.register", reg_id, "ok", NULL);
     if ((err = tx_end(tx, err)) != CF_OK)
@@ -344,8 +343,8 @@ enum cf_err identity_register_verify(struct identity *id, const struct identity_
     int aad_len = snprintf(aad, sizeof(aad), "reg:%s", reg_id);
     if (err == CF_OK)
         err = vault_open(identity_vault_for(id, vault_sealed_key_id(c.payload, c.payload_len)),
-                         c.payload, c.payload_len, aad, (size_t)aad_len,
-                         (uint8_t *)pt, sizeof(pt) - 1, &pt_len);
+                         c.payload, c.payload_len, aad, (size_t)aad_len, (uint8_t *)pt,
+                         sizeof(pt) - 1, &pt_len);
     const char *login = NULL, *name = NULL, *pw_hash = NULL;
     if (err == CF_OK && !reg_payload_split(pt, pt_len, &login, &name, &pw_hash))
         err = CF_ERR_CORRUPT;
@@ -430,10 +429,9 @@ static enum cf_err sign_in_finish(struct identity *id, const struct identity_ctx
     return tx_end(tx, err);
 }
 
-enum cf_err identity_sign_in(struct identity *id, const struct identity_ctx *ctx,
-                             const char *login, const char *password, size_t password_len,
-                             const char *device, struct identity_sign_in_result *out,
-                             int64_t *retry_after_s_out)
+enum cf_err identity_sign_in(struct identity *id, const struct identity_ctx *ctx, const char *login,
+                             const char *password, size_t password_len, const char *device,
+                             struct identity_sign_in_result *out, int64_t *retry_after_s_out)
 {
     char norm[IDENTITY_LOGIN_BYTES_MAX + 1];
     if (identity_login_normalize(login, norm, sizeof(norm), NULL) != CF_OK ||
@@ -516,8 +514,8 @@ static enum cf_err mfa_session_load(struct identity *id, struct sqltx *tx, const
 
 /* A wrong second factor: counted on the pending sign-in, which dies after
  * IDENTITY_CODE_ATTEMPTS_MAX of them (the password must be given again). */
-static void mfa_failure(struct identity *id, const struct identity_ctx *ctx,
-                        const char *session_id, const char *user_id)
+static void mfa_failure(struct identity *id, const struct identity_ctx *ctx, const char *session_id,
+                        const char *user_id)
 {
     struct sqltx *tx = NULL;
     if (sql_begin(id->db, &tx) != CF_OK)
@@ -530,8 +528,7 @@ static void mfa_failure(struct identity *id, const struct identity_ctx *ctx,
                                "revoked_at_us END WHERE id = $2",
                                p, 3, NULL);
     if (err == CF_OK)
-        err = identity_audit_tx(tx, id, ctx, user_id, "auth.sign_in_mfa", user_id, "failed",
-                                NULL);
+        err = identity_audit_tx(tx, id, ctx, user_id, "auth.sign_in_mfa", user_id, "failed", NULL);
     if (err != CF_OK)
         sql_rollback(tx);
     else
@@ -590,8 +587,8 @@ static enum cf_err enroll_confirm(struct identity *id, struct sqltx *tx, struct 
 }
 
 enum cf_err identity_sign_in_mfa(struct identity *id, const struct identity_ctx *ctx,
-                                 const char *mfa_token, const char *totp,
-                                 const char *recovery_code, struct identity_sign_in_result *out,
+                                 const char *mfa_token, const char *totp, const char *recovery_code,
+                                 struct identity_sign_in_result *out,
                                  char (*recovery_codes_out)[IDENTITY_RECOVERY_CODE_BYTES],
                                  size_t *recovery_n_out)
 {
@@ -743,8 +740,9 @@ enum cf_err identity_reset_confirm(struct identity *id, const struct identity_ct
         err = identity_password_prepare(next, next_len, u.login, pw_hash, detail_out);
     if (err == CF_OK) {
         struct sql_value p[] = {SQL_T(pw_hash), SQL_I(identity_now_us(id)), SQL_T(u.id)};
-        err = sql_exec(tx, "UPDATE id_users SET password_hash = $1, updated_at_us = $2 WHERE id = $3",
-                       p, 3, NULL);
+        err =
+            sql_exec(tx, "UPDATE id_users SET password_hash = $1, updated_at_us = $2 WHERE id = $3",
+                     p, 3, NULL);
     }
     if (err == CF_OK)
         err = code_mark(id, tx, reset_id, true);
@@ -776,9 +774,8 @@ enum cf_err identity_challenge_store(struct identity *id, struct sqltx *tx, cons
                        expires_out);
 }
 
-static enum cf_err consumed_by_format(struct identity *id, const char *chl_id,
-                                      const char *idem_key, const char *code,
-                                      char out[CONSUMED_BY_BYTES])
+static enum cf_err consumed_by_format(struct identity *id, const char *chl_id, const char *idem_key,
+                                      const char *code, char out[CONSUMED_BY_BYTES])
 {
     uint8_t h[VAULT_BLIND_BYTES];
     char hex[2 * VAULT_BLIND_BYTES + 1];
@@ -907,8 +904,8 @@ static enum cf_err login_replace(struct identity *id, struct sqltx *tx, const st
 }
 
 enum cf_err identity_login_change_confirm(struct identity *id, const struct identity_ctx *ctx,
-                                          const struct identity_principal *p,
-                                          const char *change_id, const char *code)
+                                          const struct identity_principal *p, const char *change_id,
+                                          const char *code)
 {
     struct sqltx *tx = NULL;
     struct code_row c;

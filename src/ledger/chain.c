@@ -14,8 +14,8 @@
 #include "ledger/ledger.h"
 
 #define CHAIN_DOMAIN "coffer.journal.v1"
-#define CHAIN_BUF_BYTES                                                                        \
-    (sizeof(CHAIN_DOMAIN) + HASH_BYTES + 8 + 1 + 8 + 8 + 8 + 1 + MONEY_CODE_BYTES_MAX + 1 +     \
+#define CHAIN_BUF_BYTES                                                                            \
+    (sizeof(CHAIN_DOMAIN) + HASH_BYTES + 8 + 1 + 8 + 8 + 8 + 1 + MONEY_CODE_BYTES_MAX + 1 +        \
      LEDGER_CODE_BYTES_MAX + 4 + LEDGER_METADATA_BYTES_MAX + 1 + IDEM_KEY_BYTES_MAX + 8 * 4)
 
 struct enc {
@@ -53,7 +53,8 @@ void ledger_entry_hash(const uint8_t prev[HASH_BYTES], const struct ledger_entry
                        uint8_t out[HASH_BYTES])
 {
     CF_ASSERT(x->seq > 0 && x->amount > 0);
-    CF_ASSERT(x->metadata_len <= LEDGER_METADATA_BYTES_MAX && x->idem_key_len <= IDEM_KEY_BYTES_MAX);
+    CF_ASSERT(x->metadata_len <= LEDGER_METADATA_BYTES_MAX &&
+              x->idem_key_len <= IDEM_KEY_BYTES_MAX);
     struct enc e = {.len = 0};
     enc_bytes(&e, CHAIN_DOMAIN, sizeof(CHAIN_DOMAIN));
     enc_bytes(&e, prev, HASH_BYTES);

@@ -54,7 +54,7 @@ enum ledger_account_kind {
 #define LEDGER_ACCOUNT_FROZEN (1u << 1)
 /* A closed account (its owner closed their Coffer account): no money in or out, for good. */
 #define LEDGER_ACCOUNT_CLOSED (1u << 2)
-#define LEDGER_ACCOUNT_FLAGS_ALL                                                                 \
+#define LEDGER_ACCOUNT_FLAGS_ALL                                                                   \
     (LEDGER_ACCOUNT_NO_OVERDRAFT | LEDGER_ACCOUNT_FROZEN | LEDGER_ACCOUNT_CLOSED)
 
 struct ledger_account {
@@ -92,16 +92,16 @@ enum ledger_status {
  * derived from later entries and kept for fast reads.
  */
 struct ledger_entry {
-    uint64_t seq;          /* journal position, 1, 2, 3, ...; also the transfer id */
-    uint8_t type;          /* enum ledger_entry_type */
+    uint64_t seq; /* journal position, 1, 2, 3, ...; also the transfer id */
+    uint8_t type; /* enum ledger_entry_type */
     uint64_t debit_id;
     uint64_t credit_id;
-    int64_t amount;        /* minor units, > 0 */
+    int64_t amount; /* minor units, > 0 */
     char currency[MONEY_CODE_BYTES_MAX + 1];
     char code[LEDGER_CODE_BYTES_MAX + 1];
-    const char *metadata;  /* JSON text or NULL; owned by whoever filled the entry */
+    const char *metadata; /* JSON text or NULL; owned by whoever filled the entry */
     size_t metadata_len;
-    const char *idem_key;  /* batch item key or NULL; same ownership */
+    const char *idem_key; /* batch item key or NULL; same ownership */
     size_t idem_key_len;
     uint64_t pending_seq;  /* the PENDING entry a POST/VOID/EXPIRE resolves, else 0 */
     uint64_t group_seq;    /* first entry of an atomic multi-leg group (itself when alone) */
@@ -113,7 +113,7 @@ struct ledger_entry {
     uint64_t debit_prev_seq;
     uint64_t credit_prev_seq;
     /* mutable state of PENDING entries (status is also set for the other types) */
-    uint8_t status;        /* enum ledger_status */
+    uint8_t status;          /* enum ledger_status */
     int64_t resolved_amount; /* amount posted by POST_PENDING */
     uint64_t resolution_seq;
 };
@@ -128,8 +128,8 @@ struct ledger_leg {
     const char *metadata;
     size_t metadata_len;
     bool pending;
-    int64_t timeout_s;     /* 0 = no timeout; only with pending */
-    const char *idem_key;  /* batch items only */
+    int64_t timeout_s;    /* 0 = no timeout; only with pending */
+    const char *idem_key; /* batch items only */
     size_t idem_key_len;
 };
 
@@ -163,10 +163,9 @@ CF_WARN_UNUSED enum cf_err ledger_leg_apply(struct ledger_account *dr, struct le
  * Updates both accounts and p's status. On error nothing changes.
  */
 CF_WARN_UNUSED enum cf_err ledger_pending_resolve(struct ledger_account *dr,
-                                                  struct ledger_account *cr,
-                                                  struct ledger_entry *p, uint8_t type,
-                                                  int64_t amount_minor, int64_t now_us,
-                                                  int64_t *applied_amount_out);
+                                                  struct ledger_account *cr, struct ledger_entry *p,
+                                                  uint8_t type, int64_t amount_minor,
+                                                  int64_t now_us, int64_t *applied_amount_out);
 
 /* Hash chain ---------------------------------------------------------------------------------- */
 

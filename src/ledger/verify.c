@@ -77,8 +77,8 @@ static struct pend *pend_find(struct vctx *v, uint64_t seq)
     return lo < v->pends_n && v->pends[lo].seq == seq ? &v->pends[lo] : NULL;
 }
 
-static enum cf_err accounts_load(struct vctx *v, struct store_reader *r, const struct store_ops *ops,
-                                 struct arena *arena)
+static enum cf_err accounts_load(struct vctx *v, struct store_reader *r,
+                                 const struct store_ops *ops, struct arena *arena)
 {
     size_t cap = 0;
     uint64_t after = 0;
@@ -233,8 +233,8 @@ static void entry_check(struct vctx *v, const struct ledger_entry *e)
     v->rep->entries++;
 }
 
-static enum cf_err entries_scan(struct vctx *v, struct store_reader *r,
-                                const struct store_ops *ops, struct arena *arena)
+static enum cf_err entries_scan(struct vctx *v, struct store_reader *r, const struct store_ops *ops,
+                                struct arena *arena)
 {
     struct ledger_entry *page = malloc(SCAN_PAGE * sizeof(*page));
     if (page == NULL)
@@ -269,8 +269,9 @@ static void accounts_check(struct vctx *v)
         id_format(ID_PREFIX_ACCOUNT, s->id, id);
         if (s->debits_posted != m->debits_posted || s->credits_posted != m->credits_posted ||
             s->debits_pending != m->debits_pending || s->credits_pending != m->credits_pending)
-            report(v, "account %s: stored totals %lld/%lld/%lld/%lld, journal gives "
-                      "%lld/%lld/%lld/%lld (debits/credits posted, debits/credits pending)",
+            report(v,
+                   "account %s: stored totals %lld/%lld/%lld/%lld, journal gives "
+                   "%lld/%lld/%lld/%lld (debits/credits posted, debits/credits pending)",
                    id, (long long)s->debits_posted, (long long)s->credits_posted,
                    (long long)s->debits_pending, (long long)s->credits_pending,
                    (long long)m->debits_posted, (long long)m->credits_posted,
@@ -285,9 +286,8 @@ static void accounts_check(struct vctx *v)
     for (size_t i = 0; i < v->pends_n; i++) {
         const struct pend *p = &v->pends[i];
         if (p->stored_status != p->replay_status || p->stored_resolution != p->replay_resolution)
-            report(v, "pending %llu: stored status %s, journal says %s",
-                   (unsigned long long)p->seq, ledger_status_name(p->stored_status),
-                   ledger_status_name(p->replay_status));
+            report(v, "pending %llu: stored status %s, journal says %s", (unsigned long long)p->seq,
+                   ledger_status_name(p->stored_status), ledger_status_name(p->replay_status));
     }
 }
 
@@ -324,8 +324,8 @@ static enum cf_err currencies_check(struct vctx *v)
     return CF_OK;
 }
 
-enum cf_err ledger_verify(struct store *store, struct verify_report *rep,
-                          verify_problem_fn problem, void *ctx)
+enum cf_err ledger_verify(struct store *store, struct verify_report *rep, verify_problem_fn problem,
+                          void *ctx)
 {
     CF_ASSERT(store != NULL && rep != NULL && problem != NULL);
     memset(rep, 0, sizeof(*rep));

@@ -31,8 +31,8 @@
 
 const int64_t writer_commit_us_bounds[WRITER_HIST_BUCKETS - 1] = {
     100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 1000000};
-const int64_t writer_batch_size_bounds[WRITER_HIST_BUCKETS - 1] = {
-    1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096};
+const int64_t writer_batch_size_bounds[WRITER_HIST_BUCKETS - 1] = {1,  2,   4,   8,    16,  32,
+                                                                   64, 128, 256, 1024, 4096};
 
 struct node {
     struct ledger_account a;
@@ -56,8 +56,8 @@ struct key_slot {
 };
 
 struct undo_rec {
-    struct node *node;        /* account copy, or */
-    struct ledger_entry *pe;  /* pending entry copy */
+    struct node *node;       /* account copy, or */
+    struct ledger_entry *pe; /* pending entry copy */
     struct ledger_account a;
     struct ledger_entry e;
 };
@@ -114,10 +114,10 @@ struct writer {
     struct idem_put *idem;
     size_t idem_n;
     struct undo undo;
-    struct arena *scratch; /* store reads of this batch */
+    struct arena *scratch;              /* store reads of this batch */
     struct store_idem_record *idem_pre; /* records prefetched for this batch, or NULL */
-    bool failed;           /* the store failed: the batch rolls back */
-    enum cf_err fail_err;  /* the first store error of the batch */
+    bool failed;                        /* the store failed: the batch rolls back */
+    enum cf_err fail_err;               /* the first store error of the batch */
     int64_t last_sweep_us, last_purge_us;
 
     struct writer_stats stats;
@@ -264,8 +264,9 @@ static void accounts_prefetch(struct writer *w, struct writer_cmd *cmds)
     if (ids == NULL || out == NULL)
         return; /* an optimisation only: the one-by-one path still works */
     for (struct writer_cmd *c = cmds; c != NULL; c = c->next_) {
-        for (size_t i = 0; (c->type == WRITER_CMD_TRANSFER || c->type == WRITER_CMD_BATCH) &&
-                           i < c->legs_n; i++) {
+        for (size_t i = 0;
+             (c->type == WRITER_CMD_TRANSFER || c->type == WRITER_CMD_BATCH) && i < c->legs_n;
+             i++) {
             uint64_t pair[2] = {c->legs[i].debit_id, c->legs[i].credit_id};
             for (int k = 0; k < 2; k++) {
                 if (pair[k] > 0 && pair[k] <= (uint64_t)INT64_MAX) /* others cannot exist */
@@ -315,8 +316,8 @@ static void idem_prefetch(struct writer *w, struct writer_cmd *cmds)
             lens[i++] = c->idem_key_len;
         }
     }
-    enum cf_err err = ops->w_idem_prefetch(w->store, keys, lens, n, out, okeys, olens, &found,
-                                           w->scratch);
+    enum cf_err err =
+        ops->w_idem_prefetch(w->store, keys, lens, n, out, okeys, olens, &found, w->scratch);
     if (err != CF_OK) {
         batch_fail(w, err);
         return;
@@ -651,9 +652,9 @@ static enum cf_err entry_copy_out(struct arena *arena, struct ledger_entry *dst,
 static bool entry_matches_leg(const struct ledger_entry *e, const struct ledger_leg *leg)
 {
     int64_t timeout_s = e->expires_at_us > 0 ? (e->expires_at_us - e->created_at_us) / 1000000 : 0;
-    return timeout_s == leg->timeout_s && e->debit_id == leg->debit_id && e->credit_id == leg->credit_id &&
-           e->amount == leg->amount && strcmp(e->currency, leg->currency) == 0 &&
-           strcmp(e->code, leg->code) == 0 &&
+    return timeout_s == leg->timeout_s && e->debit_id == leg->debit_id &&
+           e->credit_id == leg->credit_id && e->amount == leg->amount &&
+           strcmp(e->currency, leg->currency) == 0 && strcmp(e->code, leg->code) == 0 &&
            e->type == (leg->pending ? LEDGER_ENTRY_PENDING : LEDGER_ENTRY_TRANSFER) &&
            e->metadata_len == leg->metadata_len &&
            (e->metadata_len == 0 || memcmp(e->metadata, leg->metadata, e->metadata_len) == 0);
@@ -821,7 +822,8 @@ static void expire_sweep(struct writer *w)
 {
     uint64_t seqs[LEDGER_EXPIRE_SWEEP_MAX];
     size_t n = 0;
-    enum cf_err err = w->store->ops->w_expired(w->store, w->now_us, seqs, LEDGER_EXPIRE_SWEEP_MAX, &n);
+    enum cf_err err =
+        w->store->ops->w_expired(w->store, w->now_us, seqs, LEDGER_EXPIRE_SWEEP_MAX, &n);
     if (err != CF_OK) {
         batch_fail(w, err);
         return;
@@ -840,7 +842,8 @@ static void expire_sweep(struct writer *w)
     }
 }
 
-/* Batch ------------------------------------------------------------------------------------------ */
+/* Batch ------------------------------------------------------------------------------------------
+ */
 
 static enum cf_err batch_persist(struct writer *w)
 {
@@ -987,7 +990,8 @@ static void batch_run(struct writer *w, struct writer_cmd *cmds, bool sweep)
     stats_observe(w, n, cf_monotonic_us() - t0);
 }
 
-/* Thread and queue -------------------------------------------------------------------------------- */
+/* Thread and queue --------------------------------------------------------------------------------
+ */
 
 static size_t cmd_entries(const struct writer_cmd *c)
 {
@@ -1032,7 +1036,8 @@ static void *writer_main(void *arg)
         }
         struct writer_cmd *cmds = queue_take(w);
         bool requested = w->sweep_requested;
-        bool sweep = requested || cf_monotonic_us() - last_sweep_mono >= WRITER_SWEEP_INTERVAL_MS * 1000;
+        bool sweep =
+            requested || cf_monotonic_us() - last_sweep_mono >= WRITER_SWEEP_INTERVAL_MS * 1000;
         w->sweep_requested = false;
         pthread_mutex_unlock(&w->mu);
 

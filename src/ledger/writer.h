@@ -62,10 +62,10 @@ struct writer_cmd {
     struct ledger_account account; /* CREATE: currency, normal, kind, flags */
     const char *owner, *metadata;  /* CREATE */
     size_t owner_len, metadata_len;
-    struct ledger_leg *legs;       /* TRANSFER and BATCH */
+    struct ledger_leg *legs; /* TRANSFER and BATCH */
     size_t legs_n;
-    uint64_t target_id;            /* POST/VOID: pending seq; SET_FLAGS: account id */
-    int64_t amount_minor;          /* POST: 0 = the full held amount */
+    uint64_t target_id;              /* POST/VOID: pending seq; SET_FLAGS: account id */
+    int64_t amount_minor;            /* POST: 0 = the full held amount */
     uint32_t flags_set, flags_clear; /* SET_FLAGS */
 
     /* idempotency (optional; key_len 0 = none) */
@@ -77,16 +77,16 @@ struct writer_cmd {
 
     /* output */
     enum cf_err err;
-    size_t failed_leg;             /* TRANSFER: which leg failed when err != CF_OK */
+    size_t failed_leg; /* TRANSFER: which leg failed when err != CF_OK */
     bool replayed;
-    int resp_status;               /* set by render or by a replay */
-    const char *resp_body;         /* in arena */
+    int resp_status;       /* set by render or by a replay */
+    const char *resp_body; /* in arena */
     size_t resp_body_len;
     struct ledger_account account_out; /* CREATE, SET_FLAGS */
     struct ledger_entry *entries_out;  /* TRANSFER: legs_n entries; POST/VOID: 1 */
     size_t entries_n;
-    struct ledger_entry pending_out;   /* POST/VOID: the pending transfer after resolution */
-    struct writer_item_result *items;  /* BATCH: legs_n results */
+    struct ledger_entry pending_out;  /* POST/VOID: the pending transfer after resolution */
+    struct writer_item_result *items; /* BATCH: legs_n results */
 
     /* free for the submitter (the API keeps the response shape here); the writer ignores it */
     int variant;
@@ -94,7 +94,7 @@ struct writer_cmd {
     /* completion */
     void (*done)(struct writer_cmd *cmd);
     void *user;
-    struct arena *arena; /* outputs are allocated here */
+    struct arena *arena;      /* outputs are allocated here */
     struct writer_cmd *next_; /* internal */
 };
 

@@ -21,9 +21,9 @@
 
 struct currency {
     char code[MONEY_CODE_BYTES_MAX + 1]; /* NUL-terminated */
-    int scale;                            /* minor-unit digits, 0..4 */
-    int numeric;                          /* ISO numeric code, 0 for operator assets */
-    bool is_asset;                        /* operator-defined, not ISO 4217 */
+    int scale;                           /* minor-unit digits, 0..4 */
+    int numeric;                         /* ISO numeric code, 0 for operator assets */
+    bool is_asset;                       /* operator-defined, not ISO 4217 */
 };
 
 /* Finds a currency or asset by code (exact, case-sensitive). NULL when unknown. The pointer is

@@ -120,10 +120,9 @@ struct store_ops {
     /* Optional (NULL: one w_idem_get per key). Looks up keys[0..n) (printable ASCII, lengths in
      * key_lens) inside the batch; each stored one fills out[j] with its key in out_keys[j] /
      * out_key_lens[j]; *found_out <= n. Strings in arena. One round trip for the batch. */
-    enum cf_err (*w_idem_prefetch)(struct store *s, const char *const *keys,
-                                   const size_t *key_lens, size_t n, struct store_idem_record *out,
-                                   const char **out_keys, size_t *out_key_lens, size_t *found_out,
-                                   struct arena *arena);
+    enum cf_err (*w_idem_prefetch)(struct store *s, const char *const *keys, const size_t *key_lens,
+                                   size_t n, struct store_idem_record *out, const char **out_keys,
+                                   size_t *out_key_lens, size_t *found_out, struct arena *arena);
     enum cf_err (*w_idem_put)(struct store *s, const char *key, size_t key_len,
                               const struct store_idem_record *r);
     enum cf_err (*w_idem_purge)(struct store *s, int64_t created_before_us);
@@ -137,8 +136,8 @@ struct store_ops {
     /* Reader side ------------------------------------------------------------------------- */
     enum cf_err (*r_open)(struct store *s, struct store_reader **out);
     void (*r_close)(struct store_reader *r);
-    enum cf_err (*r_account_get)(struct store_reader *r, uint64_t id,
-                                 struct store_account_row *out, struct arena *arena);
+    enum cf_err (*r_account_get)(struct store_reader *r, uint64_t id, struct store_account_row *out,
+                                 struct arena *arena);
     /* Accounts with id > after_id in id order; *n_out <= max. */
     enum cf_err (*r_accounts_list)(struct store_reader *r, uint64_t after_id, size_t max,
                                    struct store_account_row *out, size_t *n_out,
@@ -163,10 +162,10 @@ struct store {
 };
 
 struct store_options {
-    const char *location;   /* a data directory (SQLite) or a postgresql:// URL */
-    unsigned readers;       /* read connections, 1..STORE_READERS_MAX */
-    bool read_only;         /* verification: open without the writer lock, never write */
-    bool create;            /* create the database and run migrations when missing */
+    const char *location; /* a data directory (SQLite) or a postgresql:// URL */
+    unsigned readers;     /* read connections, 1..STORE_READERS_MAX */
+    bool read_only;       /* verification: open without the writer lock, never write */
+    bool create;          /* create the database and run migrations when missing */
 };
 
 /* Opens the backend the location names. On success *out is owned by the caller, who closes it

@@ -1197,10 +1197,9 @@ static size_t array_elem(char *buf, size_t len, const char *key, size_t key_len)
     return len;
 }
 
-static enum cf_err idem_many(struct store *s, const char *const *keys, const size_t *lens,
-                             size_t n, char *text, struct store_idem_record *out,
-                             const char **out_keys, size_t *out_lens, size_t *found,
-                             struct arena *arena)
+static enum cf_err idem_many(struct store *s, const char *const *keys, const size_t *lens, size_t n,
+                             char *text, struct store_idem_record *out, const char **out_keys,
+                             size_t *out_lens, size_t *found, struct arena *arena)
 {
     CF_ASSERT(n > 0 && n <= PREFETCH_KEYS_MAX);
     size_t len = 0;
@@ -1229,9 +1228,8 @@ static enum cf_err idem_many(struct store *s, const char *const *keys, const siz
     return d.err;
 }
 
-static enum cf_err w_idem_prefetch(struct store *s, const char *const *keys,
-                                   const size_t *key_lens, size_t n,
-                                   struct store_idem_record *out, const char **out_keys,
+static enum cf_err w_idem_prefetch(struct store *s, const char *const *keys, const size_t *key_lens,
+                                   size_t n, struct store_idem_record *out, const char **out_keys,
                                    size_t *out_key_lens, size_t *found_out, struct arena *arena)
 {
     char *text = malloc(PREFETCH_KEYS_MAX * PREFETCH_KEY_TEXT_BYTES + 3);

@@ -1,4 +1,5 @@
-/* sql.c - the backend-neutral half of the SQL facade: checks, the pool, rows, migrations; see sql.h. */
+/* sql.c - the backend-neutral half of the SQL facade: checks, the pool, rows, migrations; see
+ * sql.h. */
 #include "store/sql/sql.h"
 
 #include <errno.h>

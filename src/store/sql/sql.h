@@ -52,19 +52,19 @@
 #include "core/error.h"
 
 /* Bounds of the facade. */
-#define SQL_PARAMS_MAX 16        /* parameters of one statement */
-#define SQL_ROWS_MAX 10000       /* rows one query may return; more is CF_ERR_STORAGE */
-#define SQL_TEXT_BYTES_MAX 8192  /* statement text */
-#define SQL_POOL_MAX 4           /* PostgreSQL connections per sqldb */
-#define SQL_BEGIN_WAIT_MS 10000  /* how long sql_begin waits for a free connection */
+#define SQL_PARAMS_MAX 16       /* parameters of one statement */
+#define SQL_ROWS_MAX 10000      /* rows one query may return; more is CF_ERR_STORAGE */
+#define SQL_TEXT_BYTES_MAX 8192 /* statement text */
+#define SQL_POOL_MAX 4          /* PostgreSQL connections per sqldb */
+#define SQL_BEGIN_WAIT_MS 10000 /* how long sql_begin waits for a free connection */
 
 enum sql_type { SQL_NULL = 0, SQL_INT = 1, SQL_TEXT = 2, SQL_BLOB = 3 };
 
 struct sql_value {
     enum sql_type type;
-    int64_t i;       /* SQL_INT */
-    const void *p;   /* SQL_TEXT (need not be NUL-terminated) and SQL_BLOB */
-    size_t len;      /* bytes at p */
+    int64_t i;     /* SQL_INT */
+    const void *p; /* SQL_TEXT (need not be NUL-terminated) and SQL_BLOB */
+    size_t len;    /* bytes at p */
 };
 
 /* Value constructors. SQL_T takes a NUL-terminated string and needs <string.h> (strlen),
@@ -105,13 +105,12 @@ CF_WARN_UNUSED enum cf_err sqldb_migrate(struct sqldb *db, const char *name,
                                          const struct sql_migration *m, size_t n);
 
 CF_WARN_UNUSED enum cf_err sql_begin(struct sqldb *db, struct sqltx **out);
-CF_WARN_UNUSED enum cf_err sql_commit(struct sqltx *tx);  /* gives the connection back, always */
-void sql_rollback(struct sqltx *tx);                      /* gives the connection back; NULL ok */
+CF_WARN_UNUSED enum cf_err sql_commit(struct sqltx *tx); /* gives the connection back, always */
+void sql_rollback(struct sqltx *tx);                     /* gives the connection back; NULL ok */
 
 /* Runs a statement that returns no rows; *changes_out (may be NULL) gets the rows changed. */
 CF_WARN_UNUSED enum cf_err sql_exec(struct sqltx *tx, const char *sql,
-                                    const struct sql_value *params, size_t n,
-                                    int64_t *changes_out);
+                                    const struct sql_value *params, size_t n, int64_t *changes_out);
 /* Runs a query; the rows are copied out and live until sql_rows_free (at most SQL_ROWS_MAX of
  * them; more is CF_ERR_STORAGE). Cells are addressed by row < sql_rows_n and
  * col < sql_rows_cols; anything else is a broken invariant (asserted). */

@@ -35,8 +35,8 @@ struct sql_backend {
     /* Runs one statement with n (<= SQL_PARAMS_MAX, checked) parameters. With rows_out NULL
      * any rows are dropped and *changes_out (may be NULL) gets the rows changed; otherwise
      * the rows are copied out into *rows_out. */
-    enum cf_err (*run)(struct sqltx *tx, const char *sql, const struct sql_value *params,
-                       size_t n, int64_t *changes_out, struct sql_rows **rows_out);
+    enum cf_err (*run)(struct sqltx *tx, const char *sql, const struct sql_value *params, size_t n,
+                       int64_t *changes_out, struct sql_rows **rows_out);
     /* Runs DDL that may hold several statements, without parameters (migrations). */
     enum cf_err (*script)(struct sqltx *tx, const char *ddl);
     /* sqldb_backup. */

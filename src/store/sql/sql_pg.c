@@ -50,8 +50,8 @@
 
 struct pg_db {
     struct sqldb base;
-    char *url;                    /* never logged */
-    PGconn *conn[SQL_POOL_MAX];   /* slot i's connection; NULL until first needed */
+    char *url;                  /* never logged */
+    PGconn *conn[SQL_POOL_MAX]; /* slot i's connection; NULL until first needed */
 };
 
 static struct pg_db *pdb(struct sqldb *db)
@@ -370,8 +370,7 @@ static enum cf_err pg_run(struct sqltx *tx, const char *sql, const struct sql_va
     enum cf_err err = params_build(&pp, params, n);
     if (err != CF_OK)
         return err;
-    PGresult *res =
-        PQexecParams(conn, sql, (int)n, pp.types, pp.values, pp.lengths, pp.formats, 0);
+    PGresult *res = PQexecParams(conn, sql, (int)n, pp.types, pp.values, pp.lengths, pp.formats, 0);
     free(pp.texts);
     err = result_check(conn, res, "statement");
     if (err == CF_OK && rows_out != NULL)

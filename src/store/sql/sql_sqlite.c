@@ -87,8 +87,8 @@ static enum cf_err wal_set(sqlite3 *db)
     int rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
-    bool wal = rc == SQLITE_ROW &&
-               sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
+    bool wal =
+        rc == SQLITE_ROW && sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
     enum cf_err err = CF_OK;
     if (rc != SQLITE_ROW)
         err = fail(db, sqlite3_extended_errcode(db), "journal_mode");
@@ -134,8 +134,8 @@ static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c ==
 
 static bool is_word(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '$';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '$';
 }
 
 /* At white space: the length of " FOR UPDATE" (any case, any white space between the words,

@@ -26,18 +26,34 @@
 #include "store/sqlite/schema.h"
 #include "store/store.h"
 
-#define ENTRY_COLS                                                                             \
-    "seq, type, debit_id, credit_id, amount, currency, code, metadata, idem_key, pending_seq, " \
-    "group_seq, expires_at_us, created_at_us, hash, status, resolved_amount, resolution_seq, " \
+#define ENTRY_COLS                                                                                 \
+    "seq, type, debit_id, credit_id, amount, currency, code, metadata, idem_key, pending_seq, "    \
+    "group_seq, expires_at_us, created_at_us, hash, status, resolved_amount, resolution_seq, "     \
     "debit_prev_seq, credit_prev_seq"
-#define ACCOUNT_COLS                                                                           \
-    "id, currency, normal, kind, flags, debits_posted, credits_posted, debits_pending, "        \
+#define ACCOUNT_COLS                                                                               \
+    "id, currency, normal, kind, flags, debits_posted, credits_posted, debits_pending, "           \
     "credits_pending, created_at_us, owner, metadata, last_seq"
 
 enum w_stmt {
-    W_BEGIN, W_COMMIT, W_ROLLBACK, W_ACCOUNT_GET, W_ACCOUNT_INSERT, W_ACCOUNT_UPDATE,
-    W_ENTRY_GET, W_ENTRY_KEY, W_ENTRY_INSERT, W_ENTRY_RESOLVE, W_IDEM_GET, W_IDEM_PUT,
-    W_IDEM_PURGE, W_EXPIRED, W_LAST_ENTRY, W_LAST_ACCOUNT, W_META_GET, W_META_PUT, W_STMT_COUNT
+    W_BEGIN,
+    W_COMMIT,
+    W_ROLLBACK,
+    W_ACCOUNT_GET,
+    W_ACCOUNT_INSERT,
+    W_ACCOUNT_UPDATE,
+    W_ENTRY_GET,
+    W_ENTRY_KEY,
+    W_ENTRY_INSERT,
+    W_ENTRY_RESOLVE,
+    W_IDEM_GET,
+    W_IDEM_PUT,
+    W_IDEM_PURGE,
+    W_EXPIRED,
+    W_LAST_ENTRY,
+    W_LAST_ACCOUNT,
+    W_META_GET,
+    W_META_PUT,
+    W_STMT_COUNT
 };
 
 static const char *const w_sql[W_STMT_COUNT] = {
@@ -70,7 +86,14 @@ static const char *const w_sql[W_STMT_COUNT] = {
 };
 
 enum r_stmt {
-    R_BEGIN, R_COMMIT, R_ACCOUNT_GET, R_ACCOUNTS_LIST, R_ENTRY_GET, R_ENTRIES_SCAN, R_TOTALS, R_STMT_COUNT
+    R_BEGIN,
+    R_COMMIT,
+    R_ACCOUNT_GET,
+    R_ACCOUNTS_LIST,
+    R_ENTRY_GET,
+    R_ENTRIES_SCAN,
+    R_TOTALS,
+    R_STMT_COUNT
 };
 
 static const char *const r_sql[R_STMT_COUNT] = {
@@ -116,7 +139,6 @@ struct sqlite_store {
     pthread_mutex_t cmu;
     pthread_cond_t ccv;
 };
-
 
 static struct sqlite_store *sq(struct store *s) { return (struct sqlite_store *)s; }
 
@@ -236,9 +258,9 @@ static enum cf_err row_entry(sqlite3_stmt *st, struct ledger_entry *e, struct ar
 }
 
 /* Runs a one-row lookup whose first bind is an int64; fills via fill() on a row. */
-static enum cf_err step_one(sqlite3_stmt *st, enum cf_err (*fill)(sqlite3_stmt *, void *,
-                                                                  struct arena *),
-                            void *out, struct arena *arena)
+static enum cf_err step_one(sqlite3_stmt *st,
+                            enum cf_err (*fill)(sqlite3_stmt *, void *, struct arena *), void *out,
+                            struct arena *arena)
 {
     int rc = sqlite3_step(st);
     enum cf_err err;
@@ -288,8 +310,8 @@ static enum cf_err db_open(const char *path, bool writable, bool create, sqlite3
         flags |= SQLITE_OPEN_CREATE;
     sqlite3 *db = NULL;
     if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
-        cf_log(LOG_ERROR, "cannot open database", "path", path,
-               "detail", db != NULL ? sqlite3_errmsg(db) : "out of memory", NULL);
+        cf_log(LOG_ERROR, "cannot open database", "path", path, "detail",
+               db != NULL ? sqlite3_errmsg(db) : "out of memory", NULL);
         sqlite3_close(db);
         return CF_ERR_STORAGE;
     }
@@ -366,8 +388,7 @@ static enum cf_err lock_take(const char *dir, int *fd_out)
         return CF_ERR_IO;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        cf_log(LOG_ERROR, "another coffer process is using this data directory", "path", dir,
-               NULL);
+        cf_log(LOG_ERROR, "another coffer process is using this data directory", "path", dir, NULL);
         close(fd);
         return CF_ERR_CONFIG;
     }
@@ -649,8 +670,8 @@ static void r_close(struct store_reader *r)
     pthread_mutex_unlock(&ss->pool_mu);
 }
 
-static enum cf_err r_account_get(struct store_reader *r, uint64_t id,
-                                 struct store_account_row *out, struct arena *arena)
+static enum cf_err r_account_get(struct store_reader *r, uint64_t id, struct store_account_row *out,
+                                 struct arena *arena)
 {
     sqlite3_stmt *st = r->stmt[R_ACCOUNT_GET];
     sqlite3_bind_int64(st, 1, (sqlite3_int64)id);
@@ -952,7 +973,8 @@ enum cf_err store_sqlite_open(const struct store_options *opts, struct store **o
         err = CF_ERR_NOT_FOUND;
     if (err == CF_OK)
         err = readers_open(ss, opts->readers);
-    if (err == CF_OK && opts->read_only && db_user_version(ss->readers[0].db) != SQLITE_SCHEMA_VERSION)
+    if (err == CF_OK && opts->read_only &&
+        db_user_version(ss->readers[0].db) != SQLITE_SCHEMA_VERSION)
         err = CF_ERR_CONFIG;
     if (err != CF_OK) {
         sqlite_close(&ss->base);

@@ -63,8 +63,8 @@ static void test_iso_numeric_codes_unique(void **state)
     for (size_t i = 0; i < count; i++) {
         for (size_t k = i + 1; k < count; k++) {
             if (currency_at(i)->numeric == currency_at(k)->numeric)
-                fail_msg("%s and %s share numeric %d", currency_at(i)->code,
-                         currency_at(k)->code, currency_at(i)->numeric);
+                fail_msg("%s and %s share numeric %d", currency_at(i)->code, currency_at(k)->code,
+                         currency_at(i)->numeric);
         }
     }
 }
@@ -102,8 +102,8 @@ static void test_known_minor_units(void **state)
         if (c == NULL)
             fail_msg("%s not found", known[i].code);
         if (c->scale != known[i].scale || c->numeric != known[i].numeric || c->is_asset)
-            fail_msg("%s: scale %d numeric %d, want %d %d", known[i].code, c->scale,
-                     c->numeric, known[i].scale, known[i].numeric);
+            fail_msg("%s: scale %d numeric %d, want %d %d", known[i].code, c->scale, c->numeric,
+                     known[i].scale, known[i].numeric);
     }
 }
 
@@ -111,11 +111,35 @@ static void test_unknown_codes_not_found(void **state)
 {
     (void)state;
     static const char *const unknown[] = {
-        "usd", "Usd", "US", "U", "USDX", "AAA", "ZZZ", "A", "ZZZZZZZZZZZZ",
+        "usd",
+        "Usd",
+        "US",
+        "U",
+        "USDX",
+        "AAA",
+        "ZZZ",
+        "A",
+        "ZZZZZZZZZZZZ",
         /* No minor unit in ISO 4217, so not usable as currencies. */
-        "XAU", "XAG", "XPD", "XPT", "XDR", "XTS", "XXX", "XSU", "XUA", "XBA",
+        "XAU",
+        "XAG",
+        "XPD",
+        "XPT",
+        "XDR",
+        "XTS",
+        "XXX",
+        "XSU",
+        "XUA",
+        "XBA",
         /* Withdrawn: on the historic list. */
-        "ANG", "CUC", "HRK", "SLL", "ZWL", "VEF", "LTL", "EEK",
+        "ANG",
+        "CUC",
+        "HRK",
+        "SLL",
+        "ZWL",
+        "VEF",
+        "LTL",
+        "EEK",
     };
     for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
         if (find(unknown[i]) != NULL)
@@ -175,8 +199,9 @@ static void test_asset_code_rules(void **state)
     (void)state;
     static const char *const good[] = {"A", "Z9", "_", "MILES_2024", "ABCDEFGHIJKL", "123", "ABC"};
     static const char *const bad[] = {
-        "", "points", "Points", "PO-INTS", "POINTS!", "PO INTS", " POINTS", "POINTS ",
-        "ABCDEFGHIJKLM", "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "\xc3\x89", "A.B", "A:B", "A,B",
+        "",         "points",  "Points",  "PO-INTS",       "POINTS!",
+        "PO INTS",  " POINTS", "POINTS ", "ABCDEFGHIJKLM", "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+        "\xc3\x89", "A.B",     "A:B",     "A,B",
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         if (currency_asset_register(good[i], 2) != CF_OK)
@@ -282,11 +307,28 @@ static void test_assets_parse_malformed(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        ",",          "POINTS",          "POINTS:",         ":0",           "POINTS:5",
-        "POINTS:00",  "POINTS:-1",       "POINTS:x",        "POINTS:0,",    ",POINTS:0",
-        "A:0,,B:0",   " POINTS:0",       "POINTS:0 ",       "POINTS: 0",    "POINTS :0",
-        "points:0",   "USD:2",           "XAU:0",           "A:0:1",        "POINTS:0;MILES:0",
-        "ABCDEFGHIJKLM:0",               "POINTS:0,POINTS:1",
+        ",",
+        "POINTS",
+        "POINTS:",
+        ":0",
+        "POINTS:5",
+        "POINTS:00",
+        "POINTS:-1",
+        "POINTS:x",
+        "POINTS:0,",
+        ",POINTS:0",
+        "A:0,,B:0",
+        " POINTS:0",
+        "POINTS:0 ",
+        "POINTS: 0",
+        "POINTS :0",
+        "points:0",
+        "USD:2",
+        "XAU:0",
+        "A:0:1",
+        "POINTS:0;MILES:0",
+        "ABCDEFGHIJKLM:0",
+        "POINTS:0,POINTS:1",
     };
     size_t base = currency_count();
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

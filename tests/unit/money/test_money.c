@@ -95,8 +95,7 @@ static void check_bps_cases(const struct bps_case *cases, size_t count)
         enum cf_err err = money_mul_bps_half_even(cases[i].amount_minor, cases[i].bps, &fee);
         if (err != CF_OK || fee != cases[i].expected_minor)
             fail_msg("%" PRId64 " * %" PRId64 " bps: err %d, got %" PRId64 ", want %" PRId64,
-                     cases[i].amount_minor, cases[i].bps, (int)err, fee,
-                     cases[i].expected_minor);
+                     cases[i].amount_minor, cases[i].bps, (int)err, fee, cases[i].expected_minor);
     }
 }
 
@@ -125,19 +124,16 @@ static void test_bps_non_ties_round_to_nearest(void **state)
 {
     (void)state;
     static const struct bps_case cases[] = {
-        {201, 25, 1},     /* 0.5025 -> 1 */
-        {199, 25, 0},     /* 0.4975 -> 0 */
-        {-201, 25, -1},   /* -0.5025 -> -1 */
-        {-199, 25, 0},    /* -0.4975 -> 0 */
-        {10000, 250, 250},  /* 2.5% of 100.00 = 2.50 exactly */
-        {12345, 290, 358},  /* 358.005 -> 358 */
-        {12355, 290, 358},  /* 358.295 -> 358 */
-        {12365, 290, 359},  /* 358.585 -> 359 */
-        {999, 1, 0},      /* 0.0999 -> 0 */
-        {0, 10000, 0},
-        {123456, 0, 0},
-        {123456, 10000, 123456},
-        {123456, 20000, 246912},
+        {201, 25, 1},      /* 0.5025 -> 1 */
+        {199, 25, 0},      /* 0.4975 -> 0 */
+        {-201, 25, -1},    /* -0.5025 -> -1 */
+        {-199, 25, 0},     /* -0.4975 -> 0 */
+        {10000, 250, 250}, /* 2.5% of 100.00 = 2.50 exactly */
+        {12345, 290, 358}, /* 358.005 -> 358 */
+        {12355, 290, 358}, /* 358.295 -> 358 */
+        {12365, 290, 359}, /* 358.585 -> 359 */
+        {999, 1, 0},       /* 0.0999 -> 0 */
+        {0, 10000, 0},     {123456, 0, 0}, {123456, 10000, 123456}, {123456, 20000, 246912},
     };
     check_bps_cases(cases, sizeof(cases) / sizeof(cases[0]));
 }
@@ -196,8 +192,8 @@ static void check_parse_ok(const struct parse_case *cases, size_t count)
         enum cf_err err =
             money_parse(cases[i].text, strlen(cases[i].text), cases[i].scale, &amount);
         if (err != CF_OK || amount != cases[i].expected_minor)
-            fail_msg("\"%s\" at scale %d: err %d, got %" PRId64 ", want %" PRId64,
-                     cases[i].text, cases[i].scale, (int)err, amount, cases[i].expected_minor);
+            fail_msg("\"%s\" at scale %d: err %d, got %" PRId64 ", want %" PRId64, cases[i].text,
+                     cases[i].scale, (int)err, amount, cases[i].expected_minor);
     }
 }
 
@@ -208,8 +204,8 @@ static void check_parse_fails(const char *const *texts, size_t count, int scale,
         int64_t amount = SENTINEL_MINOR;
         enum cf_err err = money_parse(texts[i], strlen(texts[i]), scale, &amount);
         if (err != expected || amount != SENTINEL_MINOR)
-            fail_msg("\"%s\" at scale %d: err %d, want %d; out %" PRId64, texts[i], scale,
-                     (int)err, (int)expected, amount);
+            fail_msg("\"%s\" at scale %d: err %d, want %d; out %" PRId64, texts[i], scale, (int)err,
+                     (int)expected, amount);
     }
 }
 
@@ -217,14 +213,29 @@ static void test_parse_valid(void **state)
 {
     (void)state;
     static const struct parse_case cases[] = {
-        {"0", 0, 0},          {"0", 2, 0},          {"-0", 2, 0},
-        {"0.00", 2, 0},       {"-0.00", 2, 0},      {"0.5", 1, 5},
-        {"0.5", 2, 50},       {"-0.5", 2, -50},     {"12.34", 2, 1234},
-        {"12.3", 2, 1230},    {"-12.34", 2, -1234}, {"10.05", 2, 1005},
-        {"1000", 0, 1000},    {"1000", 2, 100000},  {"-7", 0, -7},
-        {"1", 4, 10000},      {"0.0001", 4, 1},     {"-0.0001", 4, -1},
-        {"1.234", 3, 1234},   {"1.2", 3, 1200},     {"0.001", 3, 1},
-        {"9.9", 1, 99},       {"123456789", 1, 1234567890},
+        {"0", 0, 0},
+        {"0", 2, 0},
+        {"-0", 2, 0},
+        {"0.00", 2, 0},
+        {"-0.00", 2, 0},
+        {"0.5", 1, 5},
+        {"0.5", 2, 50},
+        {"-0.5", 2, -50},
+        {"12.34", 2, 1234},
+        {"12.3", 2, 1230},
+        {"-12.34", 2, -1234},
+        {"10.05", 2, 1005},
+        {"1000", 0, 1000},
+        {"1000", 2, 100000},
+        {"-7", 0, -7},
+        {"1", 4, 10000},
+        {"0.0001", 4, 1},
+        {"-0.0001", 4, -1},
+        {"1.234", 3, 1234},
+        {"1.2", 3, 1200},
+        {"0.001", 3, 1},
+        {"9.9", 1, 99},
+        {"123456789", 1, 1234567890},
     };
     check_parse_ok(cases, sizeof(cases) / sizeof(cases[0]));
 }
@@ -253,7 +264,7 @@ static void test_parse_overflow(void **state)
 {
     (void)state;
     static const char *const scale0[] = {
-        "9223372036854775808",  "-9223372036854775809", "18446744073709551615",
+        "9223372036854775808",  "-9223372036854775809",  "18446744073709551615",
         "18446744073709551616", "-18446744073709551616", "99999999999999999999999999999",
     };
     static const char *const scale2[] = {
@@ -273,12 +284,50 @@ static void test_parse_malformed_every_scale(void **state)
 {
     (void)state;
     static const char *const malformed[] = {
-        "",      "-",      ".",      "-.",      ".5",     "-.5",     "1.",     "-1.",
-        "007",   "00",     "-00",    "01",      "-01",    "00.5",    "01.5",   "+1",
-        "+0",    " 1",     "1 ",     "\t1",     "1\n",    "1e3",     "1E3",    "1,000",
-        "1_000", "1.2.3",  "1..2",   "--1",     "-+1",    "1-",      "- 1",    "abc",
-        "0x10",  "1.-5",   "1.+5",   "NaN",     "inf",    "-inf",    "1/2",    "\xef\xbc\x91",
-        "1.5x",  "x1.5",   "99999999999999999999x", "-99999999999999999999.",
+        "",
+        "-",
+        ".",
+        "-.",
+        ".5",
+        "-.5",
+        "1.",
+        "-1.",
+        "007",
+        "00",
+        "-00",
+        "01",
+        "-01",
+        "00.5",
+        "01.5",
+        "+1",
+        "+0",
+        " 1",
+        "1 ",
+        "\t1",
+        "1\n",
+        "1e3",
+        "1E3",
+        "1,000",
+        "1_000",
+        "1.2.3",
+        "1..2",
+        "--1",
+        "-+1",
+        "1-",
+        "- 1",
+        "abc",
+        "0x10",
+        "1.-5",
+        "1.+5",
+        "NaN",
+        "inf",
+        "-inf",
+        "1/2",
+        "\xef\xbc\x91",
+        "1.5x",
+        "x1.5",
+        "99999999999999999999x",
+        "-99999999999999999999.",
     };
     for (int scale = 0; scale <= MONEY_SCALE_MAX; scale++)
         check_parse_fails(malformed, sizeof(malformed) / sizeof(malformed[0]), scale,
@@ -397,16 +446,33 @@ static void check_round_trip(int64_t amount_minor, int scale)
     int64_t parsed = SENTINEL_MINOR;
     enum cf_err err = money_parse(buf, (size_t)len, scale, &parsed);
     if (err != CF_OK || parsed != amount_minor)
-        fail_msg("%" PRId64 " at scale %d -> \"%s\" -> err %d, %" PRId64, amount_minor, scale,
-                 buf, (int)err, parsed);
+        fail_msg("%" PRId64 " at scale %d -> \"%s\" -> err %d, %" PRId64, amount_minor, scale, buf,
+                 (int)err, parsed);
 }
 
 static void test_round_trip_format_then_parse(void **state)
 {
     (void)state;
     static const int64_t edges[] = {
-        0, 1, -1, 9, -9, 10, -10, 99, -99, 100, -100, 12345, -12345,
-        INT64_MAX, INT64_MIN, INT64_MAX - 1, INT64_MIN + 1, INT64_MAX / 10, INT64_MIN / 10,
+        0,
+        1,
+        -1,
+        9,
+        -9,
+        10,
+        -10,
+        99,
+        -99,
+        100,
+        -100,
+        12345,
+        -12345,
+        INT64_MAX,
+        INT64_MIN,
+        INT64_MAX - 1,
+        INT64_MIN + 1,
+        INT64_MAX / 10,
+        INT64_MIN / 10,
     };
     uint64_t lcg_state = 42;
     for (int scale = 0; scale <= MONEY_SCALE_MAX; scale++) {
@@ -427,10 +493,17 @@ static void test_round_trip_parse_then_format(void **state)
 {
     (void)state;
     static const struct parse_case canonical[] = {
-        {"0", 0, 0},        {"0.0", 1, 0},           {"0.00", 2, 0},
-        {"0.000", 3, 0},    {"0.0000", 4, 0},        {"12.34", 2, 1234},
-        {"-0.05", 2, -5},   {"-12.345", 3, -12345},  {"1.0000", 4, 10000},
-        {"-9223372036854775808", 0, INT64_MIN},      {"922337203685477.5807", 4, INT64_MAX},
+        {"0", 0, 0},
+        {"0.0", 1, 0},
+        {"0.00", 2, 0},
+        {"0.000", 3, 0},
+        {"0.0000", 4, 0},
+        {"12.34", 2, 1234},
+        {"-0.05", 2, -5},
+        {"-12.345", 3, -12345},
+        {"1.0000", 4, 10000},
+        {"-9223372036854775808", 0, INT64_MIN},
+        {"922337203685477.5807", 4, INT64_MAX},
     };
     for (size_t i = 0; i < sizeof(canonical) / sizeof(canonical[0]); i++) {
         int64_t amount = 0;
@@ -439,8 +512,7 @@ static void test_round_trip_parse_then_format(void **state)
                          CF_OK);
         assert_true(amount == canonical[i].expected_minor);
         char buf[32];
-        assert_int_equal(money_format(amount, canonical[i].scale, buf, sizeof(buf)),
-                         (int)text_len);
+        assert_int_equal(money_format(amount, canonical[i].scale, buf, sizeof(buf)), (int)text_len);
         assert_string_equal(buf, canonical[i].text);
     }
 }

@@ -50,9 +50,9 @@ static const char *base_url; /* COFFER_TEST_PG_URL */
 static unsigned db_seq;
 
 struct fx {
-    char dir[64];                /* SQLite: the temporary directory */
-    char target[URL_BYTES_MAX];  /* the SQLite file or the PostgreSQL URL */
-    char pg_db[DB_NAME_BYTES];   /* PostgreSQL: the database's name */
+    char dir[64];               /* SQLite: the temporary directory */
+    char target[URL_BYTES_MAX]; /* the SQLite file or the PostgreSQL URL */
+    char pg_db[DB_NAME_BYTES];  /* PostgreSQL: the database's name */
     struct sqldb *db;
 };
 
@@ -68,7 +68,7 @@ struct fx {
     "CREATE TABLE wide (a1 INTEGER, a2 INTEGER, a3 INTEGER, a4 INTEGER, a5 INTEGER,"               \
     " a6 INTEGER, a7 INTEGER, a8 INTEGER, a9 INTEGER, a10 INTEGER, a11 TEXT, a12 INTEGER);"
 #define V2_POSTGRES                                                                                \
-    "CREATE TABLE wide (a1 BIGINT, a2 BIGINT, a3 BIGINT, a4 BIGINT, a5 BIGINT, a6 BIGINT,"        \
+    "CREATE TABLE wide (a1 BIGINT, a2 BIGINT, a3 BIGINT, a4 BIGINT, a5 BIGINT, a6 BIGINT,"         \
     " a7 BIGINT, a8 BIGINT, a9 BIGINT, a10 BIGINT, a11 TEXT, a12 INTEGER);"
 
 static const struct sql_migration schema[] = {
@@ -253,8 +253,8 @@ static void test_migrate_idempotent_and_new_version(void **state)
     /* a binary that knows fewer versions than stored refuses to go on */
     assert_int_equal(sqldb_migrate(f->db, "test", schema, SCHEMA_N), CF_ERR_CONFIG);
     /* schemas are versioned by name, independently */
-    const struct sql_migration other[] = {{1, "CREATE TABLE other_t (x INTEGER)",
-                                           "CREATE TABLE other_t (x BIGINT)"}};
+    const struct sql_migration other[] = {
+        {1, "CREATE TABLE other_t (x INTEGER)", "CREATE TABLE other_t (x BIGINT)"}};
     assert_int_equal(sqldb_migrate(f->db, "other", other, 1), CF_OK);
     assert_int_equal(schema_version(f->db, "other"), 1);
     assert_int_equal(schema_version(f->db, "test"), 3);
@@ -263,11 +263,10 @@ static void test_migrate_idempotent_and_new_version(void **state)
 static void test_migrate_failure_leaves_nothing(void **state)
 {
     struct fx *f = *state;
-    const struct sql_migration bad[] = {
-        {1, V1_SQLITE, V1_POSTGRES},
-        {2, V2_SQLITE, V2_POSTGRES},
-        {3, "CREATE TABLE half (x INTEGER); THIS IS NOT SQL;",
-         "CREATE TABLE half (x BIGINT); THIS IS NOT SQL;"}};
+    const struct sql_migration bad[] = {{1, V1_SQLITE, V1_POSTGRES},
+                                        {2, V2_SQLITE, V2_POSTGRES},
+                                        {3, "CREATE TABLE half (x INTEGER); THIS IS NOT SQL;",
+                                         "CREATE TABLE half (x BIGINT); THIS IS NOT SQL;"}};
     assert_int_equal(sqldb_migrate(f->db, "test", bad, 3), CF_ERR_STORAGE);
     assert_int_equal(schema_version(f->db, "test"), 2);
     struct sqltx *tx = NULL;
@@ -336,8 +335,7 @@ static void values_check(struct sqldb *db)
     struct sql_rows *r = NULL;
     assert_int_equal(sql_begin(db, &tx), CF_OK);
     assert_int_equal(
-        sql_query(tx, "SELECT id, name, n, data, note FROM items ORDER BY id", NULL, 0, &r),
-        CF_OK);
+        sql_query(tx, "SELECT id, name, n, data, note FROM items ORDER BY id", NULL, 0, &r), CF_OK);
     assert_int_equal(sql_commit(tx), CF_OK);
     assert_int_equal(sql_rows_n(r), 3);
     assert_int_equal(sql_rows_cols(r), 5);
@@ -390,8 +388,7 @@ static void test_booleans_and_empty_results(void **state)
     assert_string_equal(sql_row_text(r, 0, 1), "0");
     assert_int_equal(sql_row_int(r, 0, 2), 42);
     sql_rows_free(r);
-    assert_int_equal(sql_query(tx, "SELECT id, name FROM items WHERE id < 0", NULL, 0, &r),
-                     CF_OK);
+    assert_int_equal(sql_query(tx, "SELECT id, name FROM items WHERE id < 0", NULL, 0, &r), CF_OK);
     assert_int_equal(sql_rows_n(r), 0);
     assert_int_equal(sql_rows_cols(r), 2);
     sql_rows_free(r);
@@ -416,8 +413,7 @@ static void test_changes_count(void **state)
     int64_t changes = -1;
     const struct sql_value p[] = {SQL_I(7), SQL_I(3)};
     assert_int_equal(sql_begin(f->db, &tx), CF_OK);
-    assert_int_equal(sql_exec(tx, "UPDATE items SET n = $1 WHERE id >= $2", p, 2, &changes),
-                     CF_OK);
+    assert_int_equal(sql_exec(tx, "UPDATE items SET n = $1 WHERE id >= $2", p, 2, &changes), CF_OK);
     assert_int_equal(changes, 3);
     assert_int_equal(sql_exec(tx, "UPDATE items SET n = 0 WHERE id > 100", NULL, 0, &changes),
                      CF_OK);
@@ -479,8 +475,8 @@ static void test_placeholders_rewritten(void **state)
 {
     struct fx *f = *state;
     /* $10 and up, in reverse order, and one used twice */
-    const struct sql_value p[] = {SQL_I(1), SQL_I(2), SQL_I(3), SQL_I(4),
-                                  SQL_I(5), SQL_I(6), SQL_I(7), SQL_I(8),
+    const struct sql_value p[] = {SQL_I(1), SQL_I(2),  SQL_I(3),        SQL_I(4),
+                                  SQL_I(5), SQL_I(6),  SQL_I(7),        SQL_I(8),
                                   SQL_I(9), SQL_I(10), SQL_T("eleven"), SQL_I(0)};
     exec_one(f->db,
              "INSERT INTO wide (a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12)"

@@ -1008,8 +1008,8 @@ static void test_prefetches(void **state)
     const struct store_ops *ops = f->s->ops;
     struct ledger_account a1 = mk_account(1, "USD", LEDGER_NORMAL_CREDIT);
     struct ledger_account a2 = mk_account(2, "JPY", LEDGER_NORMAL_DEBIT);
-    struct store_idem_record r = {.http_status = 201, .body = "{}", .body_len = 2,
-                                  .created_at_us = 5};
+    struct store_idem_record r = {
+        .http_status = 201, .body = "{}", .body_len = 2, .created_at_us = 5};
     memset(r.request_hash, 7, HASH_BYTES);
     const char *odd = "op:a\"b\\c{,}";
     begin(f->s);
@@ -1030,8 +1030,8 @@ static void test_prefetches(void **state)
     struct store_idem_record recs[2];
     const char *okeys[2];
     size_t olens[2];
-    assert_int_equal(ops->w_idem_prefetch(f->s, keys, lens, 2, recs, okeys, olens, &found, f->arena),
-                     CF_OK);
+    assert_int_equal(
+        ops->w_idem_prefetch(f->s, keys, lens, 2, recs, okeys, olens, &found, f->arena), CF_OK);
     assert_int_equal(found, 1);
     assert_int_equal(olens[0], strlen(odd));
     assert_memory_equal(okeys[0], odd, strlen(odd));
