@@ -120,22 +120,30 @@ static void render_sign_in(struct http_request *req, struct http_response *resp,
 
 #define PASSWORD_FIELD_MAX PASSWORD_BYTES_MAX
 
+/* Decodes {"login", "password", "name"} (all required, nothing else) into v and lens; answers
+ * the problem itself and returns NULL on a bad body, else the parsed body to free. */
+static json_t *credentials_decode(struct http_request *req, struct http_response *resp,
+                                  const char *v[3], size_t lens[3])
+{
+    static const char *const fields[] = {"login", "password", "name", NULL};
+    json_t *root = body_decode(req, resp, fields);
+    if (root != NULL && !strings_get(req, resp, root, fields, v, lens, 3, PASSWORD_FIELD_MAX)) {
+        json_decref(root);
+        root = NULL;
+    }
+    return root;
+}
+
 /* Registration -------------------------------------------------------------------------------- */
 
 static void register_run(struct http_request *req, struct http_response *resp)
 {
-    static const char *const fields[] = {"login", "password", "name", NULL};
     struct api *api = req->app;
-    json_t *root = body_decode(req, resp, fields);
-    if (root == NULL)
-        return;
-    static const char *const keys[] = {"login", "password", "name"};
     const char *v[3];
     size_t lens[3];
-    if (!strings_get(req, resp, root, keys, v, lens, 3, PASSWORD_FIELD_MAX)) {
-        json_decref(root);
+    json_t *root = credentials_decode(req, resp, v, lens);
+    if (root == NULL)
         return;
-    }
     struct identity_ctx ctx;
     api_ctx(req, &ctx);
     char reg_id[ID_TEXT_BYTES_MAX];
@@ -427,18 +435,12 @@ enum http_action api_auth_reset_confirm(struct http_request *req, struct http_re
 
 static void bootstrap_run(struct http_request *req, struct http_response *resp)
 {
-    static const char *const fields[] = {"login", "password", "name", NULL};
     struct api *api = req->app;
-    json_t *root = body_decode(req, resp, fields);
-    if (root == NULL)
-        return;
-    static const char *const keys[] = {"login", "password", "name"};
     const char *v[3];
     size_t lens[3];
-    if (!strings_get(req, resp, root, keys, v, lens, 3, PASSWORD_FIELD_MAX)) {
-        json_decref(root);
+    json_t *root = credentials_decode(req, resp, v, lens);
+    if (root == NULL)
         return;
-    }
     struct identity_ctx ctx;
     api_ctx(req, &ctx);
     char user_id[ID_TEXT_BYTES_MAX];

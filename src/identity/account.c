@@ -491,6 +491,32 @@ enum cf_err identity_profile_get(struct identity *id, const char *user_id,
     return err;
 }
 
+/* Begins a transaction, loads p's user (locked) and checks a step-up for a. On failure the
+ * transaction is over (a wrong code's attempt committed) and *u wiped; on CF_OK the caller
+ * owns *tx_out and must wipe *u. */
+static enum cf_err stepped_up_begin(struct identity *id, const struct identity_ctx *ctx,
+                                    const struct identity_principal *p,
+                                    const struct identity_action *a,
+                                    const struct identity_verification *v, struct sqltx **tx_out,
+                                    struct user_row *u)
+{
+    memset(u, 0, sizeof(*u));
+    struct sqltx *tx = NULL;
+    enum cf_err err = sql_begin(id->db, &tx);
+    if (err != CF_OK)
+        return err;
+    if ((err = identity_user_load(id, tx, p->user_id, true, u)) != CF_OK) {
+        sql_rollback(tx);
+        return err;
+    }
+    if ((err = identity_step_up_tx(id, tx, u, a, v)) != CF_OK) {
+        user_row_wipe(u);
+        return identity_step_up_fail(id, tx, ctx, p->user_id, a->action, err);
+    }
+    *tx_out = tx;
+    return CF_OK;
+}
+
 enum cf_err identity_export_authorize(struct identity *id, const struct identity_ctx *ctx,
                                       const struct identity_principal *p,
                                       const struct identity_verification *v)
@@ -498,17 +524,10 @@ enum cf_err identity_export_authorize(struct identity *id, const struct identity
     struct identity_action a = {.action = "data_export"};
     struct sqltx *tx = NULL;
     struct user_row u;
-    memset(&u, 0, sizeof(u));
-    enum cf_err err = sql_begin(id->db, &tx);
+    enum cf_err err = stepped_up_begin(id, ctx, p, &a, v, &tx, &u);
     if (err != CF_OK)
         return err;
-    err = identity_user_load(id, tx, p->user_id, true, &u);
-    if (err == CF_OK && (err = identity_step_up_tx(id, tx, &u, &a, v)) != CF_OK) {
-        user_row_wipe(&u);
-        return identity_step_up_fail(id, tx, ctx, p->user_id, a.action, err);
-    }
-    if (err == CF_OK)
-        err = identity_audit_tx(tx, id, ctx, u.id, "privacy.export", u.id, "ok", NULL);
+    err = identity_audit_tx(tx, id, ctx, u.id, "privacy.export", u.id, "ok", NULL);
     user_row_wipe(&u);
     return tx_end(tx, err);
 }
@@ -520,15 +539,9 @@ enum cf_err identity_account_close(struct identity *id, const struct identity_ct
     struct identity_action a = {.action = "account_close"};
     struct sqltx *tx = NULL;
     struct user_row u;
-    memset(&u, 0, sizeof(u));
-    enum cf_err err = sql_begin(id->db, &tx);
+    enum cf_err err = stepped_up_begin(id, ctx, p, &a, v, &tx, &u);
     if (err != CF_OK)
         return err;
-    err = identity_user_load(id, tx, p->user_id, true, &u);
-    if (err == CF_OK && (err = identity_step_up_tx(id, tx, &u, &a, v)) != CF_OK) {
-        user_row_wipe(&u);
-        return identity_step_up_fail(id, tx, ctx, p->user_id, a.action, err);
-    }
     struct sql_value q[] = {SQL_I(identity_now_us(id)), SQL_T(p->user_id)};
     /* Crypto-shredding: without the wrapped data key the sealed fields are noise; the blind
      * index goes too so the login cannot even be confirmed. */
