@@ -221,6 +221,11 @@ enum http_action api_admin_user_get(struct http_request *req, struct http_respon
 enum http_action api_admin_role_set(struct http_request *req, struct http_response *resp);
 enum http_action api_admin_outbox(struct http_request *req, struct http_response *resp);
 enum http_action api_audit_list(struct http_request *req, struct http_response *resp);
+enum http_action api_admin_merchant_create(struct http_request *req, struct http_response *resp);
+enum http_action api_merchant_get(struct http_request *req, struct http_response *resp);
+enum http_action api_merchant_users(struct http_request *req, struct http_response *resp);
+enum http_action api_merchant_user_add(struct http_request *req, struct http_response *resp);
+enum http_action api_merchant_user_remove(struct http_request *req, struct http_response *resp);
 /* TOTP enrolment answer (secret, otpauth URI, QR code as SVG). */
 void api_reply_enrolment(struct http_request *req, struct http_response *resp,
                          const struct identity_totp_enrolment *e);

@@ -104,6 +104,18 @@ const struct http_route api_routes[] = {
      "role_set"},
     {HTTP_GET, "/v1/admin/outbox", api_admin_outbox, OFF, ADMIN, NO_BODY, false, "outbox"},
     {HTTP_GET, "/v1/audit", api_audit_list, OFF, AUDIT, NO_BODY, false, "audit_list"},
+    {HTTP_POST, "/v1/admin/merchants", api_admin_merchant_create, OFF, ADMIN, AUTH_BODY, false,
+     "merchant_create"},
+
+    /* Merchant users (owner rights checked by the identity service) */
+    {HTTP_GET, "/v1/merchant", api_merchant_get, OFF, HTTP_ROLE_MERCHANT, NO_BODY, false,
+     "merchant_get"},
+    {HTTP_GET, "/v1/merchant/users", api_merchant_users, OFF, HTTP_ROLE_MERCHANT, NO_BODY, false,
+     "merchant_users"},
+    {HTTP_POST, "/v1/merchant/users", api_merchant_user_add, OFF, HTTP_ROLE_MERCHANT, AUTH_BODY,
+     false, "merchant_user_add"},
+    {HTTP_POST, "/v1/merchant/users/{id}/remove", api_merchant_user_remove, OFF, HTTP_ROLE_MERCHANT,
+     AUTH_BODY, false, "merchant_user_remove"},
 };
 
 const size_t api_routes_n = sizeof(api_routes) / sizeof(api_routes[0]);

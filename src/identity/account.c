@@ -622,11 +622,10 @@ enum cf_err identity_wallet_list(struct identity *id, const char *user_id, uint6
 
 /* Staff --------------------------------------------------------------------------------------- */
 
-static enum cf_err staff_insert(struct identity *id, struct sqltx *tx,
-                                const struct identity_ctx *ctx, const char *actor,
-                                const char *login, const char *password, size_t password_len,
-                                const char *name, enum identity_role role,
-                                char user_id_out[ID_TEXT_BYTES_MAX], const char **detail_out)
+enum cf_err identity_user_create_tx(struct identity *id, struct sqltx *tx, enum identity_role role,
+                                    const char *login, const char *password, size_t password_len,
+                                    const char *name, char user_id_out[ID_TEXT_BYTES_MAX],
+                                    const char **detail_out)
 {
     char norm[IDENTITY_LOGIN_BYTES_MAX + 1], pw_hash[PASSWORD_HASH_BYTES];
     *detail_out = "login";
@@ -635,9 +634,6 @@ static enum cf_err staff_insert(struct identity *id, struct sqltx *tx,
     *detail_out = "name";
     if (!identity_name_valid(name))
         return CF_ERR_INVALID_FIELD;
-    *detail_out = "role";
-    if (!identity_role_is_staff(role))
-        return CF_ERR_INVALID_FIELD;
     *detail_out = NULL;
     enum cf_err err = identity_password_prepare(password, password_len, norm, pw_hash, detail_out);
     if (err != CF_OK)
@@ -645,6 +641,20 @@ static enum cf_err staff_insert(struct identity *id, struct sqltx *tx,
     identity_id_new(ID_PREFIX_USER, user_id_out);
     err = identity_user_insert(id, tx, user_id_out, role, norm, name, pw_hash);
     hash_wipe(pw_hash, sizeof(pw_hash));
+    return err;
+}
+
+static enum cf_err staff_insert(struct identity *id, struct sqltx *tx,
+                                const struct identity_ctx *ctx, const char *actor,
+                                const char *login, const char *password, size_t password_len,
+                                const char *name, enum identity_role role,
+                                char user_id_out[ID_TEXT_BYTES_MAX], const char **detail_out)
+{
+    *detail_out = "role";
+    if (!identity_role_is_staff(role))
+        return CF_ERR_INVALID_FIELD;
+    enum cf_err err = identity_user_create_tx(id, tx, role, login, password, password_len, name,
+                                              user_id_out, detail_out);
     if (err == CF_OK)
         err = identity_audit_tx(tx, id, ctx, actor, "staff.create", user_id_out, "ok",
                                 identity_role_name(role));

@@ -78,15 +78,22 @@ void identity_config_defaults(struct identity_config *cfg)
     "CREATE TABLE id_payees (user_id TEXT NOT NULL, payee TEXT NOT NULL, "                         \
     "created_at_us BIGINT NOT NULL, PRIMARY KEY (user_id, payee));"                                \
     "CREATE TABLE id_wallet (user_id TEXT NOT NULL, account_id BIGINT NOT NULL, "                  \
-    "currency TEXT NOT NULL, PRIMARY KEY (user_id, account_id));"
+    "currency TEXT NOT NULL, PRIMARY KEY (user_id, account_id));"                                  \
+    "CREATE TABLE id_merchants (id TEXT PRIMARY KEY, legal_name TEXT NOT NULL, "                   \
+    "display_name TEXT NOT NULL, created_at_us BIGINT NOT NULL);"                                  \
+    "CREATE TABLE id_merchant_members (user_id TEXT PRIMARY KEY, merchant_id TEXT NOT NULL, "      \
+    "merchant_right INTEGER NOT NULL);"                                                            \
+    "CREATE INDEX id_merchant_members_merchant ON id_merchant_members(merchant_id);"
 
-static char schema_sqlite[4096];
-static char schema_postgres[4096];
+static char schema_sqlite[8192];
+static char schema_postgres[8192];
 
 static enum cf_err schema_migrate(struct sqldb *db)
 {
-    snprintf(schema_sqlite, sizeof(schema_sqlite), USERS_COMMON, "BLOB");
-    snprintf(schema_postgres, sizeof(schema_postgres), USERS_COMMON, "BYTEA");
+    int a = snprintf(schema_sqlite, sizeof(schema_sqlite), USERS_COMMON, "BLOB");
+    int b = snprintf(schema_postgres, sizeof(schema_postgres), USERS_COMMON, "BYTEA");
+    CF_ASSERT(a > 0 && (size_t)a < sizeof(schema_sqlite) && b > 0 &&
+              (size_t)b < sizeof(schema_postgres));
     const struct sql_migration m[] = {{1, schema_sqlite, schema_postgres}};
     enum cf_err err = sqldb_migrate(db, "identity", m, 1);
     if (err == CF_OK)

@@ -371,6 +371,62 @@ CF_WARN_UNUSED enum cf_err identity_role_set(struct identity *id, const struct i
                                              const char *actor, const char *user_id,
                                              enum identity_role role);
 
+/* Merchants ------------------------------------------------------------------------------------ */
+
+/* A merchant organisation and its users. Every merchant user (role merchant) belongs to exactly
+ * one merchant, with a right: an owner manages the merchant's users; staff use the merchant's
+ * tools but manage no one. A merchant user whose membership was removed keeps no rights. */
+#define ID_PREFIX_MERCHANT "mer_"
+#define IDENTITY_MERCHANT_NAME_BYTES_MAX 200
+#define IDENTITY_MERCHANT_USERS_MAX 1000
+
+enum identity_merchant_right { IDENTITY_MERCHANT_STAFF = 0, IDENTITY_MERCHANT_OWNER = 1 };
+
+struct identity_merchant {
+    char merchant_id[ID_TEXT_BYTES_MAX];
+    char legal_name[IDENTITY_MERCHANT_NAME_BYTES_MAX + 1];
+    char display_name[IDENTITY_MERCHANT_NAME_BYTES_MAX + 1];
+    enum identity_merchant_right right; /* the caller's, for identity_merchant_of */
+    int64_t created_at_us;
+};
+
+struct identity_merchant_user {
+    char user_id[ID_TEXT_BYTES_MAX];
+    enum identity_merchant_right right;
+    char login[IDENTITY_LOGIN_BYTES_MAX + 1];
+    char name[IDENTITY_NAME_BYTES_MAX + 1];
+};
+
+/* An admin creates a merchant and its first owner (a new user with role merchant). */
+CF_WARN_UNUSED enum cf_err
+identity_merchant_create(struct identity *id, const struct identity_ctx *ctx, const char *actor,
+                         const char *legal_name, const char *display_name, const char *owner_login,
+                         const char *owner_password, size_t owner_password_len,
+                         const char *owner_name, char merchant_id_out[ID_TEXT_BYTES_MAX],
+                         char owner_id_out[ID_TEXT_BYTES_MAX], const char **detail_out);
+/* The merchant the caller belongs to; CF_ERR_FORBIDDEN when none. */
+CF_WARN_UNUSED enum cf_err identity_merchant_of(struct identity *id,
+                                                const struct identity_principal *p,
+                                                struct identity_merchant *out);
+/* An owner adds a user (owner or staff) to their merchant. CF_ERR_FORBIDDEN for staff. */
+CF_WARN_UNUSED enum cf_err
+identity_merchant_user_add(struct identity *id, const struct identity_ctx *ctx,
+                           const struct identity_principal *p, const char *login,
+                           const char *password, size_t password_len, const char *name,
+                           enum identity_merchant_right right, char user_id_out[ID_TEXT_BYTES_MAX],
+                           const char **detail_out);
+/* An owner lists their merchant's users (up to max). CF_ERR_FORBIDDEN for staff. */
+CF_WARN_UNUSED enum cf_err identity_merchant_users(struct identity *id,
+                                                   const struct identity_principal *p,
+                                                   struct identity_merchant_user *out, size_t max,
+                                                   size_t *n_out);
+/* An owner removes a user of their merchant (not themself): the membership goes and the user's
+ * sessions end. CF_ERR_NOT_FOUND for a user of another merchant or none. */
+CF_WARN_UNUSED enum cf_err identity_merchant_user_remove(struct identity *id,
+                                                         const struct identity_ctx *ctx,
+                                                         const struct identity_principal *p,
+                                                         const char *user_id);
+
 /* Audit --------------------------------------------------------------------------------------- */
 
 /* Appends one event in its own transaction (for actions recorded outside identity). */

@@ -174,6 +174,15 @@ CF_WARN_UNUSED enum cf_err identity_step_up_fail(struct identity *id, struct sql
                                                  const char *user_id, const char *action,
                                                  enum cf_err err);
 
+/* Creates a user of role inside tx from what a creator typed (login normalized, name checked,
+ * password checked and hashed); *detail_out names a refused field. */
+CF_WARN_UNUSED enum cf_err identity_user_create_tx(struct identity *id, struct sqltx *tx,
+                                                   enum identity_role role, const char *login,
+                                                   const char *password, size_t password_len,
+                                                   const char *name,
+                                                   char user_id_out[ID_TEXT_BYTES_MAX],
+                                                   const char **detail_out);
+
 /* A display name: 1..IDENTITY_NAME_BYTES_MAX bytes, no control characters. */
 bool identity_name_valid(const char *name);
 
