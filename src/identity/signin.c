@@ -247,8 +247,13 @@ enum cf_err identity_register(struct identity *id, const struct identity_ctx *ct
     *detail_out = "name";
     if (!identity_name_valid(name))
         return CF_ERR_INVALID_FIELD;
+    *detail_out = NULL;
+    /* counted before the argon2id work, so one address cannot keep the workers hashing */
+    enum cf_err err = sends_allowed(id, ctx);
+    if (err != CF_OK)
+        return err;
     char pw_hash[PASSWORD_HASH_BYTES];
-    enum cf_err err = identity_password_prepare(password, password_len, norm, pw_hash, detail_out);
+    err = identity_password_prepare(password, password_len, norm, pw_hash, detail_out);
     if (err != CF_OK)
         return err;
     *detail_out = NULL;
@@ -273,8 +278,6 @@ enum cf_err identity_register(struct identity *id, const struct identity_ctx *ct
     err = codes_recent(id, tx, blind, &recent);
     if (err == CF_OK && recent >= IDENTITY_CODES_PER_HOUR_MAX)
         err = CF_ERR_RATE_LIMITED;
-    if (err == CF_OK)
-        err = sends_allowed(id, ctx);
     if (err == CF_OK) {
         enum cf_err e = identity_user_by_login(id, tx, norm, existing);
         taken = e == CF_OK;
