@@ -715,6 +715,9 @@ enum cf_err identity_role_set(struct identity *id, const struct identity_ctx *ct
                    v, 3, &n);
     if (err == CF_OK && n != 1)
         err = CF_ERR_NOT_FOUND;
+    struct sql_value m[] = {SQL_T(user_id)};
+    if (err == CF_OK && role != IDENTITY_MERCHANT) /* no merchant rights outside the role */
+        err = sql_exec(tx, "DELETE FROM id_merchant_members WHERE user_id = $1", m, 1, NULL);
     if (err == CF_OK)
         err = identity_sessions_end(id, tx, user_id, NULL, NULL);
     if (err == CF_OK)

@@ -90,7 +90,7 @@ static enum cf_err membership(struct sqltx *tx, const struct identity_principal 
     enum cf_err err = sql_query(tx,
                                 "SELECT m.id, m.legal_name, m.display_name, m.created_at_us, "
                                 "mm.merchant_right FROM id_merchant_members mm JOIN id_merchants m "
-                                "ON m.id = mm.merchant_id WHERE mm.user_id = $1",
+                                "ON m.id = mm.merchant_id WHERE mm.user_id = $1 FOR UPDATE",
                                 v, 1, &r);
     if (err != CF_OK)
         return err;
@@ -139,6 +139,7 @@ enum cf_err identity_merchant_user_add(struct identity *id, const struct identit
 {
     struct sqltx *tx = NULL;
     struct identity_merchant m;
+    memset(&m, 0, sizeof(m));
     enum cf_err err = sql_begin(id->db, &tx);
     if (err != CF_OK)
         return err;
@@ -159,6 +160,7 @@ enum cf_err identity_merchant_users(struct identity *id, const struct identity_p
 {
     struct sqltx *tx = NULL;
     struct identity_merchant m;
+    memset(&m, 0, sizeof(m));
     struct sql_rows *r = NULL;
     enum cf_err err = sql_begin(id->db, &tx);
     if (err != CF_OK)
@@ -194,14 +196,15 @@ enum cf_err identity_merchant_users(struct identity *id, const struct identity_p
 enum cf_err identity_merchant_user_remove(struct identity *id, const struct identity_ctx *ctx,
                                           const struct identity_principal *p, const char *user_id)
 {
-    if (strcmp(user_id, p->user_id) == 0)
-        return CF_ERR_CONFLICT; /* an owner cannot remove themself and orphan the merchant */
     struct sqltx *tx = NULL;
     struct identity_merchant m;
+    memset(&m, 0, sizeof(m));
     enum cf_err err = sql_begin(id->db, &tx);
     if (err != CF_OK)
         return err;
     err = owner_of(tx, p, &m);
+    if (err == CF_OK && strcmp(user_id, p->user_id) == 0)
+        err = CF_ERR_CONFLICT; /* an owner cannot remove themself and orphan the merchant */
     struct sql_value v[] = {SQL_T(user_id), SQL_T(m.merchant_id)};
     int64_t n = 0;
     if (err == CF_OK)

@@ -10,6 +10,10 @@ added to ROUTES below together with the check that suits it:
     the body: 404 (or the refusal a foreign id gets, never a 200), and nothing of B's (ids,
     login, name) in any answer A gets; B's state unchanged afterwards;
   - for routes without ids, A sees A's data only;
+  - merchant routes: two merchants, M1 and M2, each with an owner and a staff user. Customers
+    get 403 on every /v1/merchant route; M1's staff get 403 on the owner routes; M1's owner sees
+    and manages M1 only: M2's user ids answer exactly as unknown ones (404), nothing of M2's
+    (ids, names, logins) shows in any answer an M1 user gets, and M2 is unchanged afterwards;
   - every non-public route without a token, with a malformed or pending (second factor due)
     token: 401; with the token of a role the route does not admit: 403; with the operator
     token anything but /v1/bootstrap: 403.
@@ -231,6 +235,95 @@ class World:
         for mark in self.b_marks:
             check(mark.lower() not in low,
                   "%s: the answer to A holds B's %r: %s" % (what, mark, text[:600]))
+
+    # -- merchants ---------------------------------------------------------------------------
+
+    def merchants(self):
+        """M1 and M2, each with an owner and a staff user (made on first use)."""
+        if getattr(self, "m1", None) is None:
+            self.m1 = Merchant(self, "m1", "Gannet and Gull Provisions Ltd", "Gannet Gull",
+                               "Odile Gannetworth", "Silas Gullbrook")
+            self.m2 = Merchant(self, "m2", "Quillon Quay Hardware GmbH", "Quillon Quay",
+                               "Quentin Quillsby", "Sabine Quaystone")
+            self.m2_marks = self.m2.marks()
+            self.m2_before = self.m2.state(self.srv)
+        return self.m1, self.m2
+
+    def as_m1(self, who, method, path, body=None):
+        """A request by an M1 user (who: "owner" or "staff"), whose answer holds nothing of M2's
+        and nothing of B's."""
+        res = call(self.srv, method, path, body, token=getattr(self.m1, who).token)
+        self.m_no_leak("M1's %s: %s %s" % (who, method, path), res[1])
+        self.no_leak("M1's %s: %s %s" % (who, method, path), res[1])
+        return res
+
+    def m_no_leak(self, what, body):
+        text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
+        low = (text or "").lower()
+        for mark in self.m2_marks:
+            check(mark.lower() not in low,
+                  "%s: the answer holds M2's %r: %s" % (what, mark, text[:600]))
+
+    def check_m2_unchanged(self, what):
+        now = self.m2.state(self.srv)
+        check(now == self.m2_before, "%s changed M2:\n  before %s\n  after  %s"
+              % (what, self.m2_before, now))
+
+
+class MerchantUser:
+    def __init__(self, user_id, login, name, token):
+        self.user_id = user_id
+        self.login = login
+        self.name = name
+        self.token = token
+
+
+class Merchant:
+    """A merchant organisation with an owner (made by the admin) and a staff user (added by the
+    owner), both signed in."""
+
+    def __init__(self, w, tag, legal, display, owner_name, staff_name):
+        srv = w.srv
+        self.legal, self.display = legal, display
+        login = email(tag + "-owner")
+        made = expect(call(srv, "POST", "/v1/admin/merchants",
+                           {"legal_name": legal, "display_name": display,
+                            "owner": {"login": login, "password": PASSWORD, "name": owner_name}},
+                           token=w.admin.token), 201, what="create merchant " + tag)
+        self.id = made["merchant_id"]
+        self.owner = MerchantUser(made["owner_user_id"], login, owner_name,
+                                  merchant_sign_in(srv, login))
+        login = email(tag + "-staff")
+        added = expect(call(srv, "POST", "/v1/merchant/users",
+                            {"login": login, "password": PASSWORD, "name": staff_name,
+                             "right": "staff"}, token=self.owner.token), 201,
+                       what="%s's owner adds staff" % tag)
+        self.staff = MerchantUser(added["user_id"], login, staff_name,
+                                  merchant_sign_in(srv, login))
+
+    def marks(self):
+        """What must never show in an answer to another merchant's user."""
+        return [self.id, self.legal, self.display] + [
+            x for u in (self.owner, self.staff) for x in (u.user_id, u.login, u.name)]
+
+    def state(self, srv):
+        """The merchant as its owner and its staff see it, and whether their sessions live."""
+        return {
+            "owner": expect(call(srv, "GET", "/v1/merchant", token=self.owner.token), 200,
+                            what="the merchant as its owner sees it"),
+            "staff": expect(call(srv, "GET", "/v1/merchant", token=self.staff.token), 200,
+                            what="the merchant as its staff sees it"),
+            "users": expect(call(srv, "GET", "/v1/merchant/users", token=self.owner.token), 200,
+                            what="the merchant's users")["data"],
+        }
+
+
+def merchant_sign_in(srv, login):
+    signed = expect(call(srv, "POST", "/v1/auth/sign-in", {"login": login, "password": PASSWORD}),
+                    200, what="merchant sign-in")
+    check(signed.get("mfa_required") is False and signed.get("role") == "merchant",
+          "a merchant user's sign-in: %s" % signed)
+    return signed["token"]
 
 
 def world(ctx):
@@ -557,6 +650,114 @@ def r_reset_confirm(w, method, path, scope):
     w.check_b_unchanged("A guessing B's reset code")
 
 
+# Merchant routes: customers get 403; M1's staff get 403 on owner routes; M1's owner sees and
+# manages M1 only, and M2's user ids answer as unknown ones. Nothing of M2's in M1's answers.
+
+
+def _merchant_route(w, scope, path):
+    check("merchant" in scope and "customer" not in scope,
+          "%s no longer admits merchants only: update its check" % path)
+    return w.merchants()
+
+
+def _forbidden(res, what):
+    expect(res, 403, "forbidden", what)
+
+
+def r_merchant_create(w, method, path, scope):
+    """An admin route: customers and merchant owners get 403 and create nothing."""
+    r_staff(w, method, path, scope)
+    m1, _m2 = w.merchants()
+    login = email("m-refused")
+    body = {"legal_name": "Refused Ltd", "display_name": "Refused",
+            "owner": {"login": login, "password": PASSWORD, "name": "Rufus Refused"}}
+    _forbidden(w.as_a(method, path, body), "A creating a merchant")
+    _forbidden(w.as_m1("owner", method, path, body), "M1's owner creating a merchant")
+    expect(call(w.srv, "POST", "/v1/auth/sign-in", {"login": login, "password": PASSWORD}), 401,
+           "invalid_credentials", "the owner of a refused merchant")
+
+
+def r_merchant_get(w, method, path, scope):
+    m1, m2 = _merchant_route(w, scope, path)
+    _forbidden(w.as_a(method, path), "A reading a merchant")
+    _forbidden(call(w.srv, method, path, token=w.tokens["merchant"]),
+               "a merchant user of no merchant")
+    for who, right in (("owner", "owner"), ("staff", "staff")):
+        body = expect(w.as_m1(who, method, path), 200, what="M1's %s reads M1" % who)
+        check_eq((body["merchant_id"], body["legal_name"], body["display_name"], body["right"]),
+                 (m1.id, m1.legal, m1.display, right), "M1 as its %s sees it" % who)
+    check_eq(expect(call(w.srv, method, path, token=m2.owner.token), 200)["merchant_id"], m2.id,
+             "M2 as its owner sees it")
+
+
+def r_merchant_users(w, method, path, scope):
+    m1, _m2 = _merchant_route(w, scope, path)
+    _forbidden(w.as_a(method, path), "A listing a merchant's users")
+    _forbidden(w.as_m1("staff", method, path), "M1's staff listing M1's users")
+    _forbidden(call(w.srv, method, path, token=w.tokens["merchant"]),
+               "a merchant user of no merchant listing users")
+    data = expect(w.as_m1("owner", method, path), 200, what="M1's owner lists M1's users")["data"]
+    check_eq(sorted((u["user_id"], u["right"]) for u in data),
+             sorted([(m1.owner.user_id, "owner"), (m1.staff.user_id, "staff")]), "M1's users")
+
+
+def r_merchant_user_add(w, method, path, scope):
+    m1, m2 = _merchant_route(w, scope, path)
+    for who, res in (("A", lambda b: w.as_a(method, path, b)),
+                     ("M1's staff", lambda b: w.as_m1("staff", method, path, b))):
+        login = email("m-add-refused")
+        _forbidden(res({"login": login, "password": PASSWORD, "name": "Nora Nobody",
+                        "right": "owner"}), "%s adding a merchant user" % who)
+        expect(call(w.srv, "POST", "/v1/auth/sign-in", {"login": login, "password": PASSWORD}),
+               401, "invalid_credentials", "the user %s tried to add" % who)
+    # M2's users cannot be taken over by adding their login to M1
+    for u in (m2.owner, m2.staff):
+        st, body, _h = w.as_m1("owner", method, path, {"login": u.login, "password": PASSWORD,
+                                                       "name": "Taken Over", "right": "owner"})
+        check(st == 409 and body.get("code") == "login_taken",
+              "M1's owner adding M2's login: expected 409 login_taken, got %d %s" % (st, body))
+    w.check_m2_unchanged("M1's owner adding M2's logins")
+    login = email("m1-extra")
+    added = expect(w.as_m1("owner", method, path, {"login": login, "password": PASSWORD,
+                                                   "name": "Ezra Extra", "right": "staff"}),
+                   201, what="M1's owner adds staff")
+    m1.extra = added["user_id"]
+    data = expect(w.as_m1("owner", "GET", "/v1/merchant/users"), 200)["data"]
+    check(m1.extra in {u["user_id"] for u in data}, "M1's new staff is not listed: %s" % data)
+    w.check_m2_unchanged("M1's owner adding staff")
+
+
+def r_merchant_user_remove(w, method, path, scope):
+    """Ends M1's staff user's sessions: runs after the other merchant checks."""
+    m1, m2 = _merchant_route(w, scope, path)
+    unknown = fill(path, UNKNOWN)
+    for ids in (w.b_ids, UNKNOWN):
+        _forbidden(w.as_a(method, fill(path, ids)), "A removing a merchant user")
+    for target in (m1.owner, m2.owner, m2.staff):
+        _forbidden(w.as_m1("staff", method, fill(path, {"users": target.user_id})),
+                   "M1's staff removing %s" % target.user_id)
+    _forbidden(w.as_m1("staff", method, unknown), "M1's staff removing an unknown user")
+    _st, unknown_body, _h = w.as_m1("owner", method, unknown)
+    check_eq(unknown_body.get("code"), "not_found", "M1's owner removing an unknown user")
+    for what, user_id in (("M2's owner", m2.owner.user_id), ("M2's staff", m2.staff.user_id),
+                          ("B", w.b.user_id), ("a malformed id", "usr_x")):
+        st, body, _h = w.as_m1("owner", method, fill(path, {"users": user_id}))
+        check(st == 404 and body == unknown_body,
+              "M1's owner removing %s: expected the unknown-user 404, got %d %s (unknown: %s)"
+              % (what, st, body, unknown_body))
+    w.check_m2_unchanged("M1's owner removing M2's users")
+    w.check_b_unchanged("M1's owner removing B")
+    expect(w.as_m1("owner", method, fill(path, {"users": m1.owner.user_id})), 409, "conflict",
+           "M1's owner removing themself")
+    body = expect(w.as_m1("owner", method, fill(path, {"users": m1.staff.user_id})), 200,
+                  what="M1's owner removes M1's staff")
+    check_eq(body, {"user_id": m1.staff.user_id, "status": "removed"}, "remove answer")
+    check_eq(call(w.srv, "GET", "/v1/me", token=m1.staff.token)[0], 401,
+             "the removed staff user's session")
+    check_eq(call(w.srv, "GET", "/v1/me", token=m1.owner.token)[0], 200, "M1's owner's session")
+    w.check_m2_unchanged("M1's owner removing M1's staff")
+
+
 # (check, order): routes run in increasing order; state-changing ones last.
 ROUTES = {
     "GET /healthz": (r_healthz, 0),
@@ -606,6 +807,11 @@ ROUTES = {
     "POST /v1/admin/users/{id}/role": (r_staff, 0),
     "GET /v1/admin/outbox": (r_staff, 0),
     "GET /v1/audit": (r_staff, 0),
+    "POST /v1/admin/merchants": (r_merchant_create, 0),
+    "GET /v1/merchant": (r_merchant_get, 0),
+    "GET /v1/merchant/users": (r_merchant_users, 0),
+    "POST /v1/merchant/users": (r_merchant_user_add, 1),
+    "POST /v1/merchant/users/{id}/remove": (r_merchant_user_remove, 5),
 }
 
 

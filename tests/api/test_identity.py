@@ -3,8 +3,9 @@
 rules, sign-in and its throttling, sessions, password change and reset, TOTP with recovery codes
 (and a limit on second-factor guesses), code rate limits, login change, staff enrolment and
 roles, the operator token's single power, step-up challenges bound to one action, export and
-closure with crypto-shredding, the audit API, `coffer verify` over the audit chain (and a
-tampered row), and a scan of every byte on disk for personal data in the clear.
+closure with crypto-shredding, the audit API, merchant organisations with owner and staff
+rights, `coffer verify` over the audit chain (and a tampered row), and a scan of every byte on
+disk for personal data in the clear.
 
 Most tests share one server and register their own people; the tamper and the plaintext-scan
 tests run their own. Usage: test_identity.py --bin build/coffer --src . [test names...]
@@ -1057,6 +1058,136 @@ def test_close(ctx):
 
 
 # ------------------------------------------------------------------------------------------------
+# Merchant organisations
+
+
+def test_merchants(ctx):
+    """An admin creates a merchant with its first owner; owners add and remove owner or staff
+    users; staff read their merchant but manage no one; a removed user keeps no rights."""
+    srv = ctx.shared()
+    admin = admin_of(srv)
+    t0 = int(time.time())
+    owner_login = email("m-owner")
+    req = {"legal_name": "Harbour Lantern Trading Ltd", "display_name": "Harbour Lantern",
+           "owner": {"login": owner_login, "password": PASSWORD, "name": "Olive Owner"}}
+    cust = register(srv, name="Cyril Customer")
+    expect(call(srv, "POST", "/v1/admin/merchants", req, token=cust.token), 403, "forbidden",
+           "a customer creating a merchant")
+    for bad, code, detail in (
+            (dict(req, legal_name=""), "invalid_field", "legal_name"),
+            (dict(req, display_name="Tab\there"), "invalid_field", "display_name"),
+            ({k: v for k, v in req.items() if k != "owner"}, "missing_field", "owner"),
+            (dict(req, owner=dict(req["owner"], login="not a login")), "invalid_field", "login")):
+        body = expect(call(srv, "POST", "/v1/admin/merchants", bad, token=admin.token), 400, code,
+                      "merchant with a bad %s" % detail)
+        check_eq(body.get("detail"), detail, "detail of a refused merchant")
+    made = expect(call(srv, "POST", "/v1/admin/merchants", req, token=admin.token), 201,
+                  what="merchant create")
+    check_eq(sorted(made), ["merchant_id", "owner_user_id"], "merchant create answer")
+    mid, owner_id = made["merchant_id"], made["owner_user_id"]
+    check(re.fullmatch(r"mer_[0-9A-HJKMNP-TV-Z]{13}", mid), "merchant id %r" % mid)
+    check(re.fullmatch(r"usr_[0-9A-HJKMNP-TV-Z]{13}", owner_id), "owner id %r" % owner_id)
+    expect(call(srv, "POST", "/v1/admin/merchants", req, token=admin.token), 409, "login_taken",
+           "a second merchant with the same owner login")
+
+    # the owner signs in without a second factor, as a merchant
+    signed = session(srv, owner_login, PASSWORD)
+    check_eq((signed["role"], signed["user_id"]), ("merchant", owner_id), "owner sign-in")
+    owner = signed["token"]
+    got = expect(call(srv, "GET", "/v1/merchant", token=owner), 200, what="owner's merchant")
+    check_eq({k: got.get(k) for k in ("merchant_id", "legal_name", "display_name", "right")},
+             {"merchant_id": mid, "legal_name": req["legal_name"],
+              "display_name": req["display_name"], "right": "owner"}, "owner's merchant")
+    check(abs(rfc3339_s(got["created_at"]) - t0) < 120, "created_at %r" % got["created_at"])
+
+    # the owner adds a staff user and a second owner
+    staff_login, owner2_login = email("m-staff"), email("m-owner2")
+    added = {}
+    for login, name, right in ((staff_login, "Stan Staff", "staff"),
+                               (owner2_login, "Opal Owner", "owner")):
+        body = expect(call(srv, "POST", "/v1/merchant/users",
+                           {"login": login, "password": PASSWORD, "name": name, "right": right},
+                           token=owner), 201, what="owner adds a %s" % right)
+        check_eq(body.get("right"), right, "right of the added user")
+        added[right] = body["user_id"]
+    body = expect(call(srv, "POST", "/v1/merchant/users",
+                       {"login": email("m-x"), "password": PASSWORD, "name": "Max Manager",
+                        "right": "manager"}, token=owner), 400, "invalid_field", "right manager")
+    check_eq(body.get("detail"), "right", "detail of an unknown right")
+    expect(call(srv, "POST", "/v1/merchant/users",
+                {"login": staff_login, "password": PASSWORD, "name": "Stan Again",
+                 "right": "staff"}, token=owner), 409, "login_taken", "adding a taken login")
+    staff_id, owner2_id = added["staff"], added["owner"]
+    listed = expect(call(srv, "GET", "/v1/merchant/users", token=owner), 200,
+                    what="owner lists users")["data"]
+    want = sorted([{"user_id": owner_id, "right": "owner", "login": owner_login,
+                    "name": "Olive Owner"},
+                   {"user_id": staff_id, "right": "staff", "login": staff_login,
+                    "name": "Stan Staff"},
+                   {"user_id": owner2_id, "right": "owner", "login": owner2_login,
+                    "name": "Opal Owner"}], key=lambda u: u["user_id"])
+    check_eq(listed, want, "the merchant's users")
+
+    # staff see their merchant but manage no one
+    staff = session(srv, staff_login, PASSWORD)
+    check_eq(staff["role"], "merchant", "staff role")
+    got = expect(call(srv, "GET", "/v1/merchant", token=staff["token"]), 200,
+                 what="staff's merchant")
+    check_eq((got["merchant_id"], got["right"]), (mid, "staff"), "staff's merchant")
+    expect(call(srv, "GET", "/v1/merchant/users", token=staff["token"]), 403, "forbidden",
+           "staff listing users")
+    sneaky = email("m-sneaky")
+    expect(call(srv, "POST", "/v1/merchant/users",
+                {"login": sneaky, "password": PASSWORD, "name": "Sneaky Pete",
+                 "right": "owner"}, token=staff["token"]), 403, "forbidden", "staff adding a user")
+    expect(sign_in(srv, sneaky, PASSWORD), 401, "invalid_credentials",
+           "the user staff tried to add")
+    owner2 = session(srv, owner2_login, PASSWORD)["token"]
+    for target in (owner2_id, owner_id):
+        expect(call(srv, "POST", "/v1/merchant/users/%s/remove" % target, token=staff["token"]),
+               403, "forbidden", "staff removing an owner")
+    check(alive(srv, owner2) and alive(srv, owner), "staff's refused removal ended a session")
+    got = expect(call(srv, "GET", "/v1/merchant", token=owner2), 200, what="second owner")
+    check_eq((got["merchant_id"], got["right"]), (mid, "owner"), "second owner's merchant")
+
+    # the owner removes the staff user: their session ends, and so do their rights
+    body = expect(call(srv, "POST", "/v1/merchant/users/%s/remove" % staff_id, token=owner),
+                  200, what="owner removes staff")
+    check_eq(body, {"user_id": staff_id, "status": "removed"}, "remove answer")
+    expect(me(srv, staff["token"]), 401, "unauthorized", "the removed user's session")
+    again = session(srv, staff_login, PASSWORD)["token"]
+    for method, path in (("GET", "/v1/merchant"), ("GET", "/v1/merchant/users")):
+        expect(call(srv, method, path, token=again), 403, "forbidden",
+               "%s %s by a removed user" % (method, path))
+    expect(call(srv, "POST", "/v1/merchant/users/%s/remove" % staff_id, token=owner), 404,
+           "not_found", "removing the removed user again")
+    for bogus in ("usr_00000000ZZZZZ", "usr_0000000000000", "usr_x", mid):
+        expect(call(srv, "POST", "/v1/merchant/users/%s/remove" % bogus, token=owner), 404,
+               "not_found", "removing %s" % bogus)
+    # an owner cannot remove themself; another owner can
+    expect(call(srv, "POST", "/v1/merchant/users/%s/remove" % owner_id, token=owner), 409,
+           "conflict", "an owner removing themself")
+    check(alive(srv, owner), "the refused self-removal ended the owner's session")
+    listed = expect(call(srv, "GET", "/v1/merchant/users", token=owner2), 200,
+                    what="second owner lists users")["data"]
+    check_eq(sorted(u["user_id"] for u in listed), sorted([owner_id, owner2_id]),
+             "users after the removal")
+
+    # the audit log names ids only
+    for action, actor, target in (("merchant.create", admin.user_id, mid),
+                                  ("merchant.user_add", owner_id, staff_id),
+                                  ("merchant.user_add", owner_id, owner2_id),
+                                  ("merchant.user_remove", owner_id, staff_id)):
+        rows = expect(audit(srv, action=action, target=target), 200)["data"]
+        check(len(rows) == 1 and rows[0]["actor"] == actor and rows[0]["outcome"] == "ok",
+              "%s of %s by %s: %s" % (action, target, actor, rows))
+    rows = expect(audit(srv, action="merchant.", limit=1000, **{"from": t0}), 200)["data"]
+    raw = json.dumps(rows, ensure_ascii=False)
+    for secret in (PASSWORD, owner_login, staff_login, "Olive Owner", "Stan Staff"):
+        check(secret not in raw, "%r in the merchant audit records" % secret)
+
+
+# ------------------------------------------------------------------------------------------------
 # Audit
 
 
@@ -1406,6 +1537,7 @@ TESTS = [
     test_export,
     test_close,
     test_audit,
+    test_merchants,
     test_zz_verify_shared,
     test_audit_tamper,
     test_no_plaintext_at_rest,

@@ -16,6 +16,8 @@
  * idempotency key, dead after IDENTITY_CODE_ATTEMPTS_MAX wrong codes. Credentials: a password
  * change ends the other sessions; closing an account shreds its personal data. Keys: rotation
  * re-wraps every data key, and data sealed before stays readable. The admin bootstrap works once.
+ * Merchants: owners manage their own merchant's users only (another merchant's are unknown),
+ * staff manage no one, an owner cannot remove themself, a removed user loses sessions and rights.
  *
  * argon2id costs tens of milliseconds per hash: each test keeps its registrations and sign-ins
  * to the few it needs.
@@ -945,6 +947,261 @@ static void test_account_close(void **state)
     assert_false(known);
 }
 
+/* Merchants ------------------------------------------------------------------------------------ */
+
+/* Signs a merchant user in with PASSWORD: no second factor is asked. */
+static void merchant_sign_in(struct fx *f, const char *login, struct identity_sign_in_result *out)
+{
+    assert_int_equal(sign_in(f, login, PASSWORD, out, NULL), CF_OK);
+    assert_false(out->mfa_required);
+    assert_int_equal(out->principal.role, IDENTITY_MERCHANT);
+}
+
+/* An owner adds a user with PASSWORD. */
+static void merchant_add(struct fx *f, const struct identity_principal *owner, const char *login,
+                         const char *name, enum identity_merchant_right right,
+                         char user_id[ID_TEXT_BYTES_MAX])
+{
+    const char *detail = NULL;
+    assert_int_equal(identity_merchant_user_add(f->id, &ctx, owner, login, PASSWORD,
+                                                strlen(PASSWORD), name, right, user_id, &detail),
+                     CF_OK);
+    assert_true(strncmp(user_id, ID_PREFIX_USER, 4) == 0);
+}
+
+/* The audit records of action by actor about target. */
+static int64_t audit_count(struct fx *f, const char *action, const char *actor, const char *target)
+{
+    struct sqltx *tx = NULL;
+    struct sql_rows *r = NULL;
+    struct sql_value v[] = {SQL_T(action), SQL_T(actor), SQL_T(target)};
+    assert_int_equal(sql_begin(f->db, &tx), CF_OK);
+    assert_int_equal(sql_query(tx,
+                               "SELECT COUNT(*) FROM id_audit WHERE action = $1 AND actor = $2 "
+                               "AND target = $3 AND outcome = 'ok'",
+                               v, 3, &r),
+                     CF_OK);
+    int64_t n = sql_row_int(r, 0, 0);
+    sql_rows_free(r);
+    sql_rollback(tx);
+    return n;
+}
+
+/* The entry of user_id in list, or NULL. */
+static const struct identity_merchant_user *
+merchant_user_find(const struct identity_merchant_user *list, size_t n, const char *user_id)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(list[i].user_id, user_id) == 0)
+            return &list[i];
+    }
+    return NULL;
+}
+
+/* Two merchants, each with owners and staff: owners manage their own merchant's users only,
+ * staff manage no one, another merchant's users are unknown (CF_ERR_NOT_FOUND), an owner
+ * cannot remove themself, and a removed user loses their sessions and their rights. */
+static void test_merchant_rights(void **state)
+{
+    struct fx *f = *state;
+    char m1[ID_TEXT_BYTES_MAX], m2[ID_TEXT_BYTES_MAX], unused[ID_TEXT_BYTES_MAX];
+    char o1_id[ID_TEXT_BYTES_MAX], o2_id[ID_TEXT_BYTES_MAX];
+    const char *detail = NULL;
+    const char *actor = "usr_0000000000001"; /* the creating admin */
+    char long_name[IDENTITY_MERCHANT_NAME_BYTES_MAX + 2];
+    memset(long_name, 'n', sizeof(long_name) - 1);
+    long_name[sizeof(long_name) - 1] = '\0';
+
+    /* refused before anything is stored */
+    assert_int_equal(identity_merchant_create(f->id, &ctx, actor, "", "Shop", "o1@example.com",
+                                              PASSWORD, strlen(PASSWORD), "Owner One", m1, o1_id,
+                                              &detail),
+                     CF_ERR_INVALID_FIELD);
+    assert_string_equal(detail, "legal_name");
+    assert_int_equal(identity_merchant_create(f->id, &ctx, actor, long_name, "Shop",
+                                              "o1@example.com", PASSWORD, strlen(PASSWORD),
+                                              "Owner One", m1, o1_id, &detail),
+                     CF_ERR_INVALID_FIELD);
+    assert_string_equal(detail, "legal_name");
+    assert_int_equal(identity_merchant_create(f->id, &ctx, actor, "Shop Ltd", "Sh\nop",
+                                              "o1@example.com", PASSWORD, strlen(PASSWORD),
+                                              "Owner One", m1, o1_id, &detail),
+                     CF_ERR_INVALID_FIELD);
+    assert_string_equal(detail, "display_name");
+    assert_int_equal(identity_merchant_create(f->id, &ctx, actor, "Shop Ltd", "Shop", "not a login",
+                                              PASSWORD, strlen(PASSWORD), "Owner One", m1, o1_id,
+                                              &detail),
+                     CF_ERR_INVALID_FIELD);
+    assert_string_equal(detail, "login");
+
+    /* two merchants */
+    assert_int_equal(identity_merchant_create(f->id, &ctx, actor, "First Shop Ltd", "First Shop",
+                                              "o1@example.com", PASSWORD, strlen(PASSWORD),
+                                              "Owner One", m1, o1_id, &detail),
+                     CF_OK);
+    assert_true(strncmp(m1, ID_PREFIX_MERCHANT, 4) == 0);
+    assert_true(strncmp(o1_id, ID_PREFIX_USER, 4) == 0);
+    advance_s(f, 1);
+    assert_int_equal(identity_merchant_create(f->id, &ctx, actor, "Second Shop GmbH", "Second Shop",
+                                              "+15550007777", PASSWORD, strlen(PASSWORD),
+                                              "Owner Two", m2, o2_id, &detail),
+                     CF_OK);
+    assert_string_not_equal(m1, m2);
+    /* a taken owner login creates no merchant */
+    assert_int_equal(identity_merchant_create(f->id, &ctx, actor, "Third Ltd", "Third",
+                                              "O1@example.com", PASSWORD, strlen(PASSWORD),
+                                              "Owner Three", unused, unused, &detail),
+                     CF_ERR_LOGIN_TAKEN);
+    assert_int_equal(audit_count(f, "merchant.create", actor, m1), 1);
+    assert_int_equal(audit_count(f, "merchant.create", actor, m2), 1);
+
+    struct identity_sign_in_result o1, o2;
+    merchant_sign_in(f, "o1@example.com", &o1);
+    merchant_sign_in(f, "+15550007777", &o2);
+    assert_string_equal(o1.principal.user_id, o1_id);
+    struct identity_merchant m;
+    assert_int_equal(identity_merchant_of(f->id, &o1.principal, &m), CF_OK);
+    assert_string_equal(m.merchant_id, m1);
+    assert_string_equal(m.legal_name, "First Shop Ltd");
+    assert_string_equal(m.display_name, "First Shop");
+    assert_int_equal(m.right, IDENTITY_MERCHANT_OWNER);
+    assert_int_equal(m.created_at_us, T0_US);
+    assert_int_equal(identity_merchant_of(f->id, &o2.principal, &m), CF_OK);
+    assert_string_equal(m.merchant_id, m2);
+    assert_int_equal(m.created_at_us, T0_US + US_PER_S);
+
+    /* the owners add users: a staff user and a second owner to the first, staff to the second */
+    char s1_id[ID_TEXT_BYTES_MAX], o1b_id[ID_TEXT_BYTES_MAX], s2_id[ID_TEXT_BYTES_MAX];
+    merchant_add(f, &o1.principal, "s1@example.com", "Staff One", IDENTITY_MERCHANT_STAFF, s1_id);
+    merchant_add(f, &o1.principal, "o1b@example.com", "Owner One B", IDENTITY_MERCHANT_OWNER,
+                 o1b_id);
+    merchant_add(f, &o2.principal, "s2@example.com", "Staff Two", IDENTITY_MERCHANT_STAFF, s2_id);
+    assert_int_equal(identity_merchant_user_add(f->id, &ctx, &o1.principal, "s2@example.com",
+                                                PASSWORD, strlen(PASSWORD), "Again",
+                                                IDENTITY_MERCHANT_STAFF, unused, &detail),
+                     CF_ERR_LOGIN_TAKEN);
+    assert_int_equal(identity_merchant_user_add(f->id, &ctx, &o1.principal, "s3@example.com",
+                                                "password12345", 13, "Weak",
+                                                IDENTITY_MERCHANT_STAFF, unused, &detail),
+                     CF_ERR_WEAK_PASSWORD);
+    assert_int_equal(audit_count(f, "merchant.user_add", o1_id, s1_id), 1);
+    assert_int_equal(audit_count(f, "merchant.user_add", o1_id, o1b_id), 1);
+    assert_int_equal(audit_count(f, "merchant.user_add", o2_id, s2_id), 1);
+
+    struct identity_sign_in_result s1, o1b, s2;
+    merchant_sign_in(f, "s1@example.com", &s1);
+    merchant_sign_in(f, "o1b@example.com", &o1b);
+    merchant_sign_in(f, "s2@example.com", &s2);
+    assert_int_equal(identity_merchant_of(f->id, &s1.principal, &m), CF_OK);
+    assert_string_equal(m.merchant_id, m1);
+    assert_int_equal(m.right, IDENTITY_MERCHANT_STAFF);
+    assert_int_equal(identity_merchant_of(f->id, &o1b.principal, &m), CF_OK);
+    assert_string_equal(m.merchant_id, m1);
+    assert_int_equal(m.right, IDENTITY_MERCHANT_OWNER);
+    assert_int_equal(identity_merchant_of(f->id, &s2.principal, &m), CF_OK);
+    assert_string_equal(m.merchant_id, m2);
+    assert_int_equal(m.right, IDENTITY_MERCHANT_STAFF);
+
+    /* each owner lists their own merchant's users, and only those */
+    struct identity_merchant_user *list = calloc(8, sizeof(*list));
+    assert_non_null(list);
+    size_t n = 0;
+    assert_int_equal(identity_merchant_users(f->id, &o1.principal, list, 8, &n), CF_OK);
+    assert_int_equal(n, 3);
+    const struct identity_merchant_user *u = merchant_user_find(list, n, s1_id);
+    assert_non_null(u);
+    assert_int_equal(u->right, IDENTITY_MERCHANT_STAFF);
+    assert_string_equal(u->login, "s1@example.com");
+    assert_string_equal(u->name, "Staff One");
+    assert_non_null(u = merchant_user_find(list, n, o1_id));
+    assert_int_equal(u->right, IDENTITY_MERCHANT_OWNER);
+    assert_string_equal(u->name, "Owner One");
+    assert_non_null(u = merchant_user_find(list, n, o1b_id));
+    assert_int_equal(u->right, IDENTITY_MERCHANT_OWNER);
+    for (size_t i = 1; i < n; i++)
+        assert_true(strcmp(list[i - 1].user_id, list[i].user_id) < 0);
+    assert_int_equal(identity_merchant_users(f->id, &o1.principal, list, 2, &n), CF_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(identity_merchant_users(f->id, &o2.principal, list, 8, &n), CF_OK);
+    assert_int_equal(n, 2);
+    assert_non_null(merchant_user_find(list, n, o2_id));
+    assert_non_null(merchant_user_find(list, n, s2_id));
+    assert_string_equal(merchant_user_find(list, n, o2_id)->login, "+15550007777");
+
+    /* staff manage no one */
+    n = 99;
+    assert_int_equal(identity_merchant_users(f->id, &s1.principal, list, 8, &n), CF_ERR_FORBIDDEN);
+    assert_int_equal(identity_merchant_user_add(f->id, &ctx, &s1.principal, "s4@example.com",
+                                                PASSWORD, strlen(PASSWORD), "Staff Four",
+                                                IDENTITY_MERCHANT_OWNER, unused, &detail),
+                     CF_ERR_FORBIDDEN);
+    assert_int_equal(identity_merchant_user_remove(f->id, &ctx, &s1.principal, o1b_id),
+                     CF_ERR_FORBIDDEN);
+    assert_int_equal(identity_merchant_user_remove(f->id, &ctx, &s1.principal, o1_id),
+                     CF_ERR_FORBIDDEN);
+    struct sqltx *tx = NULL;
+    char found[ID_TEXT_BYTES_MAX] = "untouched";
+    assert_int_equal(sql_begin(f->db, &tx), CF_OK);
+    assert_int_equal(identity_user_by_login(f->id, tx, "s4@example.com", found), CF_ERR_NOT_FOUND);
+    sql_rollback(tx);
+    assert_int_equal(auth(f, o1b.token, NULL), CF_OK);
+
+    /* nor does a principal of another role, even one whose user holds a membership */
+    struct identity_principal not_merchant = o1.principal;
+    not_merchant.role = IDENTITY_CUSTOMER;
+    assert_int_equal(identity_merchant_of(f->id, &not_merchant, &m), CF_ERR_FORBIDDEN);
+    assert_int_equal(identity_merchant_users(f->id, &not_merchant, list, 8, &n), CF_ERR_FORBIDDEN);
+    assert_int_equal(identity_merchant_user_remove(f->id, &ctx, &not_merchant, s1_id),
+                     CF_ERR_FORBIDDEN);
+
+    /* another merchant's users are unknown to an owner, and stay as they were */
+    assert_int_equal(identity_merchant_user_remove(f->id, &ctx, &o1.principal, s2_id),
+                     CF_ERR_NOT_FOUND);
+    assert_int_equal(identity_merchant_user_remove(f->id, &ctx, &o1.principal, o2_id),
+                     CF_ERR_NOT_FOUND);
+    assert_int_equal(identity_merchant_user_remove(f->id, &ctx, &o1.principal, "usr_00000000ZZZZZ"),
+                     CF_ERR_NOT_FOUND);
+    assert_int_equal(identity_merchant_user_remove(f->id, &ctx, &o2.principal, s1_id),
+                     CF_ERR_NOT_FOUND);
+    assert_int_equal(auth(f, s2.token, NULL), CF_OK);
+    assert_int_equal(auth(f, o2.token, NULL), CF_OK);
+    assert_int_equal(auth(f, s1.token, NULL), CF_OK);
+    assert_int_equal(identity_merchant_of(f->id, &s2.principal, &m), CF_OK);
+    assert_string_equal(m.merchant_id, m2);
+    assert_int_equal(identity_merchant_users(f->id, &o2.principal, list, 8, &n), CF_OK);
+    assert_int_equal(n, 2);
+
+    /* an owner cannot remove themself */
+    assert_int_equal(identity_merchant_user_remove(f->id, &ctx, &o1.principal, o1_id),
+                     CF_ERR_CONFLICT);
+    assert_int_equal(auth(f, o1.token, NULL), CF_OK);
+
+    /* removing a user ends their sessions, cached or not, and their rights */
+    assert_int_equal(auth(f, s1.token, NULL), CF_OK); /* cached */
+    assert_int_equal(identity_merchant_user_remove(f->id, &ctx, &o1.principal, s1_id), CF_OK);
+    assert_int_equal(auth(f, s1.token, NULL), CF_ERR_UNAUTHORIZED);
+    assert_int_equal(auth(f, o1.token, NULL), CF_OK);
+    struct identity_sign_in_result s1_again;
+    merchant_sign_in(f, "s1@example.com", &s1_again);
+    assert_int_equal(identity_merchant_of(f->id, &s1_again.principal, &m), CF_ERR_FORBIDDEN);
+    assert_int_equal(identity_merchant_users(f->id, &s1_again.principal, list, 8, &n),
+                     CF_ERR_FORBIDDEN);
+    assert_int_equal(identity_merchant_user_remove(f->id, &ctx, &o1.principal, s1_id),
+                     CF_ERR_NOT_FOUND);
+    assert_int_equal(audit_count(f, "merchant.user_remove", o1_id, s1_id), 1);
+    assert_int_equal(audit_count(f, "merchant.user_remove", o1_id, s2_id), 0);
+    /* the second owner removes the first */
+    assert_int_equal(identity_merchant_user_remove(f->id, &ctx, &o1b.principal, o1_id), CF_OK);
+    assert_int_equal(auth(f, o1.token, NULL), CF_ERR_UNAUTHORIZED);
+    assert_int_equal(identity_merchant_users(f->id, &o1b.principal, list, 8, &n), CF_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].user_id, o1b_id);
+    assert_int_equal(identity_merchant_users(f->id, &o2.principal, list, 8, &n), CF_OK);
+    assert_int_equal(n, 2);
+    hash_wipe(list, 8 * sizeof(*list));
+    free(list);
+}
+
 /* Keys ----------------------------------------------------------------------------------------- */
 
 /* The key id of every stored wrapped data key, as a count of those under key_id. */
@@ -1062,6 +1319,7 @@ int main(void)
         FX(test_step_up_wrong_codes_kill),
         FX(test_password_change_ends_other_sessions),
         FX(test_account_close),
+        FX(test_merchant_rights),
         FX(test_keys_rotate),
     };
     int failed = cmocka_run_group_tests_name("identity_sqlite", tests, NULL, NULL);
