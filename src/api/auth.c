@@ -165,25 +165,39 @@ enum http_action api_auth_register(struct http_request *req, struct http_respons
     return api_offload(req, resp, register_run);
 }
 
+/* Decodes a body of fields: the two required strings keys[0..1] (at most bytes_max) into v and
+ * lens, and the optional "device" label. Answers the problem itself and returns NULL on a bad
+ * body, else the parsed body to free. */
+static json_t *pair_and_device_decode(struct http_request *req, struct http_response *resp,
+                                      const char *const *fields, const char *const keys[2],
+                                      size_t bytes_max, const char *v[2], size_t lens[2],
+                                      const char **device)
+{
+    json_t *root = body_decode(req, resp, fields);
+    if (root == NULL)
+        return NULL;
+    if (!strings_get(req, resp, root, keys, v, lens, 2, bytes_max)) {
+        json_decref(root);
+        return NULL;
+    }
+    if (api_json_string(root, "device", false, IDENTITY_DEVICE_BYTES_MAX, device, NULL) != CF_OK) {
+        json_decref(root);
+        api_problem(req, resp, CF_ERR_INVALID_FIELD, "device");
+        return NULL;
+    }
+    return root;
+}
+
 static void register_verify_run(struct http_request *req, struct http_response *resp)
 {
     static const char *const fields[] = {"registration_id", "code", "device", NULL};
-    struct api *api = req->app;
-    json_t *root = body_decode(req, resp, fields);
-    if (root == NULL)
-        return;
     static const char *const keys[] = {"registration_id", "code"};
+    struct api *api = req->app;
     const char *v[2], *device = NULL;
     size_t lens[2];
-    if (!strings_get(req, resp, root, keys, v, lens, 2, 64)) {
-        json_decref(root);
+    json_t *root = pair_and_device_decode(req, resp, fields, keys, 64, v, lens, &device);
+    if (root == NULL)
         return;
-    }
-    if (api_json_string(root, "device", false, IDENTITY_DEVICE_BYTES_MAX, &device, NULL) != CF_OK) {
-        json_decref(root);
-        api_problem(req, resp, CF_ERR_INVALID_FIELD, "device");
-        return;
-    }
     struct identity_ctx ctx;
     api_ctx(req, &ctx);
     struct identity_sign_in_result r;
@@ -207,20 +221,14 @@ enum http_action api_auth_register_verify(struct http_request *req, struct http_
 static void sign_in_run(struct http_request *req, struct http_response *resp)
 {
     static const char *const fields[] = {"login", "password", "device", NULL};
-    struct api *api = req->app;
-    json_t *root = body_decode(req, resp, fields);
-    if (root == NULL)
-        return;
     static const char *const keys[] = {"login", "password"};
+    struct api *api = req->app;
     const char *v[2], *device = NULL;
     size_t lens[2];
-    if (!strings_get(req, resp, root, keys, v, lens, 2, PASSWORD_FIELD_MAX) ||
-        api_json_string(root, "device", false, IDENTITY_DEVICE_BYTES_MAX, &device, NULL) != CF_OK) {
-        if (resp->status == 500)
-            api_problem(req, resp, CF_ERR_INVALID_FIELD, "device");
-        json_decref(root);
+    json_t *root =
+        pair_and_device_decode(req, resp, fields, keys, PASSWORD_FIELD_MAX, v, lens, &device);
+    if (root == NULL)
         return;
-    }
     struct identity_ctx ctx;
     api_ctx(req, &ctx);
     struct identity_sign_in_result r;

@@ -286,6 +286,32 @@ enum cf_err identity_payee_add(struct identity *id, const struct identity_princi
 
 /* Password and TOTP changes ------------------------------------------------------------------- */
 
+/* Begins a transaction, loads p's user (locked) and checks a step-up for a. On failure the
+ * transaction is over (a wrong code's attempt committed) and *u wiped; on CF_OK the caller
+ * owns *tx_out and must wipe *u. */
+static enum cf_err stepped_up_begin(struct identity *id, const struct identity_ctx *ctx,
+                                    const struct identity_principal *p,
+                                    const struct identity_action *a,
+                                    const struct identity_verification *v, struct sqltx **tx_out,
+                                    struct user_row *u)
+{
+    memset(u, 0, sizeof(*u));
+    struct sqltx *tx = NULL;
+    enum cf_err err = sql_begin(id->db, &tx);
+    if (err != CF_OK)
+        return err;
+    if ((err = identity_user_load(id, tx, p->user_id, true, u)) != CF_OK) {
+        sql_rollback(tx);
+        return err;
+    }
+    if ((err = identity_step_up_tx(id, tx, u, a, v)) != CF_OK) {
+        user_row_wipe(u);
+        return identity_step_up_fail(id, tx, ctx, p->user_id, a->action, err);
+    }
+    *tx_out = tx;
+    return CF_OK;
+}
+
 enum cf_err identity_password_change(struct identity *id, const struct identity_ctx *ctx,
                                      const struct identity_principal *p, const char *current,
                                      size_t current_len, const char *next, size_t next_len,
@@ -442,7 +468,7 @@ enum cf_err identity_totp_disable(struct identity *id, const struct identity_ctx
     if (err != CF_OK)
         return err;
     err = identity_user_load(id, tx, p->user_id, true, &u);
-    if (err == CF_OK && !u.totp_enabled)
+    if (err == CF_OK && !u.totp_enabled) /* said before any code is spent on it */
         err = CF_ERR_CONFLICT;
     if (err == CF_OK && (err = identity_step_up_tx(id, tx, &u, &a, v)) != CF_OK) {
         user_row_wipe(&u);
@@ -489,32 +515,6 @@ enum cf_err identity_profile_get(struct identity *id, const char *user_id,
     }
     user_row_wipe(&u);
     return err;
-}
-
-/* Begins a transaction, loads p's user (locked) and checks a step-up for a. On failure the
- * transaction is over (a wrong code's attempt committed) and *u wiped; on CF_OK the caller
- * owns *tx_out and must wipe *u. */
-static enum cf_err stepped_up_begin(struct identity *id, const struct identity_ctx *ctx,
-                                    const struct identity_principal *p,
-                                    const struct identity_action *a,
-                                    const struct identity_verification *v, struct sqltx **tx_out,
-                                    struct user_row *u)
-{
-    memset(u, 0, sizeof(*u));
-    struct sqltx *tx = NULL;
-    enum cf_err err = sql_begin(id->db, &tx);
-    if (err != CF_OK)
-        return err;
-    if ((err = identity_user_load(id, tx, p->user_id, true, u)) != CF_OK) {
-        sql_rollback(tx);
-        return err;
-    }
-    if ((err = identity_step_up_tx(id, tx, u, a, v)) != CF_OK) {
-        user_row_wipe(u);
-        return identity_step_up_fail(id, tx, ctx, p->user_id, a->action, err);
-    }
-    *tx_out = tx;
-    return CF_OK;
 }
 
 enum cf_err identity_export_authorize(struct identity *id, const struct identity_ctx *ctx,

@@ -133,7 +133,8 @@ CF_WARN_UNUSED enum cf_err identity_session_start(struct identity *id, struct sq
 CF_WARN_UNUSED enum cf_err identity_sessions_end(struct identity *id, struct sqltx *tx,
                                                  const char *user_id, const char *keep_session_id,
                                                  size_t *n_out);
-/* Forgets cached sessions of a user (after revocations, role changes, closure). */
+/* After revocations, role changes or closure of user_id: every cached session reads its row
+ * again before it is trusted (a cache epoch; O(1) whatever the cache holds). */
 void identity_cache_forget_user(struct identity *id, const char *user_id);
 CF_WARN_UNUSED enum cf_err session_cache_create(struct session_cache **out);
 void session_cache_free(struct session_cache *c);

@@ -28,10 +28,12 @@ struct cache_slot {
     int64_t idle_expires_at_us;
     int64_t absolute_expires_at_us;
     int64_t checked_at_us; /* when the row was last read */
+    uint64_t epoch;        /* the cache's epoch when it was read */
 };
 
 struct session_cache {
     pthread_mutex_t mu;
+    uint64_t epoch; /* moved on by every revocation: older entries must read their row again */
     struct cache_slot slots[CACHE_SLOTS];
 };
 
@@ -96,12 +98,12 @@ static void cache_drop(struct session_cache *c, const uint8_t token_hash[HASH_BY
 
 void identity_cache_forget_user(struct identity *id, const char *user_id)
 {
+    /* O(1): rather than find the user's entries, make every entry read its row once more (a
+     * revocation is rare; the row reads it causes are one per live session). */
+    (void)user_id;
     struct session_cache *c = id->cache;
     pthread_mutex_lock(&c->mu);
-    for (size_t i = 0; i < CACHE_SLOTS; i++) {
-        if (c->slots[i].used && strcmp(c->slots[i].principal.user_id, user_id) == 0)
-            memset(&c->slots[i], 0, sizeof(c->slots[i]));
-    }
+    c->epoch++;
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -181,16 +183,18 @@ enum cf_err identity_session_start(struct identity *id, struct sqltx *tx,
 /* Serves the token from the cache when it was checked recently. Otherwise *idle_seen_out gets
  * the idle deadline the cache had moved to (uses it served since the row was read), or 0. */
 static bool cache_hit(struct identity *id, const uint8_t h[HASH_BYTES], int64_t now,
-                      struct identity_principal *out, int64_t *idle_seen_out)
+                      struct identity_principal *out, int64_t *idle_seen_out, uint64_t *epoch_out)
 {
     struct session_cache *c = id->cache;
     bool hit = false;
     *idle_seen_out = 0;
     pthread_mutex_lock(&c->mu);
+    *epoch_out = c->epoch; /* a row read after this is only as fresh as this epoch */
     struct cache_slot *s = cache_find(c, h);
     if (s != NULL)
         *idle_seen_out = s->idle_expires_at_us;
-    if (s != NULL && now - s->checked_at_us < IDENTITY_SESSION_CACHE_S * US_PER_S &&
+    if (s != NULL && s->epoch == c->epoch &&
+        now - s->checked_at_us < IDENTITY_SESSION_CACHE_S * US_PER_S &&
         now < s->idle_expires_at_us && now < s->absolute_expires_at_us) {
         s->idle_expires_at_us = now + id->cfg.session_idle_s * US_PER_S;
         *out = s->principal;
@@ -202,7 +206,7 @@ static bool cache_hit(struct identity *id, const uint8_t h[HASH_BYTES], int64_t 
 
 static void cache_put(struct identity *id, const uint8_t h[HASH_BYTES],
                       const struct identity_principal *p, int64_t idle_exp, int64_t abs_exp,
-                      int64_t now)
+                      int64_t now, uint64_t epoch)
 {
     struct session_cache *c = id->cache;
     pthread_mutex_lock(&c->mu);
@@ -213,6 +217,7 @@ static void cache_put(struct identity *id, const uint8_t h[HASH_BYTES],
     s->idle_expires_at_us = idle_exp;
     s->absolute_expires_at_us = abs_exp;
     s->checked_at_us = now;
+    s->epoch = epoch; /* a revocation since the row was read makes this entry stale at once */
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -274,12 +279,13 @@ enum cf_err identity_authenticate(struct identity *id, const char *token, size_t
     hash_sha256(token, token_len, h);
     int64_t now = identity_now_us(id);
     int64_t idle_seen = 0;
-    if (cache_hit(id, h, now, out, &idle_seen))
+    uint64_t epoch = 0;
+    if (cache_hit(id, h, now, out, &idle_seen, &epoch))
         return CF_OK;
     int64_t idle_exp = 0, abs_exp = 0;
     enum cf_err err = session_check_row(id, h, now, idle_seen, out, &idle_exp, &abs_exp);
     if (err == CF_OK)
-        cache_put(id, h, out, idle_exp, abs_exp, now);
+        cache_put(id, h, out, idle_exp, abs_exp, now, epoch);
     else
         cache_drop(id->cache, h);
     return err;

@@ -14,6 +14,8 @@
 
 #include <cmocka.h> /* after the four above, which it needs */
 
+#include "testdb.h" /* the throwaway database: SQLite, or PostgreSQL */
+
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -30,96 +32,26 @@
 /* A test database's URL or file path. */
 #define TARGET_BYTES_MAX 1024
 /* "coffer_ta_<pid>_<n>" */
-#define DB_NAME_BYTES 64
 
 /* Threads appending at once, and the events each appends. */
 #define APPEND_THREADS 2
 #define APPENDS_PER_THREAD 200
 
-static const char *pg_base_url; /* COFFER_TEST_PG_URL, or NULL */
-static bool use_pg;             /* the group being run */
-static unsigned db_seq;
-
 struct fx {
     char target[TARGET_BYTES_MAX];
-    char pg_name[DB_NAME_BYTES]; /* "" for SQLite */
-    char dir[64];                /* SQLite's temporary directory */
+    char pg_name[TESTDB_NAME_BYTES]; /* "" for SQLite */
+    char dir[TESTDB_DIR_BYTES];      /* SQLite's temporary directory */
     struct sqldb *db;
 };
 
 /* Databases ------------------------------------------------------------------------------------ */
 
-static bool pg_run(const char *url, const char *sql)
-{
-    PGconn *c = PQconnectdb(url);
-    bool ok = false;
-    if (PQstatus(c) == CONNECTION_OK) {
-        PQclear(PQexec(c, "SET client_min_messages = warning"));
-        PGresult *res = PQexec(c, sql);
-        ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
-        if (!ok)
-            fprintf(stderr, "test sql failed: %s: %s", sql, PQresultErrorMessage(res));
-        PQclear(res);
-    } else {
-        fprintf(stderr, "test connection failed: %s", PQerrorMessage(c));
-    }
-    PQfinish(c);
-    return ok;
-}
-
-/* base with its database path replaced by db; the query string is kept. */
-static bool url_with_db(const char *base, const char *db, char *out, size_t out_bytes)
-{
-    const char *scheme = strstr(base, "://");
-    if (scheme == NULL)
-        return false;
-    const char *path = scheme + 3 + strcspn(scheme + 3, "/?");
-    const char *query = strchr(path, '?');
-    int n = snprintf(out, out_bytes, "%.*s/%s%s", (int)(path - base), base, db,
-                     query != NULL ? query : "");
-    return n > 0 && (size_t)n < out_bytes;
-}
-
 static bool target_create(struct fx *f)
 {
-    if (!use_pg) {
-        snprintf(f->dir, sizeof(f->dir), "/tmp/coffer-ta.XXXXXX");
-        if (mkdtemp(f->dir) == NULL)
-            return false;
-        snprintf(f->target, sizeof(f->target), "%s/id.db", f->dir);
-        return true;
-    }
-    /* an ICU "en" database where it can be had: its ordering is not bytewise, which the action
-     * prefix range must survive */
-    char sql[DB_NAME_BYTES + 96];
-    snprintf(f->pg_name, sizeof(f->pg_name), "coffer_ta_%ld_%u", (long)getpid(), ++db_seq);
-    snprintf(sql, sizeof(sql),
-             "CREATE DATABASE %s TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en'",
-             f->pg_name);
-    bool made = pg_run(pg_base_url, sql);
-    if (!made) {
-        snprintf(sql, sizeof(sql), "CREATE DATABASE %s", f->pg_name);
-        made = pg_run(pg_base_url, sql);
-    }
-    return made && url_with_db(pg_base_url, f->pg_name, f->target, sizeof(f->target));
+    return testdb_create("ta", true, f->dir, f->pg_name, f->target, sizeof(f->target));
 }
 
-static void target_drop(struct fx *f)
-{
-    if (f->pg_name[0] != '\0') {
-        char sql[DB_NAME_BYTES + 48];
-        snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", f->pg_name);
-        pg_run(pg_base_url, sql);
-    } else if (f->dir[0] != '\0') {
-        static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
-        char path[TARGET_BYTES_MAX + 16];
-        for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
-            snprintf(path, sizeof(path), "%s%s", f->target, suffixes[i]);
-            unlink(path);
-        }
-        rmdir(f->dir);
-    }
-}
+static void target_drop(struct fx *f) { testdb_drop(f->dir, f->pg_name); }
 
 static int fx_setup(void **state)
 {

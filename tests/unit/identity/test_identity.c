@@ -29,6 +29,8 @@
 
 #include <cmocka.h> /* after the four above, which it needs */
 
+#include "testdb.h" /* the throwaway database: SQLite, or PostgreSQL */
+
 #include <fcntl.h>
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -55,23 +57,17 @@
 #define ABSOLUTE_S 7200
 
 #define TARGET_BYTES_MAX 1024
-#define DB_NAME_BYTES 64 /* "coffer_ti_<pid>_<n>" */
-#define DIR_BYTES 64
 
 #define PASSWORD "correct-Horse-battery-staple-91"
 #define PASSWORD_NEXT "violet-Tractor-umbrella-lantern-37"
 #define PASSWORD_WRONG "correct-Horse-battery-staple-92"
 
-static const char *pg_base_url; /* COFFER_TEST_PG_URL, or NULL */
-static bool use_pg;             /* the group being run */
-static unsigned db_seq;
-
 static const struct identity_ctx ctx = {.ip = "192.0.2.10", .user_agent = "test/1.0"};
 
 struct fx {
     char target[TARGET_BYTES_MAX];
-    char pg_name[DB_NAME_BYTES]; /* "" for SQLite */
-    char dir[DIR_BYTES];         /* the SQLite file and key files */
+    char pg_name[TESTDB_NAME_BYTES]; /* "" for SQLite */
+    char dir[TESTDB_DIR_BYTES];      /* the SQLite file and key files */
     struct sqldb *db;
     struct vault *vault; /* key 1 only */
     struct notifier *notifier;
@@ -82,70 +78,12 @@ struct fx {
 
 /* Databases ------------------------------------------------------------------------------------ */
 
-static bool pg_run(const char *url, const char *sql)
-{
-    PGconn *c = PQconnectdb(url);
-    bool ok = false;
-    if (PQstatus(c) == CONNECTION_OK) {
-        PQclear(PQexec(c, "SET client_min_messages = warning"));
-        PGresult *res = PQexec(c, sql);
-        ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
-        if (!ok)
-            fprintf(stderr, "test sql failed: %s: %s", sql, PQresultErrorMessage(res));
-        PQclear(res);
-    } else {
-        fprintf(stderr, "test connection failed: %s", PQerrorMessage(c));
-    }
-    PQfinish(c);
-    return ok;
-}
-
-/* base with its database path replaced by db; the query string is kept. */
-static bool url_with_db(const char *base, const char *db, char *out, size_t out_bytes)
-{
-    const char *scheme = strstr(base, "://");
-    if (scheme == NULL)
-        return false;
-    const char *path = scheme + 3 + strcspn(scheme + 3, "/?");
-    const char *query = strchr(path, '?');
-    int n = snprintf(out, out_bytes, "%.*s/%s%s", (int)(path - base), base, db,
-                     query != NULL ? query : "");
-    return n > 0 && (size_t)n < out_bytes;
-}
-
 static bool target_create(struct fx *f)
 {
-    snprintf(f->dir, sizeof(f->dir), "/tmp/coffer-ti.XXXXXX");
-    if (mkdtemp(f->dir) == NULL)
-        return false;
-    if (!use_pg) {
-        snprintf(f->target, sizeof(f->target), "%s/id.db", f->dir);
-        return true;
-    }
-    char sql[DB_NAME_BYTES + 32];
-    snprintf(f->pg_name, sizeof(f->pg_name), "coffer_ti_%ld_%u", (long)getpid(), ++db_seq);
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", f->pg_name);
-    return pg_run(pg_base_url, sql) &&
-           url_with_db(pg_base_url, f->pg_name, f->target, sizeof(f->target));
+    return testdb_create("ti", false, f->dir, f->pg_name, f->target, sizeof(f->target));
 }
 
-static void target_drop(struct fx *f)
-{
-    static const char *const files[] = {"id.db", "id.db-wal", "id.db-shm", "id.db-journal", "keys"};
-    if (f->pg_name[0] != '\0') {
-        char sql[DB_NAME_BYTES + 48];
-        snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", f->pg_name);
-        pg_run(pg_base_url, sql);
-    }
-    if (f->dir[0] == '\0')
-        return;
-    char path[DIR_BYTES + 32];
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        snprintf(path, sizeof(path), "%s/%s", f->dir, files[i]);
-        unlink(path);
-    }
-    rmdir(f->dir);
-}
+static void target_drop(struct fx *f) { testdb_drop(f->dir, f->pg_name); }
 
 /* A vault of one fresh key (id 1). */
 static struct vault *vault_one_key(void)
@@ -1247,7 +1185,7 @@ static void test_keys_rotate(void **state)
     struct vault *two = NULL;
     assert_int_equal(vault_load(text, strlen(text), &two), CF_OK);
     assert_int_equal(vault_active_id(two), 2);
-    char path[DIR_BYTES + 8];
+    char path[TESTDB_DIR_BYTES + 8];
     snprintf(path, sizeof(path), "%s/keys", f->dir);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     assert_true(fd >= 0);

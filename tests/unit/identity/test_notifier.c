@@ -18,6 +18,8 @@
 
 #include <cmocka.h> /* after the four above, which it needs */
 
+#include "testdb.h" /* the throwaway database: SQLite, or PostgreSQL */
+
 #include <arpa/inet.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
@@ -37,7 +39,6 @@
 #include "store/sql/sql.h"
 
 #define TARGET_BYTES_MAX 1024
-#define DB_NAME_BYTES 64
 
 /* What the test server keeps of one request. */
 #define REQUEST_BYTES_MAX 32768
@@ -46,14 +47,10 @@
 
 #define SECRET "s3cret-shared-with-the-provider"
 
-static const char *pg_base_url;
-static bool use_pg;
-static unsigned db_seq;
-
 struct fx {
     char target[TARGET_BYTES_MAX];
-    char pg_name[DB_NAME_BYTES];
-    char dir[64];
+    char pg_name[TESTDB_NAME_BYTES];
+    char dir[TESTDB_DIR_BYTES];
     struct sqldb *db;
     struct vault *vault;
     struct notifier *n;
@@ -61,68 +58,12 @@ struct fx {
 
 /* Databases ------------------------------------------------------------------------------------ */
 
-static bool pg_run(const char *url, const char *sql)
-{
-    PGconn *c = PQconnectdb(url);
-    bool ok = false;
-    if (PQstatus(c) == CONNECTION_OK) {
-        PQclear(PQexec(c, "SET client_min_messages = warning"));
-        PGresult *res = PQexec(c, sql);
-        ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
-        if (!ok)
-            fprintf(stderr, "test sql failed: %s: %s", sql, PQresultErrorMessage(res));
-        PQclear(res);
-    } else {
-        fprintf(stderr, "test connection failed: %s", PQerrorMessage(c));
-    }
-    PQfinish(c);
-    return ok;
-}
-
-static bool url_with_db(const char *base, const char *db, char *out, size_t out_bytes)
-{
-    const char *scheme = strstr(base, "://");
-    if (scheme == NULL)
-        return false;
-    const char *path = scheme + 3 + strcspn(scheme + 3, "/?");
-    const char *query = strchr(path, '?');
-    int n = snprintf(out, out_bytes, "%.*s/%s%s", (int)(path - base), base, db,
-                     query != NULL ? query : "");
-    return n > 0 && (size_t)n < out_bytes;
-}
-
 static bool target_create(struct fx *f)
 {
-    if (!use_pg) {
-        snprintf(f->dir, sizeof(f->dir), "/tmp/coffer-tn.XXXXXX");
-        if (mkdtemp(f->dir) == NULL)
-            return false;
-        snprintf(f->target, sizeof(f->target), "%s/id.db", f->dir);
-        return true;
-    }
-    char sql[DB_NAME_BYTES + 32];
-    snprintf(f->pg_name, sizeof(f->pg_name), "coffer_tn_%ld_%u", (long)getpid(), ++db_seq);
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", f->pg_name);
-    return pg_run(pg_base_url, sql) &&
-           url_with_db(pg_base_url, f->pg_name, f->target, sizeof(f->target));
+    return testdb_create("tn", false, f->dir, f->pg_name, f->target, sizeof(f->target));
 }
 
-static void target_drop(struct fx *f)
-{
-    if (f->pg_name[0] != '\0') {
-        char sql[DB_NAME_BYTES + 48];
-        snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", f->pg_name);
-        pg_run(pg_base_url, sql);
-    } else if (f->dir[0] != '\0') {
-        static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
-        char path[TARGET_BYTES_MAX + 16];
-        for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
-            snprintf(path, sizeof(path), "%s%s", f->target, suffixes[i]);
-            unlink(path);
-        }
-        rmdir(f->dir);
-    }
-}
+static void target_drop(struct fx *f) { testdb_drop(f->dir, f->pg_name); }
 
 /* A vault with fresh keys 1 and 2 (so the active key is 2, not the index key). */
 static struct vault *vault_two_keys(void)
