@@ -15,6 +15,21 @@
 
 #define API_POOL_THREADS 4
 
+void api_pay_config_defaults(struct api_pay_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->currencies[0], sizeof(c->currencies[0]), "USD");
+    c->currencies_n = 1;
+    snprintf(c->default_currency, sizeof(c->default_currency), "USD");
+    c->send_fee_bps = 0;
+    c->send_fee_fixed_minor = 0;
+    c->refund_returns_fee = true;
+    c->quote_ttl_s = 60;
+    c->qr_ttl_s = 900;
+    c->fx_spread_bps = 50;
+    c->topup_hold_s = 1800;
+}
+
 enum cf_err api_create(struct store *store, struct writer *writer, struct identity *identity,
                        const uint8_t operator_token_hash[HASH_BYTES], struct api **out)
 {
@@ -26,6 +41,7 @@ enum cf_err api_create(struct store *store, struct writer *writer, struct identi
     api->writer = writer;
     api->identity = identity;
     memcpy(api->operator_token_hash, operator_token_hash, HASH_BYTES);
+    api_pay_config_defaults(&api->pay);
     enum cf_err err = api_inflight_create(&api->inflight);
     if (err == CF_OK)
         err = api_pool_create(API_POOL_THREADS, &api->pool);

@@ -29,6 +29,23 @@
 
 struct api_inflight;
 struct api_pool;
+struct payments;
+struct gateway;
+
+/* Payment settings (from the configuration; see src/cli/config.h). */
+#define API_CURRENCIES_MAX 16
+struct api_pay_config {
+    char currencies[API_CURRENCIES_MAX][MONEY_CODE_BYTES_MAX + 1]; /* on offer to customers */
+    size_t currencies_n;
+    char default_currency[MONEY_CODE_BYTES_MAX + 1];
+    int64_t send_fee_bps; /* fee on person-to-person sends */
+    int64_t send_fee_fixed_minor;
+    bool refund_returns_fee; /* refunds give the merchant the fee's share back */
+    int64_t quote_ttl_s;     /* how long a quote holds */
+    int64_t qr_ttl_s;        /* default lifetime of a dynamic QR code */
+    int64_t fx_spread_bps;
+    int64_t topup_hold_s; /* how long a top-up waits for the gateway before it is voided */
+};
 
 struct api {
     struct store *store;
@@ -38,7 +55,12 @@ struct api {
     uint8_t operator_token_hash[HASH_BYTES];
     struct api_inflight *inflight;
     struct api_pool *pool; /* worker threads for blocking identity work */
+    struct payments *payments; /* money movement's state (set by the caller after api_create) */
+    struct gateway *gateway;   /* top-ups, withdrawals and payouts */
+    struct api_pay_config pay;
 };
+
+void api_pay_config_defaults(struct api_pay_config *c);
 
 /* Builds the API context; *out is freed with api_destroy. */
 CF_WARN_UNUSED enum cf_err api_create(struct store *store, struct writer *writer,

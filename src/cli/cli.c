@@ -450,6 +450,8 @@ static int cmd_serve(const struct config *c)
         err = writer_create(store, &cf_clock_real, &writer);
     if (err == CF_OK)
         err = api_create(store, writer, ci.identity, token_hash, &api);
+    if (err == CF_OK)
+        err = cli_payments_open(c, &ci, api);
     hash_wipe(token_hash, sizeof(token_hash));
     struct http_server_config hc = {.listen = c->listen,
                                     .tls_cert_pem = tls.cert_pem,
@@ -478,6 +480,7 @@ static int cmd_serve(const struct config *c)
         http_server_stop(srv);
     }
     writer_destroy(writer);
+    cli_payments_close(api);
     api_destroy(api);
     cli_identity_close(&ci);
     if (store != NULL)

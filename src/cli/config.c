@@ -2,6 +2,7 @@
 #include "cli/config.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,14 @@ void config_defaults(struct config *c)
     c->session_idle_s = 900;
     c->session_absolute_s = 12 * 3600;
     c->step_up_amount_minor = 100000;
+    snprintf(c->currencies, sizeof(c->currencies), "USD");
+    c->refund_returns_fee = true;
+    c->quote_ttl_s = 60;
+    c->qr_ttl_s = 900;
+    c->fx_spread_bps = 50;
+    c->topup_hold_s = 1800;
+    snprintf(c->gateway, sizeof(c->gateway), "sandbox");
+    c->sandbox_latency_ms = 200;
 }
 
 static enum cf_err copy_str(char *dst, size_t dst_bytes, const char *key, const char *value)
@@ -61,6 +70,8 @@ static enum cf_err parse_bool(const char *key, const char *value, bool *out)
     return CF_ERR_CONFIG;
 }
 
+static enum cf_err config_set_payments(struct config *c, const char *key, const char *value);
+
 enum cf_err config_set(struct config *c, const char *key, const char *value)
 {
     CF_ASSERT(key != NULL && value != NULL);
@@ -98,6 +109,45 @@ enum cf_err config_set(struct config *c, const char *key, const char *value)
         return parse_uint(key, value, 300, 30 * 86400, &c->session_absolute_s);
     if (strcmp(key, "step_up_amount_minor") == 0)
         return parse_uint(key, value, 0, 4000000000u, &c->step_up_amount_minor);
+    return config_set_payments(c, key, value);
+}
+
+/* The payment settings (config.h), after the others. */
+static enum cf_err config_set_payments(struct config *c, const char *key, const char *value)
+{
+    static const struct {
+        const char *key;
+        size_t offset;
+        unsigned lo, hi;
+    } nums[] = {
+        {"send_fee_bps", offsetof(struct config, send_fee_bps), 0, 10000},
+        {"send_fee_fixed_minor", offsetof(struct config, send_fee_fixed_minor), 0, 100000000},
+        {"quote_ttl_s", offsetof(struct config, quote_ttl_s), 10, 3600},
+        {"qr_ttl_s", offsetof(struct config, qr_ttl_s), 30, 7 * 86400},
+        {"fx_spread_bps", offsetof(struct config, fx_spread_bps), 0, 5000},
+        {"topup_hold_s", offsetof(struct config, topup_hold_s), 60, 7 * 86400},
+        {"sandbox_latency_ms", offsetof(struct config, sandbox_latency_ms), 0, 60000},
+    };
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+        if (strcmp(key, nums[i].key) == 0)
+            return parse_uint(key, value, nums[i].lo, nums[i].hi,
+                              (unsigned *)((char *)c + nums[i].offset));
+    }
+    if (strcmp(key, "currencies") == 0)
+        return copy_str(c->currencies, sizeof(c->currencies), key, value);
+    if (strcmp(key, "default_currency") == 0)
+        return copy_str(c->default_currency, sizeof(c->default_currency), key, value);
+    if (strcmp(key, "refund_returns_fee") == 0)
+        return parse_bool(key, value, &c->refund_returns_fee);
+    if (strcmp(key, "gateway") == 0) {
+        if (strcmp(value, "sandbox") != 0 && strcmp(value, "http") != 0) {
+            fprintf(stderr, "coffer: gateway: expected sandbox or http\n");
+            return CF_ERR_CONFIG;
+        }
+        return copy_str(c->gateway, sizeof(c->gateway), key, value);
+    }
+    if (strcmp(key, "gateway_url") == 0)
+        return copy_str(c->gateway_url, sizeof(c->gateway_url), key, value);
     fprintf(stderr, "coffer: unknown setting '%s'\n", key);
     return CF_ERR_CONFIG;
 }
@@ -161,6 +211,18 @@ enum cf_err config_load_env(struct config *c)
         {"COFFER_SESSION_IDLE_S", "session_idle_s"},
         {"COFFER_SESSION_ABSOLUTE_S", "session_absolute_s"},
         {"COFFER_STEP_UP_AMOUNT_MINOR", "step_up_amount_minor"},
+        {"COFFER_CURRENCIES", "currencies"},
+        {"COFFER_DEFAULT_CURRENCY", "default_currency"},
+        {"COFFER_SEND_FEE_BPS", "send_fee_bps"},
+        {"COFFER_SEND_FEE_FIXED_MINOR", "send_fee_fixed_minor"},
+        {"COFFER_REFUND_RETURNS_FEE", "refund_returns_fee"},
+        {"COFFER_QUOTE_TTL_S", "quote_ttl_s"},
+        {"COFFER_QR_TTL_S", "qr_ttl_s"},
+        {"COFFER_FX_SPREAD_BPS", "fx_spread_bps"},
+        {"COFFER_TOPUP_HOLD_S", "topup_hold_s"},
+        {"COFFER_GATEWAY", "gateway"},
+        {"COFFER_GATEWAY_URL", "gateway_url"},
+        {"COFFER_SANDBOX_LATENCY_MS", "sandbox_latency_ms"},
     };
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
         const char *v = getenv(map[i][0]);

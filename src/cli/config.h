@@ -20,11 +20,24 @@
  *   session_idle_s COFFER_SESSION_IDLE_S 900            session idle timeout (60..86400)
  *   session_absolute_s COFFER_SESSION_ABSOLUTE_S 43200  session lifetime (300..2592000)
  *   step_up_amount_minor COFFER_STEP_UP_AMOUNT_MINOR 100000  transfers above need step-up
+ *   currencies    COFFER_CURRENCIES    USD              currencies on offer to customers, A,B,...
+ *   default_currency COFFER_DEFAULT_CURRENCY (first)    the wallet's default currency
+ *   send_fee_bps  COFFER_SEND_FEE_BPS  0                fee on sends to people, basis points
+ *   send_fee_fixed_minor COFFER_SEND_FEE_FIXED_MINOR 0  and its fixed part
+ *   refund_returns_fee COFFER_REFUND_RETURNS_FEE 1      refunds give the merchant its fee share
+ *   quote_ttl_s   COFFER_QUOTE_TTL_S   60               how long a quote holds (10..3600)
+ *   qr_ttl_s      COFFER_QR_TTL_S      900              default life of a dynamic QR code
+ *   fx_spread_bps COFFER_FX_SPREAD_BPS 50               spread on conversions (0..5000)
+ *   topup_hold_s  COFFER_TOPUP_HOLD_S  1800             a top-up's wait for the gateway
+ *   gateway       COFFER_GATEWAY       sandbox          sandbox (built in) or http
+ *   gateway_url   COFFER_GATEWAY_URL   (none)           the http gateway's base URL
+ *   sandbox_latency_ms COFFER_SANDBOX_LATENCY_MS 200    the sandbox's answer and callback delay
  *
  * Master keys: COFFER_MASTER_KEYS (the key file's text itself) wins over the file; without
  * either, serve/init create DATA/master.key on first start. Keep the key file off the machine
  * that holds the database's backups. COFFER_NOTIFIER_SECRET (environment only) signs the
- * provider's requests.
+ * provider's requests. COFFER_GATEWAY_SECRET (environment only; else DATA/gateway.key, made
+ * on first start) signs gateway requests and checks their callbacks.
  *
  * serve speaks HTTPS when tls_cert and tls_key are both set (one alone is an error). Without
  * them it refuses to listen on anything but a loopback address unless insecure_http is set
@@ -58,6 +71,18 @@ struct config {
     unsigned session_idle_s;
     unsigned session_absolute_s;
     unsigned step_up_amount_minor;
+    char currencies[128];
+    char default_currency[16]; /* "" = the first of currencies */
+    unsigned send_fee_bps;
+    unsigned send_fee_fixed_minor;
+    bool refund_returns_fee;
+    unsigned quote_ttl_s;
+    unsigned qr_ttl_s;
+    unsigned fx_spread_bps;
+    unsigned topup_hold_s;
+    char gateway[16];
+    char gateway_url[CONFIG_PATH_BYTES_MAX];
+    unsigned sandbox_latency_ms;
     char config_path[CONFIG_PATH_BYTES_MAX];
 };
 

@@ -33,6 +33,13 @@ void cli_identity_close(struct cli_identity *ci);
 /* The database the identity tables live in: the PostgreSQL URL, or DATA/identity.db. */
 void cli_identity_target(const struct config *c, char *out, size_t out_bytes);
 
+struct api;
+/* Opens the payments tables, applies the payment settings to api and finishes operations a
+ * crash left half done (payments_setup.c). The writer must be running. */
+CF_WARN_UNUSED enum cf_err cli_payments_open(const struct config *c, struct cli_identity *ci,
+                                             struct api *api);
+void cli_payments_close(struct api *api);
+
 /* coffer admin create --login L --name N [--role R]; the password from COFFER_ADMIN_PASSWORD. */
 int cli_cmd_admin(const struct config *c, int argc, char **argv);
 /* coffer keys rotate: a new master key in the key file, then every data key re-wrapped. */

@@ -11,6 +11,9 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "core/assert.h"
+#include "core/error.h"
+
 struct cf_clock {
     int64_t (*now_us)(struct cf_clock *clock);
     _Atomic int64_t fake_now_us; /* used by the fake clock only; a test thread moves it */
@@ -33,5 +36,9 @@ int64_t cf_monotonic_us(void);
 
 /* Formats a time as RFC 3339 UTC with microseconds into buf (at least 32 bytes). */
 void cf_time_format_rfc3339(int64_t time_us, char *buf, unsigned buf_bytes);
+
+/* Parses a UTC date "YYYY-MM-DD" (its midnight) or time "YYYY-MM-DDTHH:MM:SSZ" (no fraction, no
+ * offset other than Z), years 1970..9999, into microseconds. CF_ERR_INVALID_FIELD otherwise. */
+CF_WARN_UNUSED enum cf_err cf_time_parse_rfc3339(const char *text, int64_t *time_us_out);
 
 #endif

@@ -37,6 +37,9 @@ enum http_method { HTTP_GET = 0, HTTP_POST = 1, HTTP_METHOD_COUNT };
 
 enum http_action { HTTP_DONE, HTTP_SUSPEND };
 
+/* What a route's body must be (415 otherwise): JSON, or a form (signed gateway callbacks). */
+enum http_body_kind { HTTP_BODY_JSON = 0, HTTP_BODY_FORM = 1 };
+
 /* Who may call a route: a bitmask of roles (the API's authorize callback enforces it; this
  * layer only carries it). 0 means public: no credentials. */
 #define HTTP_PUBLIC 0u
@@ -73,6 +76,7 @@ struct http_route {
     size_t body_bytes_max; /* 0 = no body allowed */
     bool idempotent;       /* takes an Idempotency-Key header */
     const char *name;      /* metrics label */
+    uint8_t body_kind;     /* enum http_body_kind: the body's required content type */
 };
 
 struct http_request {
@@ -87,6 +91,7 @@ struct http_request {
     const char *authorization;                    /* raw header or NULL */
     const char *idempotency_key;                  /* raw header or NULL */
     const char *user_agent;                       /* raw header or NULL */
+    const char *signature;                        /* raw Coffer-Signature header or NULL */
     char client_ip[HTTP_CLIENT_IP_BYTES_MAX + 1]; /* the peer's address, text */
     void *principal; /* set by the authorize callback: who is calling */
     char request_id[HTTP_REQUEST_ID_BYTES_MAX + 1];

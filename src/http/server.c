@@ -89,11 +89,16 @@ static void request_id_set(struct conn_req *cr, struct MHD_Connection *conn)
     hash_hex(rnd, sizeof(rnd), cr->req.request_id + 4);
 }
 
-static bool content_type_is_json(struct MHD_Connection *conn)
+/* Whether the body's Content-Type is the one the route takes (parameters after ';' allowed). */
+static bool content_type_ok(struct MHD_Connection *conn, const struct http_route *route)
 {
+    const char *want = route != NULL && route->body_kind == HTTP_BODY_FORM
+                           ? "application/x-www-form-urlencoded"
+                           : "application/json";
+    size_t n = strlen(want);
     const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
-    return ct != NULL && strncasecmp(ct, "application/json", 16) == 0 &&
-           (ct[16] == '\0' || ct[16] == ';' || ct[16] == ' ');
+    return ct != NULL && strncasecmp(ct, want, n) == 0 &&
+           (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
 /* The peer's address as text, for audit records and throttling. */
@@ -231,7 +236,7 @@ static enum MHD_Result dispatch(struct conn_req *cr, struct MHD_Connection *conn
     struct http_response resp = {.status = 500};
     enum cf_err err = cr->early_err;
     const struct http_route *route = cr->req.route;
-    if (err == CF_OK && cr->body_len > 0 && !content_type_is_json(conn))
+    if (err == CF_OK && cr->body_len > 0 && !content_type_ok(conn, route))
         err = CF_ERR_UNSUPPORTED_MEDIA;
     if (err == CF_OK) {
         cr->req.authorization =
@@ -240,6 +245,7 @@ static enum MHD_Result dispatch(struct conn_req *cr, struct MHD_Connection *conn
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Idempotency-Key");
         cr->req.user_agent =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_USER_AGENT);
+        cr->req.signature = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Coffer-Signature");
         err = cr->srv->cfg.authorize(cr->srv->cfg.app, &cr->req);
     }
     if (err != CF_OK) {

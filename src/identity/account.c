@@ -83,6 +83,7 @@ enum cf_err identity_recovery_new(struct identity *id, struct sqltx *tx, const c
 static const char *const step_up_actions[] = {
     "transfer",   "payee_add", "password_change", "login_change",
     "mfa_change", "card_add",  "data_export",     "account_close",
+    "send",       "payment",   "withdrawal",
 };
 
 static bool action_known(const char *a)
@@ -556,6 +557,8 @@ enum cf_err identity_account_close(struct identity *id, const struct identity_ct
         err = sql_exec(tx, "DELETE FROM id_recovery WHERE user_id = $2 AND $1 > 0", q, 2, NULL);
     if (err == CF_OK)
         err = sql_exec(tx, "DELETE FROM id_payees WHERE user_id = $2 AND $1 > 0", q, 2, NULL);
+    if (err == CF_OK)
+        err = sql_exec(tx, "DELETE FROM id_handles WHERE user_id = $2 AND $1 > 0", q, 2, NULL);
     /* what else holds the person's data: codes and registrations (sealed under a master key
      * that stays loaded) and the development outbox */
     uint8_t blind[VAULT_BLIND_BYTES];

@@ -85,6 +85,11 @@ void identity_config_defaults(struct identity_config *cfg)
     "merchant_right INTEGER NOT NULL);"                                                            \
     "CREATE INDEX id_merchant_members_merchant ON id_merchant_members(merchant_id);"
 
+/* Version 2: public handles ("@alice") to receive money by. */
+#define IDENTITY_HANDLES_DDL                                                                       \
+    "CREATE TABLE id_handles (handle TEXT PRIMARY KEY, user_id TEXT NOT NULL UNIQUE, "             \
+    "created_at_us BIGINT NOT NULL);"
+
 static char schema_sqlite[8192];
 static char schema_postgres[8192];
 
@@ -94,8 +99,9 @@ static enum cf_err schema_migrate(struct sqldb *db)
     int b = snprintf(schema_postgres, sizeof(schema_postgres), USERS_COMMON, "BYTEA");
     CF_ASSERT(a > 0 && (size_t)a < sizeof(schema_sqlite) && b > 0 &&
               (size_t)b < sizeof(schema_postgres));
-    const struct sql_migration m[] = {{1, schema_sqlite, schema_postgres}};
-    enum cf_err err = sqldb_migrate(db, "identity", m, 1);
+    const struct sql_migration m[] = {{1, schema_sqlite, schema_postgres},
+                                      {2, IDENTITY_HANDLES_DDL, IDENTITY_HANDLES_DDL}};
+    enum cf_err err = sqldb_migrate(db, "identity", m, 2);
     if (err == CF_OK)
         err = sqldb_migrate(db, "audit", &audit_migration, 1);
     if (err == CF_OK)

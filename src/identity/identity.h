@@ -408,6 +408,9 @@ identity_merchant_create(struct identity *id, const struct identity_ctx *ctx, co
 CF_WARN_UNUSED enum cf_err identity_merchant_of(struct identity *id,
                                                 const struct identity_principal *p,
                                                 struct identity_merchant *out);
+/* A merchant by id (right is STAFF: no caller); CF_ERR_NOT_FOUND when none. */
+CF_WARN_UNUSED enum cf_err identity_merchant_get(struct identity *id, const char *merchant_id,
+                                                 struct identity_merchant *out);
 /* An owner adds a user (owner or staff) to their merchant. CF_ERR_FORBIDDEN for staff. */
 CF_WARN_UNUSED enum cf_err
 identity_merchant_user_add(struct identity *id, const struct identity_ctx *ctx,
@@ -457,5 +460,39 @@ CF_WARN_UNUSED enum cf_err identity_keys_rotate(struct identity *id, size_t *n_o
 
 /* The notifier (for the development outbox API). */
 struct notifier *identity_notifier(struct identity *id);
+
+
+/* Recipients and handles (recipients.c) ----------------------------------------------------------
+ */
+
+#define IDENTITY_HANDLE_BYTES_MAX 21 /* 3 to 20 of [a-z0-9_.], without the '@' */
+#define IDENTITY_MASKED_NAME_BYTES_MAX 64
+
+/* Sets (or replaces) the customer's public handle. text may start with '@'; it is lower-cased.
+ * CF_ERR_INVALID_FIELD for a malformed handle, CF_ERR_CONFLICT when another user has it. */
+CF_WARN_UNUSED enum cf_err identity_handle_set(struct identity *id, const struct identity_ctx *ctx,
+                                               const struct identity_principal *p,
+                                               const char *text,
+                                               char handle_out[IDENTITY_HANDLE_BYTES_MAX]);
+/* The caller's handle ("" when none). */
+CF_WARN_UNUSED enum cf_err identity_handle_get(struct identity *id, const char *user_id,
+                                               char handle_out[IDENTITY_HANDLE_BYTES_MAX]);
+
+/* Who money sent to text (a phone number, an email or an "@handle") would reach: an active
+ * customer's id and a masked display name ("A*** S."), nothing more. CF_ERR_RECIPIENT_NOT_FOUND
+ * otherwise (also for staff, merchants and closed users). */
+struct identity_recipient {
+    char user_id[ID_TEXT_BYTES_MAX];
+    char masked_name[IDENTITY_MASKED_NAME_BYTES_MAX];
+};
+CF_WARN_UNUSED enum cf_err identity_recipient_find(struct identity *id, const char *text,
+                                                   struct identity_recipient *out);
+/* Masks a display name: each word keeps its first character, the rest becomes "***"; the last
+ * of several words is its initial and a period. */
+void identity_name_mask(const char *name, char out[IDENTITY_MASKED_NAME_BYTES_MAX]);
+
+/* The master keys for other modules that seal data (payments): key_id 0 for the active set,
+ * else a set holding key_id (NULL when none does). */
+const struct vault *identity_keys(struct identity *id, uint32_t key_id);
 
 #endif

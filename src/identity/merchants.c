@@ -223,3 +223,33 @@ enum cf_err identity_merchant_user_remove(struct identity *id, const struct iden
         identity_cache_forget_user(id, user_id);
     return err;
 }
+
+enum cf_err identity_merchant_get(struct identity *id, const char *merchant_id,
+                                  struct identity_merchant *out)
+{
+    struct sqltx *tx = NULL;
+    enum cf_err err = sql_begin(id->db, &tx);
+    if (err != CF_OK)
+        return err;
+    struct sql_value v[] = {SQL_T(merchant_id)};
+    struct sql_rows *r = NULL;
+    err = sql_query(tx,
+                    "SELECT id, legal_name, display_name, created_at_us FROM id_merchants "
+                    "WHERE id = $1",
+                    v, 1, &r);
+    sql_rollback(tx);
+    if (err != CF_OK)
+        return err;
+    if (sql_rows_n(r) != 1) {
+        sql_rows_free(r);
+        return CF_ERR_NOT_FOUND;
+    }
+    memset(out, 0, sizeof(*out));
+    snprintf(out->merchant_id, sizeof(out->merchant_id), "%s", sql_row_text(r, 0, 0));
+    snprintf(out->legal_name, sizeof(out->legal_name), "%s", sql_row_text(r, 0, 1));
+    snprintf(out->display_name, sizeof(out->display_name), "%s", sql_row_text(r, 0, 2));
+    out->created_at_us = sql_row_int(r, 0, 3);
+    out->right = IDENTITY_MERCHANT_STAFF;
+    sql_rows_free(r);
+    return CF_OK;
+}

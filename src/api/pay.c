@@ -1,0 +1,344 @@
+/*
+ * pay.c - what the payment routes share: system accounts and wallets opened on first use, the
+ * ledger legs of an operation, running them under the operation's key, recovery of operations
+ * a crash left half done, and an operation's JSON.
+ *
+ * An operation's legs are a function of its row alone (api_pay_legs), so the command that
+ * failed to finish before a crash can be rebuilt and re-submitted with the same idempotency key
+ * ("op:<id>"): the writer either applies it now or replays what it stored then.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "api/pay.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "money/currency.h"
+
+/* Accounts ----------------------------------------------------------------------------------- */
+
+enum cf_err api_created_account_id(const struct writer_cmd *cmd, uint64_t *out)
+{
+    if (cmd->err != CF_OK)
+        return cmd->err;
+    if (!cmd->replayed && cmd->account_out.id != 0) {
+        *out = cmd->account_out.id;
+        return CF_OK;
+    }
+    json_t *o = json_loadb(cmd->resp_body, cmd->resp_body_len, 0, NULL);
+    json_t *idv = o != NULL ? json_object_get(o, "id") : NULL;
+    enum cf_err err = CF_ERR_INTERNAL;
+    if (idv != NULL && json_is_string(idv))
+        err = id_parse(ID_PREFIX_ACCOUNT, json_string_value(idv), json_string_length(idv), out);
+    json_decref(o);
+    return err;
+}
+
+enum cf_err api_pay_account_create(struct api *api, struct arena *arena,
+                                   const struct api_account_spec *s, uint64_t *id_out)
+{
+    struct writer_cmd *cmd = arena_calloc(arena, 1, sizeof(*cmd));
+    if (cmd == NULL)
+        return CF_ERR_NOMEM;
+    cmd->type = WRITER_CMD_ACCOUNT_CREATE;
+    snprintf(cmd->account.currency, sizeof(cmd->account.currency), "%s", s->currency);
+    cmd->account.normal = s->normal;
+    cmd->account.kind = s->kind;
+    cmd->account.flags = s->flags;
+    cmd->owner = s->owner;
+    cmd->owner_len = strlen(s->owner);
+    cmd->idem_key = s->key;
+    cmd->idem_key_len = strlen(s->key);
+    hash_sha256(s->key, cmd->idem_key_len, cmd->request_hash);
+    enum cf_err err = api_submit_wait(api, cmd, arena);
+    if (err == CF_OK)
+        err = api_created_account_id(cmd, id_out);
+    return err;
+}
+
+/* Debit-normal (assets the house is owed) or credit-normal, by the system account's role. */
+static uint8_t system_normal(const char *name)
+{
+    return strcmp(name, PAY_SYS_GATEWAY_CLEARING) == 0 ? LEDGER_NORMAL_DEBIT
+                                                        : LEDGER_NORMAL_CREDIT;
+}
+
+enum cf_err api_pay_system(struct api *api, struct arena *arena, const char *name,
+                           const char *currency, uint64_t *id_out)
+{
+    enum cf_err err = payments_system_get(api->payments, name, currency, id_out);
+    if (err != CF_ERR_NOT_FOUND)
+        return err;
+    char owner[64], key[96];
+    snprintf(owner, sizeof(owner), "system:%s", name);
+    snprintf(key, sizeof(key), "system:%s:%s", name, currency);
+    struct api_account_spec s = {.owner = owner,
+                                 .currency = currency,
+                                 .kind = LEDGER_KIND_SYSTEM,
+                                 .normal = system_normal(name),
+                                 .flags = 0,
+                                 .key = key};
+    uint64_t id = 0;
+    if ((err = api_pay_account_create(api, arena, &s, &id)) != CF_OK)
+        return err;
+    return payments_system_put(api->payments, name, currency, id, id_out);
+}
+
+/* The customer's account in currency among their wallet accounts, or CF_ERR_NOT_FOUND. */
+static enum cf_err wallet_find(struct api *api, struct arena *arena, const char *user_id,
+                               const char *currency, uint64_t *id_out)
+{
+    uint64_t ids[IDENTITY_WALLET_ACCOUNTS_MAX];
+    size_t n = 0;
+    enum cf_err err =
+        identity_wallet_list(api->identity, user_id, ids, IDENTITY_WALLET_ACCOUNTS_MAX, &n);
+    if (err != CF_OK || n == 0)
+        return err != CF_OK ? err : CF_ERR_NOT_FOUND;
+    struct store_reader *r;
+    if ((err = api->store->ops->r_open(api->store, &r)) != CF_OK)
+        return err;
+    err = CF_ERR_NOT_FOUND;
+    for (size_t i = 0; i < n; i++) {
+        struct store_account_row row;
+        enum cf_err e = api->store->ops->r_account_get(r, ids[i], &row, arena);
+        if (e == CF_OK && strcmp(row.account.currency, currency) == 0 &&
+            strcmp(row.owner, user_id) == 0) {
+            *id_out = ids[i];
+            err = CF_OK;
+            break;
+        }
+    }
+    api->store->ops->r_close(r);
+    return err;
+}
+
+enum cf_err api_pay_wallet(struct api *api, struct arena *arena, const char *user_id,
+                           const char *currency, bool create, uint64_t *id_out)
+{
+    enum cf_err err = wallet_find(api, arena, user_id, currency, id_out);
+    if (err != CF_ERR_NOT_FOUND || !create)
+        return err;
+    if (!api_pay_currency_offered(api, currency))
+        return CF_ERR_UNKNOWN_CURRENCY;
+    char key[IDEM_STORED_KEY_BYTES_MAX];
+    snprintf(key, sizeof(key), "%s:wallet-open:%s", user_id, currency);
+    struct api_account_spec s = {.owner = user_id,
+                                 .currency = currency,
+                                 .kind = LEDGER_KIND_CUSTOMER,
+                                 .normal = LEDGER_NORMAL_CREDIT,
+                                 .flags = LEDGER_ACCOUNT_NO_OVERDRAFT,
+                                 .key = key};
+    if ((err = api_pay_account_create(api, arena, &s, id_out)) != CF_OK)
+        return err;
+    return identity_wallet_add(api->identity, user_id, *id_out, currency);
+}
+
+bool api_pay_currency_offered(const struct api *api, const char *currency)
+{
+    for (size_t i = 0; i < api->pay.currencies_n; i++) {
+        if (strcmp(api->pay.currencies[i], currency) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Legs --------------------------------------------------------------------------------------- */
+
+static void leg_set(struct ledger_leg *l, uint64_t dr, uint64_t cr, int64_t amount,
+                    const char *currency, const char *code)
+{
+    memset(l, 0, sizeof(*l));
+    l->debit_id = dr;
+    l->credit_id = cr;
+    l->amount = amount;
+    snprintf(l->currency, sizeof(l->currency), "%s", currency);
+    snprintf(l->code, sizeof(l->code), "%s", code);
+}
+
+enum cf_err api_pay_legs(struct api *api, struct arena *arena, const struct pay_op *op,
+                         struct ledger_leg *legs, size_t *n_out)
+{
+    uint64_t fees = 0;
+    size_t n = 0;
+    enum cf_err err = CF_OK;
+    if (op->fee_minor > 0 &&
+        (err = api_pay_system(api, arena, PAY_SYS_FEE_REVENUE, op->currency, &fees)) != CF_OK)
+        return err;
+    switch (op->kind) {
+    case PAY_KIND_SEND: /* the sender pays the amount and the fee */
+        leg_set(&legs[n++], op->payer_account, op->payee_account, op->amount_minor, op->currency,
+                "send");
+        if (op->fee_minor > 0)
+            leg_set(&legs[n++], op->payer_account, fees, op->fee_minor, op->currency, "send_fee");
+        break;
+    case PAY_KIND_PAYMENT: /* the merchant pays the fee out of what it receives */
+        leg_set(&legs[n++], op->payer_account, op->payee_account, op->amount_minor, op->currency,
+                "payment");
+        if (op->fee_minor > 0)
+            leg_set(&legs[n++], op->payee_account, fees, op->fee_minor, op->currency,
+                    "payment_fee");
+        break;
+    case PAY_KIND_REFUND: /* the fee share comes back to the merchant first, then the refund */
+        if (op->fee_minor > 0)
+            leg_set(&legs[n++], fees, op->payer_account, op->fee_minor, op->currency,
+                    "refund_fee");
+        leg_set(&legs[n++], op->payer_account, op->payee_account, op->amount_minor, op->currency,
+                "refund");
+        break;
+    default:
+        return CF_ERR_INTERNAL; /* the gateway kinds run through holds, not here */
+    }
+    *n_out = n;
+    return CF_OK;
+}
+
+/* Running ------------------------------------------------------------------------------------ */
+
+/* The stable code of a stored problem answer ("insufficient_funds"). */
+static void problem_code(const struct writer_cmd *cmd, char *out, size_t out_bytes)
+{
+    snprintf(out, out_bytes, "%s", cf_err_code(cmd->err != CF_OK ? cmd->err : CF_ERR_INTERNAL));
+    if (cmd->resp_body == NULL)
+        return;
+    json_t *o = json_loadb(cmd->resp_body, cmd->resp_body_len, 0, NULL);
+    json_t *c = o != NULL ? json_object_get(o, "code") : NULL;
+    if (c != NULL && json_is_string(c))
+        snprintf(out, out_bytes, "%s", json_string_value(c));
+    json_decref(o);
+}
+
+/* The group's first entry in a fresh or stored answer. */
+static uint64_t answer_seq(const struct writer_cmd *cmd)
+{
+    if (!cmd->replayed && cmd->entries_n > 0)
+        return cmd->entries_out[0].group_seq;
+    uint64_t seq = 0;
+    json_t *o = json_loadb(cmd->resp_body, cmd->resp_body_len, 0, NULL);
+    json_t *g = o != NULL ? json_object_get(o, "group_id") : NULL;
+    if (g != NULL && json_is_string(g) &&
+        id_parse(ID_PREFIX_TRANSFER, json_string_value(g), json_string_length(g), &seq) != CF_OK)
+        seq = 0;
+    json_decref(o);
+    return seq;
+}
+
+enum cf_err api_pay_execute(struct api *api, struct arena *arena, struct pay_op *op)
+{
+    struct ledger_leg *legs = arena_calloc(arena, 4, sizeof(*legs));
+    struct writer_cmd *cmd = arena_calloc(arena, 1, sizeof(*cmd));
+    char *key = arena_alloc(arena, PAY_ID_BYTES_MAX + 8);
+    if (legs == NULL || cmd == NULL || key == NULL)
+        return CF_ERR_NOMEM;
+    size_t n = 0;
+    enum cf_err err = api_pay_legs(api, arena, op, legs, &n);
+    if (err != CF_OK)
+        return err;
+    int key_len = snprintf(key, PAY_ID_BYTES_MAX + 8, "op:%s", op->id);
+    cmd->type = WRITER_CMD_TRANSFER;
+    cmd->legs = legs;
+    cmd->legs_n = n;
+    cmd->variant = API_VARIANT_LEGS;
+    cmd->idem_key = key;
+    cmd->idem_key_len = (size_t)key_len;
+    hash_sha256(key, (size_t)key_len, cmd->request_hash);
+    if ((err = api_submit_wait(api, cmd, arena)) != CF_OK)
+        return err; /* never ran: the operation stays PROCESSING for a retry or recovery */
+    struct pay_op_update u = {.status = PAY_STATUS_COMPLETED};
+    char code[PAY_ERROR_BYTES_MAX];
+    if (cmd->err != CF_OK || cmd->resp_status >= 400) {
+        problem_code(cmd, code, sizeof(code));
+        u.status = PAY_STATUS_FAILED;
+        u.error = code;
+    } else {
+        u.ledger_seq = answer_seq(cmd);
+    }
+    int64_t now = cf_clock_now_us(&cf_clock_real);
+    err = payments_op_update(api->payments, op->id, 1u << PAY_STATUS_PROCESSING, &u, now);
+    if (err == CF_ERR_CONFLICT)
+        err = CF_OK; /* another worker (recovery) finished it first: read what it wrote */
+    if (err == CF_OK)
+        err = payments_op_get(api->payments, op->id, op);
+    return err;
+}
+
+enum cf_err api_pay_recover(struct api *api, struct arena *arena, size_t *n_out)
+{
+    struct pay_op ops[32];
+    size_t n = 0, done = 0;
+    int64_t now = cf_clock_now_us(&cf_clock_real);
+    enum cf_err err = payments_ops_stuck(api->payments, now, ops, 32, &n);
+    for (size_t i = 0; i < n && err == CF_OK; i++) {
+        if (ops[i].kind != PAY_KIND_SEND && ops[i].kind != PAY_KIND_PAYMENT &&
+            ops[i].kind != PAY_KIND_REFUND)
+            continue; /* gateway operations are settled by their holds' expiry */
+        err = api_pay_execute(api, arena, &ops[i]);
+        if (err == CF_OK)
+            done++;
+    }
+    *n_out = done;
+    return err;
+}
+
+/* JSON --------------------------------------------------------------------------------------- */
+
+json_t *api_pay_op_json(const struct pay_op *op, const char *viewer)
+{
+    char created[40], updated[40], tr[ID_TEXT_BYTES_MAX] = "";
+    cf_time_format_rfc3339(op->created_at_us, created, sizeof(created));
+    cf_time_format_rfc3339(op->updated_at_us, updated, sizeof(updated));
+    if (op->ledger_seq > 0)
+        id_format(ID_PREFIX_TRANSFER, op->ledger_seq, tr);
+    bool out = viewer != NULL && strcmp(op->payer, viewer) == 0;
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:I,s:s,s:s}", "id", op->id, "type",
+                          pay_kind_name(op->kind), "status", pay_status_name(op->status),
+                          "direction", out ? "out" : "in", "amount_minor",
+                          (json_int_t)op->amount_minor, "currency", op->currency, "fee_minor",
+                          (json_int_t)op->fee_minor, "created_at", created, "updated_at", updated);
+    if (o == NULL)
+        return NULL;
+    json_object_set_new(o, "counterparty", json_string(out ? op->payee : op->payer));
+    if (op->credit_currency[0] != '\0' && strcmp(op->credit_currency, op->currency) != 0) {
+        json_object_set_new(o, "credit_minor", json_integer(op->credit_minor));
+        json_object_set_new(o, "credit_currency", json_string(op->credit_currency));
+    }
+    if (tr[0] != '\0')
+        json_object_set_new(o, "transfer_id", json_string(tr));
+    if (op->reference[0] != '\0')
+        json_object_set_new(o, "reference", json_string(op->reference));
+    if (op->note[0] != '\0')
+        json_object_set_new(o, "note", json_string(op->note));
+    if (op->parent_id[0] != '\0')
+        json_object_set_new(o, "payment_id", json_string(op->parent_id));
+    if (op->kind == PAY_KIND_PAYMENT)
+        json_object_set_new(o, "refunded_minor", json_integer(op->refunded_minor));
+    if (op->error[0] != '\0')
+        json_object_set_new(o, "error", json_string(op->error));
+    return o;
+}
+
+void api_pay_op_reply(struct http_request *req, struct http_response *resp, int status,
+                      const struct pay_op *op, const char *viewer)
+{
+    json_t *o = api_pay_op_json(op, viewer);
+    if (o == NULL) {
+        api_problem(req, resp, CF_ERR_NOMEM, NULL);
+        return;
+    }
+    api_reply_object(req, resp, status, o);
+}
+
+/* Answers a finished operation: 201 when completed or waiting, its stored error when failed. */
+void api_pay_outcome_reply(struct http_request *req, struct http_response *resp,
+                           const struct pay_op *op, const char *viewer)
+{
+    if (op->status != PAY_STATUS_FAILED) {
+        api_pay_op_reply(req, resp, op->status == PAY_STATUS_COMPLETED ? 201 : 202, op, viewer);
+        return;
+    }
+    enum cf_err e = cf_err_from_code(op->error);
+    char detail[PAY_ID_BYTES_MAX + 32];
+    snprintf(detail, sizeof(detail), "operation %s failed", op->id);
+    api_problem(req, resp, e != CF_OK ? e : CF_ERR_INTERNAL,
+                arena_strndup(req->arena, detail, strlen(detail)));
+}

@@ -1,0 +1,83 @@
+/*
+ * pay.h - the payment routes' shared helpers (pay.c) and handlers (pay_*.c), inside src/api.
+ *
+ * Every payment route runs on a worker (api_offload): it records the operation in the payments
+ * tables, runs the operation's ledger legs under the key "op:<id>" and records the outcome. See
+ * payments/payments.h for the operation's life and ARCHITECTURE.md for the flows.
+ */
+#ifndef COFFER_API_PAY_H
+#define COFFER_API_PAY_H
+
+#include <jansson.h>
+
+#include "api/api.h"
+#include "payments/payments.h"
+
+/* Names of the system accounts (one per currency, opened on first use). */
+#define PAY_SYS_GATEWAY_CLEARING "gateway_clearing" /* debit-normal: owed by the gateway */
+#define PAY_SYS_FEE_REVENUE "fee_revenue"
+#define PAY_SYS_PAYOUT_CLEARING "payout_clearing" /* money on its way out to banks */
+#define PAY_SYS_FX_LIQUIDITY "fx_liquidity"
+#define PAY_SYS_FX_REVENUE "fx_revenue"
+
+/* What a ledger account opened on first use looks like. key makes the opening idempotent. */
+struct api_account_spec {
+    const char *owner;
+    const char *currency;
+    uint8_t kind;
+    uint8_t normal;
+    uint32_t flags;
+    const char *key;
+};
+
+/* The account id in a fresh or stored account-creation answer. */
+CF_WARN_UNUSED enum cf_err api_created_account_id(const struct writer_cmd *cmd, uint64_t *out);
+CF_WARN_UNUSED enum cf_err api_pay_account_create(struct api *api, struct arena *arena,
+                                                  const struct api_account_spec *s,
+                                                  uint64_t *id_out);
+/* The system account `name` in currency, opened and recorded on first use. */
+CF_WARN_UNUSED enum cf_err api_pay_system(struct api *api, struct arena *arena, const char *name,
+                                          const char *currency, uint64_t *id_out);
+/* The customer's wallet account in currency; opened when missing and create is set (only for a
+ * currency on offer: CF_ERR_UNKNOWN_CURRENCY otherwise). CF_ERR_NOT_FOUND when missing. */
+CF_WARN_UNUSED enum cf_err api_pay_wallet(struct api *api, struct arena *arena,
+                                          const char *user_id, const char *currency, bool create,
+                                          uint64_t *id_out);
+bool api_pay_currency_offered(const struct api *api, const char *currency);
+
+/* The ledger legs of a send, payment or refund, from its row alone (at most 4). */
+CF_WARN_UNUSED enum cf_err api_pay_legs(struct api *api, struct arena *arena,
+                                        const struct pay_op *op, struct ledger_leg *legs,
+                                        size_t *n_out);
+/* Runs a PROCESSING operation's legs under "op:<id>" and records COMPLETED or FAILED; *op is
+ * re-read. An error means the ledger never answered: the operation stays PROCESSING. */
+CF_WARN_UNUSED enum cf_err api_pay_execute(struct api *api, struct arena *arena,
+                                           struct pay_op *op);
+/* Finishes every send, payment and refund left PROCESSING (at start, before serving). */
+CF_WARN_UNUSED enum cf_err api_pay_recover(struct api *api, struct arena *arena, size_t *n_out);
+
+/* An operation as JSON, seen by viewer (a user or merchant id: direction and counterparty). */
+json_t *api_pay_op_json(const struct pay_op *op, const char *viewer);
+void api_pay_op_reply(struct http_request *req, struct http_response *resp, int status,
+                      const struct pay_op *op, const char *viewer);
+/* 201 for a completed operation, 202 for one still waiting, the stored error for a failed one. */
+void api_pay_outcome_reply(struct http_request *req, struct http_response *resp,
+                           const struct pay_op *op, const char *viewer);
+
+/* Handlers (pay_merchant.c, pay_customer.c) */
+enum http_action api_admin_merchant_profile(struct http_request *req, struct http_response *resp);
+enum http_action api_admin_fee_set(struct http_request *req, struct http_response *resp);
+enum http_action api_admin_fees(struct http_request *req, struct http_response *resp);
+enum http_action api_merchant_profile(struct http_request *req, struct http_response *resp);
+enum http_action api_merchant_qr(struct http_request *req, struct http_response *resp);
+enum http_action api_merchant_activity(struct http_request *req, struct http_response *resp);
+enum http_action api_merchant_refund(struct http_request *req, struct http_response *resp);
+enum http_action api_me_qr_scan(struct http_request *req, struct http_response *resp);
+enum http_action api_me_pay(struct http_request *req, struct http_response *resp);
+enum http_action api_me_quote(struct http_request *req, struct http_response *resp);
+enum http_action api_me_send(struct http_request *req, struct http_response *resp);
+enum http_action api_me_handle(struct http_request *req, struct http_response *resp);
+enum http_action api_me_activity(struct http_request *req, struct http_response *resp);
+enum http_action api_me_operation(struct http_request *req, struct http_response *resp);
+
+#endif

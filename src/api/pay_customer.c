@@ -1,0 +1,906 @@
+/*
+ * pay_customer.c - a customer's money movement: scanning a merchant's QR code (a quote),
+ * paying it, quoting and sending money to a person, their handle, their activity; and the
+ * merchant's refunds and activity, which are the same operations seen from the other side.
+ *
+ * Every paying route takes an Idempotency-Key and follows one shape: check and price the
+ * request, check its step-up, record the operation (payments_op_begin; a repeated key answers
+ * the stored operation), take what must be used once (a dynamic QR code, a quote), run the
+ * ledger legs, answer the outcome.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/pay.h"
+#include "core/clock.h"
+#include "money/currency.h"
+#include "money/fee.h"
+#include "money/money.h"
+#include "payments/emvco.h"
+
+#define ACTIVITY_PAGE_MAX 100
+#define ACTIVITY_PAGE_DEFAULT 50
+
+static int64_t now_us(void) { return cf_clock_now_us(&cf_clock_real); }
+
+static const char *me_id(const struct http_request *req)
+{
+    const struct api_principal *p = api_principal(req);
+    CF_ASSERT(p != NULL && !p->bootstrap);
+    return p->user.user_id;
+}
+
+static void reply_problem(struct http_request *req, struct http_response *resp, enum cf_err err,
+                          const char *detail)
+{
+    api_problem(req, resp, err,
+                detail != NULL ? arena_strndup(req->arena, detail, strlen(detail)) : NULL);
+}
+
+/* SHA-256 of what a quote prices, so the payment that uses it must price the same thing. */
+static void quote_binding(const char *kind, const char *payee, const char *code, int64_t amount,
+                          const char *currency, uint8_t out[HASH_BYTES])
+{
+    char text[256];
+    int n = snprintf(text, sizeof(text), "%s|%s|%s|%lld|%s", kind, payee, code,
+                     (long long)amount, currency);
+    CF_ASSERT(n > 0 && (size_t)n < sizeof(text));
+    hash_sha256(text, (size_t)n, out);
+}
+
+static enum cf_err quote_issue(struct api *api, const char *user_id,
+                               const uint8_t binding[HASH_BYTES], int64_t amount,
+                               const char *currency, int64_t fee, struct pay_quote *q)
+{
+    memset(q, 0, sizeof(*q));
+    uint64_t v = 0;
+    while (v == 0)
+        hash_random(&v, sizeof(v));
+    char id[ID_TEXT_BYTES_MAX];
+    id_format("quo_", v, id);
+    snprintf(q->id, sizeof(q->id), "%s", id);
+    snprintf(q->user_id, sizeof(q->user_id), "%s", user_id);
+    memcpy(q->binding, binding, HASH_BYTES);
+    q->amount_minor = amount;
+    snprintf(q->currency, sizeof(q->currency), "%s", currency);
+    snprintf(q->credit_currency, sizeof(q->credit_currency), "%s", currency);
+    q->fee_minor = fee;
+    q->credit_minor = amount;
+    q->expires_at_us = now_us() + api->pay.quote_ttl_s * 1000000;
+    return payments_quote_put(api->payments, q);
+}
+
+static json_t *quote_json(const struct pay_quote *q, int64_t total)
+{
+    char exp[40];
+    cf_time_format_rfc3339(q->expires_at_us, exp, sizeof(exp));
+    return json_pack("{s:s,s:I,s:s,s:I,s:I,s:s}", "quote_id", q->id, "amount_minor",
+                     (json_int_t)q->amount_minor, "currency", q->currency, "fee_minor",
+                     (json_int_t)q->fee_minor, "total_minor", (json_int_t)total, "expires_at",
+                     exp);
+}
+
+/* The step-up rule: above the configured amount, or (when new_payee_counts: sends to people)
+ * to someone never paid before. Paying a merchant for the first time needs none below the
+ * amount, as at a till. */
+static enum cf_err step_up(struct http_request *req, const char *action, const char *payee,
+                           int64_t amount, const char *currency,
+                           const struct identity_verification *v, const char *idem,
+                           bool new_payee_counts, bool *new_payee_out)
+{
+    struct api *api = req->app;
+    const struct api_principal *p = api_principal(req);
+    bool known = false;
+    enum cf_err err = identity_payee_known(api->identity, &p->user, payee, &known);
+    if (err != CF_OK)
+        return err;
+    *new_payee_out = !known;
+    if ((known || !new_payee_counts) &&
+        amount <= identity_config_get(api->identity)->step_up_amount_minor)
+        return CF_OK;
+    struct identity_action a = {
+        .action = action, .amount_minor = amount, .currency = currency, .payee = payee};
+    struct identity_ctx ctx;
+    api_ctx(req, &ctx);
+    return identity_challenge_consume(api->identity, &ctx, &p->user, &a, v, idem);
+}
+
+static void op_run_reply(struct http_request *req, struct http_response *resp, struct pay_op *op,
+                         const char *viewer);
+
+/* Reads Idempotency-Key and the request hash the way every write route does. */
+static enum cf_err idem_read(struct http_request *req, char idem[PAY_IDEM_BYTES_MAX],
+                             uint8_t hash[HASH_BYTES])
+{
+    struct writer_cmd cmd;
+    memset(&cmd, 0, sizeof(cmd));
+    enum cf_err err = api_idem_prepare(req, &cmd, true);
+    if (err != CF_OK)
+        return err;
+    if (cmd.idem_key_len >= PAY_IDEM_BYTES_MAX)
+        return CF_ERR_IDEM_KEY_INVALID;
+    snprintf(idem, PAY_IDEM_BYTES_MAX, "%.*s", (int)cmd.idem_key_len, cmd.idem_key);
+    memcpy(hash, cmd.request_hash, HASH_BYTES);
+    return CF_OK;
+}
+
+/* Records op, or finds the one this key already made. *done is set when the caller should
+ * answer from *op as it is (a replay). */
+static enum cf_err op_start(struct api *api, struct pay_op *op, bool *replay)
+{
+    struct pay_op stored;
+    bool existed = false;
+    enum cf_err err = payments_op_begin(api->payments, op, now_us(), &stored, &existed);
+    if (err != CF_OK)
+        return err;
+    *replay = existed;
+    if (existed && !hash_equal(stored.request_hash, op->request_hash, HASH_BYTES))
+        return CF_ERR_IDEM_KEY_REUSED;
+    *op = stored;
+    return CF_OK;
+}
+
+/* A request whose key made an operation before is answered from it: CF_OK when answered,
+ * CF_ERR_NOT_FOUND when the key is new, another error to answer. */
+static enum cf_err op_replayed(struct http_request *req, struct http_response *resp,
+                               const char *viewer)
+{
+    struct api *api = req->app;
+    char idem[PAY_IDEM_BYTES_MAX];
+    uint8_t hash[HASH_BYTES];
+    struct pay_op op;
+    enum cf_err err = idem_read(req, idem, hash);
+    if (err == CF_OK)
+        err = payments_op_by_idem(api->payments, idem, &op);
+    if (err == CF_OK && !hash_equal(op.request_hash, hash, HASH_BYTES))
+        err = CF_ERR_IDEM_KEY_REUSED;
+    if (err != CF_OK)
+        return err;
+    op_run_reply(req, resp, &op, viewer);
+    return CF_OK;
+}
+
+/* Runs op (unless a replay found it finished) and answers. */
+static void op_run_reply(struct http_request *req, struct http_response *resp, struct pay_op *op,
+                         const char *viewer)
+{
+    struct api *api = req->app;
+    enum cf_err err = CF_OK;
+    if (op->status == PAY_STATUS_PROCESSING)
+        err = api_pay_execute(api, req->arena, op);
+    if (err != CF_OK) {
+        api_problem(req, resp, err, NULL);
+        return;
+    }
+    api_pay_outcome_reply(req, resp, op, viewer);
+}
+
+/* Marks op failed before any money moved (a used QR code, a stale quote) and answers err. */
+static void op_fail_reply(struct http_request *req, struct http_response *resp,
+                          struct pay_op *op, enum cf_err err)
+{
+    struct api *api = req->app;
+    struct pay_op_update u = {.status = PAY_STATUS_FAILED, .error = cf_err_code(err)};
+    cf_best_effort(payments_op_update(api->payments, op->id, 1u << PAY_STATUS_PROCESSING, &u,
+                                      now_us()));
+    api_problem(req, resp, err, NULL);
+}
+
+/* Merchant QR codes --------------------------------------------------------------------------- */
+
+/* What a scanned code asks for, checked against Coffer's own records. */
+struct scan {
+    struct pay_merchant merchant;
+    struct pay_qr qr; /* dynamic codes */
+    bool dynamic;
+    int64_t amount_minor;
+    int64_t fee_minor; /* the merchant's: the customer pays none */
+};
+
+static enum cf_err merchant_fee(struct api *api, const struct pay_merchant *m, int64_t amount,
+                                int64_t *fee_out)
+{
+    struct fee_rule r = {0};
+    if (m->fee_bps >= 0) {
+        r.bps = m->fee_bps;
+        r.fixed_minor = m->fee_fixed_minor;
+    } else {
+        struct pay_fee_row row;
+        enum cf_err err = payments_fee_get(api->payments, m->mcc, &row);
+        if (err != CF_OK)
+            return err;
+        r.bps = row.bps;
+        r.fixed_minor = row.fixed_minor;
+    }
+    return fee_compute(&r, amount, fee_out);
+}
+
+/* Parses the payload and matches it with the merchant and code it names. */
+static enum cf_err scan_resolve(struct api *api, const char *payload, size_t len,
+                                int64_t amount_in, struct scan *s, const char **detail)
+{
+    struct emvco_mpm e;
+    memset(s, 0, sizeof(*s));
+    enum cf_err err = emvco_mpm_parse(payload, len, NULL, -1, &e, detail);
+    if (err != CF_OK)
+        return err;
+    *detail = "the code is not a Coffer merchant's code";
+    if (e.merchant_id[0] == '\0')
+        return CF_ERR_INVALID_QR;
+    err = payments_merchant_get(api->payments, e.merchant_id, false, &s->merchant);
+    if (err != CF_OK)
+        return err == CF_ERR_NOT_FOUND ? CF_ERR_INVALID_QR : err;
+    const struct currency *c =
+        currency_find(s->merchant.currency, strlen(s->merchant.currency));
+    *detail = "the code's currency is not the merchant's";
+    if (c == NULL || c->numeric != (int)strtol(e.currency_numeric, NULL, 10))
+        return CF_ERR_INVALID_QR;
+    s->dynamic = e.dynamic;
+    if (e.dynamic) {
+        *detail = "unknown payment code";
+        err = payments_qr_get(api->payments, e.code_id, &s->qr);
+        if (err != CF_OK)
+            return err == CF_ERR_NOT_FOUND ? CF_ERR_INVALID_QR : err;
+        *detail = "the code does not match its record";
+        if (strcmp(s->qr.merchant_id, s->merchant.merchant_id) != 0 ||
+            s->qr.amount_minor != e.amount_minor ||
+            strcmp(s->qr.currency, s->merchant.currency) != 0)
+            return CF_ERR_INVALID_QR;
+        *detail = "the amount is set by the code";
+        if (amount_in != 0 && amount_in != s->qr.amount_minor)
+            return CF_ERR_INVALID_FIELD;
+        *detail = "the code has expired or was used";
+        if (s->qr.used_by[0] != '\0' || s->qr.expires_at_us <= now_us())
+            return CF_ERR_QR_EXPIRED;
+        s->amount_minor = s->qr.amount_minor;
+    } else {
+        *detail = "amount_minor: a static code needs the amount typed by the payer";
+        if (amount_in <= 0)
+            return CF_ERR_INVALID_AMOUNT;
+        s->amount_minor = amount_in;
+    }
+    *detail = NULL;
+    return merchant_fee(api, &s->merchant, s->amount_minor, &s->fee_minor);
+}
+
+static void scan_binding(const struct scan *s, uint8_t out[HASH_BYTES])
+{
+    quote_binding("payment", s->merchant.merchant_id, s->dynamic ? s->qr.id : "static",
+                  s->amount_minor, s->merchant.currency, out);
+}
+
+/* The optional quote_id, copied out of the request's JSON. */
+static enum cf_err quote_id_read(json_t *root, char buf[PAY_ID_BYTES_MAX], const char **out)
+{
+    const char *s = NULL;
+    size_t n = 0;
+    enum cf_err err = api_json_string(root, "quote_id", false, PAY_ID_BYTES_MAX - 1, &s, &n);
+    if (err != CF_OK || s == NULL)
+        return err;
+    snprintf(buf, PAY_ID_BYTES_MAX, "%.*s", (int)n, s);
+    *out = buf;
+    return CF_OK;
+}
+
+/* {payload, amount_minor?, quote_id?, verification?} */
+struct pay_body {
+    const char *payload; /* in the request's JSON: valid until it is freed */
+    size_t payload_len;
+    int64_t amount_minor;
+    const char *quote_id; /* NULL or quote_buf */
+    char quote_buf[PAY_ID_BYTES_MAX];
+    struct identity_verification v;
+};
+
+static enum cf_err pay_body_decode(json_t *root, bool full, struct pay_body *b, const char **detail)
+{
+    static const char *const scan_fields[] = {"payload", "amount_minor", NULL};
+    static const char *const pay_fields[] = {"payload", "amount_minor", "quote_id",
+                                             "verification", NULL};
+    memset(b, 0, sizeof(*b));
+    enum cf_err err = api_json_fields(root, full ? pay_fields : scan_fields, detail);
+    if (err != CF_OK)
+        return err;
+    *detail = "payload";
+    if ((err = api_json_string(root, "payload", true, EMVCO_PAYLOAD_BYTES_MAX, &b->payload,
+                               &b->payload_len)) != CF_OK)
+        return err;
+    *detail = "amount_minor";
+    if ((err = api_json_int(root, "amount_minor", false, &b->amount_minor)) != CF_OK)
+        return err;
+    if (b->amount_minor < 0)
+        return CF_ERR_INVALID_AMOUNT;
+    if (full) {
+        *detail = "quote_id";
+        if ((err = quote_id_read(root, b->quote_buf, &b->quote_id)) != CF_OK)
+            return err;
+        *detail = "verification";
+        if ((err = api_json_verification(root, &b->v)) != CF_OK)
+            return err;
+    }
+    *detail = NULL;
+    return CF_OK;
+}
+
+static void qr_scan_run(struct http_request *req, struct http_response *resp)
+{
+    struct api *api = req->app;
+    json_t *root = NULL;
+    const char *detail = NULL;
+    struct pay_body b;
+    struct scan s;
+    struct pay_quote q;
+    uint8_t binding[HASH_BYTES];
+    enum cf_err err = api_json_object(req, &root, &detail);
+    if (err == CF_OK)
+        err = pay_body_decode(root, false, &b, &detail);
+    if (err == CF_OK)
+        err = scan_resolve(api, b.payload, b.payload_len, b.amount_minor, &s, &detail);
+    json_decref(root);
+    if (err == CF_OK) {
+        scan_binding(&s, binding);
+        err = quote_issue(api, me_id(req), binding, s.amount_minor, s.merchant.currency, 0, &q);
+    }
+    if (err != CF_OK) {
+        reply_problem(req, resp, err, detail);
+        return;
+    }
+    json_t *o = quote_json(&q, s.amount_minor);
+    json_object_set_new(o, "merchant",
+                        json_pack("{s:s,s:s,s:s,s:s}", "id", s.merchant.merchant_id, "name",
+                                  s.merchant.display_name, "city", s.merchant.city, "mcc",
+                                  s.merchant.mcc));
+    json_object_set_new(o, "dynamic", json_boolean(s.dynamic));
+    if (s.dynamic && s.qr.reference[0] != '\0')
+        json_object_set_new(o, "reference", json_string(s.qr.reference));
+    api_reply_object(req, resp, 200, o);
+}
+
+enum http_action api_me_qr_scan(struct http_request *req, struct http_response *resp)
+{
+    return api_offload(req, resp, qr_scan_run);
+}
+
+/* Uses what a payment must use once; on failure the payment is marked failed. */
+static enum cf_err payment_claim(struct api *api, const struct pay_body *b, const struct scan *s,
+                                 const char *user_id, const struct pay_op *op)
+{
+    enum cf_err err = CF_OK;
+    if (b->quote_id != NULL) {
+        uint8_t binding[HASH_BYTES];
+        struct pay_quote q;
+        scan_binding(s, binding);
+        err = payments_quote_claim(api->payments, b->quote_id, user_id, binding, op->id,
+                                   now_us(), &q);
+    }
+    if (err == CF_OK && s->dynamic) {
+        err = payments_qr_claim(api->payments, s->qr.id, op->id, now_us());
+        if (err != CF_OK && b->quote_id != NULL)
+            cf_best_effort(payments_quote_release(api->payments, b->quote_id, op->id));
+    }
+    return err;
+}
+
+static enum cf_err payment_op(struct http_request *req, const struct scan *s,
+                              const struct pay_body *b, struct pay_op *op)
+{
+    struct api *api = req->app;
+    memset(op, 0, sizeof(*op));
+    enum cf_err err = idem_read(req, op->idem, op->request_hash);
+    if (err != CF_OK)
+        return err;
+    payments_op_id_new(PAY_KIND_PAYMENT, op->id);
+    op->kind = PAY_KIND_PAYMENT;
+    snprintf(op->payer, sizeof(op->payer), "%s", me_id(req));
+    snprintf(op->payee, sizeof(op->payee), "%s", s->merchant.merchant_id);
+    op->payee_account = s->merchant.account_id;
+    op->amount_minor = s->amount_minor;
+    snprintf(op->currency, sizeof(op->currency), "%s", s->merchant.currency);
+    snprintf(op->credit_currency, sizeof(op->credit_currency), "%s", s->merchant.currency);
+    op->credit_minor = s->amount_minor;
+    op->fee_minor = s->fee_minor;
+    if (b->quote_id != NULL)
+        snprintf(op->quote_id, sizeof(op->quote_id), "%s", b->quote_id);
+    snprintf(op->reference, sizeof(op->reference), "%s", s->dynamic ? s->qr.id : "static");
+    return api_pay_wallet(api, req->arena, me_id(req), op->currency, true, &op->payer_account);
+}
+
+static void me_pay_run(struct http_request *req, struct http_response *resp)
+{
+    struct api *api = req->app;
+    json_t *root = NULL;
+    const char *detail = NULL;
+    struct pay_body b;
+    struct scan s;
+    struct pay_op op;
+    bool replay = false, new_payee = false;
+    enum cf_err err = api_json_object(req, &root, &detail);
+    if (err == CF_OK)
+        err = pay_body_decode(root, true, &b, &detail);
+    if (err == CF_OK && (err = op_replayed(req, resp, me_id(req))) == CF_ERR_NOT_FOUND)
+        err = CF_OK;
+    else if (err == CF_OK) {
+        json_decref(root);
+        return; /* answered from the stored operation */
+    }
+    if (err == CF_OK)
+        err = scan_resolve(api, b.payload, b.payload_len, b.amount_minor, &s, &detail);
+    if (err == CF_OK)
+        err = payment_op(req, &s, &b, &op);
+    if (err == CF_OK)
+        err = step_up(req, "payment", s.merchant.merchant_id, s.amount_minor,
+                      s.merchant.currency, &b.v, op.idem, false, &new_payee);
+    if (err == CF_OK)
+        err = op_start(api, &op, &replay);
+    json_decref(root);
+    if (err != CF_OK) {
+        reply_problem(req, resp, err, detail);
+        return;
+    }
+    if (!replay && (err = payment_claim(api, &b, &s, me_id(req), &op)) != CF_OK) {
+        op_fail_reply(req, resp, &op, err);
+        return;
+    }
+    op_run_reply(req, resp, &op, me_id(req));
+    if (op.status == PAY_STATUS_FAILED && s.dynamic)
+        cf_best_effort(payments_qr_release(api->payments, s.qr.id, op.id));
+    if (op.status == PAY_STATUS_COMPLETED && new_payee)
+        cf_best_effort(
+            identity_payee_add(api->identity, &api_principal(req)->user, s.merchant.merchant_id));
+}
+
+enum http_action api_me_pay(struct http_request *req, struct http_response *resp)
+{
+    return api_offload(req, resp, me_pay_run);
+}
+
+/* People paying people -------------------------------------------------------------------------
+ */
+
+/* {to, amount_minor, currency, note?, quote_id?, verification?} */
+struct send_body {
+    char to[IDENTITY_LOGIN_BYTES_MAX + 1];
+    int64_t amount_minor;
+    char currency[MONEY_CODE_BYTES_MAX + 1];
+    char note[PAY_NOTE_BYTES_MAX];
+    const char *quote_id; /* NULL or quote_buf */
+    char quote_buf[PAY_ID_BYTES_MAX];
+    struct identity_verification v;
+};
+
+static enum cf_err send_body_decode(json_t *root, bool full, struct send_body *b,
+                                    const char **detail)
+{
+    static const char *const quote_fields[] = {"to", "amount_minor", "currency", NULL};
+    static const char *const send_fields[] = {"to",       "amount_minor", "currency", "note",
+                                              "quote_id", "verification", NULL};
+    memset(b, 0, sizeof(*b));
+    const char *s = NULL;
+    size_t n = 0;
+    enum cf_err err = api_json_fields(root, full ? send_fields : quote_fields, detail);
+    if (err != CF_OK)
+        return err;
+    *detail = "to";
+    if ((err = api_json_string(root, "to", true, sizeof(b->to) - 1, &s, &n)) != CF_OK)
+        return err;
+    snprintf(b->to, sizeof(b->to), "%.*s", (int)n, s);
+    *detail = "amount_minor";
+    if ((err = api_json_int(root, "amount_minor", true, &b->amount_minor)) != CF_OK)
+        return err;
+    if (b->amount_minor <= 0)
+        return CF_ERR_INVALID_AMOUNT;
+    *detail = "currency";
+    if (api_json_string(root, "currency", true, MONEY_CODE_BYTES_MAX, &s, &n) != CF_OK ||
+        currency_find(s, n) == NULL)
+        return CF_ERR_UNKNOWN_CURRENCY;
+    snprintf(b->currency, sizeof(b->currency), "%.*s", (int)n, s);
+    if (full) {
+        *detail = "note";
+        if ((err = api_json_string(root, "note", false, PAY_NOTE_BYTES_MAX - 1, &s, &n)) != CF_OK)
+            return err;
+        if (s != NULL)
+            snprintf(b->note, sizeof(b->note), "%.*s", (int)n, s);
+        *detail = "quote_id";
+        if ((err = quote_id_read(root, b->quote_buf, &b->quote_id)) != CF_OK)
+            return err;
+        *detail = "verification";
+        if ((err = api_json_verification(root, &b->v)) != CF_OK)
+            return err;
+    }
+    *detail = NULL;
+    return CF_OK;
+}
+
+/* The recipient and the fee of a send. */
+struct send_price {
+    struct identity_recipient to;
+    int64_t fee_minor;
+    uint8_t binding[HASH_BYTES];
+};
+
+static enum cf_err send_price(struct http_request *req, const struct send_body *b,
+                              struct send_price *out, const char **detail)
+{
+    struct api *api = req->app;
+    *detail = "to";
+    enum cf_err err = identity_recipient_find(api->identity, b->to, &out->to);
+    if (err != CF_OK)
+        return err;
+    if (strcmp(out->to.user_id, me_id(req)) == 0)
+        return CF_ERR_SAME_ACCOUNT;
+    *detail = "currency";
+    if (!api_pay_currency_offered(api, b->currency))
+        return CF_ERR_UNKNOWN_CURRENCY;
+    struct fee_rule r = {.bps = api->pay.send_fee_bps, .fixed_minor = api->pay.send_fee_fixed_minor};
+    *detail = "amount_minor";
+    if ((err = fee_compute(&r, b->amount_minor, &out->fee_minor)) != CF_OK)
+        return err;
+    quote_binding("send", out->to.user_id, "-", b->amount_minor, b->currency, out->binding);
+    *detail = NULL;
+    return CF_OK;
+}
+
+static void me_quote_run(struct http_request *req, struct http_response *resp)
+{
+    struct api *api = req->app;
+    json_t *root = NULL;
+    const char *detail = NULL;
+    struct send_body b;
+    struct send_price p;
+    struct pay_quote q;
+    enum cf_err err = api_json_object(req, &root, &detail);
+    if (err == CF_OK)
+        err = send_body_decode(root, false, &b, &detail);
+    json_decref(root);
+    if (err == CF_OK)
+        err = send_price(req, &b, &p, &detail);
+    int64_t total = 0;
+    if (err == CF_OK)
+        err = money_add(b.amount_minor, p.fee_minor, &total);
+    if (err == CF_OK)
+        err = quote_issue(api, me_id(req), p.binding, b.amount_minor, b.currency, p.fee_minor, &q);
+    if (err != CF_OK) {
+        reply_problem(req, resp, err, detail);
+        return;
+    }
+    json_t *o = quote_json(&q, total);
+    json_object_set_new(o, "recipient", json_pack("{s:s}", "name", p.to.masked_name));
+    api_reply_object(req, resp, 200, o);
+}
+
+enum http_action api_me_quote(struct http_request *req, struct http_response *resp)
+{
+    return api_offload(req, resp, me_quote_run);
+}
+
+static enum cf_err send_op(struct http_request *req, const struct send_body *b,
+                           const struct send_price *p, struct pay_op *op)
+{
+    struct api *api = req->app;
+    memset(op, 0, sizeof(*op));
+    enum cf_err err = idem_read(req, op->idem, op->request_hash);
+    if (err != CF_OK)
+        return err;
+    payments_op_id_new(PAY_KIND_SEND, op->id);
+    op->kind = PAY_KIND_SEND;
+    snprintf(op->payer, sizeof(op->payer), "%s", me_id(req));
+    snprintf(op->payee, sizeof(op->payee), "%s", p->to.user_id);
+    op->amount_minor = b->amount_minor;
+    op->credit_minor = b->amount_minor;
+    snprintf(op->currency, sizeof(op->currency), "%s", b->currency);
+    snprintf(op->credit_currency, sizeof(op->credit_currency), "%s", b->currency);
+    op->fee_minor = p->fee_minor;
+    snprintf(op->note, sizeof(op->note), "%s", b->note);
+    if (b->quote_id != NULL)
+        snprintf(op->quote_id, sizeof(op->quote_id), "%s", b->quote_id);
+    err = api_pay_wallet(api, req->arena, op->payer, op->currency, true, &op->payer_account);
+    if (err == CF_OK)
+        err = api_pay_wallet(api, req->arena, op->payee, op->currency, true, &op->payee_account);
+    return err;
+}
+
+/* A decoded send (b->v points into the request's JSON, alive for the call). */
+static void send_execute(struct http_request *req, struct http_response *resp,
+                         const struct send_body *sb, enum cf_err err, const char *detail)
+{
+    struct api *api = req->app;
+    const struct send_body b = *sb;
+    struct send_price p;
+    struct pay_op op;
+    bool replay = false, new_payee = false;
+    if (err == CF_OK && (err = op_replayed(req, resp, me_id(req))) == CF_ERR_NOT_FOUND)
+        err = CF_OK;
+    else if (err == CF_OK)
+        return;
+    if (err == CF_OK)
+        err = send_price(req, &b, &p, &detail);
+    int64_t total = 0;
+    if (err == CF_OK)
+        err = money_add(b.amount_minor, p.fee_minor, &total);
+    if (err == CF_OK)
+        err = send_op(req, &b, &p, &op);
+    if (err == CF_OK)
+        err = step_up(req, "send", p.to.user_id, total, b.currency, &b.v, op.idem, true,
+                      &new_payee);
+    if (err == CF_OK)
+        err = op_start(api, &op, &replay);
+    if (err != CF_OK) {
+        reply_problem(req, resp, err, detail);
+        return;
+    }
+    if (!replay && b.quote_id != NULL) {
+        struct pay_quote q;
+        err = payments_quote_claim(api->payments, b.quote_id, me_id(req), p.binding, op.id,
+                                   now_us(), &q);
+        if (err == CF_OK && q.fee_minor != p.fee_minor)
+            err = CF_ERR_QUOTE_EXPIRED; /* the fee changed since the quote */
+        if (err != CF_OK) {
+            op_fail_reply(req, resp, &op, err);
+            return;
+        }
+    }
+    op_run_reply(req, resp, &op, me_id(req));
+    if (op.status == PAY_STATUS_COMPLETED && new_payee)
+        cf_best_effort(identity_payee_add(api->identity, &api_principal(req)->user, op.payee));
+}
+
+static void me_send_run(struct http_request *req, struct http_response *resp)
+{
+    json_t *root = NULL;
+    const char *detail = NULL;
+    struct send_body b;
+    memset(&b, 0, sizeof(b));
+    enum cf_err err = api_json_object(req, &root, &detail);
+    if (err == CF_OK)
+        err = send_body_decode(root, true, &b, &detail);
+    send_execute(req, resp, &b, err,
+                 detail != NULL ? arena_strndup(req->arena, detail, strlen(detail)) : NULL);
+    json_decref(root);
+}
+
+enum http_action api_me_send(struct http_request *req, struct http_response *resp)
+{
+    return api_offload(req, resp, me_send_run);
+}
+
+static void me_handle_run(struct http_request *req, struct http_response *resp)
+{
+    static const char *const fields[] = {"handle", NULL};
+    struct api *api = req->app;
+    json_t *root = NULL;
+    const char *detail = NULL, *text = NULL;
+    size_t len = 0;
+    char handle[IDENTITY_HANDLE_BYTES_MAX];
+    enum cf_err err = api_json_object(req, &root, &detail);
+    if (err == CF_OK)
+        err = api_json_fields(root, fields, &detail);
+    if (err == CF_OK && (err = api_json_string(root, "handle", true, 64, &text, &len)) != CF_OK)
+        detail = "handle";
+    char copy[65];
+    if (err == CF_OK)
+        snprintf(copy, sizeof(copy), "%.*s", (int)len, text);
+    json_decref(root);
+    if (err == CF_OK) {
+        struct identity_ctx ctx;
+        api_ctx(req, &ctx);
+        err = identity_handle_set(api->identity, &ctx, &api_principal(req)->user, copy, handle);
+        detail = err == CF_ERR_CONFLICT ? "the handle is taken" : "handle";
+    }
+    if (err != CF_OK) {
+        reply_problem(req, resp, err, detail);
+        return;
+    }
+    char at[IDENTITY_HANDLE_BYTES_MAX + 1];
+    snprintf(at, sizeof(at), "@%s", handle);
+    api_reply_object(req, resp, 200, json_pack("{s:s}", "handle", at));
+}
+
+enum http_action api_me_handle(struct http_request *req, struct http_response *resp)
+{
+    return api_offload(req, resp, me_handle_run);
+}
+
+/* Activity ------------------------------------------------------------------------------------- */
+
+/* Reads from, to (RFC 3339 dates "2026-11-01" or times), type, currency, cursor and limit. */
+static enum cf_err activity_filter(struct http_request *req, struct pay_filter *f,
+                                   size_t *limit_out, const char **detail)
+{
+    const char *from = http_request_query(req, "from"), *to = http_request_query(req, "to");
+    const char *type = http_request_query(req, "type");
+    const char *cur = http_request_query(req, "currency");
+    const char *cursor = http_request_query(req, "cursor");
+    const char *limit = http_request_query(req, "limit");
+    *detail = "from";
+    if (from != NULL && cf_time_parse_rfc3339(from, &f->from_us) != CF_OK)
+        return CF_ERR_INVALID_FIELD;
+    *detail = "to";
+    if (to != NULL && cf_time_parse_rfc3339(to, &f->to_us) != CF_OK)
+        return CF_ERR_INVALID_FIELD;
+    *detail = "type";
+    int kind = type != NULL ? pay_kind_parse(type) : 0;
+    if (kind < 0)
+        return CF_ERR_INVALID_FIELD;
+    f->kind = (uint8_t)kind;
+    *detail = "currency";
+    if (cur != NULL && currency_find(cur, strlen(cur)) == NULL)
+        return CF_ERR_UNKNOWN_CURRENCY;
+    f->currency = cur;
+    *detail = "cursor";
+    if (cursor != NULL && cursor_parse(cursor, strlen(cursor), &f->before_row) != CF_OK)
+        return CF_ERR_INVALID_CURSOR;
+    *detail = "limit";
+    long n = limit != NULL ? strtol(limit, NULL, 10) : ACTIVITY_PAGE_DEFAULT;
+    if (n < 1 || n > ACTIVITY_PAGE_MAX)
+        return CF_ERR_INVALID_PAGE_SIZE;
+    *limit_out = (size_t)n;
+    *detail = NULL;
+    return CF_OK;
+}
+
+static void activity_reply(struct http_request *req, struct http_response *resp,
+                           const char *party)
+{
+    struct api *api = req->app;
+    struct pay_filter f = {.party = party};
+    size_t limit = 0, n = 0;
+    const char *detail = NULL;
+    struct pay_op *ops = arena_calloc(req->arena, ACTIVITY_PAGE_MAX + 1, sizeof(*ops));
+    enum cf_err err = ops == NULL ? CF_ERR_NOMEM : activity_filter(req, &f, &limit, &detail);
+    if (err == CF_OK)
+        err = payments_ops_list(api->payments, &f, ops, limit + 1, &n);
+    if (err != CF_OK) {
+        reply_problem(req, resp, err, detail);
+        return;
+    }
+    json_t *data = json_array();
+    for (size_t i = 0; i < n && i < limit; i++)
+        json_array_append_new(data, api_pay_op_json(&ops[i], party));
+    json_t *o = json_pack("{s:o}", "data", data);
+    if (n > limit) {
+        char c[ID_TEXT_BYTES_MAX];
+        cursor_format(ops[limit - 1].row, c);
+        json_object_set_new(o, "next_cursor", json_string(c));
+    } else {
+        json_object_set_new(o, "next_cursor", json_null());
+    }
+    api_reply_object(req, resp, 200, o);
+}
+
+static void me_activity_run(struct http_request *req, struct http_response *resp)
+{
+    activity_reply(req, resp, me_id(req));
+}
+
+enum http_action api_me_activity(struct http_request *req, struct http_response *resp)
+{
+    return api_offload(req, resp, me_activity_run);
+}
+
+static void me_operation_run(struct http_request *req, struct http_response *resp)
+{
+    struct api *api = req->app;
+    struct pay_op op;
+    enum cf_err err = payments_op_get(api->payments, req->params[0], &op);
+    if (err == CF_OK && strcmp(op.payer, me_id(req)) != 0 && strcmp(op.payee, me_id(req)) != 0)
+        err = CF_ERR_NOT_FOUND;
+    if (err != CF_OK) {
+        api_problem(req, resp, err, NULL);
+        return;
+    }
+    api_pay_op_reply(req, resp, 200, &op, me_id(req));
+}
+
+enum http_action api_me_operation(struct http_request *req, struct http_response *resp)
+{
+    return api_offload(req, resp, me_operation_run);
+}
+
+/* The merchant's side ---------------------------------------------------------------------------
+ */
+
+static enum cf_err my_merchant(struct http_request *req, struct pay_merchant *m)
+{
+    struct api *api = req->app;
+    struct identity_merchant im;
+    enum cf_err err = identity_merchant_of(api->identity, &api_principal(req)->user, &im);
+    if (err == CF_OK)
+        err = payments_merchant_get(api->payments, im.merchant_id, false, m);
+    return err == CF_ERR_NOT_FOUND ? CF_ERR_CONFLICT : err;
+}
+
+static void merchant_activity_run(struct http_request *req, struct http_response *resp)
+{
+    struct pay_merchant m;
+    enum cf_err err = my_merchant(req, &m);
+    if (err != CF_OK) {
+        api_problem(req, resp, err, NULL);
+        return;
+    }
+    activity_reply(req, resp, m.merchant_id);
+}
+
+enum http_action api_merchant_activity(struct http_request *req, struct http_response *resp)
+{
+    return api_offload(req, resp, merchant_activity_run);
+}
+
+/* The refund of amount (0: what is left) of payment, with its fee share by the policy. */
+static enum cf_err refund_op(struct http_request *req, const struct pay_merchant *m,
+                             const struct pay_op *payment, int64_t amount, struct pay_op *op)
+{
+    struct api *api = req->app;
+    memset(op, 0, sizeof(*op));
+    enum cf_err err = idem_read(req, op->idem, op->request_hash);
+    if (err != CF_OK)
+        return err;
+    int64_t left = payment->amount_minor - payment->refunded_minor;
+    if (amount == 0)
+        amount = left;
+    if (amount <= 0 || amount > left)
+        return CF_ERR_REFUND_EXCEEDS;
+    int64_t share = 0;
+    if (api->pay.refund_returns_fee && payment->fee_minor > 0 &&
+        (err = fee_refund_share(payment->fee_minor, payment->amount_minor,
+                                payment->refunded_minor, amount, payment->fee_returned_minor,
+                                &share)) != CF_OK)
+        return err;
+    payments_op_id_new(PAY_KIND_REFUND, op->id);
+    op->kind = PAY_KIND_REFUND;
+    snprintf(op->payer, sizeof(op->payer), "%s", m->merchant_id);
+    snprintf(op->payee, sizeof(op->payee), "%s", payment->payer);
+    op->payer_account = m->account_id;
+    op->payee_account = payment->payer_account;
+    op->amount_minor = amount;
+    op->credit_minor = amount;
+    op->fee_minor = share;
+    snprintf(op->currency, sizeof(op->currency), "%s", payment->currency);
+    snprintf(op->credit_currency, sizeof(op->credit_currency), "%s", payment->currency);
+    snprintf(op->parent_id, sizeof(op->parent_id), "%s", payment->id);
+    snprintf(op->reference, sizeof(op->reference), "%s", payment->reference);
+    return CF_OK;
+}
+
+static void merchant_refund_run(struct http_request *req, struct http_response *resp)
+{
+    static const char *const fields[] = {"amount_minor", NULL};
+    struct api *api = req->app;
+    json_t *root = NULL;
+    const char *detail = NULL;
+    struct pay_merchant m;
+    struct pay_op payment, op;
+    int64_t amount = 0;
+    bool replay = false;
+    enum cf_err err = my_merchant(req, &m);
+    if (err == CF_OK && req->body_len > 0 && (err = api_json_object(req, &root, &detail)) == CF_OK &&
+        (err = api_json_fields(root, fields, &detail)) == CF_OK &&
+        (err = api_json_int(root, "amount_minor", false, &amount)) != CF_OK)
+        detail = "amount_minor";
+    json_decref(root);
+    if (err == CF_OK && amount < 0)
+        err = CF_ERR_INVALID_AMOUNT;
+    if (err == CF_OK && (err = op_replayed(req, resp, m.merchant_id)) == CF_ERR_NOT_FOUND)
+        err = CF_OK;
+    else if (err == CF_OK)
+        return;
+    if (err == CF_OK)
+        err = payments_op_get(api->payments, req->params[0], &payment);
+    if (err == CF_OK &&
+        (payment.kind != PAY_KIND_PAYMENT || strcmp(payment.payee, m.merchant_id) != 0))
+        err = CF_ERR_NOT_FOUND;
+    if (err == CF_OK)
+        err = refund_op(req, &m, &payment, amount, &op);
+    if (err == CF_OK)
+        err = op_start(api, &op, &replay); /* reserves the amount on the payment */
+    if (err != CF_OK) {
+        reply_problem(req, resp, err, detail);
+        return;
+    }
+    op_run_reply(req, resp, &op, m.merchant_id);
+}
+
+enum http_action api_merchant_refund(struct http_request *req, struct http_response *resp)
+{
+    return api_offload(req, resp, merchant_refund_run);
+}

@@ -1,0 +1,26 @@
+/* internal.h - what the files of src/payments share; not part of the module's contract. */
+#ifndef COFFER_PAYMENTS_INTERNAL_H
+#define COFFER_PAYMENTS_INTERNAL_H
+
+#include "crypto/vault.h"
+#include "payments/payments.h"
+#include "store/sql/sql.h"
+
+struct payments {
+    struct sqldb *db;
+    payments_vault_fn vault; /* the current master keys (they may be rotated while running) */
+    void *vault_ctx;
+};
+
+/* Commits when err is CF_OK, else rolls back; returns the outcome. */
+CF_WARN_UNUSED enum cf_err pay_tx_end(struct sqltx *tx, enum cf_err err);
+/* Copies text into a fixed buffer (truncating; callers check lengths before storing). */
+void pay_copy(char *dst, size_t dst_bytes, const char *src);
+
+/* Seals / opens a small secret under the master key, bound to aad. */
+CF_WARN_UNUSED enum cf_err pay_seal(struct payments *p, const char *aad, const void *pt, size_t n,
+                                    uint8_t *out, size_t out_bytes, size_t *out_len);
+CF_WARN_UNUSED enum cf_err pay_open(struct payments *p, const char *aad, const uint8_t *ct,
+                                    size_t n, char *out, size_t out_bytes);
+
+#endif

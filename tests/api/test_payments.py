@@ -1,0 +1,463 @@
+#!/usr/bin/env python3
+"""test_payments.py - money movement end to end over HTTP: merchant onboarding and fee
+schedules, merchant-presented EMVCo QR codes (static and dynamic) scanned, quoted and paid,
+refunds (partial, over the capture, concurrent), sends to a phone, an email or a handle with a
+masked recipient name and a fee, quotes that expire or do not match, races (one dynamic code
+paid twice at once, two sends overdrawing a wallet at once), activity with filters and cursors,
+and `coffer verify` after every test.
+
+Usage: test_payments.py --bin build/coffer --src . [test names...]
+"""
+
+import concurrent.futures
+import itertools
+import os
+import random
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness  # noqa: E402
+import identity_helpers as ih  # noqa: E402
+from harness import check, check_eq, new_key  # noqa: E402
+
+PASSWORD = ih.DEFAULT_PASSWORD
+ENV = {"COFFER_CURRENCIES": "USD,EUR", "COFFER_SEND_FEE_BPS": "100",
+       "COFFER_SEND_FEE_FIXED_MINOR": "5", "COFFER_QUOTE_TTL_S": "10"}
+IBAN = "GB82WEST12345698765432"
+
+_seq = itertools.count(1)
+_run = "%05x" % random.getrandbits(20)
+
+
+def email(tag):
+    return "%s.%s.%d@example.org" % (tag, _run, next(_seq))
+
+
+def call(srv, method, path, body=None, token=None, key=None, headers=None):
+    return ih.call(srv.port, method, path, body, token=token, key=key, headers=headers)
+
+
+def expect(res, status, code=None, what="request"):
+    got, body, _h = res
+    check(got == status, "%s: expected %d%s, got %d: %s"
+          % (what, status, " " + code if code else "", got, str(body)[:600]))
+    if code is not None:
+        check(isinstance(body, dict) and body.get("code") == code,
+              "%s: expected problem code %r, got %s" % (what, code, str(body)[:300]))
+    return body
+
+
+def shared(ctx):
+    if ctx._shared is None:
+        ctx._shared = harness.Server(ctx.bin, env=ENV).start()
+    return ctx._shared
+
+
+def admin(srv):
+    return srv.token
+
+
+def customer(srv, name="Carla Customer"):
+    return ih.register_customer(srv.port, srv.token, email("cust"), name=name)
+
+
+def wallet(srv, token, currency="USD"):
+    acct = expect(call(srv, "POST", "/v1/me/accounts", {"currency": currency}, token=token), 201,
+                  what="wallet open")
+    return acct["id"]
+
+
+_sources = {}
+
+
+def fund(srv, token, amount, currency="USD"):
+    """Moves amount into the customer's wallet from an admin funding account."""
+    client = srv.client()
+    if (srv.port, currency) not in _sources:
+        _sources[(srv.port, currency)] = harness.make_source(client, currency)["id"]
+    acct = wallet(srv, token, currency)
+    harness.fund(client, _sources[(srv.port, currency)], acct, amount, currency)
+    return acct
+
+
+def balance(srv, acct):
+    return srv.client().account(acct)["balance"]
+
+
+def merchant(srv, mcc="5812", fee_bps=None, fee_fixed=None, currency="USD", name="Harbour Cafe"):
+    """A merchant with an owner session and a payment profile."""
+    owner_login = email("owner")
+    made = expect(call(srv, "POST", "/v1/admin/merchants",
+                       {"legal_name": name + " Ltd", "display_name": name,
+                        "owner": {"login": owner_login, "password": PASSWORD,
+                                  "name": "Olive Owner"}}, token=admin(srv)), 201,
+                  what="merchant create")
+    profile = {"mcc": mcc, "country": "GB", "city": "London", "currency": currency,
+               "bank_account": IBAN}
+    if fee_bps is not None:
+        profile["fee_bps"] = fee_bps
+    if fee_fixed is not None:
+        profile["fee_fixed_minor"] = fee_fixed
+    got = expect(call(srv, "POST", "/v1/admin/merchants/%s/profile" % made["merchant_id"],
+                      profile, token=admin(srv)), 200, what="merchant profile")
+    signed = expect(call(srv, "POST", "/v1/auth/sign-in",
+                         {"login": owner_login, "password": PASSWORD}), 200, what="owner sign-in")
+    return {"id": made["merchant_id"], "token": signed["token"], "account": got["account"]}
+
+
+def qr(srv, m, **body):
+    return expect(call(srv, "POST", "/v1/merchant/qr", body or None, token=m["token"]), 201,
+                  what="qr create")
+
+
+def pay(srv, token, payload, amount=None, key=None, quote=None, verification=None):
+    body = {"payload": payload}
+    if amount is not None:
+        body["amount_minor"] = amount
+    if quote is not None:
+        body["quote_id"] = quote
+    if verification is not None:
+        body["verification"] = verification
+    return call(srv, "POST", "/v1/me/payments", body, token=token, key=key or new_key("pay"))
+
+
+def crc16(data):
+    crc = 0xFFFF
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc
+
+
+def with_crc(body):
+    """Recomputes the CRC of a payload whose fields were changed (a forger's payload)."""
+    head = body[:-4]
+    return head + "%04X" % crc16(head.encode())
+
+
+def verified(srv):
+    srv.check_verify()
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def test_onboarding_and_fees(ctx):
+    """Admins set a merchant's payment profile (validated) and the fee schedule; merchants read
+    their profile and balance; customers cannot do either."""
+    srv = shared(ctx)
+    made = expect(call(srv, "POST", "/v1/admin/merchants",
+                       {"legal_name": "Lamp Shop Ltd", "display_name": "Lamp Shop",
+                        "owner": {"login": email("lamp"), "password": PASSWORD, "name": "Lou"}},
+                       token=admin(srv)), 201)
+    path = "/v1/admin/merchants/%s/profile" % made["merchant_id"]
+    good = {"mcc": "5732", "country": "GB", "city": "Leeds", "currency": "USD",
+            "bank_account": "GB82 WEST 1234 5698 7654 32"}
+    for field, value, code in (("mcc", "57a2", "invalid_field"), ("country", "gb", "invalid_field"),
+                               ("city", "", "invalid_field"), ("currency", "XXX", "unknown_currency"),
+                               ("bank_account", "GB00WEST12345698765432", "invalid_bank_account"),
+                               ("fee_bps", 10001, "invalid_field")):
+        body = expect(call(srv, "POST", path, dict(good, **{field: value}), token=admin(srv)), 400,
+                      code, "profile with a bad %s" % field)
+        check_eq(body.get("detail"), field, "detail of a refused profile")
+    cust = customer(srv)
+    expect(call(srv, "POST", path, good, token=cust.token), 403, "forbidden", "customer onboarding")
+    expect(call(srv, "POST", "/v1/admin/merchants/mer_0000000000001/profile", good,
+                token=admin(srv)), 404, "not_found", "profile of no merchant")
+    got = expect(call(srv, "POST", path, good, token=admin(srv)), 200)
+    check_eq(got["bank_account_last4"], "5432", "only the last four digits come back")
+    check("bank_account" not in got and "WEST" not in str(got), "the IBAN is never returned")
+    expect(call(srv, "POST", path, dict(good, currency="EUR"), token=admin(srv)), 409, "conflict",
+           "changing the settlement currency")
+
+    expect(call(srv, "POST", "/v1/admin/fees", {"mcc": "5732", "bps": 250, "fixed_minor": 10},
+                token=admin(srv)), 200)
+    expect(call(srv, "POST", "/v1/admin/fees", {"mcc": "5732", "bps": -1}, token=admin(srv)), 400,
+           "invalid_field")
+    fees = expect(call(srv, "GET", "/v1/admin/fees", token=admin(srv)), 200)
+    check({"mcc": "5732", "bps": 250, "fixed_minor": 10} in fees["data"], "fee row listed")
+    expect(call(srv, "POST", "/v1/admin/fees", {"mcc": "5732", "bps": 1}, token=cust.token), 403)
+
+    verified(srv)
+
+
+def test_qr_payments(ctx):
+    """A customer scans a static code (typing the amount) and a dynamic one; sees the
+    merchant's name, the amount and the fee; pays; the merchant's fee goes to fee revenue in the
+    same transfer; a dynamic code is used once; a retried request answers the same payment."""
+    srv = shared(ctx)
+    m = merchant(srv, mcc="5814", fee_bps=150, fee_fixed=20, name="Quay Coffee")
+    cust = customer(srv)
+    acct = fund(srv, cust.token, 50000)
+
+    static = qr(srv, m)
+    check_eq(static["dynamic"], False, "a code without an amount is static")
+    check(static["payload"].startswith("000201010211"), "static point of initiation")
+    check(static["svg"].startswith("<svg") or "<svg" in static["svg"][:200], "the code as SVG")
+    scan = expect(call(srv, "POST", "/v1/me/qr/scan",
+                       {"payload": static["payload"], "amount_minor": 1250}, token=cust.token), 200)
+    check_eq((scan["merchant"]["name"], scan["amount_minor"], scan["fee_minor"],
+              scan["total_minor"], scan["currency"]), ("Quay Coffee", 1250, 0, 1250, "USD"),
+             "what the customer sees before paying")
+    expect(call(srv, "POST", "/v1/me/qr/scan", {"payload": static["payload"]}, token=cust.token),
+           400, "invalid_amount", "a static code without the typed amount")
+
+    key = new_key("pay")
+    paid = expect(pay(srv, cust.token, static["payload"], 1250, key=key, quote=scan["quote_id"]),
+                  201, what="static payment")
+    check_eq((paid["type"], paid["status"], paid["amount_minor"], paid["direction"]),
+             ("payment", "completed", 1250, "out"), "the payment")
+    again = expect(pay(srv, cust.token, static["payload"], 1250, key=key, quote=scan["quote_id"]),
+                   201, what="the same request again")
+    check_eq(again["id"], paid["id"], "a retry answers the first payment")
+    expect(pay(srv, cust.token, static["payload"], 1300, key=key), 422, "idempotency_key_reused")
+    expect(pay(srv, cust.token, static["payload"], 1250, quote=scan["quote_id"]), 422,
+           "quote_expired", "a quote used twice")
+    fee = (1250 * 150 + 5000) // 10000 + 20
+    check_eq(balance(srv, m["account"]), 1250 - fee, "the merchant's balance is net of its fee")
+    check_eq(balance(srv, acct), 50000 - 1250, "the customer paid the amount only")
+    tr = srv.client().transfer(paid["transfer_id"])
+    check_eq(tr["group_id"] if "group_id" in tr else paid["transfer_id"], paid["transfer_id"],
+             "the payment's transfer")
+
+    dyn = qr(srv, m, amount_minor=4200, reference="order-77")
+    check(dyn["payload"].startswith("000201010212"), "dynamic point of initiation")
+    scan = expect(call(srv, "POST", "/v1/me/qr/scan", {"payload": dyn["payload"]},
+                       token=cust.token), 200)
+    check_eq((scan["amount_minor"], scan["reference"]), (4200, "order-77"), "dynamic code's scan")
+    expect(call(srv, "POST", "/v1/me/qr/scan", {"payload": dyn["payload"], "amount_minor": 1},
+                token=cust.token), 400, "invalid_field", "a different amount for a dynamic code")
+    paid = expect(pay(srv, cust.token, dyn["payload"]), 201, what="dynamic payment")
+    check_eq(paid["reference"], dyn["id"], "the payment names its code")
+    expect(pay(srv, cust.token, dyn["payload"]), 422, "qr_expired", "a dynamic code used again")
+
+    poor = customer(srv)
+    dyn2 = qr(srv, m, amount_minor=999)
+    expect(pay(srv, poor.token, dyn2["payload"]), 422, "insufficient_funds", "a payment too big")
+    fund(srv, poor.token, 999)
+    expect(pay(srv, poor.token, dyn2["payload"]), 201, what="the code is free again after a "
+           "failed payment")
+    verified(srv)
+
+
+def test_tampered_codes(ctx):
+    """Corrupted or forged payloads are refused with a clear reason, and move nothing."""
+    srv = shared(ctx)
+    m = merchant(srv, name="Tamper Tea")
+    cust = customer(srv)
+    fund(srv, cust.token, 10000)
+    dyn = qr(srv, m, amount_minor=500)
+    p = dyn["payload"]
+    flipped = p[:30] + ("X" if p[30] != "X" else "Y") + p[31:]
+    for bad, what in ((flipped, "one character changed"), (p[:-1], "truncated"),
+                      (p[:-4] + "0000", "wrong crc"), (p + "00", "data after the crc"),
+                      ("hello", "not a payload"), ("", "empty")):
+        status, body, _ = call(srv, "POST", "/v1/me/qr/scan", {"payload": bad}, token=cust.token)
+        check(status == 400 and body.get("code") in ("invalid_qr", "invalid_field",
+                                                       "missing_field"),
+              "%s: expected a 400, got %d %s" % (what, status, body))
+    # a forger changes the amount and fixes the CRC: the code no longer matches its record
+    forged = with_crc(p.replace("54045.00", "54041.00"))
+    check(forged != p, "the forged payload differs")
+    body = expect(call(srv, "POST", "/v1/me/qr/scan", {"payload": forged}, token=cust.token), 400,
+                  "invalid_qr", "a forged amount")
+    check("record" in body.get("detail", ""), "the reason names the mismatch: %s" % body)
+    expect(pay(srv, cust.token, forged), 400, "invalid_qr", "paying a forged code")
+    verified(srv)
+
+
+def test_refunds(ctx):
+    """Partial refunds up to the captured amount, never more, also when sent at once; the
+    merchant gets its fee's share back with each refund."""
+    srv = shared(ctx)
+    m = merchant(srv, fee_bps=200, name="Refund Books")
+    cust = customer(srv)
+    acct = fund(srv, cust.token, 10000)
+    dyn = qr(srv, m, amount_minor=1000)
+    paid = expect(pay(srv, cust.token, dyn["payload"]), 201)
+    path = "/v1/merchant/payments/%s/refund" % paid["id"]
+    r1 = expect(call(srv, "POST", path, {"amount_minor": 300}, token=m["token"], key=new_key()),
+                201, what="first partial refund")
+    check_eq((r1["type"], r1["amount_minor"], r1["fee_minor"], r1["payment_id"]),
+             ("refund", 300, 6, paid["id"]), "the refund and its fee share")
+    expect(call(srv, "POST", path, {"amount_minor": 701}, token=m["token"], key=new_key()), 422,
+           "refund_exceeds_captured", "refunding more than is left")
+    other = customer(srv)
+    expect(call(srv, "POST", path, {"amount_minor": 1}, token=other.token, key=new_key()), 403,
+           "forbidden", "a customer refunding")
+    m2 = merchant(srv, name="Other Shop")
+    expect(call(srv, "POST", path, {"amount_minor": 1}, token=m2["token"], key=new_key()), 404,
+           what="another merchant's payment")
+
+    # 700 left: seven refunds of 150 at once, only four fit
+    def refund(_):
+        return call(srv, "POST", path, {"amount_minor": 150}, token=m["token"], key=new_key())[0]
+    with concurrent.futures.ThreadPoolExecutor(7) as pool:
+        codes = sorted(pool.map(refund, range(7)))
+    check_eq(codes.count(201), 4, "refunds that fit: %s" % codes)
+    check_eq(codes.count(422), 3, "refunds refused: %s" % codes)
+    rest = expect(call(srv, "POST", path, {}, token=m["token"], key=new_key()), 201,
+                  what="the rest")
+    check_eq(rest["amount_minor"], 100, "refund without an amount takes what is left")
+    check_eq(balance(srv, acct), 10000, "the customer has everything back")
+    check_eq(balance(srv, m["account"]), 0, "the merchant kept nothing, fee included")
+    verified(srv)
+
+
+def test_sends(ctx):
+    """A customer sends money to a phone, an email or a handle: the quote shows the masked name
+    and the fee; the executed send matches the accepted quote or is refused."""
+    srv = shared(ctx)
+    alice = customer(srv, name="Alice Smith")
+    bob_login = "+447700900%03d" % random.randrange(1000)
+    bob = ih.register_customer(srv.port, srv.token, bob_login, name="Bob Stone")
+    acct = fund(srv, alice.token, 100000)
+    handle = "bob%s" % _run
+    got = expect(call(srv, "POST", "/v1/me/handle", {"handle": "@" + handle.upper()},
+                      token=bob.token), 200)
+    check_eq(got["handle"], "@" + handle, "handles are lower-cased")
+    expect(call(srv, "POST", "/v1/me/handle", {"handle": handle}, token=alice.token), 409,
+           "conflict", "a taken handle")
+    expect(call(srv, "POST", "/v1/me/handle", {"handle": "a b"}, token=alice.token), 400,
+           "invalid_field", "a malformed handle")
+
+    for to in (bob_login, "@" + handle):
+        q = expect(call(srv, "POST", "/v1/me/quotes",
+                        {"to": to, "amount_minor": 2000, "currency": "USD"}, token=alice.token),
+                   200, what="quote to " + to)
+        check_eq((q["recipient"]["name"], q["fee_minor"], q["total_minor"]),
+                 ("B*** S.", 25, 2025), "the quote")
+    expect(call(srv, "POST", "/v1/me/quotes", {"to": email("nobody"), "amount_minor": 1,
+                                               "currency": "USD"}, token=alice.token), 404,
+           "recipient_not_found")
+    expect(call(srv, "POST", "/v1/me/quotes", {"to": alice.login, "amount_minor": 1,
+                                               "currency": "USD"}, token=alice.token), 422,
+           "same_account", "a send to oneself")
+    expect(call(srv, "POST", "/v1/me/quotes", {"to": bob_login, "amount_minor": 1,
+                                               "currency": "JPY"}, token=alice.token), 400,
+           "unknown_currency", "a currency not on offer")
+
+    body = {"to": "@" + handle, "amount_minor": 2000, "currency": "USD", "note": "lunch",
+            "quote_id": q["quote_id"]}
+    expect(call(srv, "POST", "/v1/me/sends", body, token=alice.token, key=new_key()), 403,
+           "step_up_required", "a first send to a new payee")
+    v = ih.step_up(srv.port, alice.token, "send", admin_token=srv.token, login=alice.login,
+                   amount_minor=2025, currency="USD", payee=bob.user_id)
+    key = new_key("send")
+    sent = expect(call(srv, "POST", "/v1/me/sends", dict(body, verification=v),
+                       token=alice.token, key=key), 201, what="send")
+    check_eq((sent["type"], sent["amount_minor"], sent["fee_minor"], sent["note"]),
+             ("send", 2000, 25, "lunch"), "the send")
+    check_eq(balance(srv, acct), 100000 - 2025, "the sender paid amount and fee")
+    again = expect(call(srv, "POST", "/v1/me/sends", dict(body, verification=v),
+                        token=alice.token, key=key), 201)
+    check_eq(again["id"], sent["id"], "a retried send answers the first")
+    bob_view = expect(call(srv, "GET", "/v1/me/operations/" + sent["id"], token=bob.token), 200)
+    check_eq((bob_view["direction"], bob_view["counterparty"]), ("in", alice.user_id),
+             "the recipient sees it as money in")
+    eve = customer(srv)
+    expect(call(srv, "POST", "/v1/me/operations/" + sent["id"], token=eve.token), 405)
+    expect(call(srv, "GET", "/v1/me/operations/" + sent["id"], token=eve.token), 404,
+           "not_found", "someone else's operation")
+
+    # a known payee below the step-up amount needs no verification; an expired quote is refused
+    q = expect(call(srv, "POST", "/v1/me/quotes",
+                    {"to": bob_login, "amount_minor": 100, "currency": "USD"}, token=alice.token),
+               200)
+    expect(call(srv, "POST", "/v1/me/sends", {"to": bob_login, "amount_minor": 101,
+                                              "currency": "USD", "quote_id": q["quote_id"]},
+                token=alice.token, key=new_key()), 422, "quote_expired", "another amount")
+    time.sleep(11)
+    expect(call(srv, "POST", "/v1/me/sends", {"to": bob_login, "amount_minor": 100,
+                                              "currency": "USD", "quote_id": q["quote_id"]},
+                token=alice.token, key=new_key()), 422, "quote_expired", "an expired quote")
+    expect(call(srv, "POST", "/v1/me/sends", {"to": bob_login, "amount_minor": 100,
+                                              "currency": "USD"}, token=alice.token,
+                key=new_key()), 201, what="a send without a quote")
+    verified(srv)
+
+
+def test_races(ctx):
+    """One dynamic code paid by two customers at once: one payment. Two sends that together
+    overdraw a wallet, at once: one send."""
+    srv = shared(ctx)
+    m = merchant(srv, name="Race Cafe")
+    a, b = customer(srv), customer(srv)
+    fund(srv, a.token, 5000)
+    fund(srv, b.token, 5000)
+    for _ in range(3):
+        dyn = qr(srv, m, amount_minor=700)
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            codes = sorted(f.result()[0] for f in
+                           [pool.submit(pay, srv, c.token, dyn["payload"]) for c in (a, b)])
+        check_eq(codes, [201, 422], "two payers of one code")
+
+    rich = customer(srv)
+    acct = fund(srv, rich.token, 1000)
+    dest = customer(srv)
+    wallet(srv, dest.token)
+    # a first small send makes dest a known payee (the first send needs step-up)
+    v = ih.step_up(srv.port, rich.token, "send", admin_token=srv.token, login=rich.login,
+                   amount_minor=15, currency="USD", payee=dest.user_id)
+    expect(call(srv, "POST", "/v1/me/sends", {"to": dest.login, "amount_minor": 10,
+                                              "currency": "USD", "verification": v},
+                token=rich.token, key=new_key()), 201)
+
+    def send(_):
+        return call(srv, "POST", "/v1/me/sends", {"to": dest.login, "amount_minor": 600,
+                                                  "currency": "USD"}, token=rich.token,
+                    key=new_key())[0]
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        codes = sorted(pool.map(send, range(2)))
+    check_eq(codes, [201, 422], "two sends overdrawing one wallet")
+    check(balance(srv, acct) >= 0, "the wallet never went below zero")
+    verified(srv)
+
+
+def test_activity(ctx):
+    """Activity: newest first, filters by type, currency and dates, cursor pages."""
+    srv = shared(ctx)
+    m = merchant(srv, name="Activity Deli")
+    cust = customer(srv)
+    fund(srv, cust.token, 100000)
+    for amount in (101, 102, 103, 104, 105):
+        expect(pay(srv, cust.token, qr(srv, m, amount_minor=amount)["payload"]), 201)
+    page = expect(call(srv, "GET", "/v1/me/activity?limit=2&type=payment", token=cust.token), 200)
+    check_eq([o["amount_minor"] for o in page["data"]], [105, 104], "first page, newest first")
+    seen = [o["amount_minor"] for o in page["data"]]
+    while page["next_cursor"]:
+        page = expect(call(srv, "GET", "/v1/me/activity?limit=2&type=payment&cursor="
+                           + page["next_cursor"], token=cust.token), 200)
+        seen += [o["amount_minor"] for o in page["data"]]
+    check_eq(seen, [105, 104, 103, 102, 101], "every page once")
+    check_eq(expect(call(srv, "GET", "/v1/me/activity?currency=EUR", token=cust.token), 200)
+             ["data"], [], "no EUR activity")
+    check_eq(expect(call(srv, "GET", "/v1/me/activity?to=2000-01-01", token=cust.token), 200)
+             ["data"], [], "nothing before 2000")
+    for bad, code in (("type=gift", "invalid_field"), ("from=yesterday", "invalid_field"),
+                      ("limit=0", "invalid_page_size"), ("cursor=%%%", "invalid_cursor"),
+                      ("currency=ZZZ", "unknown_currency")):
+        expect(call(srv, "GET", "/v1/me/activity?" + bad, token=cust.token), 400, code, bad)
+    mine = expect(call(srv, "GET", "/v1/merchant/activity?limit=100", token=m["token"]), 200)
+    check_eq(sorted(o["amount_minor"] for o in mine["data"]), [101, 102, 103, 104, 105],
+             "the merchant's activity")
+    check(all(o["direction"] == "in" for o in mine["data"]), "money in, for the merchant")
+    verified(srv)
+
+
+TESTS = [
+    test_onboarding_and_fees,
+    test_qr_payments,
+    test_tampered_codes,
+    test_refunds,
+    test_sends,
+    test_races,
+    test_activity,
+]
+
+if __name__ == "__main__":
+    harness.main(TESTS)
