@@ -57,6 +57,8 @@ struct api {
     struct api_pool *pool; /* worker threads for blocking identity work */
     struct payments *payments; /* money movement's state (set by the caller after api_create) */
     struct gateway *gateway;   /* top-ups, withdrawals and payouts */
+    uint8_t gateway_secret[64]; /* checks the gateway's signed callbacks */
+    size_t gateway_secret_len;
     struct api_pay_config pay;
 };
 

@@ -270,8 +270,10 @@ enum cf_err api_pay_recover(struct api *api, struct arena *arena, size_t *n_out)
     enum cf_err err = payments_ops_stuck(api->payments, now, ops, 32, &n);
     for (size_t i = 0; i < n && err == CF_OK; i++) {
         if (ops[i].kind != PAY_KIND_SEND && ops[i].kind != PAY_KIND_PAYMENT &&
-            ops[i].kind != PAY_KIND_REFUND)
-            continue; /* gateway operations are settled by their holds' expiry */
+            ops[i].kind != PAY_KIND_REFUND) {
+            err = api_pay_funding_recover(api, arena, &ops[i]);
+            continue;
+        }
         err = api_pay_execute(api, arena, &ops[i]);
         if (err == CF_OK)
             done++;

@@ -64,7 +64,33 @@ void api_pay_op_reply(struct http_request *req, struct http_response *resp, int 
 void api_pay_outcome_reply(struct http_request *req, struct http_response *resp,
                            const struct pay_op *op, const char *viewer);
 
-/* Handlers (pay_merchant.c, pay_customer.c) */
+/* Gateway operations (pay_funding.c) --------------------------------------------------------- */
+
+/* Pays amount_minor of merchant m's balance out to its bank account (idem: the operation's
+ * namespaced key). *op gets the operation as it stands. */
+CF_WARN_UNUSED enum cf_err api_pay_payout(struct api *api, struct arena *arena,
+                                          const struct pay_merchant *m, int64_t amount_minor,
+                                          const char *idem, struct pay_op *op);
+/* Verifies a gateway callback (body and Coffer-Signature value) and applies it; *status_out
+ * says "applied", "duplicate" or "ignored". CF_ERR_BAD_SIGNATURE for a forged one. */
+CF_WARN_UNUSED enum cf_err api_gateway_callback(struct api *api, struct arena *arena,
+                                                const char *body, size_t body_len,
+                                                const char *signature, const char **status_out);
+/* The sandbox's callback sink (gateway_sink_fn): the same path as the HTTP route. */
+void api_gateway_sink(void *ctx, const char *body, size_t body_len, const char *signature);
+/* Carries a top-up, withdrawal or payout left PROCESSING by a crash to its end, where it can. */
+CF_WARN_UNUSED enum cf_err api_pay_funding_recover(struct api *api, struct arena *arena,
+                                                   const struct pay_op *op);
+
+/* Handlers (pay_merchant.c, pay_customer.c, pay_funding.c) */
+enum http_action api_me_card_add(struct http_request *req, struct http_response *resp);
+enum http_action api_me_cards(struct http_request *req, struct http_response *resp);
+enum http_action api_me_card_remove(struct http_request *req, struct http_response *resp);
+enum http_action api_me_topup(struct http_request *req, struct http_response *resp);
+enum http_action api_me_topup_challenge(struct http_request *req, struct http_response *resp);
+enum http_action api_me_withdrawal(struct http_request *req, struct http_response *resp);
+enum http_action api_merchant_payout(struct http_request *req, struct http_response *resp);
+enum http_action api_gateway_callback_route(struct http_request *req, struct http_response *resp);
 enum http_action api_admin_merchant_profile(struct http_request *req, struct http_response *resp);
 enum http_action api_admin_fee_set(struct http_request *req, struct http_response *resp);
 enum http_action api_admin_fees(struct http_request *req, struct http_response *resp);

@@ -172,6 +172,10 @@ static void admin_profile_run(struct http_request *req, struct http_response *re
         snprintf(m.merchant_id, sizeof(m.merchant_id), "%s", im.merchant_id);
         if (m.display_name[0] == '\0') /* the organisation's name, cut to what a QR code holds */
             snprintf(m.display_name, sizeof(m.display_name), "%.25s", im.display_name);
+        if (!printable(m.display_name, PAY_MERCHANT_NAME_BYTES_MAX - 1)) {
+            err = CF_ERR_INVALID_FIELD; /* EMVCo names are printable ASCII: give one */
+            detail = "display_name";
+        }
         snprintf(m.bank_last4, sizeof(m.bank_last4), "%s",
                  m.bank_account + strlen(m.bank_account) - 4);
         enum cf_err e = payments_merchant_get(api->payments, m.merchant_id, false, &old);

@@ -50,6 +50,10 @@ const struct http_route api_routes[] = {
     {HTTP_POST, "/v1/ledger/transfers/{id}/void", api_transfer_void, api_write_finish, ADMIN, SMALL,
      true, "transfer_void", HTTP_BODY_JSON},
 
+    /* The gateway's signed callbacks (public: the signature is the credential) */
+    {HTTP_POST, "/v1/gateway/callbacks", api_gateway_callback_route, OFF, PUB, 4096, false,
+     "gateway_callback", HTTP_BODY_FORM},
+
     /* Sign-up and sign-in (public) */
     {HTTP_POST, "/v1/auth/register", api_auth_register, OFF, PUB, AUTH_BODY, false, "register", HTTP_BODY_JSON},
     {HTTP_POST, "/v1/auth/register/verify", api_auth_register_verify, OFF, PUB, AUTH_BODY, false,
@@ -102,6 +106,15 @@ const struct http_route api_routes[] = {
     {HTTP_POST, "/v1/me/sends", api_me_send, OFF, CUST, SMALL, true, "me_send", J},
     {HTTP_POST, "/v1/me/qr/scan", api_me_qr_scan, OFF, CUST, SMALL, false, "me_qr_scan", J},
     {HTTP_POST, "/v1/me/payments", api_me_pay, OFF, CUST, SMALL, true, "me_pay", J},
+    {HTTP_POST, "/v1/me/cards", api_me_card_add, OFF, CUST, AUTH_BODY, false, "me_card_add", J},
+    {HTTP_GET, "/v1/me/cards", api_me_cards, OFF, CUST, NO_BODY, false, "me_cards", J},
+    {HTTP_POST, "/v1/me/cards/{id}/remove", api_me_card_remove, OFF, CUST, AUTH_BODY, false,
+     "me_card_remove", J},
+    {HTTP_POST, "/v1/me/topups", api_me_topup, OFF, CUST, SMALL, true, "me_topup", J},
+    {HTTP_POST, "/v1/me/topups/{id}/challenge", api_me_topup_challenge, OFF, CUST, AUTH_BODY, false,
+     "me_topup_challenge", J},
+    {HTTP_POST, "/v1/me/withdrawals", api_me_withdrawal, OFF, CUST, SMALL, true, "me_withdrawal",
+     J},
     {HTTP_GET, "/v1/me/activity", api_me_activity, OFF, CUST, NO_BODY, false, "me_activity", J},
     {HTTP_GET, "/v1/me/operations/{id}", api_me_operation, OFF, CUST, NO_BODY, false,
      "me_operation", J},
@@ -137,6 +150,8 @@ const struct http_route api_routes[] = {
     {HTTP_GET, "/v1/merchant/profile", api_merchant_profile, OFF, MER, NO_BODY, false,
      "merchant_profile", J},
     {HTTP_POST, "/v1/merchant/qr", api_merchant_qr, OFF, MER, SMALL, false, "merchant_qr", J},
+    {HTTP_POST, "/v1/merchant/payouts", api_merchant_payout, OFF, MER, SMALL, true,
+     "merchant_payout", J},
     {HTTP_GET, "/v1/merchant/activity", api_merchant_activity, OFF, MER, NO_BODY, false,
      "merchant_activity", J},
     {HTTP_POST, "/v1/merchant/payments/{id}/refund", api_merchant_refund, OFF, MER, SMALL, true,

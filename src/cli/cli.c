@@ -475,6 +475,7 @@ static int cmd_serve(const struct config *c)
         http_server_quiesce(srv);
         api_pool_destroy(api->pool); /* finishes queued identity work; it may still write */
         api->pool = NULL;
+        cli_payments_close(api); /* the gateway's callbacks stop before the writer does */
         writer_stop(writer); /* drains the queue: every suspended request is resumed */
         usleep(200 * 1000);  /* lets resumed connections send their answers */
         http_server_stop(srv);

@@ -2,13 +2,24 @@
  * payments_setup.c - wiring money movement into `serve`: the payments tables (in the identity
  * database), the payment settings, and the recovery of operations a crash left half done.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "api/pay.h"
 #include "cli/setup.h"
+#include "core/hash.h"
 #include "core/log.h"
+#include "gateway/gateway.h"
 #include "money/currency.h"
+
+#define GATEWAY_KEY_FILE_NAME "gateway.key"
+#define GATEWAY_KEY_BYTES 32
+#define SANDBOX_TIMEOUT_MS 3000 /* how long the sandbox's "timeout" card hangs */
 
 static const struct vault *keys_of(void *ctx, uint32_t key_id)
 {
@@ -73,11 +84,81 @@ static enum cf_err pay_config(const struct config *c, struct api_pay_config *p)
     return CF_OK;
 }
 
+/* The gateway's shared secret: COFFER_GATEWAY_SECRET (at least 16 bytes of text), else
+ * DATA/gateway.key (64 hex digits, made on first start, mode 0600). */
+static enum cf_err gateway_secret(const struct config *c, struct api *api)
+{
+    const char *env = getenv("COFFER_GATEWAY_SECRET");
+    if (env != NULL) {
+        size_t n = strlen(env);
+        if (n < GATEWAY_SECRET_BYTES_MIN || n > sizeof(api->gateway_secret)) {
+            fprintf(stderr, "coffer: COFFER_GATEWAY_SECRET: 16 to 64 bytes\n");
+            return CF_ERR_CONFIG;
+        }
+        memcpy(api->gateway_secret, env, n);
+        api->gateway_secret_len = n;
+        return CF_OK;
+    }
+    char path[CONFIG_PATH_BYTES_MAX + 32];
+    snprintf(path, sizeof(path), "%s/%s", c->data, GATEWAY_KEY_FILE_NAME);
+    char hex[GATEWAY_KEY_BYTES * 2 + 2] = "";
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        uint8_t key[GATEWAY_KEY_BYTES];
+        hash_random(key, sizeof(key));
+        hash_hex(key, sizeof(key), hex);
+        hash_wipe(key, sizeof(key));
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        bool ok = fd >= 0 && write(fd, hex, GATEWAY_KEY_BYTES * 2) == GATEWAY_KEY_BYTES * 2 &&
+                  fsync(fd) == 0;
+        if (fd >= 0)
+            close(fd);
+        fd = ok ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    }
+    ssize_t n = fd >= 0 ? read(fd, hex, sizeof(hex) - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (n != GATEWAY_KEY_BYTES * 2) {
+        fprintf(stderr, "coffer: cannot read or create %s\n", path);
+        return CF_ERR_CONFIG;
+    }
+    memcpy(api->gateway_secret, hex, (size_t)n); /* the hex text itself is the secret */
+    api->gateway_secret_len = (size_t)n;
+    hash_wipe(hex, sizeof(hex));
+    return CF_OK;
+}
+
+static enum cf_err gateway_open(const struct config *c, struct api *api)
+{
+    enum cf_err err = gateway_secret(c, api);
+    if (err != CF_OK)
+        return err;
+    if (strcmp(c->gateway, "http") == 0) {
+        struct gateway_http_config h = {.base_url = c->gateway_url,
+                                        .secret = api->gateway_secret,
+                                        .secret_len = api->gateway_secret_len,
+                                        .timeout_ms = 10000};
+        if (c->gateway_url[0] == '\0') {
+            fprintf(stderr, "coffer: gateway = http needs gateway_url\n");
+            return CF_ERR_CONFIG;
+        }
+        return gateway_http_create(&h, &api->gateway);
+    }
+    struct gateway_sandbox_config s = {.latency_ms = c->sandbox_latency_ms,
+                                       .timeout_ms = SANDBOX_TIMEOUT_MS,
+                                       .secret = api->gateway_secret,
+                                       .secret_len = api->gateway_secret_len,
+                                       .clock = NULL};
+    return gateway_sandbox_create(&s, api_gateway_sink, api, &api->gateway);
+}
+
 enum cf_err cli_payments_open(const struct config *c, struct cli_identity *ci, struct api *api)
 {
     enum cf_err err = pay_config(c, &api->pay);
     if (err == CF_OK)
         err = payments_open(ci->db, keys_of, ci->identity, &api->payments);
+    if (err == CF_OK)
+        err = gateway_open(c, api);
     if (err != CF_OK)
         return err;
     struct arena *arena = arena_create(4 * 1024 * 1024);
@@ -98,6 +179,9 @@ void cli_payments_close(struct api *api)
 {
     if (api == NULL)
         return;
+    gateway_destroy(api->gateway); /* joins the sandbox's callback thread first */
+    api->gateway = NULL;
     payments_close(api->payments);
     api->payments = NULL;
+    hash_wipe(api->gateway_secret, sizeof(api->gateway_secret));
 }

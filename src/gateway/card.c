@@ -99,6 +99,7 @@ enum card_brand card_brand_detect(const char *pan)
         return CARD_BRAND_JCB;
     if (p2 == 62)
         return CARD_BRAND_UNIONPAY;
+    CF_ASSERT(p6 >= 0 && p6 <= 999999 && n >= CARD_PAN_DIGITS_MIN);
     return CARD_BRAND_UNKNOWN;
 }
 
@@ -156,6 +157,7 @@ enum cf_err card_expiry_check(int64_t month, int64_t year, int64_t now_s)
         return CF_ERR_INVALID_CARD;
     int64_t now_year = 0, now_month = 0;
     year_month_from_unix(now_s, &now_year, &now_month);
+    CF_ASSERT(now_month >= 1 && now_month <= 12);
     if (year * 12 + month < now_year * 12 + now_month)
         return CF_ERR_INVALID_CARD;
     return CF_OK;
@@ -204,6 +206,7 @@ static bool is_upper(char c) { return c >= 'A' && c <= 'Z'; }
  * letter read as two digits (A = 10 .. Z = 35); s is A-Z 0-9 only. */
 static unsigned iban_mod97(const char *s, size_t n)
 {
+    CF_ASSERT(n >= CARD_IBAN_CHARS_MIN && n <= CARD_IBAN_CHARS_MAX);
     unsigned r = 0;
     for (size_t i = 0; i < n; i++) {
         char c = s[(i + 4) % n];
@@ -219,7 +222,8 @@ static unsigned iban_mod97(const char *s, size_t n)
 /* The checks of card_iban_normalize on normalized text (A-Z 0-9 only). */
 static bool iban_is_valid(const char *s, size_t n)
 {
-    if (n < CARD_IBAN_CHARS_MIN || n > CARD_IBAN_CHARS_MAX)
+    CF_ASSERT(s != NULL && n <= CARD_IBAN_CHARS_MAX);
+    if (n < CARD_IBAN_CHARS_MIN)
         return false;
     if (!is_upper(s[0]) || !is_upper(s[1]) || !is_digit(s[2]) || !is_digit(s[3]))
         return false;
@@ -227,6 +231,7 @@ static bool iban_is_valid(const char *s, size_t n)
     if (check < 2 || check > 98) /* mod 97-10 makes 02..98; 00, 01 and 99 alias 97, 98, 02 */
         return false;
     size_t want = iban_country_length(s);
+    CF_ASSERT(want == 0 || (want >= CARD_IBAN_CHARS_MIN && want <= CARD_IBAN_CHARS_MAX));
     if (want != 0 && want != n)
         return false;
     return iban_mod97(s, n) == 1;

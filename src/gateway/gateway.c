@@ -111,8 +111,11 @@ static bool currency_is_iso(const char *code, size_t bytes)
 /* The instrument is the normalized form of a valid card number or IBAN. */
 static enum cf_err instrument_check(enum gateway_method method, const char *instrument)
 {
+    CF_ASSERT(instrument != NULL);
     size_t n = strnlen(instrument, GATEWAY_INSTRUMENT_BYTES_MAX);
     char normal[GATEWAY_INSTRUMENT_BYTES_MAX];
+    _Static_assert(sizeof(normal) >= CARD_PAN_BYTES && sizeof(normal) >= CARD_IBAN_BYTES,
+                   "normal holds either form");
     enum cf_err err;
     if (method == GATEWAY_METHOD_CARD) {
         err = card_pan_normalize(instrument, n, normal);
@@ -124,6 +127,7 @@ static enum cf_err instrument_check(enum gateway_method method, const char *inst
             err = CF_ERR_INVALID_BANK_ACCOUNT;
     }
     hash_wipe(normal, sizeof(normal));
+    CF_ASSERT(err == CF_OK || err == CF_ERR_INVALID_CARD || err == CF_ERR_INVALID_BANK_ACCOUNT);
     return err;
 }
 
@@ -309,11 +313,13 @@ struct form_pair {
  * it is empty, has no '=' or an empty key. */
 static bool form_pair_next(const char *body, size_t body_len, size_t *at, struct form_pair *p)
 {
+    CF_ASSERT(*at < body_len);
     const char *start = body + *at;
     const char *amp = memchr(start, '&', body_len - *at);
     size_t n = amp != NULL ? (size_t)(amp - start) : body_len - *at;
     const char *eq = memchr(start, '=', n);
     *at += n + (amp != NULL ? 1 : 0);
+    CF_ASSERT(*at <= body_len);
     if (eq == NULL || eq == start)
         return false;
     p->key = start;
@@ -338,6 +344,7 @@ static int hex_value(char c)
  * escape, a decoded control byte, or more than out_bytes - 1 bytes. */
 static bool form_unescape(const char *s, size_t n, char *out, size_t out_bytes)
 {
+    CF_ASSERT(s != NULL && out_bytes >= 1);
     size_t len = 0;
     for (size_t i = 0; i < n; i++) {
         int c = (unsigned char)s[i];
@@ -357,6 +364,7 @@ static bool form_unescape(const char *s, size_t n, char *out, size_t out_bytes)
             out[len] = (char)c;
         len++;
     }
+    CF_ASSERT(len < out_bytes && len <= n);
     if (out != NULL)
         out[len] = '\0';
     return true;
@@ -380,6 +388,7 @@ static size_t form_field_find(const struct form_pair *p, const struct gateway_fo
 static bool form_pass(const char *body, size_t body_len, struct gateway_form_field *fields,
                       size_t fields_n, bool write)
 {
+    CF_ASSERT(fields_n <= GATEWAY_FORM_FIELDS_MAX && body_len <= GATEWAY_BODY_BYTES_MAX);
     bool seen[GATEWAY_FORM_FIELDS_MAX] = {false};
     size_t at = 0, pairs_n = 0;
     while (at < body_len) {
@@ -396,6 +405,7 @@ static bool form_pass(const char *body, size_t body_len, struct gateway_form_fie
         if (at == body_len && body[body_len - 1] == '&')
             return false; /* a trailing '&' is an empty last pair */
     }
+    CF_ASSERT(at == body_len && pairs_n <= GATEWAY_FORM_FIELDS_MAX);
     for (size_t i = 0; i < fields_n; i++) {
         if (fields[i].required && !seen[i])
             return false;
@@ -477,6 +487,7 @@ struct signature {
 /* Canonical decimal digits s[0..n) (no sign, no leading zero) within [0, max] into *out. */
 static bool decimal_parse(const char *s, size_t n, int64_t max, int64_t *out)
 {
+    CF_ASSERT(s != NULL && out != NULL && max >= 0);
     if (n == 0 || (n > 1 && s[0] == '0'))
         return false;
     int64_t v = 0;
@@ -487,6 +498,7 @@ static bool decimal_parse(const char *s, size_t n, int64_t max, int64_t *out)
     }
     if (v > max)
         return false;
+    CF_ASSERT(v >= 0);
     *out = v;
     return true;
 }
@@ -494,6 +506,7 @@ static bool decimal_parse(const char *s, size_t n, int64_t max, int64_t *out)
 /* "t=<digits>,v1=<64 lowercase hex>" and nothing else. */
 static bool signature_parse(const char *header, struct signature *sig)
 {
+    CF_ASSERT(header != NULL && sig != NULL);
     size_t n = strnlen(header, GATEWAY_SIGNATURE_BYTES_MAX);
     if (n == GATEWAY_SIGNATURE_BYTES_MAX || strncmp(header, "t=", 2) != 0)
         return false;
@@ -502,6 +515,7 @@ static bool signature_parse(const char *header, struct signature *sig)
     if (comma == NULL || (size_t)(comma - t) > SIGNATURE_T_DIGITS_MAX)
         return false;
     sig->t_len = (size_t)(comma - t);
+    CF_ASSERT(sig->t_len < sizeof(sig->t_text));
     if (!decimal_parse(t, sig->t_len, INT64_MAX, &sig->t_s))
         return false;
     memcpy(sig->t_text, t, sig->t_len);
@@ -520,9 +534,11 @@ static bool signature_parse(const char *header, struct signature *sig)
 static bool signature_is_good(const uint8_t *secret, size_t secret_len, const char *body,
                               size_t body_len, const char *header, int64_t now_s)
 {
+    CF_ASSERT(secret != NULL && body != NULL && now_s >= 0);
     struct signature sig;
     if (header == NULL || !signature_parse(header, &sig))
         return false;
+    CF_ASSERT(sig.t_s >= 0 && sig.t_len >= 1);
     uint8_t mac[MAC_BYTES];
     signature_mac(secret, secret_len, sig.t_text, sig.t_len, body, body_len, mac);
     bool good = sodium_memcmp(mac, sig.mac, MAC_BYTES) == 0;
@@ -542,6 +558,7 @@ struct event_text {
 /* The field checks of a decoded callback; fills e's outcome and numbers. */
 static bool event_fields_check(const struct event_text *t, struct gateway_event *e)
 {
+    CF_ASSERT(t != NULL && e != NULL);
     if (!gateway_token_is_valid(e->event_id, sizeof(e->event_id)) ||
         !gateway_token_is_valid(e->op_id, sizeof(e->op_id)) ||
         !gateway_token_is_valid(e->reference, sizeof(e->reference)))
@@ -555,11 +572,13 @@ static bool event_fields_check(const struct event_text *t, struct gateway_event 
         return false;
     if (!decimal_parse(t->created_at, strlen(t->created_at), INT64_MAX, &e->created_at_s))
         return false;
+    CF_ASSERT(e->amount_minor > 0 && e->created_at_s >= 0);
     return currency_is_iso(e->currency, sizeof(e->currency));
 }
 
 static enum cf_err event_decode(const char *body, size_t body_len, struct gateway_event *out)
 {
+    CF_ASSERT(body != NULL && out != NULL);
     struct gateway_event e;
     struct event_text t;
     memset(&e, 0, sizeof(e));

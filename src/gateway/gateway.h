@@ -81,8 +81,8 @@
 #define GATEWAY_SECRET_BYTES_MAX 256
 /* The HTTP connector's base URL (the path "/charges" is appended). */
 #define GATEWAY_URL_BYTES_MAX 1024
-/* The HTTP connector's whole-call timeout: long enough for 3-D Secure-free card networks,
- * short enough that a request thread is not held for minutes. */
+/* The HTTP connector's whole-call timeout: long enough for a slow card network, short enough
+ * that a request thread is not held for minutes. */
 #define GATEWAY_HTTP_TIMEOUT_MS_MAX 60000
 /* The sandbox's simulated latency and hang; tests use a few milliseconds. */
 #define GATEWAY_SANDBOX_LATENCY_MS_MAX 60000
@@ -122,7 +122,8 @@ struct gateway_request {
 struct gateway_result {
     enum gateway_outcome outcome;
     char reference[GATEWAY_REF_BYTES_MAX]; /* the gateway's id; "" only with GATEWAY_TIMEOUT */
-    char decline_code[GATEWAY_DECLINE_CODE_BYTES_MAX]; /* "" unless declined (may be "") */
+    /* why, with DECLINED and INSUFFICIENT_FUNDS (may be "" from a provider); "" otherwise */
+    char decline_code[GATEWAY_DECLINE_CODE_BYTES_MAX];
 };
 
 /* A verified callback. */
@@ -203,9 +204,10 @@ struct gateway_http_config {
     int64_t timeout_ms; /* the whole call; 1..GATEWAY_HTTP_TIMEOUT_MS_MAX */
 };
 
-/* The HTTP connector: POST <base_url>/charges or /payouts (and /challenges for answers),
- * form-encoded (op_id, method "card"|"bank", instrument, amount_minor, currency), signed with
- * Coffer-Signature over the body, Idempotency-Key: op_id. A 200 answer is form-encoded
+/* The HTTP connector: POST <base_url>/charges or /payouts, form-encoded (op_id, method
+ * "card"|"bank", instrument, amount_minor, currency), signed with Coffer-Signature over the
+ * body, Idempotency-Key: op_id; answers to challenges go to <base_url>/challenges (reference,
+ * code; Idempotency-Key: reference). Calls take at most timeout_ms. A 200 answer is form-encoded
  * "outcome=...&reference=...&decline_code=..." (decline_code optional). No answer, a transport
  * failure, a timeout or a 5xx status is GATEWAY_TIMEOUT with CF_OK (the outcome is unknown);
  * a malformed 200 or another status is CF_ERR_IO (for answers, 404 is CF_ERR_NOT_FOUND and

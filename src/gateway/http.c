@@ -188,6 +188,7 @@ static CURLcode curl_options(CURL *c, const char *url, const struct http_gateway
 /* The request headers: content type, no 100-continue, the signature, the idempotency key. */
 static struct curl_slist *headers_make(const char *signature, const char *idem_key)
 {
+    CF_ASSERT(signature != NULL && gateway_token_is_valid(idem_key, GATEWAY_REF_BYTES_MAX));
     char sig_line[HEADER_BYTES_MAX], key_line[HEADER_BYTES_MAX];
     int w1 = snprintf(sig_line, sizeof(sig_line), "Coffer-Signature: %s", signature);
     int w2 = snprintf(key_line, sizeof(key_line), "Idempotency-Key: %s", idem_key);
@@ -212,6 +213,7 @@ static enum cf_err http_post(const struct http_gateway *g, const char *url,
                              const struct gateway_form *form, const char *signature,
                              const char *idem_key, struct http_answer *a)
 {
+    CF_ASSERT(g != NULL && url != NULL && form != NULL && signature != NULL && a != NULL);
     CURL *c = curl_easy_init();
     struct curl_slist *headers = c != NULL ? headers_make(signature, idem_key) : NULL;
     CURLcode setup =
@@ -241,6 +243,7 @@ static void call_log(const struct http_call *call, const char *msg, const struct
  * otherwise), reference, optional decline_code. */
 static bool answer_parse(const struct http_answer *a, bool challenge, struct gateway_result *out)
 {
+    CF_ASSERT(a != NULL && out != NULL && a->status == 200);
     struct gateway_result r;
     char outcome[OUTCOME_TEXT_BYTES_MAX];
     memset(&r, 0, sizeof(r));
@@ -268,6 +271,8 @@ static bool answer_parse(const struct http_answer *a, bool challenge, struct gat
 static enum cf_err answer_classify(const struct http_call *call, const struct http_answer *a,
                                    struct gateway_result *out)
 {
+    CF_ASSERT(call != NULL && a != NULL && out != NULL);
+    CF_ASSERT(a->len <= GATEWAY_BODY_BYTES_MAX && a->body[a->len] == '\0');
     if (a->too_large) {
         call_log(call, "gateway: answer too large", a);
         return CF_ERR_IO;

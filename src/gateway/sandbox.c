@@ -146,6 +146,7 @@ static struct sandbox_op *op_find_by_id(struct sandbox *sb, const char *op_id)
 
 static struct sandbox_op *op_find_by_reference(struct sandbox *sb, const char *reference)
 {
+    CF_ASSERT(sb != NULL && reference != NULL);
     for (size_t i = 0; i < GATEWAY_SANDBOX_OPS_MAX; i++) {
         struct sandbox_op *op = &sb->ops[i];
         if (op->used && op->result.outcome == GATEWAY_CHALLENGE &&
@@ -178,6 +179,7 @@ static struct sandbox_op *op_record(struct sandbox *sb, const struct gateway_req
     op->amount_minor = req->amount_minor;
     memcpy(op->currency, req->currency, sizeof(op->currency));
     op->result = *result;
+    CF_ASSERT(op->result.outcome != GATEWAY_TIMEOUT && op->result.reference[0] != '\0');
     return op;
 }
 
@@ -218,6 +220,7 @@ static enum cf_err op_start(struct sandbox *sb, const struct gateway_request *re
         memcpy(r.decline_code, num->decline_code, strlen(num->decline_code) + 1);
     }
     const struct sandbox_op *op = op_record(sb, req, &r);
+    CF_ASSERT(op->used && strcmp(op->op_id, req->op_id) == 0);
     if (answer == GATEWAY_PROCESSING)
         delivery_queue(sb, op, num->callback, 2 * sb->latency_ms);
     *out = r;

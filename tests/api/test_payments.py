@@ -10,6 +10,9 @@ Usage: test_payments.py --bin build/coffer --src . [test names...]
 """
 
 import concurrent.futures
+import hashlib
+import hmac
+import http.client
 import itertools
 import os
 import random
@@ -24,7 +27,9 @@ from harness import check, check_eq, new_key  # noqa: E402
 
 PASSWORD = ih.DEFAULT_PASSWORD
 ENV = {"COFFER_CURRENCIES": "USD,EUR", "COFFER_SEND_FEE_BPS": "100",
-       "COFFER_SEND_FEE_FIXED_MINOR": "5", "COFFER_QUOTE_TTL_S": "10"}
+       "COFFER_SEND_FEE_FIXED_MINOR": "5", "COFFER_QUOTE_TTL_S": "10",
+       "COFFER_SANDBOX_LATENCY_MS": "50", "COFFER_GATEWAY_SECRET": "test-gateway-secret-0123456789"}
+SECRET = ENV["COFFER_GATEWAY_SECRET"].encode()
 IBAN = "GB82WEST12345698765432"
 
 _seq = itertools.count(1)
@@ -449,6 +454,217 @@ def test_activity(ctx):
     verified(srv)
 
 
+# ------------------------------------------------------------------------------------------------
+# Funding through the sandbox gateway
+
+CARD_OK, CARD_DECLINED, CARD_POOR = "4242424242424242", "4000000000000002", "4000000000009995"
+CARD_3DS, CARD_TIMEOUT = "4000000000003220", "4000000000000119"
+CARD_ASYNC_OK, CARD_ASYNC_NO = "4000000000000077", "4000000000000085"
+BANK_ASYNC_OK = "DE89370400440532013000"
+
+
+def add_card(srv, cust, number, exp_year=2031, cvc="123", expect_status=201):
+    v = ih.step_up(srv.port, cust.token, "card_add", admin_token=srv.token, login=cust.login)
+    return expect(call(srv, "POST", "/v1/me/cards",
+                       {"number": number, "exp_month": 12, "exp_year": exp_year, "cvc": cvc,
+                        "verification": v}, token=cust.token), expect_status, what="card add")
+
+
+def topup(srv, cust, amount, card=None, bank=None, key=None):
+    body = {"amount_minor": amount, "currency": "USD"}
+    if card is not None:
+        body["card_id"] = card
+    if bank is not None:
+        body["bank_account"] = bank
+    return call(srv, "POST", "/v1/me/topups", body, token=cust.token, key=key or new_key("top"))
+
+
+def wait_op(srv, token, op_id, status, timeout_s=10):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = expect(call(srv, "GET", "/v1/me/operations/" + op_id, token=token), 200)
+        if got["status"] == status or time.monotonic() > deadline:
+            check_eq(got["status"], status, "operation %s" % op_id)
+            return got
+        time.sleep(0.05)
+
+
+def callback(srv, fields, secret=SECRET, t=None):
+    body = "&".join("%s=%s" % kv for kv in fields.items())
+    t = int(time.time()) if t is None else t
+    mac = hmac.new(secret, ("%d." % t).encode() + body.encode(), hashlib.sha256).hexdigest()
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    try:
+        conn.request("POST", "/v1/gateway/callbacks", body,
+                     {"Content-Type": "application/x-www-form-urlencoded",
+                      "Coffer-Signature": "t=%d,v1=%s" % (t, mac)})
+        resp = conn.getresponse()
+        import json
+        raw = resp.read()
+        return resp.status, json.loads(raw) if raw else None, resp.headers
+    finally:
+        conn.close()
+
+
+def test_cards(ctx):
+    """The card vault: numbers checked (Luhn, length, expiry, security code), saved behind a
+    step-up, shown only as brand, last four and expiry; the same card twice is one card."""
+    srv = shared(ctx)
+    cust = customer(srv)
+    expect(call(srv, "POST", "/v1/me/cards", {"number": CARD_OK, "exp_month": 12,
+                                              "exp_year": 2031, "cvc": "123"}, token=cust.token),
+           403, "step_up_required", "a card without a step-up")
+    for number, year, cvc, detail in (("4242424242424241", 2031, "123", "number"),
+                                      ("4242", 2031, "123", "number"),
+                                      (CARD_OK, 2020, "123", "exp_month"),
+                                      (CARD_OK, 2031, "12", "cvc")):
+        body = expect(call(srv, "POST", "/v1/me/cards",
+                           {"number": number, "exp_month": 12, "exp_year": year, "cvc": cvc},
+                           token=cust.token), 400, "invalid_card", "card %s" % detail)
+        check_eq(body.get("detail"), detail, "the refused part")
+    card = add_card(srv, cust, "4242 4242 4242 4242")
+    check_eq((card["brand"], card["last4"], card["exp_month"], card["exp_year"]),
+             ("visa", "4242", 12, 2031), "the saved card")
+    check(CARD_OK not in str(card) and "cvc" not in card, "no number, no security code")
+    again = add_card(srv, cust, CARD_OK, expect_status=200)
+    check_eq(again["id"], card["id"], "the same card saved twice")
+    listed = expect(call(srv, "GET", "/v1/me/cards", token=cust.token), 200)["data"]
+    check_eq([c["id"] for c in listed], [card["id"]], "the customer's cards")
+    other = customer(srv)
+    check_eq(expect(call(srv, "GET", "/v1/me/cards", token=other.token), 200)["data"], [],
+             "someone else's cards")
+    expect(call(srv, "POST", "/v1/me/cards/%s/remove" % card["id"], {}, token=other.token), 404)
+    expect(topup(srv, other, 100, card=card["id"]), 400, "invalid_card", "someone else's card")
+    expect(call(srv, "POST", "/v1/me/cards/%s/remove" % card["id"], {}, token=cust.token), 200)
+    check_eq(expect(call(srv, "GET", "/v1/me/cards", token=cust.token), 200)["data"], [],
+             "a removed card")
+    expect(topup(srv, cust, 100, card=card["id"]), 400, "invalid_card", "a removed card")
+
+
+def test_topups(ctx):
+    """Top-ups through the sandbox: approved, declined, short of funds, a 3-D Secure challenge,
+    a timeout, and confirmations that arrive later by callback."""
+    srv = shared(ctx)
+    cust = customer(srv)
+    acct = wallet(srv, cust.token)
+    ok = add_card(srv, cust, CARD_OK)["id"]
+    key = new_key("top")
+    done = expect(topup(srv, cust, 5000, card=ok, key=key), 201, what="approved top-up")
+    check_eq((done["type"], done["status"], done["direction"]), ("topup", "completed", "in"),
+             "the top-up")
+    check_eq(balance(srv, acct), 5000, "the wallet after a top-up")
+    again = expect(topup(srv, cust, 5000, card=ok, key=key), 201)
+    check_eq(again["id"], done["id"], "a retried top-up")
+    check_eq(balance(srv, acct), 5000, "a retry credits nothing twice")
+
+    for number, what in ((CARD_DECLINED, "declined"), (CARD_POOR, "insufficient funds")):
+        card = add_card(srv, cust, number)["id"]
+        expect(topup(srv, cust, 700, card=card), 402, "payment_declined", what)
+    check_eq(balance(srv, acct), 5000, "declines move nothing")
+    check_eq(srv.client().account(acct)["credits_pending"], 0, "and hold nothing")
+
+    # a customer gets at most five codes an hour (registration took one): a second customer
+    cust = customer(srv)
+    acct = wallet(srv, cust.token)
+    card = add_card(srv, cust, CARD_3DS)["id"]
+    waiting = expect(topup(srv, cust, 300, card=card), 202, what="3-D Secure")
+    check_eq(waiting["status"], "action_required", "a challenge to answer")
+    check("reference" in waiting["challenge"], "the challenge's reference")
+    path = "/v1/me/topups/%s/challenge" % waiting["id"]
+    other = customer(srv)
+    expect(call(srv, "POST", path, {"code": "123456"}, token=other.token), 404, "not_found",
+           "someone else's challenge")
+    expect(call(srv, "POST", path, {"code": "000000"}, token=cust.token), 402, "payment_declined",
+           "a wrong answer")
+    expect(call(srv, "POST", path, {"code": "123456"}, token=cust.token), 409, "conflict",
+           "a second answer")
+    waiting = expect(topup(srv, cust, 300, card=card), 202)
+    expect(call(srv, "POST", "/v1/me/topups/%s/challenge" % waiting["id"], {"code": "123456"},
+                token=cust.token), 201, what="the right answer")
+    check_eq(balance(srv, acct), 300, "after the challenge")
+
+    card = add_card(srv, cust, CARD_TIMEOUT)["id"]
+    expect(topup(srv, cust, 100, card=card), 502, "gateway_unavailable", "a gateway timeout")
+    check_eq(srv.client().account(acct)["credits_pending"], 0, "a timed-out hold is voided")
+
+    card = add_card(srv, cust, CARD_ASYNC_OK)["id"]
+    pending = expect(topup(srv, cust, 400, card=card), 202, what="answer by callback")
+    check_eq(pending["status"], "pending", "waiting for the callback")
+    wait_op(srv, cust.token, pending["id"], "completed")
+    card = add_card(srv, cust, CARD_ASYNC_NO)["id"]
+    pending = expect(topup(srv, cust, 400, card=card), 202)
+    failed = wait_op(srv, cust.token, pending["id"], "failed")
+    check_eq(failed["error"], "payment_declined", "declined by callback")
+    pending = expect(topup(srv, cust, 250, bank=BANK_ASYNC_OK), 202, what="a bank top-up")
+    wait_op(srv, cust.token, pending["id"], "completed")
+    check_eq(balance(srv, acct), 950, "after the callbacks")
+    check_eq(srv.client().account(acct)["credits_pending"], 0, "no hold left")
+    verified(srv)
+
+
+def test_callbacks(ctx):
+    """Forged, stale, duplicate, late and out-of-order callbacks change nothing."""
+    srv = shared(ctx)
+    cust = customer(srv)
+    acct = wallet(srv, cust.token)
+    done = expect(topup(srv, cust, 1000, bank="GB82WEST12345698765432"), 201)
+    fields = {"event_id": "evt_test%s" % _run, "op_id": done["id"], "reference": "sbx_x",
+              "outcome": "declined", "amount_minor": "1000", "currency": "USD",
+              "created_at": str(int(time.time()))}
+    expect(callback(srv, fields, secret=b"not-the-secret-at-all"), 401, "bad_signature", "forged")
+    expect(callback(srv, fields, t=int(time.time()) - 3600), 401, "bad_signature", "stale")
+    got = expect(callback(srv, fields), 200, what="a late callback")
+    check_eq(got["status"], "ignored", "a callback for a finished top-up")
+    got = expect(callback(srv, fields), 200, what="the same event again")
+    check_eq(got["status"], "duplicate", "a repeated event")
+    check_eq(wait_op(srv, cust.token, done["id"], "completed")["status"], "completed",
+             "the top-up stands")
+    check_eq(balance(srv, acct), 1000, "nothing moved")
+    status, _b, _h = ih.call(srv.port, "POST", "/v1/gateway/callbacks", {"event_id": "x"})
+    check_eq(status, 415, "a JSON body on the form route")
+    # a callback with another amount for a pending top-up is ignored; the real one settles it
+    pending = expect(topup(srv, cust, 600, bank=BANK_ASYNC_OK), 202)
+    forged = dict(fields, event_id="evt_amt%s" % _run, op_id=pending["id"], outcome="approved",
+                  amount_minor="60000")
+    check_eq(expect(callback(srv, forged), 200)["status"], "ignored", "a wrong amount")
+    wait_op(srv, cust.token, pending["id"], "completed")
+    check_eq(balance(srv, acct), 1600, "the real callback credited once")
+    verified(srv)
+
+
+def test_withdrawals_and_payouts(ctx):
+    """A customer withdraws to a bank account (always with a step-up); a merchant's owner pays
+    the balance out to the merchant's bank account; staff may not."""
+    srv = shared(ctx)
+    cust = customer(srv)
+    acct = fund(srv, cust.token, 9000)
+    body = {"amount_minor": 4000, "currency": "USD", "bank_account": "GB82WEST12345698765432"}
+    expect(call(srv, "POST", "/v1/me/withdrawals", body, token=cust.token, key=new_key()), 403,
+           "step_up_required", "a withdrawal without a step-up")
+    v = ih.step_up(srv.port, cust.token, "withdrawal", admin_token=srv.token, login=cust.login,
+                   amount_minor=4000, currency="USD", payee="GB82WEST12345698765432")
+    out = expect(call(srv, "POST", "/v1/me/withdrawals", dict(body, verification=v),
+                      token=cust.token, key=new_key()), 201, what="withdrawal")
+    check_eq((out["type"], out["status"], out["direction"]), ("withdrawal", "completed", "out"),
+             "the withdrawal")
+    check_eq(balance(srv, acct), 5000, "after the withdrawal")
+    v = ih.step_up(srv.port, cust.token, "withdrawal", admin_token=srv.token, login=cust.login,
+                   amount_minor=9999, currency="USD", payee="GB82WEST12345698765432")
+    expect(call(srv, "POST", "/v1/me/withdrawals", dict(body, amount_minor=9999, verification=v),
+                token=cust.token, key=new_key()), 201 if False else 422, "insufficient_funds",
+           "more than the balance")
+
+    m = merchant(srv, fee_bps=0, name="Payout Bakery")
+    expect(pay(srv, cust.token, qr(srv, m, amount_minor=1500)["payload"]), 201)
+    paid = expect(call(srv, "POST", "/v1/merchant/payouts", {}, token=m["token"], key=new_key()),
+                  201, what="payout of the whole balance")
+    check_eq((paid["type"], paid["amount_minor"]), ("payout", 1500), "the payout")
+    check_eq(balance(srv, m["account"]), 0, "the merchant's balance after the payout")
+    expect(call(srv, "POST", "/v1/merchant/payouts", {}, token=m["token"], key=new_key()), 422,
+           "insufficient_funds", "nothing left to pay out")
+    verified(srv)
+
+
 TESTS = [
     test_onboarding_and_fees,
     test_qr_payments,
@@ -457,6 +673,10 @@ TESTS = [
     test_sends,
     test_races,
     test_activity,
+    test_cards,
+    test_topups,
+    test_callbacks,
+    test_withdrawals_and_payouts,
 ]
 
 if __name__ == "__main__":

@@ -1,0 +1,824 @@
+/*
+ * pay_funding.c - money in and out through the gateway: saved cards, top-ups, withdrawals,
+ * merchant payouts, and the gateway's signed callbacks.
+ *
+ * A top-up is a hold (a pending ledger transfer) from the gateway clearing account to the
+ * wallet, placed before the gateway is asked; the gateway's answer posts it (approved) or voids
+ * it (declined, timed out); an answer that never comes lets the hold expire after
+ * topup_hold_s. A withdrawal or payout holds the money on its way out (wallet or merchant
+ * account to the payout clearing account) without a timeout, because a payout that timed out
+ * may still have been paid: only the gateway's answer (or an operator) ends it.
+ *
+ * Every ledger step has its own key ("op:<id>:hold", "op:<id>:post", "op:<id>:void") and the
+ * gateway is asked with the operation id as its idempotency key, so running a step twice -
+ * a retry, a late callback racing the answer, recovery after a crash - changes nothing twice.
+ * Callbacks are matched by op_id, must carry the operation's amount and currency, are recorded
+ * by event id (a duplicate is answered and ignored) and only move an operation that is still
+ * waiting: late, repeated, out-of-order or forged callbacks change nothing.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "api/pay.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "gateway/card.h"
+#include "gateway/gateway.h"
+#include "money/currency.h"
+
+static int64_t now_us(void) { return cf_clock_now_us(&cf_clock_real); }
+
+static const char *me_id(const struct http_request *req)
+{
+    const struct api_principal *p = api_principal(req);
+    CF_ASSERT(p != NULL && !p->bootstrap);
+    return p->user.user_id;
+}
+
+static void reply_problem(struct http_request *req, struct http_response *resp, enum cf_err err,
+                          const char *detail)
+{
+    api_problem(req, resp, err,
+                detail != NULL ? arena_strndup(req->arena, detail, strlen(detail)) : NULL);
+}
+
+/* Ledger steps ------------------------------------------------------------------------------- */
+
+/* The transfer id in a fresh or stored single-entry answer. */
+static uint64_t answer_entry_seq(const struct writer_cmd *cmd, bool pending_out)
+{
+    if (!cmd->replayed)
+        return pending_out ? cmd->pending_out.seq : cmd->entries_out[0].seq;
+    uint64_t seq = 0;
+    json_t *o = json_loadb(cmd->resp_body, cmd->resp_body_len, 0, NULL);
+    json_t *id = o != NULL ? json_object_get(o, "id") : NULL;
+    if (id != NULL && json_is_string(id) &&
+        id_parse(ID_PREFIX_TRANSFER, json_string_value(id), json_string_length(id), &seq) != CF_OK)
+        seq = 0;
+    json_decref(o);
+    return seq;
+}
+
+static struct writer_cmd *step_cmd(struct arena *arena, const struct pay_op *op, const char *step)
+{
+    struct writer_cmd *cmd = arena_calloc(arena, 1, sizeof(*cmd));
+    char *key = arena_alloc(arena, PAY_ID_BYTES_MAX + 16);
+    if (cmd == NULL || key == NULL)
+        return NULL;
+    int n = snprintf(key, PAY_ID_BYTES_MAX + 16, "op:%s:%s", op->id, step);
+    cmd->idem_key = key;
+    cmd->idem_key_len = (size_t)n;
+    hash_sha256(key, (size_t)n, cmd->request_hash);
+    cmd->variant = API_VARIANT_SINGLE;
+    return cmd;
+}
+
+/* The outcome of a keyed ledger step: its own error when refused (fresh or replayed). */
+static enum cf_err step_outcome(const struct writer_cmd *cmd)
+{
+    if (cmd->err != CF_OK)
+        return cmd->err;
+    if (cmd->resp_status < 400)
+        return CF_OK;
+    enum cf_err e = CF_ERR_INTERNAL;
+    json_t *o = json_loadb(cmd->resp_body, cmd->resp_body_len, 0, NULL);
+    json_t *c = o != NULL ? json_object_get(o, "code") : NULL;
+    if (c != NULL && json_is_string(c))
+        e = cf_err_from_code(json_string_value(c));
+    json_decref(o);
+    return e;
+}
+
+/* Holds op's money: dr -> cr pending, with a timeout (0: none). *seq_out gets the hold. A
+ * refused hold is *refused; an error means the ledger never answered. */
+static enum cf_err ledger_hold(struct api *api, struct arena *arena, const struct pay_op *op,
+                               uint64_t dr, uint64_t cr, int64_t timeout_s, uint64_t *seq_out,
+                               enum cf_err *refused)
+{
+    struct writer_cmd *cmd = step_cmd(arena, op, "hold");
+    struct ledger_leg *leg = arena_calloc(arena, 1, sizeof(*leg));
+    if (cmd == NULL || leg == NULL)
+        return CF_ERR_NOMEM;
+    leg->debit_id = dr;
+    leg->credit_id = cr;
+    leg->amount = op->amount_minor;
+    snprintf(leg->currency, sizeof(leg->currency), "%s", op->currency);
+    snprintf(leg->code, sizeof(leg->code), "%s", pay_kind_name(op->kind));
+    leg->pending = true;
+    leg->timeout_s = timeout_s;
+    cmd->type = WRITER_CMD_TRANSFER;
+    cmd->legs = leg;
+    cmd->legs_n = 1;
+    enum cf_err err = api_submit_wait(api, cmd, arena);
+    if (err != CF_OK)
+        return err;
+    *refused = step_outcome(cmd);
+    *seq_out = *refused == CF_OK ? answer_entry_seq(cmd, false) : 0;
+    return CF_OK;
+}
+
+/* Posts (post) or voids op's hold. */
+static enum cf_err ledger_resolve(struct api *api, struct arena *arena, const struct pay_op *op,
+                                  bool post, uint64_t *seq_out, enum cf_err *refused)
+{
+    struct writer_cmd *cmd = step_cmd(arena, op, post ? "post" : "void");
+    if (cmd == NULL)
+        return CF_ERR_NOMEM;
+    cmd->type = post ? WRITER_CMD_POST : WRITER_CMD_VOID;
+    cmd->target_id = op->hold_seq;
+    cmd->amount_minor = 0;
+    enum cf_err err = api_submit_wait(api, cmd, arena);
+    if (err != CF_OK)
+        return err;
+    *refused = step_outcome(cmd);
+    *seq_out = *refused == CF_OK ? answer_entry_seq(cmd, true) : 0;
+    return CF_OK;
+}
+
+/* Ends a held operation with the gateway's final answer: approved posts the hold, anything
+ * else voids it. from_mask: the statuses it may end from. */
+static enum cf_err op_settle(struct api *api, struct arena *arena, struct pay_op *op,
+                             uint32_t from_mask, bool approved, const char *error)
+{
+    uint64_t seq = 0;
+    enum cf_err refused = CF_OK;
+    enum cf_err err = ledger_resolve(api, arena, op, approved, &seq, &refused);
+    if (err != CF_OK)
+        return err;
+    struct pay_op_update u = {.status = PAY_STATUS_COMPLETED, .ledger_seq = op->hold_seq};
+    if (!approved || refused != CF_OK) {
+        u.status = PAY_STATUS_FAILED;
+        u.error = refused != CF_OK && approved ? cf_err_code(refused) : error;
+    }
+    err = payments_op_update(api->payments, op->id, from_mask, &u, now_us());
+    if (err == CF_ERR_CONFLICT)
+        err = CF_OK; /* someone settled it first (a callback racing the answer) */
+    if (err == CF_OK)
+        err = payments_op_get(api->payments, op->id, op);
+    return err;
+}
+
+#define WAITING_MASK                                                                               \
+    ((1u << PAY_STATUS_PROCESSING) | (1u << PAY_STATUS_PENDING) |                                  \
+     (1u << PAY_STATUS_ACTION_REQUIRED))
+
+/* Applies a gateway result to a held operation. */
+static enum cf_err op_apply_result(struct api *api, struct arena *arena, struct pay_op *op,
+                                   const struct gateway_result *r)
+{
+    struct pay_op_update u = {.gateway_ref = r->reference};
+    switch (r->outcome) {
+    case GATEWAY_APPROVED:
+        return op_settle(api, arena, op, WAITING_MASK, true, NULL);
+    case GATEWAY_DECLINED:
+        return op_settle(api, arena, op, WAITING_MASK, false, cf_err_code(CF_ERR_PAYMENT_DECLINED));
+    case GATEWAY_INSUFFICIENT_FUNDS:
+        return op_settle(api, arena, op, WAITING_MASK, false,
+                         cf_err_code(CF_ERR_PAYMENT_DECLINED));
+    case GATEWAY_TIMEOUT:
+        if (op->kind == PAY_KIND_TOPUP) /* nothing arrived: release the customer's view */
+            return op_settle(api, arena, op, WAITING_MASK, false,
+                             cf_err_code(CF_ERR_GATEWAY_UNAVAILABLE));
+        u.status = PAY_STATUS_PENDING; /* a payout may have been paid: wait for the answer */
+        break;
+    case GATEWAY_CHALLENGE:
+        u.status = PAY_STATUS_ACTION_REQUIRED;
+        break;
+    default:
+        u.status = PAY_STATUS_PENDING;
+        break;
+    }
+    enum cf_err err = payments_op_update(api->payments, op->id, WAITING_MASK, &u, now_us());
+    if (err == CF_ERR_CONFLICT)
+        err = CF_OK; /* a callback ended it while we waited for the answer */
+    if (err == CF_OK)
+        err = payments_op_get(api->payments, op->id, op);
+    return err;
+}
+
+/* The instrument of op for the gateway: a saved card's number or the bank account. */
+static enum cf_err op_instrument(struct api *api, const struct pay_op *op, const char *bank,
+                                 struct gateway_request *g)
+{
+    if (strncmp(op->instrument, "card_", 5) == 0) {
+        struct pay_card card;
+        char pan[PAY_PAN_BYTES_MAX];
+        g->method = GATEWAY_METHOD_CARD;
+        enum cf_err err = payments_card_get(api->payments, op->instrument,
+                                            op->kind == PAY_KIND_TOPUP ? op->payee : op->payer,
+                                            &card, pan);
+        if (err == CF_OK)
+            snprintf(g->instrument, sizeof(g->instrument), "%s", pan);
+        hash_wipe(pan, sizeof(pan));
+        return err == CF_ERR_NOT_FOUND ? CF_ERR_INVALID_CARD : err;
+    }
+    g->method = GATEWAY_METHOD_BANK;
+    snprintf(g->instrument, sizeof(g->instrument), "%s", bank);
+    return CF_OK;
+}
+
+/* Places the hold (if not yet), asks the gateway and applies its answer. */
+static enum cf_err op_drive(struct api *api, struct arena *arena, struct pay_op *op,
+                            const char *bank)
+{
+    enum cf_err refused = CF_OK, err = CF_OK;
+    if (op->hold_seq == 0) {
+        bool in = op->kind == PAY_KIND_TOPUP;
+        uint64_t clearing = 0;
+        err = api_pay_system(api, arena, in ? PAY_SYS_GATEWAY_CLEARING : PAY_SYS_PAYOUT_CLEARING,
+                             op->currency, &clearing);
+        uint64_t seq = 0;
+        if (err == CF_OK)
+            err = ledger_hold(api, arena, op, in ? clearing : op->payer_account,
+                              in ? op->payee_account : clearing,
+                              in ? api->pay.topup_hold_s : 0, &seq, &refused);
+        if (err != CF_OK)
+            return err;
+        struct pay_op_update u = {.status = PAY_STATUS_PROCESSING, .hold_seq = seq};
+        if (refused != CF_OK) {
+            u.status = PAY_STATUS_FAILED;
+            u.error = cf_err_code(refused);
+        }
+        err = payments_op_update(api->payments, op->id, 1u << PAY_STATUS_PROCESSING, &u,
+                                 now_us());
+        if (err == CF_OK)
+            err = payments_op_get(api->payments, op->id, op);
+        if (err != CF_OK || refused != CF_OK)
+            return err;
+    }
+    struct gateway_request g;
+    memset(&g, 0, sizeof(g));
+    snprintf(g.op_id, sizeof(g.op_id), "%s", op->id);
+    g.op = op->kind == PAY_KIND_TOPUP ? GATEWAY_OP_CHARGE : GATEWAY_OP_PAYOUT;
+    g.amount_minor = op->amount_minor;
+    snprintf(g.currency, sizeof(g.currency), "%.3s", op->currency); /* ISO codes only: checked */
+    struct gateway_result r;
+    err = op_instrument(api, op, bank, &g);
+    if (err == CF_OK)
+        err = gateway_submit(api->gateway, &g, &r);
+    hash_wipe(&g, sizeof(g));
+    if (err != CF_OK) /* never sent: release the hold */
+        return op_settle(api, arena, op, WAITING_MASK, false, cf_err_code(err));
+    return op_apply_result(api, arena, op, &r);
+}
+
+/* Answers an operation that went to the gateway: 201 done, 202 waiting (with the challenge
+ * to answer), or its error. */
+static void funding_reply(struct http_request *req, struct http_response *resp,
+                          const struct pay_op *op, const char *viewer)
+{
+    if (op->status != PAY_STATUS_ACTION_REQUIRED) {
+        api_pay_outcome_reply(req, resp, op, viewer);
+        return;
+    }
+    json_t *o = api_pay_op_json(op, viewer);
+    json_object_set_new(o, "challenge", json_pack("{s:s,s:s}", "reference", op->gateway_ref,
+                                                  "kind", "3ds"));
+    api_reply_object(req, resp, 202, o);
+}
+
+/* Cards -------------------------------------------------------------------------------------- */
+
+static json_t *card_json(const struct pay_card *c)
+{
+    char created[40];
+    cf_time_format_rfc3339(c->created_at_us, created, sizeof(created));
+    return json_pack("{s:s,s:s,s:s,s:i,s:i,s:s}", "id", c->id, "brand", c->brand, "last4",
+                     c->last4, "exp_month", c->exp_month, "exp_year", c->exp_year, "created_at",
+                     created);
+}
+
+/* {number, exp_month, exp_year, cvc, verification} into a checked card (the cvc is checked and
+ * forgotten). */
+static enum cf_err card_decode(json_t *root, struct pay_card *c, char pan[CARD_PAN_BYTES],
+                               struct identity_verification *v, const char **detail)
+{
+    static const char *const fields[] = {"number", "exp_month",    "exp_year",
+                                         "cvc",    "verification", NULL};
+    const char *number = NULL, *cvc = NULL;
+    size_t number_len = 0, cvc_len = 0;
+    int64_t month = 0, year = 0;
+    enum cf_err err = api_json_fields(root, fields, detail);
+    if (err == CF_OK && (err = api_json_string(root, "number", true, CARD_PAN_TEXT_BYTES_MAX,
+                                               &number, &number_len)) != CF_OK)
+        *detail = "number";
+    if (err == CF_OK && (err = api_json_int(root, "exp_month", true, &month)) != CF_OK)
+        *detail = "exp_month";
+    if (err == CF_OK && (err = api_json_int(root, "exp_year", true, &year)) != CF_OK)
+        *detail = "exp_year";
+    if (err == CF_OK && (err = api_json_string(root, "cvc", true, 8, &cvc, &cvc_len)) != CF_OK)
+        *detail = "cvc";
+    if (err == CF_OK && (err = api_json_verification(root, v)) != CF_OK)
+        *detail = "verification";
+    if (err != CF_OK)
+        return err;
+    *detail = "number";
+    if ((err = card_pan_normalize(number, number_len, pan)) != CF_OK)
+        return err;
+    enum card_brand brand = card_brand_detect(pan);
+    *detail = "exp_month";
+    if ((err = card_expiry_check(month, year, now_us() / 1000000)) != CF_OK)
+        return err;
+    char cvc_copy[9];
+    snprintf(cvc_copy, sizeof(cvc_copy), "%.*s", (int)cvc_len, cvc);
+    *detail = "cvc";
+    err = card_cvc_check(cvc_copy, brand);
+    hash_wipe(cvc_copy, sizeof(cvc_copy));
+    if (err != CF_OK)
+        return err;
+    snprintf(c->brand, sizeof(c->brand), "%s", card_brand_name(brand));
+    card_pan_last4(pan, c->last4);
+    c->exp_month = (int)month;
+    c->exp_year = (int)year;
+    *detail = NULL;
+    return CF_OK;
+}
+
+static void me_card_add_run(struct http_request *req, struct http_response *resp)
+{
+    struct api *api = req->app;
+    json_t *root = NULL;
+    const char *detail = NULL;
+    struct pay_card c, saved;
+    memset(&c, 0, sizeof(c));
+    char pan[CARD_PAN_BYTES] = "";
+    struct identity_verification v = {0};
+    bool existed = false;
+    enum cf_err err = api_json_object(req, &root, &detail);
+    if (err == CF_OK)
+        err = card_decode(root, &c, pan, &v, &detail);
+    if (err == CF_OK) { /* a new card is a way to move money: it needs a step-up */
+        struct identity_action a = {.action = "card_add"};
+        struct identity_ctx ctx;
+        api_ctx(req, &ctx);
+        err = identity_challenge_consume(api->identity, &ctx, &api_principal(req)->user, &a, &v,
+                                         NULL);
+        detail = NULL;
+    }
+    json_decref(root);
+    if (err == CF_OK) {
+        uint64_t n = 0;
+        while (n == 0)
+            hash_random(&n, sizeof(n));
+        char id[ID_TEXT_BYTES_MAX];
+        id_format("card_", n, id);
+        snprintf(c.id, sizeof(c.id), "%s", id);
+        snprintf(c.user_id, sizeof(c.user_id), "%s", me_id(req));
+        err = payments_card_add(api->payments, &c, pan, now_us(), &saved, &existed);
+    }
+    hash_wipe(pan, sizeof(pan));
+    if (err != CF_OK) {
+        reply_problem(req, resp, err,
+                      err == CF_ERR_CONFLICT ? "a customer saves at most 20 cards" : detail);
+        return;
+    }
+    api_reply_object(req, resp, existed ? 200 : 201, card_json(&saved));
+}
+
+enum http_action api_me_card_add(struct http_request *req, struct http_response *resp)
+{
+    return api_offload(req, resp, me_card_add_run);
+}
+
+static void me_cards_run(struct http_request *req, struct http_response *resp)
+{
+    struct api *api = req->app;
+    struct pay_card cards[PAY_CARDS_MAX];
+    size_t n = 0;
+    enum cf_err err = payments_cards_list(api->payments, me_id(req), cards, PAY_CARDS_MAX, &n);
+    if (err != CF_OK) {
+        api_problem(req, resp, err, NULL);
+        return;
+    }
+    json_t *data = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(data, card_json(&cards[i]));
+    api_reply_object(req, resp, 200, json_pack("{s:o}", "data", data));
+}
+
+enum http_action api_me_cards(struct http_request *req, struct http_response *resp)
+{
+    return api_offload(req, resp, me_cards_run);
+}
+
+static void me_card_remove_run(struct http_request *req, struct http_response *resp)
+{
+    struct api *api = req->app;
+    enum cf_err err = payments_card_remove(api->payments, req->params[0], me_id(req), now_us());
+    if (err != CF_OK) {
+        api_problem(req, resp, err, NULL);
+        return;
+    }
+    api_reply_object(req, resp, 200,
+                     json_pack("{s:s,s:s}", "id", req->params[0], "status", "removed"));
+}
+
+enum http_action api_me_card_remove(struct http_request *req, struct http_response *resp)
+{
+    return api_offload(req, resp, me_card_remove_run);
+}
+
+/* Top-ups and withdrawals -------------------------------------------------------------------- */
+
+/* {amount_minor, currency, card_id | bank_account, verification?} */
+struct funding_body {
+    int64_t amount_minor;
+    char currency[MONEY_CODE_BYTES_MAX + 1];
+    char card_id[PAY_ID_BYTES_MAX];
+    char bank[CARD_IBAN_BYTES];
+    struct identity_verification v;
+};
+
+static enum cf_err funding_decode(json_t *root, bool withdrawal, struct funding_body *b,
+                                  const char **detail)
+{
+    static const char *const top_fields[] = {"amount_minor", "currency", "card_id",
+                                             "bank_account", NULL};
+    static const char *const out_fields[] = {"amount_minor", "currency", "bank_account",
+                                             "verification", NULL};
+    memset(b, 0, sizeof(*b));
+    const char *s = NULL, *card = NULL, *bank = NULL;
+    size_t n = 0, card_len = 0, bank_len = 0;
+    enum cf_err err = api_json_fields(root, withdrawal ? out_fields : top_fields, detail);
+    if (err != CF_OK)
+        return err;
+    *detail = "amount_minor";
+    if ((err = api_json_int(root, "amount_minor", true, &b->amount_minor)) != CF_OK)
+        return err;
+    if (b->amount_minor <= 0)
+        return CF_ERR_INVALID_AMOUNT;
+    *detail = "currency";
+    if (api_json_string(root, "currency", true, MONEY_CODE_BYTES_MAX, &s, &n) != CF_OK ||
+        currency_find(s, n) == NULL)
+        return CF_ERR_UNKNOWN_CURRENCY;
+    snprintf(b->currency, sizeof(b->currency), "%.*s", (int)n, s);
+    *detail = "card_id";
+    if (!withdrawal &&
+        (err = api_json_string(root, "card_id", false, PAY_ID_BYTES_MAX - 1, &card, &card_len)) !=
+            CF_OK)
+        return err;
+    *detail = "bank_account";
+    if ((err = api_json_string(root, "bank_account", withdrawal, CARD_IBAN_TEXT_BYTES_MAX, &bank,
+                               &bank_len)) != CF_OK)
+        return err;
+    if ((card == NULL) == (bank == NULL))
+        return withdrawal ? CF_ERR_MISSING_FIELD : CF_ERR_INVALID_FIELD; /* exactly one */
+    if (bank != NULL && (err = card_iban_normalize(bank, bank_len, b->bank)) != CF_OK)
+        return err;
+    if (card != NULL)
+        snprintf(b->card_id, sizeof(b->card_id), "%.*s", (int)card_len, card);
+    *detail = "verification";
+    if (withdrawal && (err = api_json_verification(root, &b->v)) != CF_OK)
+        return err;
+    *detail = NULL;
+    return CF_OK;
+}
+
+/* Reads Idempotency-Key and the request hash. */
+static enum cf_err idem_fill(struct http_request *req, struct pay_op *op)
+{
+    struct writer_cmd cmd;
+    memset(&cmd, 0, sizeof(cmd));
+    enum cf_err err = api_idem_prepare(req, &cmd, true);
+    if (err == CF_OK && cmd.idem_key_len >= PAY_IDEM_BYTES_MAX)
+        err = CF_ERR_IDEM_KEY_INVALID;
+    if (err != CF_OK)
+        return err;
+    snprintf(op->idem, sizeof(op->idem), "%.*s", (int)cmd.idem_key_len, cmd.idem_key);
+    memcpy(op->request_hash, cmd.request_hash, HASH_BYTES);
+    return CF_OK;
+}
+
+/* Records op or finds the one its key made (*replay). */
+static enum cf_err op_record(struct api *api, struct pay_op *op, bool *replay)
+{
+    struct pay_op stored;
+    enum cf_err err = payments_op_begin(api->payments, op, now_us(), &stored, replay);
+    if (err == CF_OK && *replay && !hash_equal(stored.request_hash, op->request_hash, HASH_BYTES))
+        err = CF_ERR_IDEM_KEY_REUSED;
+    if (err == CF_OK)
+        *op = stored;
+    return err;
+}
+
+static void me_topup_run(struct http_request *req, struct http_response *resp)
+{
+    struct api *api = req->app;
+    json_t *root = NULL;
+    const char *detail = NULL;
+    struct funding_body b;
+    struct pay_op op;
+    memset(&op, 0, sizeof(op));
+    bool replay = false;
+    enum cf_err err = api_json_object(req, &root, &detail);
+    if (err == CF_OK)
+        err = funding_decode(root, false, &b, &detail);
+    json_decref(root);
+    if (err == CF_OK && !api_pay_currency_offered(api, b.currency))
+        err = CF_ERR_UNKNOWN_CURRENCY;
+    if (err == CF_OK)
+        err = idem_fill(req, &op);
+    if (err == CF_OK && b.card_id[0] != '\0') {
+        struct pay_card card;
+        err = payments_card_get(api->payments, b.card_id, me_id(req), &card, NULL);
+        detail = "card_id";
+        if (err == CF_ERR_NOT_FOUND)
+            err = CF_ERR_INVALID_CARD;
+    }
+    if (err == CF_OK) {
+        payments_op_id_new(PAY_KIND_TOPUP, op.id);
+        op.kind = PAY_KIND_TOPUP;
+        snprintf(op.payee, sizeof(op.payee), "%s", me_id(req));
+        op.amount_minor = op.credit_minor = b.amount_minor;
+        snprintf(op.currency, sizeof(op.currency), "%s", b.currency);
+        snprintf(op.credit_currency, sizeof(op.credit_currency), "%s", b.currency);
+        if (b.card_id[0] != '\0')
+            snprintf(op.instrument, sizeof(op.instrument), "%s", b.card_id);
+        else
+            snprintf(op.instrument, sizeof(op.instrument), "bank:%s", b.bank + strlen(b.bank) - 4);
+        err = api_pay_wallet(api, req->arena, me_id(req), b.currency, true, &op.payee_account);
+    }
+    if (err == CF_OK)
+        err = op_record(api, &op, &replay);
+    if (err == CF_OK && !replay)
+        err = op_drive(api, req->arena, &op, b.bank);
+    hash_wipe(b.bank, sizeof(b.bank));
+    if (err != CF_OK) {
+        reply_problem(req, resp, err, detail);
+        return;
+    }
+    funding_reply(req, resp, &op, me_id(req));
+}
+
+enum http_action api_me_topup(struct http_request *req, struct http_response *resp)
+{
+    return api_offload(req, resp, me_topup_run);
+}
+
+static void me_topup_challenge_run(struct http_request *req, struct http_response *resp)
+{
+    static const char *const fields[] = {"code", NULL};
+    struct api *api = req->app;
+    json_t *root = NULL;
+    const char *detail = NULL, *code = NULL;
+    size_t code_len = 0;
+    char code_copy[GATEWAY_CHALLENGE_CODE_BYTES_MAX];
+    struct pay_op op;
+    enum cf_err err = api_json_object(req, &root, &detail);
+    if (err == CF_OK)
+        err = api_json_fields(root, fields, &detail);
+    if (err == CF_OK && (err = api_json_string(root, "code", true, sizeof(code_copy) - 1, &code,
+                                               &code_len)) != CF_OK)
+        detail = "code";
+    if (err == CF_OK)
+        snprintf(code_copy, sizeof(code_copy), "%.*s", (int)code_len, code);
+    json_decref(root);
+    if (err == CF_OK)
+        err = payments_op_get(api->payments, req->params[0], &op);
+    if (err == CF_OK && (op.kind != PAY_KIND_TOPUP || strcmp(op.payee, me_id(req)) != 0))
+        err = CF_ERR_NOT_FOUND;
+    if (err == CF_OK && op.status != PAY_STATUS_ACTION_REQUIRED)
+        err = CF_ERR_CONFLICT;
+    struct gateway_result r;
+    if (err == CF_OK)
+        err = gateway_challenge_answer(api->gateway, op.gateway_ref, code_copy, &r);
+    if (err == CF_OK)
+        err = op_apply_result(api, req->arena, &op, &r);
+    if (err != CF_OK) {
+        reply_problem(req, resp, err,
+                      err == CF_ERR_CONFLICT ? "the top-up is not waiting for a challenge"
+                                             : detail);
+        return;
+    }
+    funding_reply(req, resp, &op, me_id(req));
+}
+
+enum http_action api_me_topup_challenge(struct http_request *req, struct http_response *resp)
+{
+    return api_offload(req, resp, me_topup_challenge_run);
+}
+
+static void me_withdrawal_run(struct http_request *req, struct http_response *resp)
+{
+    struct api *api = req->app;
+    json_t *root = NULL;
+    const char *detail = NULL;
+    struct funding_body b;
+    struct pay_op op;
+    memset(&op, 0, sizeof(op));
+    bool replay = false;
+    enum cf_err err = api_json_object(req, &root, &detail);
+    if (err == CF_OK)
+        err = funding_decode(root, true, &b, &detail);
+    if (err == CF_OK)
+        err = idem_fill(req, &op);
+    if (err == CF_OK) { /* money leaving Coffer: always a step-up, bound to amount and account */
+        struct identity_action a = {.action = "withdrawal",
+                                    .amount_minor = b.amount_minor,
+                                    .currency = b.currency,
+                                    .payee = b.bank};
+        struct identity_ctx ctx;
+        api_ctx(req, &ctx);
+        err = identity_challenge_consume(api->identity, &ctx, &api_principal(req)->user, &a,
+                                         &b.v, op.idem);
+        detail = NULL;
+    }
+    json_decref(root);
+    if (err == CF_OK) {
+        payments_op_id_new(PAY_KIND_WITHDRAWAL, op.id);
+        op.kind = PAY_KIND_WITHDRAWAL;
+        snprintf(op.payer, sizeof(op.payer), "%s", me_id(req));
+        op.amount_minor = op.credit_minor = b.amount_minor;
+        snprintf(op.currency, sizeof(op.currency), "%s", b.currency);
+        snprintf(op.credit_currency, sizeof(op.credit_currency), "%s", b.currency);
+        snprintf(op.instrument, sizeof(op.instrument), "bank:%s", b.bank + strlen(b.bank) - 4);
+        err = api_pay_wallet(api, req->arena, me_id(req), b.currency, false, &op.payer_account);
+        if (err == CF_ERR_NOT_FOUND)
+            err = CF_ERR_INSUFFICIENT_FUNDS;
+    }
+    if (err == CF_OK)
+        err = op_record(api, &op, &replay);
+    if (err == CF_OK && !replay)
+        err = op_drive(api, req->arena, &op, b.bank);
+    hash_wipe(b.bank, sizeof(b.bank));
+    if (err != CF_OK) {
+        reply_problem(req, resp, err, detail);
+        return;
+    }
+    funding_reply(req, resp, &op, me_id(req));
+}
+
+enum http_action api_me_withdrawal(struct http_request *req, struct http_response *resp)
+{
+    return api_offload(req, resp, me_withdrawal_run);
+}
+
+/* Merchant payouts --------------------------------------------------------------------------- */
+
+enum cf_err api_pay_payout(struct api *api, struct arena *arena, const struct pay_merchant *m,
+                           int64_t amount_minor, const char *idem, struct pay_op *op)
+{
+    struct pay_merchant full;
+    enum cf_err err = payments_merchant_get(api->payments, m->merchant_id, true, &full);
+    if (err != CF_OK)
+        return err;
+    memset(op, 0, sizeof(*op));
+    snprintf(op->idem, sizeof(op->idem), "%s", idem);
+    hash_sha256(idem, strlen(idem), op->request_hash);
+    payments_op_id_new(PAY_KIND_PAYOUT, op->id);
+    op->kind = PAY_KIND_PAYOUT;
+    snprintf(op->payer, sizeof(op->payer), "%s", m->merchant_id);
+    op->payer_account = m->account_id;
+    op->amount_minor = op->credit_minor = amount_minor;
+    snprintf(op->currency, sizeof(op->currency), "%s", m->currency);
+    snprintf(op->credit_currency, sizeof(op->credit_currency), "%s", m->currency);
+    snprintf(op->instrument, sizeof(op->instrument), "bank:%s", m->bank_last4);
+    bool replay = false;
+    err = op_record(api, op, &replay);
+    if (err == CF_OK && !replay)
+        err = op_drive(api, arena, op, full.bank_account);
+    hash_wipe(&full, sizeof(full));
+    return err;
+}
+
+static void merchant_payout_run(struct http_request *req, struct http_response *resp)
+{
+    static const char *const fields[] = {"amount_minor", NULL};
+    struct api *api = req->app;
+    struct identity_merchant im;
+    struct pay_merchant m;
+    json_t *root = NULL;
+    const char *detail = NULL;
+    int64_t amount = 0;
+    struct pay_op op;
+    enum cf_err err = identity_merchant_of(api->identity, &api_principal(req)->user, &im);
+    if (err == CF_OK && im.right != IDENTITY_MERCHANT_OWNER)
+        err = CF_ERR_FORBIDDEN; /* money leaving the merchant: owners only */
+    if (err == CF_OK && (err = payments_merchant_get(api->payments, im.merchant_id, false, &m)) ==
+                            CF_ERR_NOT_FOUND)
+        err = CF_ERR_CONFLICT;
+    if (err == CF_OK && req->body_len > 0 && (err = api_json_object(req, &root, &detail)) == CF_OK &&
+        (err = api_json_fields(root, fields, &detail)) == CF_OK &&
+        (err = api_json_int(root, "amount_minor", false, &amount)) != CF_OK)
+        detail = "amount_minor";
+    json_decref(root);
+    if (err == CF_OK && amount == 0) { /* the whole available balance */
+        struct store_reader *r;
+        struct store_account_row row;
+        if ((err = api->store->ops->r_open(api->store, &r)) == CF_OK) {
+            err = api->store->ops->r_account_get(r, m.account_id, &row, req->arena);
+            api->store->ops->r_close(r);
+        }
+        if (err == CF_OK)
+            amount = ledger_account_available(&row.account);
+        if (err == CF_OK && amount <= 0)
+            err = CF_ERR_INSUFFICIENT_FUNDS;
+    }
+    if (err == CF_OK && amount < 0)
+        err = CF_ERR_INVALID_AMOUNT;
+    struct pay_op probe;
+    memset(&probe, 0, sizeof(probe));
+    if (err == CF_OK)
+        err = idem_fill(req, &probe);
+    if (err == CF_OK)
+        err = api_pay_payout(api, req->arena, &m, amount, probe.idem, &op);
+    if (err != CF_OK) {
+        reply_problem(req, resp, err,
+                      err == CF_ERR_CONFLICT ? "the merchant has no payment profile yet" : detail);
+        return;
+    }
+    funding_reply(req, resp, &op, m.merchant_id);
+}
+
+enum http_action api_merchant_payout(struct http_request *req, struct http_response *resp)
+{
+    return api_offload(req, resp, merchant_payout_run);
+}
+
+/* Callbacks ---------------------------------------------------------------------------------- */
+
+/* Applies a verified event to the operation it names. *status_out: what the answer says. */
+static enum cf_err event_apply(struct api *api, struct arena *arena,
+                               const struct gateway_event *e, const char **status_out)
+{
+    bool fresh = false;
+    enum cf_err err = payments_event_record(api->payments, e->event_id, now_us(), &fresh);
+    *status_out = "duplicate";
+    if (err != CF_OK || !fresh)
+        return err;
+    struct pay_op op;
+    *status_out = "ignored";
+    err = payments_op_get(api->payments, e->op_id, &op);
+    if (err == CF_ERR_NOT_FOUND)
+        return CF_OK; /* not ours: recorded, nothing to do */
+    if (err != CF_OK)
+        return err;
+    bool held = op.kind == PAY_KIND_TOPUP || op.kind == PAY_KIND_WITHDRAWAL ||
+                op.kind == PAY_KIND_PAYOUT;
+    if (!held || op.amount_minor != e->amount_minor || strcmp(op.currency, e->currency) != 0 ||
+        op.hold_seq == 0 || (op.status != PAY_STATUS_PENDING && op.status != PAY_STATUS_PROCESSING)) {
+        cf_log(LOG_WARN, "gateway callback changed nothing", "op", op.id, "status",
+               pay_status_name(op.status), NULL);
+        return CF_OK;
+    }
+    struct gateway_result r = {.outcome = e->outcome};
+    snprintf(r.reference, sizeof(r.reference), "%s", e->reference);
+    *status_out = "applied";
+    return op_apply_result(api, arena, &op, &r);
+}
+
+/* The shared secret of the gateway, set by the CLI. */
+enum cf_err api_gateway_callback(struct api *api, struct arena *arena, const char *body,
+                                 size_t body_len, const char *signature, const char **status_out)
+{
+    struct gateway_event e;
+    enum cf_err err =
+        gateway_callback_verify(api->gateway_secret, api->gateway_secret_len, body, body_len,
+                                signature, now_us() / 1000000, &e);
+    if (err != CF_OK)
+        return err;
+    return event_apply(api, arena, &e, status_out);
+}
+
+void api_gateway_sink(void *ctx, const char *body, size_t body_len, const char *signature)
+{
+    struct api *api = ctx;
+    struct arena *arena = arena_create(1024 * 1024);
+    const char *status = NULL;
+    enum cf_err err = arena == NULL ? CF_ERR_NOMEM
+                                    : api_gateway_callback(api, arena, body, body_len, signature,
+                                                           &status);
+    if (err != CF_OK)
+        cf_log(LOG_WARN, "sandbox callback refused", "error", cf_err_code(err), NULL);
+    arena_destroy(arena);
+}
+
+static void gateway_callback_run(struct http_request *req, struct http_response *resp)
+{
+    struct api *api = req->app;
+    const char *status = NULL;
+    enum cf_err err = api_gateway_callback(api, req->arena, req->body, req->body_len,
+                                           req->signature, &status);
+    if (err != CF_OK) {
+        api_problem(req, resp, err, NULL);
+        return;
+    }
+    api_reply_object(req, resp, 200, json_pack("{s:s}", "status", status));
+}
+
+enum http_action api_gateway_callback_route(struct http_request *req, struct http_response *resp)
+{
+    return api_offload(req, resp, gateway_callback_run);
+}
+
+/* Recovery ----------------------------------------------------------------------------------- */
+
+enum cf_err api_pay_funding_recover(struct api *api, struct arena *arena, const struct pay_op *op)
+{
+    struct pay_op copy = *op;
+    if (copy.kind == PAY_KIND_TOPUP && copy.hold_seq == 0)
+        return CF_OK; /* never held: nothing moved; it stays for the record */
+    if (copy.instrument[0] != 'c')
+        return CF_OK; /* a bank operation needs its account, which is not kept: left pending */
+    return op_drive(api, arena, &copy, "");
+}
