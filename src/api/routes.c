@@ -7,6 +7,11 @@
  */
 #include "api/api.h"
 #include "api/pay.h"
+#include "api/pay_fx.h"
+#include "api/pay_paycode.h"
+#include "api/pay_reconcile.h"
+#include "api/pay_requests.h"
+#include "api/pay_statements.h"
 
 #define NO_BODY 0
 #define SMALL HTTP_BODY_BYTES_MAX
@@ -119,6 +124,11 @@ const struct http_route api_routes[] = {
     {HTTP_GET, "/v1/me/operations/{id}", api_me_operation, OFF, CUST, NO_BODY, false,
      "me_operation", J},
 
+    /* routes: fx (customer) */
+    /* routes: requests */
+    /* routes: paycode (customer) */
+    /* routes: statements (customer) */
+
     /* Staff */
     {HTTP_POST, "/v1/bootstrap", api_bootstrap, OFF, HTTP_ROLE_BOOTSTRAP, AUTH_BODY, false,
      "bootstrap", HTTP_BODY_JSON},
@@ -138,6 +148,9 @@ const struct http_route api_routes[] = {
     {HTTP_GET, "/v1/admin/fees", api_admin_fees, OFF, STAFF_READ, NO_BODY, false, "fees_list", J},
     {HTTP_POST, "/v1/admin/fees", api_admin_fee_set, OFF, ADMIN, SMALL, false, "fee_set", J},
 
+    /* routes: fx (admin) */
+    /* routes: reconcile (admin) */
+
     /* Merchant users (owner rights checked by the identity service) */
     {HTTP_GET, "/v1/merchant", api_merchant_get, OFF, HTTP_ROLE_MERCHANT, NO_BODY, false,
      "merchant_get", HTTP_BODY_JSON},
@@ -156,6 +169,8 @@ const struct http_route api_routes[] = {
      "merchant_activity", J},
     {HTTP_POST, "/v1/merchant/payments/{id}/refund", api_merchant_refund, OFF, MER, SMALL, true,
      "merchant_refund", J},
+    /* routes: paycode (merchant) */
+    /* routes: statements (merchant) */
 };
 
 const size_t api_routes_n = sizeof(api_routes) / sizeof(api_routes[0]);

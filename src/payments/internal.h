@@ -12,6 +12,12 @@ struct payments {
     void *vault_ctx;
 };
 
+/* Later versions of the "payments" schema, each defined next to the code that uses it:
+ * 2 payment requests (requests.c), 3 customer-presented codes and merchant holds (paycodes.c).
+ * Only .version is ignored here: payments.c numbers them. */
+extern const struct sql_migration pay_migration_requests;
+extern const struct sql_migration pay_migration_paycodes;
+
 /* Commits when err is CF_OK, else rolls back; returns the outcome. */
 CF_WARN_UNUSED enum cf_err pay_tx_end(struct sqltx *tx, enum cf_err err);
 /* Copies text into a fixed buffer (truncating; callers check lengths before storing). */

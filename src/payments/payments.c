@@ -73,8 +73,12 @@ static enum cf_err schema_migrate(struct sqldb *db)
                      "BIGSERIAL PRIMARY KEY");
     CF_ASSERT(a > 0 && (size_t)a < sizeof(schema_sqlite) && b > 0 &&
               (size_t)b < sizeof(schema_postgres));
-    const struct sql_migration m[] = {{1, schema_sqlite, schema_postgres}};
-    return sqldb_migrate(db, "payments", m, 1);
+    const struct sql_migration m[] = {
+        {1, schema_sqlite, schema_postgres},
+        {2, pay_migration_requests.sqlite, pay_migration_requests.postgres},
+        {3, pay_migration_paycodes.sqlite, pay_migration_paycodes.postgres},
+    };
+    return sqldb_migrate(db, "payments", m, sizeof(m) / sizeof(m[0]));
 }
 
 enum cf_err payments_open(struct sqldb *db, payments_vault_fn vault, void *vault_ctx,
