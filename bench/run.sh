@@ -63,6 +63,24 @@ echo "GET /healthz (public): $g req/s; GET /v1/ledger/currencies (session checke
 kill "$server_pid"; wait "$server_pid" || true; server_pid=""
 "$build/coffer" verify --data "$work/http" | tee -a "$out/http.txt"
 
+echo "== merchant QR payments end to end (64 customers' sessions, a static code, a fee leg)"
+port=$(free_port)
+export COFFER_OPERATOR_TOKEN="bench-pay-$(date +%s)-$$"
+"$build/coffer" serve --data "$work/pay" --listen "127.0.0.1:$port" --log-level warn \
+  >"$work/pay.out" 2>"$work/pay.err" &
+server_pid=$!
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+python3 "$root/bench/setup_payments.py" "http://127.0.0.1:$port" "$COFFER_OPERATOR_TOKEN" 64 \
+  "$work/payers.txt"
+export COFFER_PAYERS="$work/payers.txt"
+r=$(wrk -t2 -c64 -d"${secs}s" --latency -s "$root/bench/pay.lua" "http://127.0.0.1:$port" | grep wrk_result)
+n=$(kv requests "$r"); us=$(kv duration_us "$r")
+pay_tps=$((n * 1000000 / us))
+echo "QR payments, 64 connections: $pay_tps payments/s, p50 $(kv p50_us "$r") us, p99 $(kv p99_us "$r") us, p99.9 $(kv p999_us "$r") us, non-2xx $(kv non2xx "$r"), socket errors $(kv errors "$r")" | tee "$out/pay.txt"
+echo "QR payments / HTTP single transfers in this run: $(python3 -c "print(round($pay_tps/$http_tps, 2))")x" | tee -a "$out/pay.txt"
+kill "$server_pid"; wait "$server_pid" || true; server_pid=""
+"$build/coffer" verify --data "$work/pay" | tee -a "$out/pay.txt"
+
 echo "== authentication in process (argon2id, session checks, sign-ins)"
 "$build/bench_auth" "$work" 2 2>/dev/null | tee -a "$out/auth.txt"
 

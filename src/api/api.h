@@ -54,9 +54,9 @@ struct api {
     struct http_server *server; /* set after the server starts, for /metrics */
     uint8_t operator_token_hash[HASH_BYTES];
     struct api_inflight *inflight;
-    struct api_pool *pool; /* worker threads for blocking identity work */
-    struct payments *payments; /* money movement's state (set by the caller after api_create) */
-    struct gateway *gateway;   /* top-ups, withdrawals and payouts */
+    struct api_pool *pool;      /* worker threads for blocking identity work */
+    struct payments *payments;  /* money movement's state (set by the caller after api_create) */
+    struct gateway *gateway;    /* top-ups, withdrawals and payouts */
     uint8_t gateway_secret[64]; /* checks the gateway's signed callbacks */
     size_t gateway_secret_len;
     struct api_pay_config pay;
@@ -104,6 +104,9 @@ void api_reply_object(struct http_request *req, struct http_response *resp, int 
 /* A problem answer with an optional Retry-After (seconds; 0 for none). */
 void api_problem_retry(struct http_request *req, struct http_response *resp, enum cf_err err,
                        const char *detail, int64_t retry_after_s);
+/* A copy of a decoding error's detail in the request's arena (it may point into the JSON tree,
+ * which is freed before the answer is written); NULL stays NULL. */
+const char *api_detail_keep(struct http_request *req, const char *detail);
 /* Reads the optional "verification": {"challenge_id","code"} member of a request body. */
 CF_WARN_UNUSED enum cf_err api_json_verification(json_t *root, struct identity_verification *out);
 

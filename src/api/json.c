@@ -177,3 +177,8 @@ enum cf_err api_page_params(struct http_request *req, size_t *limit_out, uint64_
     *has_cursor_out = cursor != NULL;
     return CF_OK;
 }
+
+const char *api_detail_keep(struct http_request *req, const char *detail)
+{
+    return detail != NULL ? arena_strndup(req->arena, detail, strlen(detail)) : NULL;
+}

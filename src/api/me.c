@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/pay.h"
 #include "core/ids.h"
 #include "money/currency.h"
 
@@ -110,24 +111,6 @@ enum http_action api_me_accounts(struct http_request *req, struct http_response 
     return api_offload(req, resp, me_accounts_run);
 }
 
-/* The account id in a stored or fresh account-creation answer. */
-static enum cf_err created_account_id(const struct writer_cmd *cmd, uint64_t *out)
-{
-    if (cmd->err != CF_OK)
-        return cmd->err;
-    if (!cmd->replayed && cmd->account_out.id != 0) {
-        *out = cmd->account_out.id;
-        return CF_OK;
-    }
-    json_t *o = json_loadb(cmd->resp_body, cmd->resp_body_len, 0, NULL);
-    json_t *idv = o != NULL ? json_object_get(o, "id") : NULL;
-    enum cf_err err = CF_ERR_INTERNAL;
-    if (idv != NULL && json_is_string(idv))
-        err = id_parse(ID_PREFIX_ACCOUNT, json_string_value(idv), json_string_length(idv), out);
-    json_decref(o);
-    return err;
-}
-
 /* Opens the caller's account in a currency: one per currency, so repeating it is harmless. The
  * idempotency key is derived from the user and currency, so concurrent or retried opens meet
  * in the same ledger account. */
@@ -186,7 +169,7 @@ static void me_account_open_run(struct http_request *req, struct http_response *
     uint64_t account_id = 0;
     err = api_submit_wait(api, cmd, req->arena);
     if (err == CF_OK)
-        err = created_account_id(cmd, &account_id);
+        err = api_created_account_id(cmd, &account_id);
     if (err == CF_OK)
         err = identity_wallet_add(api->identity, user, account_id, cmd->account.currency);
     if (err != CF_OK) {

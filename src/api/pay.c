@@ -9,12 +9,16 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "api/api.h"
 #include "api/pay.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "money/currency.h"
+
+#define PAY_OPEN_RETRIES 200   /* waits for a concurrent opening of the same account... */
+#define PAY_OPEN_RETRY_US 5000 /* ...for at most a second */
 
 /* Accounts ----------------------------------------------------------------------------------- */
 
@@ -51,7 +55,14 @@ enum cf_err api_pay_account_create(struct api *api, struct arena *arena,
     cmd->idem_key = s->key;
     cmd->idem_key_len = strlen(s->key);
     hash_sha256(s->key, cmd->idem_key_len, cmd->request_hash);
-    enum cf_err err = api_submit_wait(api, cmd, arena);
+    /* two first uses at once (two payments meeting a fee account not yet opened) share the key:
+     * the second waits for the first's answer, which it then replays */
+    enum cf_err err = CF_ERR_IDEM_KEY_IN_FLIGHT;
+    for (int i = 0; i < PAY_OPEN_RETRIES && err == CF_ERR_IDEM_KEY_IN_FLIGHT; i++) {
+        if (i > 0)
+            usleep(PAY_OPEN_RETRY_US);
+        err = api_submit_wait(api, cmd, arena);
+    }
     if (err == CF_OK)
         err = api_created_account_id(cmd, id_out);
     return err;
@@ -60,8 +71,7 @@ enum cf_err api_pay_account_create(struct api *api, struct arena *arena,
 /* Debit-normal (assets the house is owed) or credit-normal, by the system account's role. */
 static uint8_t system_normal(const char *name)
 {
-    return strcmp(name, PAY_SYS_GATEWAY_CLEARING) == 0 ? LEDGER_NORMAL_DEBIT
-                                                        : LEDGER_NORMAL_CREDIT;
+    return strcmp(name, PAY_SYS_GATEWAY_CLEARING) == 0 ? LEDGER_NORMAL_DEBIT : LEDGER_NORMAL_CREDIT;
 }
 
 enum cf_err api_pay_system(struct api *api, struct arena *arena, const char *name,
@@ -181,11 +191,37 @@ enum cf_err api_pay_legs(struct api *api, struct arena *arena, const struct pay_
         break;
     case PAY_KIND_REFUND: /* the fee share comes back to the merchant first, then the refund */
         if (op->fee_minor > 0)
-            leg_set(&legs[n++], fees, op->payer_account, op->fee_minor, op->currency,
-                    "refund_fee");
+            leg_set(&legs[n++], fees, op->payer_account, op->fee_minor, op->currency, "refund_fee");
         leg_set(&legs[n++], op->payer_account, op->payee_account, op->amount_minor, op->currency,
                 "refund");
         break;
+    case PAY_KIND_CONVERSION: { /* pay_fx.h: reference is "spread_minor=<n>" (credit side) */
+        static const char tag[] = "spread_minor=";
+        const char *d = op->reference + sizeof(tag) - 1;
+        int64_t spread = 0;
+        uint64_t liq_from = 0, liq_to = 0, revenue = 0;
+        if (strncmp(op->reference, tag, sizeof(tag) - 1) != 0 || *d == '\0' ||
+            strcmp(op->currency, op->credit_currency) == 0 || op->fee_minor != 0)
+            return CF_ERR_INTERNAL;
+        for (; *d >= '0' && *d <= '9' && spread <= (INT64_MAX - 9) / 10; d++)
+            spread = spread * 10 + (*d - '0');
+        if (*d != '\0')
+            return CF_ERR_INTERNAL;
+        if ((err = api_pay_system(api, arena, PAY_SYS_FX_LIQUIDITY, op->currency, &liq_from)) !=
+                CF_OK ||
+            (err = api_pay_system(api, arena, PAY_SYS_FX_LIQUIDITY, op->credit_currency,
+                                  &liq_to)) != CF_OK ||
+            (spread > 0 && (err = api_pay_system(api, arena, PAY_SYS_FX_REVENUE,
+                                                 op->credit_currency, &revenue)) != CF_OK))
+            return err;
+        leg_set(&legs[n++], op->payer_account, liq_from, op->amount_minor, op->currency,
+                "conversion");
+        leg_set(&legs[n++], liq_to, op->payee_account, op->credit_minor, op->credit_currency,
+                "conversion_credit");
+        if (spread > 0)
+            leg_set(&legs[n++], liq_to, revenue, spread, op->credit_currency, "conversion_spread");
+        break;
+    }
     default:
         return CF_ERR_INTERNAL; /* the gateway kinds run through holds, not here */
     }
@@ -244,7 +280,7 @@ enum cf_err api_pay_execute(struct api *api, struct arena *arena, struct pay_op 
     hash_sha256(key, (size_t)key_len, cmd->request_hash);
     if ((err = api_submit_wait(api, cmd, arena)) != CF_OK)
         return err; /* never ran: the operation stays PROCESSING for a retry or recovery */
-    struct pay_op_update u = {.status = PAY_STATUS_COMPLETED};
+    struct pay_op_update u = {.status = PAY_STATUS_COMPLETED, .relaxed = true};
     char code[PAY_ERROR_BYTES_MAX];
     if (cmd->err != CF_OK || cmd->resp_status >= 400) {
         problem_code(cmd, code, sizeof(code));
@@ -262,6 +298,29 @@ enum cf_err api_pay_execute(struct api *api, struct arena *arena, struct pay_op 
     return err;
 }
 
+/* A payment of a dynamic QR code recorded before a crash took its code: it may run only if it
+ * holds the code (taking it now if it is still free); otherwise it fails, moving nothing. */
+static enum cf_err recover_qr_claim(struct api *api, struct pay_op *op, bool *go)
+{
+    *go = true;
+    if (op->kind != PAY_KIND_PAYMENT || strncmp(op->reference, "qr_", 3) != 0)
+        return CF_OK;
+    struct pay_qr q;
+    int64_t now = cf_clock_now_us(&cf_clock_real);
+    enum cf_err err = payments_qr_get(api->payments, op->reference, &q);
+    if (err == CF_OK && strcmp(q.used_by, op->id) == 0)
+        return CF_OK;
+    if (err == CF_OK)
+        err = payments_qr_claim(api->payments, op->reference, op->id, now);
+    if (err == CF_OK)
+        return CF_OK;
+    if (err != CF_ERR_QR_EXPIRED && err != CF_ERR_NOT_FOUND)
+        return err;
+    *go = false;
+    struct pay_op_update u = {.status = PAY_STATUS_FAILED, .error = cf_err_code(CF_ERR_QR_EXPIRED)};
+    return payments_op_update(api->payments, op->id, 1u << PAY_STATUS_PROCESSING, &u, now);
+}
+
 enum cf_err api_pay_recover(struct api *api, struct arena *arena, size_t *n_out)
 {
     struct pay_op ops[32];
@@ -270,11 +329,14 @@ enum cf_err api_pay_recover(struct api *api, struct arena *arena, size_t *n_out)
     enum cf_err err = payments_ops_stuck(api->payments, now, ops, 32, &n);
     for (size_t i = 0; i < n && err == CF_OK; i++) {
         if (ops[i].kind != PAY_KIND_SEND && ops[i].kind != PAY_KIND_PAYMENT &&
-            ops[i].kind != PAY_KIND_REFUND) {
+            ops[i].kind != PAY_KIND_REFUND && ops[i].kind != PAY_KIND_CONVERSION) {
             err = api_pay_funding_recover(api, arena, &ops[i]);
             continue;
         }
-        err = api_pay_execute(api, arena, &ops[i]);
+        bool go = true;
+        err = recover_qr_claim(api, &ops[i], &go);
+        if (err == CF_OK && go)
+            err = api_pay_execute(api, arena, &ops[i]);
         if (err == CF_OK)
             done++;
     }
@@ -316,6 +378,10 @@ json_t *api_pay_op_json(const struct pay_op *op, const char *viewer)
         json_object_set_new(o, "refunded_minor", json_integer(op->refunded_minor));
     if (op->error[0] != '\0')
         json_object_set_new(o, "error", json_string(op->error));
+    if (op->gateway_ref[0] != '\0' &&
+        (op->kind == PAY_KIND_TOPUP || op->kind == PAY_KIND_WITHDRAWAL ||
+         op->kind == PAY_KIND_PAYOUT)) /* for reconciliation */
+        json_object_set_new(o, "gateway_reference", json_string(op->gateway_ref));
     return o;
 }
 

@@ -40,20 +40,19 @@ CF_WARN_UNUSED enum cf_err api_pay_system(struct api *api, struct arena *arena, 
                                           const char *currency, uint64_t *id_out);
 /* The customer's wallet account in currency; opened when missing and create is set (only for a
  * currency on offer: CF_ERR_UNKNOWN_CURRENCY otherwise). CF_ERR_NOT_FOUND when missing. */
-CF_WARN_UNUSED enum cf_err api_pay_wallet(struct api *api, struct arena *arena,
-                                          const char *user_id, const char *currency, bool create,
-                                          uint64_t *id_out);
+CF_WARN_UNUSED enum cf_err api_pay_wallet(struct api *api, struct arena *arena, const char *user_id,
+                                          const char *currency, bool create, uint64_t *id_out);
 bool api_pay_currency_offered(const struct api *api, const char *currency);
 
-/* The ledger legs of a send, payment or refund, from its row alone (at most 4). */
+/* The ledger legs of a send, payment, refund or conversion, from its row alone (at most 4). */
 CF_WARN_UNUSED enum cf_err api_pay_legs(struct api *api, struct arena *arena,
                                         const struct pay_op *op, struct ledger_leg *legs,
                                         size_t *n_out);
 /* Runs a PROCESSING operation's legs under "op:<id>" and records COMPLETED or FAILED; *op is
  * re-read. An error means the ledger never answered: the operation stays PROCESSING. */
-CF_WARN_UNUSED enum cf_err api_pay_execute(struct api *api, struct arena *arena,
-                                           struct pay_op *op);
-/* Finishes every send, payment and refund left PROCESSING (at start, before serving). */
+CF_WARN_UNUSED enum cf_err api_pay_execute(struct api *api, struct arena *arena, struct pay_op *op);
+/* Finishes every operation left PROCESSING (at start, before serving): sends, payments,
+ * refunds and conversions by re-running their legs; gateway operations where they can be. */
 CF_WARN_UNUSED enum cf_err api_pay_recover(struct api *api, struct arena *arena, size_t *n_out);
 
 /* An operation as JSON, seen by viewer (a user or merchant id: direction and counterparty). */
@@ -67,10 +66,13 @@ void api_pay_outcome_reply(struct http_request *req, struct http_response *resp,
 /* Gateway operations (pay_funding.c) --------------------------------------------------------- */
 
 /* Pays amount_minor of merchant m's balance out to its bank account (idem: the operation's
- * namespaced key). *op gets the operation as it stands. */
+ * namespaced key; request_hash: the request's, or NULL to hash the key, for the scheduler).
+ * *op gets the operation as it stands; the same key with another request hash is
+ * CF_ERR_IDEM_KEY_REUSED. */
 CF_WARN_UNUSED enum cf_err api_pay_payout(struct api *api, struct arena *arena,
                                           const struct pay_merchant *m, int64_t amount_minor,
-                                          const char *idem, struct pay_op *op);
+                                          const char *idem, const uint8_t *request_hash,
+                                          struct pay_op *op);
 /* Verifies a gateway callback (body and Coffer-Signature value) and applies it; *status_out
  * says "applied", "duplicate" or "ignored". CF_ERR_BAD_SIGNATURE for a forged one. */
 CF_WARN_UNUSED enum cf_err api_gateway_callback(struct api *api, struct arena *arena,

@@ -43,8 +43,8 @@ static void quote_binding(const char *kind, const char *payee, const char *code,
                           const char *currency, uint8_t out[HASH_BYTES])
 {
     char text[256];
-    int n = snprintf(text, sizeof(text), "%s|%s|%s|%lld|%s", kind, payee, code,
-                     (long long)amount, currency);
+    int n = snprintf(text, sizeof(text), "%s|%s|%s|%lld|%s", kind, payee, code, (long long)amount,
+                     currency);
     CF_ASSERT(n > 0 && (size_t)n < sizeof(text));
     hash_sha256(text, (size_t)n, out);
 }
@@ -77,15 +77,16 @@ static json_t *quote_json(const struct pay_quote *q, int64_t total)
     cf_time_format_rfc3339(q->expires_at_us, exp, sizeof(exp));
     return json_pack("{s:s,s:I,s:s,s:I,s:I,s:s}", "quote_id", q->id, "amount_minor",
                      (json_int_t)q->amount_minor, "currency", q->currency, "fee_minor",
-                     (json_int_t)q->fee_minor, "total_minor", (json_int_t)total, "expires_at",
-                     exp);
+                     (json_int_t)q->fee_minor, "total_minor", (json_int_t)total, "expires_at", exp);
 }
 
 /* The step-up rule: above the configured amount, or (when new_payee_counts: sends to people)
- * to someone never paid before. Paying a merchant for the first time needs none below the
- * amount, as at a till. */
+ * to someone never paid before. payee is who is paid (a user or merchant id); the challenge is
+ * bound to bound_to, what the payer named them by (the phone, email or @handle of a send, which
+ * is all the payer knows; the merchant id of a payment). Paying a merchant for the first time needs
+ * none below the amount, as at a till. */
 static enum cf_err step_up(struct http_request *req, const char *action, const char *payee,
-                           int64_t amount, const char *currency,
+                           const char *bound_to, int64_t amount, const char *currency,
                            const struct identity_verification *v, const char *idem,
                            bool new_payee_counts, bool *new_payee_out)
 {
@@ -100,7 +101,7 @@ static enum cf_err step_up(struct http_request *req, const char *action, const c
         amount <= identity_config_get(api->identity)->step_up_amount_minor)
         return CF_OK;
     struct identity_action a = {
-        .action = action, .amount_minor = amount, .currency = currency, .payee = payee};
+        .action = action, .amount_minor = amount, .currency = currency, .payee = bound_to};
     struct identity_ctx ctx;
     api_ctx(req, &ctx);
     return identity_challenge_consume(api->identity, &ctx, &p->user, &a, v, idem);
@@ -177,13 +178,13 @@ static void op_run_reply(struct http_request *req, struct http_response *resp, s
 }
 
 /* Marks op failed before any money moved (a used QR code, a stale quote) and answers err. */
-static void op_fail_reply(struct http_request *req, struct http_response *resp,
-                          struct pay_op *op, enum cf_err err)
+static void op_fail_reply(struct http_request *req, struct http_response *resp, struct pay_op *op,
+                          enum cf_err err)
 {
     struct api *api = req->app;
     struct pay_op_update u = {.status = PAY_STATUS_FAILED, .error = cf_err_code(err)};
-    cf_best_effort(payments_op_update(api->payments, op->id, 1u << PAY_STATUS_PROCESSING, &u,
-                                      now_us()));
+    cf_best_effort(
+        payments_op_update(api->payments, op->id, 1u << PAY_STATUS_PROCESSING, &u, now_us()));
     api_problem(req, resp, err, NULL);
 }
 
@@ -217,8 +218,8 @@ static enum cf_err merchant_fee(struct api *api, const struct pay_merchant *m, i
 }
 
 /* Parses the payload and matches it with the merchant and code it names. */
-static enum cf_err scan_resolve(struct api *api, const char *payload, size_t len,
-                                int64_t amount_in, struct scan *s, const char **detail)
+static enum cf_err scan_resolve(struct api *api, const char *payload, size_t len, int64_t amount_in,
+                                struct scan *s, const char **detail)
 {
     struct emvco_mpm e;
     memset(s, 0, sizeof(*s));
@@ -231,8 +232,7 @@ static enum cf_err scan_resolve(struct api *api, const char *payload, size_t len
     err = payments_merchant_get(api->payments, e.merchant_id, false, &s->merchant);
     if (err != CF_OK)
         return err == CF_ERR_NOT_FOUND ? CF_ERR_INVALID_QR : err;
-    const struct currency *c =
-        currency_find(s->merchant.currency, strlen(s->merchant.currency));
+    const struct currency *c = currency_find(s->merchant.currency, strlen(s->merchant.currency));
     *detail = "the code's currency is not the merchant's";
     if (c == NULL || c->numeric != (int)strtol(e.currency_numeric, NULL, 10))
         return CF_ERR_INVALID_QR;
@@ -296,8 +296,8 @@ struct pay_body {
 static enum cf_err pay_body_decode(json_t *root, bool full, struct pay_body *b, const char **detail)
 {
     static const char *const scan_fields[] = {"payload", "amount_minor", NULL};
-    static const char *const pay_fields[] = {"payload", "amount_minor", "quote_id",
-                                             "verification", NULL};
+    static const char *const pay_fields[] = {"payload", "amount_minor", "quote_id", "verification",
+                                             NULL};
     memset(b, 0, sizeof(*b));
     enum cf_err err = api_json_fields(root, full ? pay_fields : scan_fields, detail);
     if (err != CF_OK)
@@ -337,6 +337,7 @@ static void qr_scan_run(struct http_request *req, struct http_response *resp)
         err = pay_body_decode(root, false, &b, &detail);
     if (err == CF_OK)
         err = scan_resolve(api, b.payload, b.payload_len, b.amount_minor, &s, &detail);
+    detail = api_detail_keep(req, detail); /* it may point into root */
     json_decref(root);
     if (err == CF_OK) {
         scan_binding(&s, binding);
@@ -371,8 +372,8 @@ static enum cf_err payment_claim(struct api *api, const struct pay_body *b, cons
         uint8_t binding[HASH_BYTES];
         struct pay_quote q;
         scan_binding(s, binding);
-        err = payments_quote_claim(api->payments, b->quote_id, user_id, binding, op->id,
-                                   now_us(), &q);
+        err = payments_quote_claim(api->payments, b->quote_id, user_id, binding, op->id, now_us(),
+                                   &q);
     }
     if (err == CF_OK && s->dynamic) {
         err = payments_qr_claim(api->payments, s->qr.id, op->id, now_us());
@@ -421,6 +422,7 @@ static void me_pay_run(struct http_request *req, struct http_response *resp)
     if (err == CF_OK && (err = op_replayed(req, resp, me_id(req))) == CF_ERR_NOT_FOUND)
         err = CF_OK;
     else if (err == CF_OK) {
+        detail = api_detail_keep(req, detail); /* it may point into root */
         json_decref(root);
         return; /* answered from the stored operation */
     }
@@ -429,10 +431,11 @@ static void me_pay_run(struct http_request *req, struct http_response *resp)
     if (err == CF_OK)
         err = payment_op(req, &s, &b, &op);
     if (err == CF_OK)
-        err = step_up(req, "payment", s.merchant.merchant_id, s.amount_minor,
-                      s.merchant.currency, &b.v, op.idem, false, &new_payee);
+        err = step_up(req, "payment", s.merchant.merchant_id, s.merchant.merchant_id,
+                      s.amount_minor, s.merchant.currency, &b.v, op.idem, false, &new_payee);
     if (err == CF_OK)
         err = op_start(api, &op, &replay);
+    detail = api_detail_keep(req, detail); /* it may point into root */
     json_decref(root);
     if (err != CF_OK) {
         reply_problem(req, resp, err, detail);
@@ -497,6 +500,7 @@ static enum cf_err send_body_decode(json_t *root, bool full, struct send_body *b
     snprintf(b->currency, sizeof(b->currency), "%.*s", (int)n, s);
     if (full) {
         *detail = "note";
+        s = NULL; /* the note is optional: s must not keep the currency */
         if ((err = api_json_string(root, "note", false, PAY_NOTE_BYTES_MAX - 1, &s, &n)) != CF_OK)
             return err;
         if (s != NULL)
@@ -532,7 +536,8 @@ static enum cf_err send_price(struct http_request *req, const struct send_body *
     *detail = "currency";
     if (!api_pay_currency_offered(api, b->currency))
         return CF_ERR_UNKNOWN_CURRENCY;
-    struct fee_rule r = {.bps = api->pay.send_fee_bps, .fixed_minor = api->pay.send_fee_fixed_minor};
+    struct fee_rule r = {.bps = api->pay.send_fee_bps,
+                         .fixed_minor = api->pay.send_fee_fixed_minor};
     *detail = "amount_minor";
     if ((err = fee_compute(&r, b->amount_minor, &out->fee_minor)) != CF_OK)
         return err;
@@ -552,6 +557,7 @@ static void me_quote_run(struct http_request *req, struct http_response *resp)
     enum cf_err err = api_json_object(req, &root, &detail);
     if (err == CF_OK)
         err = send_body_decode(root, false, &b, &detail);
+    detail = api_detail_keep(req, detail); /* it may point into root */
     json_decref(root);
     if (err == CF_OK)
         err = send_price(req, &b, &p, &detail);
@@ -621,7 +627,7 @@ static void send_execute(struct http_request *req, struct http_response *resp,
     if (err == CF_OK)
         err = send_op(req, &b, &p, &op);
     if (err == CF_OK)
-        err = step_up(req, "send", p.to.user_id, total, b.currency, &b.v, op.idem, true,
+        err = step_up(req, "send", p.to.user_id, b.to, total, b.currency, &b.v, op.idem, true,
                       &new_payee);
     if (err == CF_OK)
         err = op_start(api, &op, &replay);
@@ -656,6 +662,7 @@ static void me_send_run(struct http_request *req, struct http_response *resp)
         err = send_body_decode(root, true, &b, &detail);
     send_execute(req, resp, &b, err,
                  detail != NULL ? arena_strndup(req->arena, detail, strlen(detail)) : NULL);
+    detail = api_detail_keep(req, detail); /* it may point into root */
     json_decref(root);
 }
 
@@ -680,6 +687,7 @@ static void me_handle_run(struct http_request *req, struct http_response *resp)
     char copy[65];
     if (err == CF_OK)
         snprintf(copy, sizeof(copy), "%.*s", (int)len, text);
+    detail = api_detail_keep(req, detail); /* it may point into root */
     json_decref(root);
     if (err == CF_OK) {
         struct identity_ctx ctx;
@@ -730,8 +738,13 @@ static enum cf_err activity_filter(struct http_request *req, struct pay_filter *
     *detail = "cursor";
     if (cursor != NULL && cursor_parse(cursor, strlen(cursor), &f->before_row) != CF_OK)
         return CF_ERR_INVALID_CURSOR;
-    *detail = "limit";
-    long n = limit != NULL ? strtol(limit, NULL, 10) : ACTIVITY_PAGE_DEFAULT;
+    *detail = "limit: 1 to 100";
+    long n = ACTIVITY_PAGE_DEFAULT;
+    if (limit != NULL &&
+        (strlen(limit) < 1 || strlen(limit) > 3 || strspn(limit, "0123456789") != strlen(limit)))
+        return CF_ERR_INVALID_PAGE_SIZE;
+    if (limit != NULL)
+        n = strtol(limit, NULL, 10);
     if (n < 1 || n > ACTIVITY_PAGE_MAX)
         return CF_ERR_INVALID_PAGE_SIZE;
     *limit_out = (size_t)n;
@@ -739,8 +752,7 @@ static enum cf_err activity_filter(struct http_request *req, struct pay_filter *
     return CF_OK;
 }
 
-static void activity_reply(struct http_request *req, struct http_response *resp,
-                           const char *party)
+static void activity_reply(struct http_request *req, struct http_response *resp, const char *party)
 {
     struct api *api = req->app;
     struct pay_filter f = {.party = party};
@@ -783,7 +795,7 @@ static void me_operation_run(struct http_request *req, struct http_response *res
     struct api *api = req->app;
     struct pay_op op;
     enum cf_err err = payments_op_get(api->payments, req->params[0], &op);
-    if (err == CF_OK && strcmp(op.payer, me_id(req)) != 0 && strcmp(op.payee, me_id(req)) != 0)
+    if (err == CF_OK && !payments_op_visible(&op, me_id(req)))
         err = CF_ERR_NOT_FOUND;
     if (err != CF_OK) {
         api_problem(req, resp, err, NULL);
@@ -842,9 +854,8 @@ static enum cf_err refund_op(struct http_request *req, const struct pay_merchant
         return CF_ERR_REFUND_EXCEEDS;
     int64_t share = 0;
     if (api->pay.refund_returns_fee && payment->fee_minor > 0 &&
-        (err = fee_refund_share(payment->fee_minor, payment->amount_minor,
-                                payment->refunded_minor, amount, payment->fee_returned_minor,
-                                &share)) != CF_OK)
+        (err = fee_refund_share(payment->fee_minor, payment->amount_minor, payment->refunded_minor,
+                                amount, payment->fee_returned_minor, &share)) != CF_OK)
         return err;
     payments_op_id_new(PAY_KIND_REFUND, op->id);
     op->kind = PAY_KIND_REFUND;
@@ -873,10 +884,12 @@ static void merchant_refund_run(struct http_request *req, struct http_response *
     int64_t amount = 0;
     bool replay = false;
     enum cf_err err = my_merchant(req, &m);
-    if (err == CF_OK && req->body_len > 0 && (err = api_json_object(req, &root, &detail)) == CF_OK &&
+    if (err == CF_OK && req->body_len > 0 &&
+        (err = api_json_object(req, &root, &detail)) == CF_OK &&
         (err = api_json_fields(root, fields, &detail)) == CF_OK &&
         (err = api_json_int(root, "amount_minor", false, &amount)) != CF_OK)
         detail = "amount_minor";
+    detail = api_detail_keep(req, detail); /* it may point into root */
     json_decref(root);
     if (err == CF_OK && amount < 0)
         err = CF_ERR_INVALID_AMOUNT;

@@ -138,14 +138,16 @@ static enum cf_err ledger_resolve(struct api *api, struct arena *arena, const st
 /* Ends a held operation with the gateway's final answer: approved posts the hold, anything
  * else voids it. from_mask: the statuses it may end from. */
 static enum cf_err op_settle(struct api *api, struct arena *arena, struct pay_op *op,
-                             uint32_t from_mask, bool approved, const char *error)
+                             uint32_t from_mask, bool approved, const char *error,
+                             const char *gateway_ref)
 {
     uint64_t seq = 0;
     enum cf_err refused = CF_OK;
     enum cf_err err = ledger_resolve(api, arena, op, approved, &seq, &refused);
     if (err != CF_OK)
         return err;
-    struct pay_op_update u = {.status = PAY_STATUS_COMPLETED, .ledger_seq = op->hold_seq};
+    struct pay_op_update u = {
+        .status = PAY_STATUS_COMPLETED, .ledger_seq = op->hold_seq, .gateway_ref = gateway_ref};
     if (!approved || refused != CF_OK) {
         u.status = PAY_STATUS_FAILED;
         u.error = refused != CF_OK && approved ? cf_err_code(refused) : error;
@@ -169,16 +171,15 @@ static enum cf_err op_apply_result(struct api *api, struct arena *arena, struct 
     struct pay_op_update u = {.gateway_ref = r->reference};
     switch (r->outcome) {
     case GATEWAY_APPROVED:
-        return op_settle(api, arena, op, WAITING_MASK, true, NULL);
+        return op_settle(api, arena, op, WAITING_MASK, true, NULL, r->reference);
     case GATEWAY_DECLINED:
-        return op_settle(api, arena, op, WAITING_MASK, false, cf_err_code(CF_ERR_PAYMENT_DECLINED));
     case GATEWAY_INSUFFICIENT_FUNDS:
-        return op_settle(api, arena, op, WAITING_MASK, false,
-                         cf_err_code(CF_ERR_PAYMENT_DECLINED));
+        return op_settle(api, arena, op, WAITING_MASK, false, cf_err_code(CF_ERR_PAYMENT_DECLINED),
+                         r->reference);
     case GATEWAY_TIMEOUT:
         if (op->kind == PAY_KIND_TOPUP) /* nothing arrived: release the customer's view */
             return op_settle(api, arena, op, WAITING_MASK, false,
-                             cf_err_code(CF_ERR_GATEWAY_UNAVAILABLE));
+                             cf_err_code(CF_ERR_GATEWAY_UNAVAILABLE), NULL);
         u.status = PAY_STATUS_PENDING; /* a payout may have been paid: wait for the answer */
         break;
     case GATEWAY_CHALLENGE:
@@ -204,9 +205,9 @@ static enum cf_err op_instrument(struct api *api, const struct pay_op *op, const
         struct pay_card card;
         char pan[PAY_PAN_BYTES_MAX];
         g->method = GATEWAY_METHOD_CARD;
-        enum cf_err err = payments_card_get(api->payments, op->instrument,
-                                            op->kind == PAY_KIND_TOPUP ? op->payee : op->payer,
-                                            &card, pan);
+        enum cf_err err =
+            payments_card_get(api->payments, op->instrument,
+                              op->kind == PAY_KIND_TOPUP ? op->payee : op->payer, &card, pan);
         if (err == CF_OK)
             snprintf(g->instrument, sizeof(g->instrument), "%s", pan);
         hash_wipe(pan, sizeof(pan));
@@ -230,8 +231,8 @@ static enum cf_err op_drive(struct api *api, struct arena *arena, struct pay_op 
         uint64_t seq = 0;
         if (err == CF_OK)
             err = ledger_hold(api, arena, op, in ? clearing : op->payer_account,
-                              in ? op->payee_account : clearing,
-                              in ? api->pay.topup_hold_s : 0, &seq, &refused);
+                              in ? op->payee_account : clearing, in ? api->pay.topup_hold_s : 0,
+                              &seq, &refused);
         if (err != CF_OK)
             return err;
         struct pay_op_update u = {.status = PAY_STATUS_PROCESSING, .hold_seq = seq};
@@ -239,8 +240,7 @@ static enum cf_err op_drive(struct api *api, struct arena *arena, struct pay_op 
             u.status = PAY_STATUS_FAILED;
             u.error = cf_err_code(refused);
         }
-        err = payments_op_update(api->payments, op->id, 1u << PAY_STATUS_PROCESSING, &u,
-                                 now_us());
+        err = payments_op_update(api->payments, op->id, 1u << PAY_STATUS_PROCESSING, &u, now_us());
         if (err == CF_OK)
             err = payments_op_get(api->payments, op->id, op);
         if (err != CF_OK || refused != CF_OK)
@@ -258,7 +258,7 @@ static enum cf_err op_drive(struct api *api, struct arena *arena, struct pay_op 
         err = gateway_submit(api->gateway, &g, &r);
     hash_wipe(&g, sizeof(g));
     if (err != CF_OK) /* never sent: release the hold */
-        return op_settle(api, arena, op, WAITING_MASK, false, cf_err_code(err));
+        return op_settle(api, arena, op, WAITING_MASK, false, cf_err_code(err), NULL);
     return op_apply_result(api, arena, op, &r);
 }
 
@@ -272,8 +272,8 @@ static void funding_reply(struct http_request *req, struct http_response *resp,
         return;
     }
     json_t *o = api_pay_op_json(op, viewer);
-    json_object_set_new(o, "challenge", json_pack("{s:s,s:s}", "reference", op->gateway_ref,
-                                                  "kind", "3ds"));
+    json_object_set_new(o, "challenge",
+                        json_pack("{s:s,s:s}", "reference", op->gateway_ref, "kind", "3ds"));
     api_reply_object(req, resp, 202, o);
 }
 
@@ -283,9 +283,8 @@ static json_t *card_json(const struct pay_card *c)
 {
     char created[40];
     cf_time_format_rfc3339(c->created_at_us, created, sizeof(created));
-    return json_pack("{s:s,s:s,s:s,s:i,s:i,s:s}", "id", c->id, "brand", c->brand, "last4",
-                     c->last4, "exp_month", c->exp_month, "exp_year", c->exp_year, "created_at",
-                     created);
+    return json_pack("{s:s,s:s,s:s,s:i,s:i,s:s}", "id", c->id, "brand", c->brand, "last4", c->last4,
+                     "exp_month", c->exp_month, "exp_year", c->exp_year, "created_at", created);
 }
 
 /* {number, exp_month, exp_year, cvc, verification} into a checked card (the cvc is checked and
@@ -355,6 +354,7 @@ static void me_card_add_run(struct http_request *req, struct http_response *resp
                                          NULL);
         detail = NULL;
     }
+    detail = api_detail_keep(req, detail); /* it may point into root */
     json_decref(root);
     if (err == CF_OK) {
         uint64_t n = 0;
@@ -432,8 +432,8 @@ struct funding_body {
 static enum cf_err funding_decode(json_t *root, bool withdrawal, struct funding_body *b,
                                   const char **detail)
 {
-    static const char *const top_fields[] = {"amount_minor", "currency", "card_id",
-                                             "bank_account", NULL};
+    static const char *const top_fields[] = {"amount_minor", "currency", "card_id", "bank_account",
+                                             NULL};
     static const char *const out_fields[] = {"amount_minor", "currency", "bank_account",
                                              "verification", NULL};
     memset(b, 0, sizeof(*b));
@@ -453,9 +453,8 @@ static enum cf_err funding_decode(json_t *root, bool withdrawal, struct funding_
         return CF_ERR_UNKNOWN_CURRENCY;
     snprintf(b->currency, sizeof(b->currency), "%.*s", (int)n, s);
     *detail = "card_id";
-    if (!withdrawal &&
-        (err = api_json_string(root, "card_id", false, PAY_ID_BYTES_MAX - 1, &card, &card_len)) !=
-            CF_OK)
+    if (!withdrawal && (err = api_json_string(root, "card_id", false, PAY_ID_BYTES_MAX - 1, &card,
+                                              &card_len)) != CF_OK)
         return err;
     *detail = "bank_account";
     if ((err = api_json_string(root, "bank_account", withdrawal, CARD_IBAN_TEXT_BYTES_MAX, &bank,
@@ -513,6 +512,7 @@ static void me_topup_run(struct http_request *req, struct http_response *resp)
     enum cf_err err = api_json_object(req, &root, &detail);
     if (err == CF_OK)
         err = funding_decode(root, false, &b, &detail);
+    detail = api_detail_keep(req, detail); /* it may point into root */
     json_decref(root);
     if (err == CF_OK && !api_pay_currency_offered(api, b.currency))
         err = CF_ERR_UNKNOWN_CURRENCY;
@@ -572,6 +572,7 @@ static void me_topup_challenge_run(struct http_request *req, struct http_respons
         detail = "code";
     if (err == CF_OK)
         snprintf(code_copy, sizeof(code_copy), "%.*s", (int)code_len, code);
+    detail = api_detail_keep(req, detail); /* it may point into root */
     json_decref(root);
     if (err == CF_OK)
         err = payments_op_get(api->payments, req->params[0], &op);
@@ -619,10 +620,11 @@ static void me_withdrawal_run(struct http_request *req, struct http_response *re
                                     .payee = b.bank};
         struct identity_ctx ctx;
         api_ctx(req, &ctx);
-        err = identity_challenge_consume(api->identity, &ctx, &api_principal(req)->user, &a,
-                                         &b.v, op.idem);
+        err = identity_challenge_consume(api->identity, &ctx, &api_principal(req)->user, &a, &b.v,
+                                         op.idem);
         detail = NULL;
     }
+    detail = api_detail_keep(req, detail); /* it may point into root */
     json_decref(root);
     if (err == CF_OK) {
         payments_op_id_new(PAY_KIND_WITHDRAWAL, op.id);
@@ -656,7 +658,8 @@ enum http_action api_me_withdrawal(struct http_request *req, struct http_respons
 /* Merchant payouts --------------------------------------------------------------------------- */
 
 enum cf_err api_pay_payout(struct api *api, struct arena *arena, const struct pay_merchant *m,
-                           int64_t amount_minor, const char *idem, struct pay_op *op)
+                           int64_t amount_minor, const char *idem, const uint8_t *request_hash,
+                           struct pay_op *op)
 {
     struct pay_merchant full;
     enum cf_err err = payments_merchant_get(api->payments, m->merchant_id, true, &full);
@@ -664,7 +667,10 @@ enum cf_err api_pay_payout(struct api *api, struct arena *arena, const struct pa
         return err;
     memset(op, 0, sizeof(*op));
     snprintf(op->idem, sizeof(op->idem), "%s", idem);
-    hash_sha256(idem, strlen(idem), op->request_hash);
+    if (request_hash != NULL)
+        memcpy(op->request_hash, request_hash, HASH_BYTES);
+    else
+        hash_sha256(idem, strlen(idem), op->request_hash);
     payments_op_id_new(PAY_KIND_PAYOUT, op->id);
     op->kind = PAY_KIND_PAYOUT;
     snprintf(op->payer, sizeof(op->payer), "%s", m->merchant_id);
@@ -694,13 +700,15 @@ static void merchant_payout_run(struct http_request *req, struct http_response *
     enum cf_err err = identity_merchant_of(api->identity, &api_principal(req)->user, &im);
     if (err == CF_OK && im.right != IDENTITY_MERCHANT_OWNER)
         err = CF_ERR_FORBIDDEN; /* money leaving the merchant: owners only */
-    if (err == CF_OK && (err = payments_merchant_get(api->payments, im.merchant_id, false, &m)) ==
-                            CF_ERR_NOT_FOUND)
+    if (err == CF_OK &&
+        (err = payments_merchant_get(api->payments, im.merchant_id, false, &m)) == CF_ERR_NOT_FOUND)
         err = CF_ERR_CONFLICT;
-    if (err == CF_OK && req->body_len > 0 && (err = api_json_object(req, &root, &detail)) == CF_OK &&
+    if (err == CF_OK && req->body_len > 0 &&
+        (err = api_json_object(req, &root, &detail)) == CF_OK &&
         (err = api_json_fields(root, fields, &detail)) == CF_OK &&
         (err = api_json_int(root, "amount_minor", false, &amount)) != CF_OK)
         detail = "amount_minor";
+    detail = api_detail_keep(req, detail); /* it may point into root */
     json_decref(root);
     if (err == CF_OK && amount == 0) { /* the whole available balance */
         struct store_reader *r;
@@ -721,7 +729,7 @@ static void merchant_payout_run(struct http_request *req, struct http_response *
     if (err == CF_OK)
         err = idem_fill(req, &probe);
     if (err == CF_OK)
-        err = api_pay_payout(api, req->arena, &m, amount, probe.idem, &op);
+        err = api_pay_payout(api, req->arena, &m, amount, probe.idem, probe.request_hash, &op);
     if (err != CF_OK) {
         reply_problem(req, resp, err,
                       err == CF_ERR_CONFLICT ? "the merchant has no payment profile yet" : detail);
@@ -738,8 +746,8 @@ enum http_action api_merchant_payout(struct http_request *req, struct http_respo
 /* Callbacks ---------------------------------------------------------------------------------- */
 
 /* Applies a verified event to the operation it names. *status_out: what the answer says. */
-static enum cf_err event_apply(struct api *api, struct arena *arena,
-                               const struct gateway_event *e, const char **status_out)
+static enum cf_err event_apply(struct api *api, struct arena *arena, const struct gateway_event *e,
+                               const char **status_out)
 {
     bool fresh = false;
     enum cf_err err = payments_event_record(api->payments, e->event_id, now_us(), &fresh);
@@ -753,10 +761,11 @@ static enum cf_err event_apply(struct api *api, struct arena *arena,
         return CF_OK; /* not ours: recorded, nothing to do */
     if (err != CF_OK)
         return err;
-    bool held = op.kind == PAY_KIND_TOPUP || op.kind == PAY_KIND_WITHDRAWAL ||
-                op.kind == PAY_KIND_PAYOUT;
+    bool held =
+        op.kind == PAY_KIND_TOPUP || op.kind == PAY_KIND_WITHDRAWAL || op.kind == PAY_KIND_PAYOUT;
     if (!held || op.amount_minor != e->amount_minor || strcmp(op.currency, e->currency) != 0 ||
-        op.hold_seq == 0 || (op.status != PAY_STATUS_PENDING && op.status != PAY_STATUS_PROCESSING)) {
+        op.hold_seq == 0 ||
+        (op.status != PAY_STATUS_PENDING && op.status != PAY_STATUS_PROCESSING)) {
         cf_log(LOG_WARN, "gateway callback changed nothing", "op", op.id, "status",
                pay_status_name(op.status), NULL);
         return CF_OK;
@@ -772,9 +781,8 @@ enum cf_err api_gateway_callback(struct api *api, struct arena *arena, const cha
                                  size_t body_len, const char *signature, const char **status_out)
 {
     struct gateway_event e;
-    enum cf_err err =
-        gateway_callback_verify(api->gateway_secret, api->gateway_secret_len, body, body_len,
-                                signature, now_us() / 1000000, &e);
+    enum cf_err err = gateway_callback_verify(api->gateway_secret, api->gateway_secret_len, body,
+                                              body_len, signature, now_us() / 1000000, &e);
     if (err != CF_OK)
         return err;
     return event_apply(api, arena, &e, status_out);
@@ -785,9 +793,9 @@ void api_gateway_sink(void *ctx, const char *body, size_t body_len, const char *
     struct api *api = ctx;
     struct arena *arena = arena_create(1024 * 1024);
     const char *status = NULL;
-    enum cf_err err = arena == NULL ? CF_ERR_NOMEM
-                                    : api_gateway_callback(api, arena, body, body_len, signature,
-                                                           &status);
+    enum cf_err err = arena == NULL
+                          ? CF_ERR_NOMEM
+                          : api_gateway_callback(api, arena, body, body_len, signature, &status);
     if (err != CF_OK)
         cf_log(LOG_WARN, "sandbox callback refused", "error", cf_err_code(err), NULL);
     arena_destroy(arena);
@@ -797,8 +805,8 @@ static void gateway_callback_run(struct http_request *req, struct http_response 
 {
     struct api *api = req->app;
     const char *status = NULL;
-    enum cf_err err = api_gateway_callback(api, req->arena, req->body, req->body_len,
-                                           req->signature, &status);
+    enum cf_err err =
+        api_gateway_callback(api, req->arena, req->body, req->body_len, req->signature, &status);
     if (err != CF_OK) {
         api_problem(req, resp, err, NULL);
         return;

@@ -78,10 +78,9 @@ static enum cf_err field_text(json_t *root, const char *key, bool required, char
 
 static enum cf_err profile_decode(json_t *root, struct pay_merchant *m, const char **detail)
 {
-    static const char *const fields[] = {"mcc",        "country",         "city",
-                                         "currency",   "bank_account",    "fee_bps",
-                                         "fee_fixed_minor", "payouts_daily", "display_name",
-                                         NULL};
+    static const char *const fields[] = {
+        "mcc",     "country",         "city",          "currency",     "bank_account",
+        "fee_bps", "fee_fixed_minor", "payouts_daily", "display_name", NULL};
     enum cf_err err = api_json_fields(root, fields, detail);
     if (err != CF_OK)
         return err;
@@ -104,14 +103,15 @@ static enum cf_err profile_decode(json_t *root, struct pay_merchant *m, const ch
     *detail = "payouts_daily";
     if ((err = api_json_bool(root, "payouts_daily", &m->payouts_daily)) != CF_OK)
         return err;
-    *detail = !all_digits(m->mcc, 4)                                   ? "mcc"
-              : !all_upper(m->country, 2)                              ? "country"
-              : !printable(m->city, PAY_CITY_BYTES_MAX - 1)            ? "city"
+    *detail = !all_digits(m->mcc, 4)                        ? "mcc"
+              : !all_upper(m->country, 2)                   ? "country"
+              : !printable(m->city, PAY_CITY_BYTES_MAX - 1) ? "city"
               : (m->display_name[0] != '\0' &&
-                 !printable(m->display_name, PAY_MERCHANT_NAME_BYTES_MAX - 1)) ? "display_name"
-              : m->fee_bps < -1 || m->fee_bps > FEE_BPS_MAX            ? "fee_bps"
-              : m->fee_fixed_minor < 0                                 ? "fee_fixed_minor"
-                                                                       : NULL;
+                 !printable(m->display_name, PAY_MERCHANT_NAME_BYTES_MAX - 1))
+                  ? "display_name"
+              : m->fee_bps < -1 || m->fee_bps > FEE_BPS_MAX ? "fee_bps"
+              : m->fee_fixed_minor < 0                      ? "fee_fixed_minor"
+                                                            : NULL;
     if (*detail != NULL)
         return CF_ERR_INVALID_FIELD;
     *detail = "currency";
@@ -146,12 +146,11 @@ static json_t *profile_json(const struct pay_merchant *m)
 {
     char acct[ID_TEXT_BYTES_MAX];
     id_format(ID_PREFIX_ACCOUNT, m->account_id, acct);
-    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:b}", "merchant_id",
-                     m->merchant_id, "display_name", m->display_name, "mcc", m->mcc, "country",
-                     m->country, "city", m->city, "currency", m->currency, "bank_account_last4",
-                     m->bank_last4, "account", acct, "fee_bps", (json_int_t)m->fee_bps,
-                     "fee_fixed_minor", (json_int_t)m->fee_fixed_minor, "payouts_daily",
-                     m->payouts_daily);
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:b}", "merchant_id", m->merchant_id,
+                     "display_name", m->display_name, "mcc", m->mcc, "country", m->country, "city",
+                     m->city, "currency", m->currency, "bank_account_last4", m->bank_last4,
+                     "account", acct, "fee_bps", (json_int_t)m->fee_bps, "fee_fixed_minor",
+                     (json_int_t)m->fee_fixed_minor, "payouts_daily", m->payouts_daily);
 }
 
 static void admin_profile_run(struct http_request *req, struct http_response *resp)
@@ -167,6 +166,7 @@ static void admin_profile_run(struct http_request *req, struct http_response *re
         err = api_json_object(req, &root, &detail);
     if (err == CF_OK)
         err = profile_decode(root, &m, &detail);
+    detail = api_detail_keep(req, detail); /* it may point into root */
     json_decref(root);
     if (err == CF_OK) {
         snprintf(m.merchant_id, sizeof(m.merchant_id), "%s", im.merchant_id);
@@ -226,12 +226,13 @@ static void admin_fee_set_run(struct http_request *req, struct http_response *re
         detail = "bps";
     if (err == CF_OK && (err = api_json_int(root, "fixed_minor", false, &f.fixed_minor)) != CF_OK)
         detail = "fixed_minor";
+    detail = api_detail_keep(req, detail); /* it may point into root */
     json_decref(root);
     if (err == CF_OK) {
-        detail = !all_digits(f.mcc, 4)                ? "mcc"
-                 : f.bps < 0 || f.bps > FEE_BPS_MAX   ? "bps"
-                 : f.fixed_minor < 0                  ? "fixed_minor"
-                                                      : NULL;
+        detail = !all_digits(f.mcc, 4)              ? "mcc"
+                 : f.bps < 0 || f.bps > FEE_BPS_MAX ? "bps"
+                 : f.fixed_minor < 0                ? "fixed_minor"
+                                                    : NULL;
         err = detail != NULL ? CF_ERR_INVALID_FIELD : CF_OK;
     }
     if (err == CF_OK)
@@ -239,8 +240,8 @@ static void admin_fee_set_run(struct http_request *req, struct http_response *re
     if (err == CF_OK) {
         struct identity_ctx ctx;
         api_ctx(req, &ctx);
-        cf_best_effort(identity_audit(api->identity, &ctx, api_actor(req), "fees.set", f.mcc,
-                                      "ok", NULL));
+        cf_best_effort(
+            identity_audit(api->identity, &ctx, api_actor(req), "fees.set", f.mcc, "ok", NULL));
     }
     if (err != CF_OK) {
         reply_problem(req, resp, err, detail);
@@ -261,8 +262,8 @@ static void admin_fees_run(struct http_request *req, struct http_response *resp)
     struct api *api = req->app;
     struct pay_fee_row *rows = arena_calloc(req->arena, PAY_FEES_LIST_MAX, sizeof(*rows));
     size_t n = 0;
-    enum cf_err err = rows == NULL ? CF_ERR_NOMEM
-                                   : payments_fee_list(api->payments, rows, PAY_FEES_LIST_MAX, &n);
+    enum cf_err err =
+        rows == NULL ? CF_ERR_NOMEM : payments_fee_list(api->payments, rows, PAY_FEES_LIST_MAX, &n);
     if (err != CF_OK) {
         api_problem(req, resp, err, NULL);
         return;
@@ -313,8 +314,7 @@ static void merchant_profile_run(struct http_request *req, struct http_response 
     }
     json_t *o = profile_json(&m);
     json_object_set_new(o, "balance_minor", json_integer(ledger_account_balance(&row.account)));
-    json_object_set_new(o, "available_minor",
-                        json_integer(ledger_account_available(&row.account)));
+    json_object_set_new(o, "available_minor", json_integer(ledger_account_available(&row.account)));
     api_reply_object(req, resp, 200, o);
 }
 
@@ -331,8 +331,8 @@ struct qr_request {
     int64_t expires_in_s;
 };
 
-static enum cf_err qr_decode(struct http_request *req, const struct api *api,
-                             struct qr_request *q, const char **detail)
+static enum cf_err qr_decode(struct http_request *req, const struct api *api, struct qr_request *q,
+                             const char **detail)
 {
     static const char *const fields[] = {"amount_minor", "reference", "expires_in_s", NULL};
     json_t *root = NULL;
@@ -343,21 +343,21 @@ static enum cf_err qr_decode(struct http_request *req, const struct api *api,
         *detail = "amount_minor";
         if ((err = api_json_int(root, "amount_minor", false, &q->amount_minor)) == CF_OK)
             *detail = "reference";
-        if (err == CF_OK &&
-            (err = field_text(root, "reference", false, q->reference, sizeof(q->reference))) ==
-                CF_OK)
+        if (err == CF_OK && (err = field_text(root, "reference", false, q->reference,
+                                              sizeof(q->reference))) == CF_OK)
             *detail = "expires_in_s";
         if (err == CF_OK)
             err = api_json_int(root, "expires_in_s", false, &q->expires_in_s);
         if (err == CF_OK) {
-            *detail = q->amount_minor < 0                                  ? "amount_minor"
+            *detail = q->amount_minor < 0                                       ? "amount_minor"
                       : q->reference[0] != '\0' && !printable(q->reference, 25) ? "reference"
-                      : q->expires_in_s < 30 || q->expires_in_s > QR_TTL_S_MAX ? "expires_in_s"
-                      : q->amount_minor == 0 && q->reference[0] != '\0'        ? "reference"
-                                                                               : NULL;
+                      : q->expires_in_s < 30 || q->expires_in_s > QR_TTL_S_MAX  ? "expires_in_s"
+                      : q->amount_minor == 0 && q->reference[0] != '\0'         ? "reference"
+                                                                                : NULL;
             err = *detail != NULL ? CF_ERR_INVALID_FIELD : CF_OK;
         }
     }
+    *detail = api_detail_keep(req, *detail); /* it may point into root */
     json_decref(root);
     return err;
 }
@@ -369,11 +369,10 @@ static void qr_mpm(const struct pay_merchant *m, const struct pay_qr *q, struct 
     emvco_mpm_init(e);
     e->dynamic = q->dynamic;
     snprintf(e->mcc, sizeof(e->mcc), "%s", m->mcc);
-    snprintf(e->currency_numeric, sizeof(e->currency_numeric), "%03d",
-             c != NULL ? c->numeric : 0);
+    snprintf(e->currency_numeric, sizeof(e->currency_numeric), "%03d", c != NULL ? c->numeric : 0);
     snprintf(e->country, sizeof(e->country), "%s", m->country);
-    snprintf(e->merchant_name, sizeof(e->merchant_name), "%.*s",
-             (int)sizeof(e->merchant_name) - 1, m->display_name);
+    snprintf(e->merchant_name, sizeof(e->merchant_name), "%.*s", (int)sizeof(e->merchant_name) - 1,
+             m->display_name);
     snprintf(e->merchant_city, sizeof(e->merchant_city), "%s", m->city);
     snprintf(e->merchant_id, sizeof(e->merchant_id), "%.*s", (int)sizeof(e->merchant_id) - 1,
              m->merchant_id);
@@ -394,8 +393,8 @@ static void merchant_qr_run(struct http_request *req, struct http_response *resp
     struct qr_request in;
     const char *detail = NULL;
     enum cf_err err = my_merchant(req, &m);
-    const struct currency *cur = err == CF_OK ? currency_find(m.currency, strlen(m.currency))
-                                              : NULL;
+    const struct currency *cur =
+        err == CF_OK ? currency_find(m.currency, strlen(m.currency)) : NULL;
     if (err == CF_OK && (cur == NULL || cur->numeric == 0)) {
         err = CF_ERR_CONFLICT; /* EMVCo codes carry an ISO 4217 numeric currency */
         detail = "the settlement currency has no ISO 4217 numeric code";
@@ -433,14 +432,14 @@ static void merchant_qr_run(struct http_request *req, struct http_response *resp
         err = CF_ERR_NOMEM;
     if (err != CF_OK) {
         reply_problem(req, resp, err,
-                      detail != NULL ? detail
+                      detail != NULL           ? detail
                       : err == CF_ERR_CONFLICT ? "the merchant has no payment profile yet"
                                                : NULL);
         return;
     }
-    json_t *o = json_pack("{s:s,s:b,s:s,s:s,s:s%}", "id", q.dynamic ? q.id : "static", "dynamic",
-                          q.dynamic, "currency", q.currency, "payload", payload, "svg", svg.data,
-                          svg.len);
+    json_t *o =
+        json_pack("{s:s,s:b,s:s,s:s,s:s%}", "id", q.dynamic ? q.id : "static", "dynamic", q.dynamic,
+                  "currency", q.currency, "payload", payload, "svg", svg.data, svg.len);
     if (q.dynamic) {
         char exp[40];
         cf_time_format_rfc3339(q.expires_at_us, exp, sizeof(exp));

@@ -17,6 +17,7 @@
 #include "api/api.h"
 #include "cli/cert.h"
 #include "cli/config.h"
+#include "cli/reconcile.h"
 #include "cli/setup.h"
 #include "core/hash.h"
 #include "core/log.h"
@@ -37,6 +38,8 @@ static const char usage_main[] =
     "  admin     admin create: create a staff member (COFFER_ADMIN_PASSWORD)\n"
     "  keys      keys rotate: add a master key and re-wrap every data key under it\n"
     "  backup    backup --out DIR: consistent copies of the SQLite databases\n"
+    "  reconcile reconcile FILE [--from DATE] [--to DATE]: compare a gateway's settlement\n"
+    "            file (CSV) with the gateway operations; exit 1 on mismatches\n"
     "  routes    print the API route table\n"
     "  version   print the version\n\n"
     "options (serve, init, verify):\n"
@@ -89,6 +92,14 @@ static const char *const usage_cmd[][2] = {
              "and let clients trust DIR/cert.pem (curl --cacert DIR/cert.pem). For development\n"
              "only: in production use a certificate from a real CA.\n"},
     {"routes", "usage: coffer routes\nPrints METHOD PATH SCOPE IDEMPOTENT per route.\n"},
+    {"reconcile",
+     "usage: coffer reconcile FILE [--from DATE] [--to DATE] [--data DIR] [--db URL]\n"
+     "Compares a gateway's settlement file (CSV with the header\n"
+     "reference,op_id,type,amount_minor,currency,status) with the top-ups, withdrawals and\n"
+     "payouts created from --from to --to (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, UTC; a row\n"
+     "may name one made a day around them; without them, the whole history). Prints one\n"
+     "line per mismatch and a summary. Exits 0 when everything matches, 1 when there are\n"
+     "mismatches, 2 on an error. Reads only; safe beside a running server.\n"},
     {"version", "usage: coffer version\n"},
 };
 
@@ -117,8 +128,10 @@ static int flags_parse(int argc, char **argv, struct config *c, const char *cmd)
         return 2;
     bool serve = strcmp(cmd, "serve") == 0;
     /* admin/keys take a verb first, and a few flags of their own (read by their commands) */
-    bool verb = strcmp(cmd, "admin") == 0 || strcmp(cmd, "keys") == 0;
-    static const char *const own_flags[] = {"--login", "--name", "--role", "--out"};
+    bool verb = strcmp(cmd, "admin") == 0 || strcmp(cmd, "keys") == 0 ||
+                strcmp(cmd, "reconcile") == 0; /* reconcile takes FILE first */
+    static const char *const own_flags[] = {"--login", "--name", "--role",
+                                            "--out",   "--from", "--to"};
     for (int i = verb ? 3 : 2; i < argc; i++) {
         const char *a = argv[i];
         bool own = false;
@@ -476,12 +489,12 @@ static int cmd_serve(const struct config *c)
         api_pool_destroy(api->pool); /* finishes queued identity work; it may still write */
         api->pool = NULL;
         cli_payments_close(api); /* the gateway's callbacks stop before the writer does */
-        writer_stop(writer); /* drains the queue: every suspended request is resumed */
-        usleep(200 * 1000);  /* lets resumed connections send their answers */
+        writer_stop(writer);     /* drains the queue: every suspended request is resumed */
+        usleep(200 * 1000);      /* lets resumed connections send their answers */
         http_server_stop(srv);
     }
+    cli_payments_close(api); /* its threads (callbacks, scheduler) use the writer: first */
     writer_destroy(writer);
-    cli_payments_close(api);
     api_destroy(api);
     cli_identity_close(&ci);
     if (store != NULL)
@@ -638,7 +651,8 @@ int cli_main(int argc, char **argv)
         return argc > 2 ? (usage_print(cmd), 0) : cmd_routes();
     if (strcmp(cmd, "cert") == 0)
         return cmd_cert(argc, argv);
-    static const char *const with_config[] = {"serve", "init", "verify", "admin", "keys", "backup"};
+    static const char *const with_config[] = {"serve", "init",   "verify",   "admin",
+                                              "keys",  "backup", "reconcile"};
     bool known = false;
     for (size_t i = 0; i < sizeof(with_config) / sizeof(with_config[0]); i++)
         known = known || strcmp(cmd, with_config[i]) == 0;
@@ -663,5 +677,7 @@ int cli_main(int argc, char **argv)
         return cli_cmd_keys(&c, argc, argv);
     if (strcmp(cmd, "backup") == 0)
         return cli_cmd_backup(&c, argc, argv);
+    if (strcmp(cmd, "reconcile") == 0)
+        return cli_cmd_reconcile(&c, argc, argv);
     return cmd_verify(&c);
 }

@@ -31,6 +31,7 @@ void config_defaults(struct config *c)
     c->topup_hold_s = 1800;
     snprintf(c->gateway, sizeof(c->gateway), "sandbox");
     c->sandbox_latency_ms = 200;
+    c->payout_period_s = 86400;
 }
 
 static enum cf_err copy_str(char *dst, size_t dst_bytes, const char *key, const char *value)
@@ -127,6 +128,7 @@ static enum cf_err config_set_payments(struct config *c, const char *key, const 
         {"fx_spread_bps", offsetof(struct config, fx_spread_bps), 0, 5000},
         {"topup_hold_s", offsetof(struct config, topup_hold_s), 60, 7 * 86400},
         {"sandbox_latency_ms", offsetof(struct config, sandbox_latency_ms), 0, 60000},
+        {"payout_period_s", offsetof(struct config, payout_period_s), 1, 31 * 86400},
     };
     for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
         if (strcmp(key, nums[i].key) == 0)
@@ -223,6 +225,7 @@ enum cf_err config_load_env(struct config *c)
         {"COFFER_GATEWAY", "gateway"},
         {"COFFER_GATEWAY_URL", "gateway_url"},
         {"COFFER_SANDBOX_LATENCY_MS", "sandbox_latency_ms"},
+        {"COFFER_PAYOUT_PERIOD_S", "payout_period_s"},
     };
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
         const char *v = getenv(map[i][0]);

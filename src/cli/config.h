@@ -32,6 +32,8 @@
  *   gateway       COFFER_GATEWAY       sandbox          sandbox (built in) or http
  *   gateway_url   COFFER_GATEWAY_URL   (none)           the http gateway's base URL
  *   sandbox_latency_ms COFFER_SANDBOX_LATENCY_MS 200    the sandbox's answer and callback delay
+ *   payout_period_s COFFER_PAYOUT_PERIOD_S 86400        scheduled merchant payouts: once per
+ *                                                       period from 00:00 UTC (1..2678400)
  *
  * Master keys: COFFER_MASTER_KEYS (the key file's text itself) wins over the file; without
  * either, serve/init create DATA/master.key on first start. Keep the key file off the machine
@@ -83,6 +85,7 @@ struct config {
     char gateway[16];
     char gateway_url[CONFIG_PATH_BYTES_MAX];
     unsigned sandbox_latency_ms;
+    unsigned payout_period_s;
     char config_path[CONFIG_PATH_BYTES_MAX];
 };
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "api/pay.h"
+#include "api/pay_statements.h"
 #include "cli/setup.h"
 #include "core/hash.h"
 #include "core/log.h"
@@ -172,6 +173,8 @@ enum cf_err cli_payments_open(const struct config *c, struct cli_identity *ci, s
         snprintf(text, sizeof(text), "%zu", n);
         cf_log(LOG_INFO, "payments recovered", "operations", text, NULL);
     }
+    if (err == CF_OK)
+        err = api_payouts_schedule_start(api, c->payout_period_s);
     return err;
 }
 
@@ -179,7 +182,8 @@ void cli_payments_close(struct api *api)
 {
     if (api == NULL)
         return;
-    gateway_destroy(api->gateway); /* joins the sandbox's callback thread first */
+    api_payouts_schedule_stop(api); /* it pays through the gateway and the writer */
+    gateway_destroy(api->gateway);  /* joins the sandbox's callback thread first */
     api->gateway = NULL;
     payments_close(api->payments);
     api->payments = NULL;

@@ -83,7 +83,7 @@ enum cf_err identity_recovery_new(struct identity *id, struct sqltx *tx, const c
 static const char *const step_up_actions[] = {
     "transfer",   "payee_add", "password_change", "login_change",
     "mfa_change", "card_add",  "data_export",     "account_close",
-    "send",       "payment",   "withdrawal",
+    "send",       "payment",   "withdrawal",      "paycode_device",
 };
 
 static bool action_known(const char *a)

@@ -53,8 +53,7 @@ static enum cf_err cards_query(struct sqltx *tx, const char *sql, const struct s
 }
 
 static enum cf_err card_insert(struct payments *p, struct sqltx *tx, const struct pay_card *c,
-                               const char *pan, const uint8_t fp[VAULT_BLIND_BYTES],
-                               int64_t now_us)
+                               const char *pan, const uint8_t fp[VAULT_BLIND_BYTES], int64_t now_us)
 {
     char aad[PAY_ID_BYTES_MAX + 8];
     snprintf(aad, sizeof(aad), "card:%s", c->id);
@@ -63,9 +62,14 @@ static enum cf_err card_insert(struct payments *p, struct sqltx *tx, const struc
     enum cf_err err = pay_seal(p, aad, pan, strlen(pan), sealed, sizeof(sealed), &sealed_len);
     if (err != CF_OK)
         return err;
-    struct sql_value v[] = {SQL_T(c->id),          SQL_T(c->user_id),   SQL_T(c->brand),
-                            SQL_T(c->last4),       SQL_I(c->exp_month), SQL_I(c->exp_year),
-                            SQL_B(fp, VAULT_BLIND_BYTES), SQL_B(sealed, sealed_len),
+    struct sql_value v[] = {SQL_T(c->id),
+                            SQL_T(c->user_id),
+                            SQL_T(c->brand),
+                            SQL_T(c->last4),
+                            SQL_I(c->exp_month),
+                            SQL_I(c->exp_year),
+                            SQL_B(fp, VAULT_BLIND_BYTES),
+                            SQL_B(sealed, sealed_len),
                             SQL_I(now_us)};
     return sql_exec(tx,
                     "INSERT INTO pay_cards (id, user_id, brand, last4, exp_month, exp_year, "
@@ -85,6 +89,12 @@ enum cf_err payments_card_add(struct payments *p, const struct pay_card *c, cons
     struct sqltx *tx = NULL;
     if ((err = sql_begin(p->db, &tx)) != CF_OK)
         return err;
+    char lock[PAY_PARTY_BYTES_MAX + 8];
+    snprintf(lock, sizeof(lock), "cards:%s", c->user_id);
+    if ((err = pay_lock(tx, lock)) != CF_OK) { /* one customer's cards change one at a time */
+        sql_rollback(tx);
+        return err;
+    }
     struct pay_card found[PAY_CARDS_MAX + 1];
     size_t n = 0;
     struct sql_value v[] = {SQL_T(c->user_id), SQL_B(fp, VAULT_BLIND_BYTES)};

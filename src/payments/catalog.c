@@ -39,8 +39,8 @@ enum cf_err payments_system_get(struct payments *p, const char *name, const char
 {
     struct sql_value v[] = {SQL_T(name), SQL_T(currency)};
     struct sql_rows *r = NULL;
-    enum cf_err err = query1(
-        p, "SELECT account_id FROM pay_system WHERE name = $1 AND currency = $2", v, 2, &r);
+    enum cf_err err =
+        query1(p, "SELECT account_id FROM pay_system WHERE name = $1 AND currency = $2", v, 2, &r);
     if (err != CF_OK)
         return err;
     if (sql_rows_n(r) == 0)
@@ -75,8 +75,7 @@ static enum cf_err bank_seal(struct payments *p, const struct pay_merchant *m, u
     return pay_seal(p, aad, m->bank_account, strlen(m->bank_account), out, out_bytes, len_out);
 }
 
-enum cf_err payments_merchant_put(struct payments *p, const struct pay_merchant *m,
-                                  int64_t now_us)
+enum cf_err payments_merchant_put(struct payments *p, const struct pay_merchant *m, int64_t now_us)
 {
     uint8_t bank[64 + VAULT_OVERHEAD_BYTES];
     size_t bank_len = 0;
@@ -84,10 +83,18 @@ enum cf_err payments_merchant_put(struct payments *p, const struct pay_merchant 
     if (err != CF_OK)
         return err;
     struct sql_value v[] = {
-        SQL_T(m->merchant_id), SQL_T(m->display_name), SQL_T(m->mcc),
-        SQL_T(m->country),     SQL_T(m->city),         SQL_T(m->currency),
-        SQL_B(bank, bank_len), SQL_T(m->bank_last4),   SQL_I(m->account_id),
-        SQL_I(m->fee_bps),     SQL_I(m->fee_fixed_minor), SQL_I(m->payouts_daily ? 1 : 0),
+        SQL_T(m->merchant_id),
+        SQL_T(m->display_name),
+        SQL_T(m->mcc),
+        SQL_T(m->country),
+        SQL_T(m->city),
+        SQL_T(m->currency),
+        SQL_B(bank, bank_len),
+        SQL_T(m->bank_last4),
+        SQL_I(m->account_id),
+        SQL_I(m->fee_bps),
+        SQL_I(m->fee_fixed_minor),
+        SQL_I(m->payouts_daily ? 1 : 0),
         SQL_I(now_us),
     };
     return exec1(p,
@@ -226,9 +233,14 @@ enum cf_err payments_fee_list(struct payments *p, struct pay_fee_row *out, size_
 
 enum cf_err payments_qr_put(struct payments *p, const struct pay_qr *q)
 {
-    struct sql_value v[] = {SQL_T(q->id),         SQL_T(q->merchant_id), SQL_I(q->dynamic ? 1 : 0),
-                            SQL_I(q->amount_minor), SQL_T(q->currency),  SQL_T(q->reference),
-                            SQL_I(q->expires_at_us), SQL_I(q->created_at_us)};
+    struct sql_value v[] = {SQL_T(q->id),
+                            SQL_T(q->merchant_id),
+                            SQL_I(q->dynamic ? 1 : 0),
+                            SQL_I(q->amount_minor),
+                            SQL_T(q->currency),
+                            SQL_T(q->reference),
+                            SQL_I(q->expires_at_us),
+                            SQL_I(q->created_at_us)};
     return exec1(p,
                  "INSERT INTO pay_qr (id, merchant_id, dynamic, amount_minor, currency, "
                  "reference, expires_at_us, created_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -263,8 +275,7 @@ enum cf_err payments_qr_get(struct payments *p, const char *id, struct pay_qr *o
     return CF_OK;
 }
 
-enum cf_err payments_qr_claim(struct payments *p, const char *id, const char *op_id,
-                              int64_t now_us)
+enum cf_err payments_qr_claim(struct payments *p, const char *id, const char *op_id, int64_t now_us)
 {
     struct sql_value v[] = {SQL_T(op_id), SQL_T(id), SQL_I(now_us)};
     int64_t changed = 0;
@@ -287,11 +298,11 @@ enum cf_err payments_qr_release(struct payments *p, const char *id, const char *
 
 enum cf_err payments_quote_put(struct payments *p, const struct pay_quote *q)
 {
-    struct sql_value v[] = {SQL_T(q->id),           SQL_T(q->user_id),
-                            SQL_B(q->binding, HASH_BYTES), SQL_I(q->amount_minor),
-                            SQL_T(q->currency),     SQL_I(q->fee_minor),
-                            SQL_I(q->credit_minor), SQL_T(q->credit_currency),
-                            SQL_I(q->rate_e9),      SQL_I(q->expires_at_us)};
+    struct sql_value v[] = {
+        SQL_T(q->id),           SQL_T(q->user_id),         SQL_B(q->binding, HASH_BYTES),
+        SQL_I(q->amount_minor), SQL_T(q->currency),        SQL_I(q->fee_minor),
+        SQL_I(q->credit_minor), SQL_T(q->credit_currency), SQL_I(q->rate_e9),
+        SQL_I(q->expires_at_us)};
     return exec1(p,
                  "INSERT INTO pay_quotes (id, user_id, binding, amount_minor, currency, fee_minor, "
                  "credit_minor, credit_currency, rate_e9, expires_at_us) "
@@ -342,9 +353,8 @@ enum cf_err payments_quote_claim(struct payments *p, const char *id, const char 
         return err;
     struct pay_quote q;
     err = quote_read(tx, id, &q);
-    if (err == CF_OK &&
-        (strcmp(q.user_id, user_id) != 0 || q.used_by[0] != '\0' || q.expires_at_us <= now_us ||
-         !hash_equal(q.binding, binding, HASH_BYTES)))
+    if (err == CF_OK && (strcmp(q.user_id, user_id) != 0 || q.used_by[0] != '\0' ||
+                         q.expires_at_us <= now_us || !hash_equal(q.binding, binding, HASH_BYTES)))
         err = CF_ERR_QUOTE_EXPIRED;
     if (err == CF_OK) {
         struct sql_value v[] = {SQL_T(op_id), SQL_T(id)};
@@ -369,16 +379,57 @@ enum cf_err payments_quote_release(struct payments *p, const char *id, const cha
 
 /* Rates -------------------------------------------------------------------------------------- */
 
+#define RATE_UPSERT                                                                                \
+    "INSERT INTO pay_rates (base, quote, rate_e9, updated_at_us) "                                 \
+    "VALUES ($1, $2, $3, $4) ON CONFLICT (base, quote) DO UPDATE SET "                             \
+    "rate_e9 = excluded.rate_e9, updated_at_us = excluded.updated_at_us"
+
 enum cf_err payments_rate_put(struct payments *p, const char *base, const char *quote,
                               int64_t rate_e9, int64_t now_us)
 {
     CF_ASSERT(rate_e9 > 0);
     struct sql_value v[] = {SQL_T(base), SQL_T(quote), SQL_I(rate_e9), SQL_I(now_us)};
-    return exec1(p,
-                 "INSERT INTO pay_rates (base, quote, rate_e9, updated_at_us) "
-                 "VALUES ($1, $2, $3, $4) ON CONFLICT (base, quote) DO UPDATE SET "
-                 "rate_e9 = excluded.rate_e9, updated_at_us = excluded.updated_at_us",
-                 v, 4, NULL);
+    return exec1(p, RATE_UPSERT, v, 4, NULL);
+}
+
+enum cf_err payments_rates_put(struct payments *p, const struct pay_rate *rates, size_t n,
+                               int64_t now_us)
+{
+    CF_ASSERT(rates != NULL && n >= 1);
+    struct sqltx *tx = NULL;
+    enum cf_err err = sql_begin(p->db, &tx);
+    if (err != CF_OK)
+        return err;
+    for (size_t i = 0; i < n && err == CF_OK; i++) {
+        CF_ASSERT(rates[i].rate_e9 > 0);
+        struct sql_value v[] = {SQL_T(rates[i].base), SQL_T(rates[i].quote),
+                                SQL_I(rates[i].rate_e9), SQL_I(now_us)};
+        err = sql_exec(tx, RATE_UPSERT, v, 4, NULL);
+    }
+    return pay_tx_end(tx, err);
+}
+
+enum cf_err payments_rates_list(struct payments *p, struct pay_rate *out, size_t max, size_t *n_out)
+{
+    CF_ASSERT(out != NULL && max >= 1);
+    struct sql_value v[] = {SQL_I(max)};
+    struct sql_rows *r = NULL;
+    enum cf_err err = query1(p,
+                             "SELECT base, quote, rate_e9, updated_at_us FROM pay_rates "
+                             "ORDER BY base, quote LIMIT $1",
+                             v, 1, &r);
+    if (err != CF_OK)
+        return err;
+    size_t n = sql_rows_n(r) < max ? sql_rows_n(r) : max;
+    for (size_t i = 0; i < n; i++) {
+        pay_copy(out[i].base, sizeof(out[i].base), sql_row_text(r, i, 0));
+        pay_copy(out[i].quote, sizeof(out[i].quote), sql_row_text(r, i, 1));
+        out[i].rate_e9 = sql_row_int(r, i, 2);
+        out[i].updated_at_us = sql_row_int(r, i, 3);
+    }
+    *n_out = n;
+    sql_rows_free(r);
+    return CF_OK;
 }
 
 enum cf_err payments_rate_get(struct payments *p, const char *base, const char *quote,

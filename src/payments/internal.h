@@ -18,6 +18,10 @@ struct payments {
 extern const struct sql_migration pay_migration_requests;
 extern const struct sql_migration pay_migration_paycodes;
 
+/* Takes a lock named `name` until tx ends (a row of pay_locks read FOR UPDATE; SQLite's
+ * transactions are serial anyway). */
+CF_WARN_UNUSED enum cf_err pay_lock(struct sqltx *tx, const char *name);
+
 /* Commits when err is CF_OK, else rolls back; returns the outcome. */
 CF_WARN_UNUSED enum cf_err pay_tx_end(struct sqltx *tx, enum cf_err err);
 /* Copies text into a fixed buffer (truncating; callers check lengths before storing). */

@@ -53,7 +53,7 @@
     "fee_minor BIGINT NOT NULL, credit_minor BIGINT NOT NULL, credit_currency TEXT NOT NULL, "     \
     "rate_e9 BIGINT NOT NULL, expires_at_us BIGINT NOT NULL, "                                     \
     "used_by TEXT NOT NULL DEFAULT '');"                                                           \
-    "CREATE TABLE pay_rates (base TEXT NOT NULL, quote TEXT NOT NULL, rate_e9 BIGINT NOT NULL, "    \
+    "CREATE TABLE pay_rates (base TEXT NOT NULL, quote TEXT NOT NULL, rate_e9 BIGINT NOT NULL, "   \
     "updated_at_us BIGINT NOT NULL, PRIMARY KEY (base, quote));"                                   \
     "CREATE TABLE pay_events (event_id TEXT PRIMARY KEY, received_at_us BIGINT NOT NULL);"         \
     "CREATE TABLE pay_cards (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, brand TEXT NOT NULL, "    \
@@ -61,6 +61,16 @@
     "fingerprint %1$s NOT NULL, pan_sealed %1$s NOT NULL, created_at_us BIGINT NOT NULL, "         \
     "removed_at_us BIGINT NOT NULL DEFAULT 0);"                                                    \
     "CREATE INDEX pay_cards_user ON pay_cards(user_id);"
+
+/* Version 4: gateway operations by kind and time, for reconciliation windows. */
+#define PAY_INDEX_KIND_TIME "CREATE INDEX pay_ops_kind_time ON pay_ops(kind, created_at_us);"
+
+/* Version 5: one live card per number and customer, and a row to lock per customer, so two
+ * cards saved at once on PostgreSQL can neither both be new nor pass the limit. */
+#define PAY_CARD_LOCKS                                                                             \
+    "CREATE UNIQUE INDEX pay_cards_live ON pay_cards(user_id, fingerprint) "                       \
+    "WHERE removed_at_us = 0;"                                                                     \
+    "CREATE TABLE pay_locks (name TEXT PRIMARY KEY);"
 
 static char schema_sqlite[6144];
 static char schema_postgres[6144];
@@ -77,6 +87,8 @@ static enum cf_err schema_migrate(struct sqldb *db)
         {1, schema_sqlite, schema_postgres},
         {2, pay_migration_requests.sqlite, pay_migration_requests.postgres},
         {3, pay_migration_paycodes.sqlite, pay_migration_paycodes.postgres},
+        {4, PAY_INDEX_KIND_TIME, PAY_INDEX_KIND_TIME},
+        {5, PAY_CARD_LOCKS, PAY_CARD_LOCKS},
     };
     return sqldb_migrate(db, "payments", m, sizeof(m) / sizeof(m[0]));
 }
@@ -101,6 +113,18 @@ enum cf_err payments_open(struct sqldb *db, payments_vault_fn vault, void *vault
 void payments_close(struct payments *p) { free(p); }
 
 /* Shared helpers ----------------------------------------------------------------------------- */
+
+enum cf_err pay_lock(struct sqltx *tx, const char *name)
+{
+    struct sql_value v[] = {SQL_T(name)};
+    enum cf_err err = sql_exec(
+        tx, "INSERT INTO pay_locks (name) VALUES ($1) ON CONFLICT (name) DO NOTHING", v, 1, NULL);
+    struct sql_rows *r = NULL;
+    if (err == CF_OK)
+        err = sql_query(tx, "SELECT name FROM pay_locks WHERE name = $1 FOR UPDATE", v, 1, &r);
+    sql_rows_free(r);
+    return err;
+}
 
 enum cf_err pay_tx_end(struct sqltx *tx, enum cf_err err)
 {
@@ -142,9 +166,9 @@ enum cf_err pay_open(struct payments *p, const char *aad, const uint8_t *ct, siz
 /* Names -------------------------------------------------------------------------------------- */
 
 static const char *const kind_names[PAY_KIND_MAX + 1] = {
-    NULL, "topup", "withdrawal", "send", "payment", "refund", "payout", "conversion"};
-static const char *const kind_prefixes[PAY_KIND_MAX + 1] = {NULL,   "top_", "wdr_", "snd_",
-                                                            "pay_", "rfd_", "pyo_", "cnv_"};
+    NULL, "topup", "withdrawal", "send", "payment", "refund", "payout", "conversion", "hold"};
+static const char *const kind_prefixes[PAY_KIND_MAX + 1] = {NULL,   "top_", "wdr_", "snd_", "pay_",
+                                                            "rfd_", "pyo_", "cnv_", "hld_"};
 
 const char *pay_kind_name(uint8_t kind)
 {
@@ -276,12 +300,22 @@ static enum cf_err op_insert(struct payments *p, struct sqltx *tx, const struct 
             return err;
     }
     struct sql_value v[] = {
-        SQL_T(op->id),           SQL_I(op->kind),          SQL_T(op->idem),
-        SQL_B(op->request_hash, HASH_BYTES),               SQL_T(op->payer),
-        SQL_T(op->payee),        SQL_I(op->payer_account), SQL_I(op->payee_account),
-        SQL_I(op->amount_minor), SQL_T(op->currency),      SQL_I(op->fee_minor),
-        SQL_I(op->credit_minor), SQL_T(op->credit_currency), SQL_I(op->rate_e9),
-        SQL_T(op->quote_id),     SQL_T(op->parent_id),
+        SQL_T(op->id),
+        SQL_I(op->kind),
+        SQL_T(op->idem),
+        SQL_B(op->request_hash, HASH_BYTES),
+        SQL_T(op->payer),
+        SQL_T(op->payee),
+        SQL_I(op->payer_account),
+        SQL_I(op->payee_account),
+        SQL_I(op->amount_minor),
+        SQL_T(op->currency),
+        SQL_I(op->fee_minor),
+        SQL_I(op->credit_minor),
+        SQL_T(op->credit_currency),
+        SQL_I(op->rate_e9),
+        SQL_T(op->quote_id),
+        SQL_T(op->parent_id),
     };
     err = sql_exec(tx,
                    "INSERT INTO pay_ops (id, kind, status, idem, request_hash, payer, payee, "
@@ -294,9 +328,9 @@ static enum cf_err op_insert(struct payments *p, struct sqltx *tx, const struct 
     if (err != CF_OK)
         return err;
     /* the rest in a second statement: the facade takes at most SQL_PARAMS_MAX parameters */
-    struct sql_value w[] = {SQL_T(op->reference), note_len > 0 ? SQL_B(note, note_len) : SQL_NUL,
-                            SQL_T(op->gateway_ref), SQL_T(op->instrument), SQL_I(now_us),
-                            SQL_T(op->id)};
+    struct sql_value w[] = {SQL_T(op->reference),   note_len > 0 ? SQL_B(note, note_len) : SQL_NUL,
+                            SQL_T(op->gateway_ref), SQL_T(op->instrument),
+                            SQL_I(now_us),          SQL_T(op->id)};
     return sql_exec(tx,
                     "UPDATE pay_ops SET reference = $1, note_sealed = $2, gateway_ref = $3, "
                     "instrument = $4, created_at_us = $5, updated_at_us = $5 WHERE id = $6",
@@ -419,7 +453,7 @@ enum cf_err payments_op_update(struct payments *p, const char *id, uint32_t from
                                const struct pay_op_update *u, int64_t now_us)
 {
     struct sqltx *tx = NULL;
-    enum cf_err err = sql_begin(p->db, &tx);
+    enum cf_err err = u->relaxed ? sql_begin_relaxed(p->db, &tx) : sql_begin(p->db, &tx);
     if (err != CF_OK)
         return err;
     struct pay_op op;
@@ -431,8 +465,9 @@ enum cf_err payments_op_update(struct payments *p, const char *id, uint32_t from
             SQL_I(u->status),
             SQL_I(u->ledger_seq != 0 ? u->ledger_seq : op.ledger_seq),
             SQL_I(u->hold_seq != 0 ? u->hold_seq : op.hold_seq),
-            SQL_T(u->gateway_ref != NULL ? u->gateway_ref : op.gateway_ref),
-            SQL_T(u->error != NULL ? u->error : op.error),
+            SQL_T(u->gateway_ref != NULL && u->gateway_ref[0] != '\0' ? u->gateway_ref
+                                                                      : op.gateway_ref),
+            SQL_T(u->error != NULL && u->error[0] != '\0' ? u->error : op.error),
             SQL_I(now_us),
             SQL_T(id),
             SQL_I(op.status),
@@ -447,8 +482,8 @@ enum cf_err payments_op_update(struct payments *p, const char *id, uint32_t from
             err = CF_ERR_CONFLICT;
     }
     if (err == CF_OK && op.kind == PAY_KIND_REFUND && u->status == PAY_STATUS_FAILED &&
-        op.parent_id[0] != '\0')
-        err = refund_unreserve(tx, &op, now_us);
+        op.status != PAY_STATUS_FAILED && op.parent_id[0] != '\0')
+        err = refund_unreserve(tx, &op, now_us); /* once: only on the way into FAILED */
     return pay_tx_end(tx, err);
 }
 
@@ -466,6 +501,15 @@ static enum cf_err ops_rows(struct payments *p, struct sqltx *tx, const char *sq
     *n_out = rows < max ? rows : max;
     sql_rows_free(r);
     return CF_OK;
+}
+
+bool payments_op_visible(const struct pay_op *op, const char *party)
+{
+    _Static_assert(PAY_STATUS_COMPLETED == 3, "payments_ops_list's SQL names the status 3");
+    if (strcmp(op->payer, party) == 0)
+        return true;
+    return strcmp(op->payee, party) == 0 &&
+           (op->payer[0] == '\0' || op->status == PAY_STATUS_COMPLETED);
 }
 
 enum cf_err payments_ops_list(struct payments *p, const struct pay_filter *f, struct pay_op *out,
@@ -486,7 +530,8 @@ enum cf_err payments_ops_list(struct payments *p, const struct pay_filter *f, st
     if (err != CF_OK)
         return err;
     err = ops_rows(p, tx,
-                   "SELECT " OP_COLS " FROM pay_ops WHERE (payer = $1 OR payee = $1) "
+                   "SELECT " OP_COLS " FROM pay_ops WHERE (payer = $1 OR (payee = $1 AND "
+                   "(payer = '' OR status = 3))) "
                    "AND created_at_us >= $2 AND created_at_us < $3 AND ($4 = 0 OR kind = $4) "
                    "AND ($5 = '' OR currency = $5 OR credit_currency = $5) AND row < $6 "
                    "ORDER BY row DESC LIMIT $7",

@@ -49,14 +49,14 @@
 struct sqldb;
 struct vault;
 
-#define PAY_ID_BYTES_MAX 48      /* "top_..." style ids, NUL included */
-#define PAY_PARTY_BYTES_MAX 48   /* a user id or a merchant id */
-#define PAY_NOTE_BYTES_MAX 140   /* a customer's note */
-#define PAY_REF_BYTES_MAX 64     /* an order reference or a gateway reference */
-#define PAY_IDEM_BYTES_MAX 200   /* a namespaced idempotency key */
-#define PAY_ERROR_BYTES_MAX 48   /* a stable error code */
-#define PAY_SYSTEM_NAME_MAX 32   /* a system account's name */
-#define PAY_LIST_MAX 200         /* rows one list call returns */
+#define PAY_ID_BYTES_MAX 48    /* "top_..." style ids, NUL included */
+#define PAY_PARTY_BYTES_MAX 48 /* a user id or a merchant id */
+#define PAY_NOTE_BYTES_MAX 140 /* a customer's note */
+#define PAY_REF_BYTES_MAX 64   /* an order reference or a gateway reference */
+#define PAY_IDEM_BYTES_MAX 200 /* a namespaced idempotency key */
+#define PAY_ERROR_BYTES_MAX 48 /* a stable error code */
+#define PAY_SYSTEM_NAME_MAX 32 /* a system account's name */
+#define PAY_LIST_MAX 200       /* rows one list call returns */
 
 enum pay_kind {
     PAY_KIND_TOPUP = 1,
@@ -66,7 +66,8 @@ enum pay_kind {
     PAY_KIND_REFUND = 5,
     PAY_KIND_PAYOUT = 6, /* a merchant's balance to its bank account */
     PAY_KIND_CONVERSION = 7,
-    PAY_KIND_MAX = 7,
+    PAY_KIND_HOLD = 8, /* a merchant's authorization hold on a customer's wallet (paycodes.h) */
+    PAY_KIND_MAX = 8,
 };
 
 enum pay_status {
@@ -96,9 +97,9 @@ struct pay_op {
     char credit_currency[MONEY_CODE_BYTES_MAX + 1];
     int64_t rate_e9; /* 0 when no conversion */
     char quote_id[PAY_ID_BYTES_MAX];
-    char parent_id[PAY_ID_BYTES_MAX]; /* a refund's payment */
-    int64_t refunded_minor;           /* a payment's refunds so far (reserved included) */
-    int64_t fee_returned_minor;       /* a payment's fee returned by refunds so far */
+    char parent_id[PAY_ID_BYTES_MAX];  /* a refund's payment */
+    int64_t refunded_minor;            /* a payment's refunds so far (reserved included) */
+    int64_t fee_returned_minor;        /* a payment's fee returned by refunds so far */
     char reference[PAY_REF_BYTES_MAX]; /* order reference, QR code id */
     char note[PAY_NOTE_BYTES_MAX];     /* plaintext in memory; sealed at rest */
     char gateway_ref[PAY_REF_BYTES_MAX];
@@ -119,8 +120,8 @@ typedef const struct vault *(*payments_vault_fn)(void *ctx, uint32_t key_id);
 
 /* Applies the "payments" schema to db and returns the handle. The vault seals notes, card
  * numbers and bank accounts; db and the vault's owner must outlive the handle. */
-CF_WARN_UNUSED enum cf_err payments_open(struct sqldb *db, payments_vault_fn vault,
-                                         void *vault_ctx, struct payments **out);
+CF_WARN_UNUSED enum cf_err payments_open(struct sqldb *db, payments_vault_fn vault, void *vault_ctx,
+                                         struct payments **out);
 void payments_close(struct payments *p);
 
 /* A fresh operation id with the kind's prefix (top_, wdr_, snd_, pay_, rfd_, pyo_, cnv_). */
@@ -160,13 +161,16 @@ CF_WARN_UNUSED enum cf_err payments_op_by_idem(struct payments *p, const char *i
 CF_WARN_UNUSED enum cf_err payments_op_by_gateway_ref(struct payments *p, const char *ref,
                                                       struct pay_op *out);
 
-/* What a state change records alongside the new status (fields left 0/"" are kept). */
+/* What a state change records alongside the new status (fields left 0, NULL or "" are kept). */
 struct pay_op_update {
     uint8_t status;
     uint64_t ledger_seq;
     uint64_t hold_seq;
     const char *gateway_ref;
     const char *error;
+    /* The outcome of a ledger command the ledger's idempotency record can restore (recovery
+     * re-runs the command under the same key): its commit need not wait for the disk. */
+    bool relaxed;
 };
 /*
  * Moves an operation from one of the statuses in from_mask (bit 1 << status) to u->status.
@@ -177,9 +181,14 @@ CF_WARN_UNUSED enum cf_err payments_op_update(struct payments *p, const char *id
                                               uint32_t from_mask, const struct pay_op_update *u,
                                               int64_t now_us);
 
-/* A history filter; zero fields match everything. */
+/* Whether party may see op: its payer always; its payee when the operation completed (or when
+ * it came from outside Coffer: a top-up's every state is its customer's own). A payee never
+ * sees someone's failed or unfinished attempt to pay them. */
+bool payments_op_visible(const struct pay_op *op, const char *party);
+
+/* A history filter; zero fields match everything. Lists what payments_op_visible admits. */
 struct pay_filter {
-    const char *party; /* required: the customer's or merchant's id */
+    const char *party;      /* required: the customer's or merchant's id */
     int64_t from_us, to_us; /* created_at in [from, to) */
     uint8_t kind;
     const char *currency;
@@ -209,8 +218,8 @@ struct pay_merchant {
     char currency[MONEY_CODE_BYTES_MAX + 1]; /* settlement currency */
     char bank_account[40];                   /* plaintext in memory only; sealed at rest */
     char bank_last4[5];
-    uint64_t account_id;  /* the merchant's ledger account in its currency */
-    int64_t fee_bps;      /* -1: the MCC's schedule applies */
+    uint64_t account_id; /* the merchant's ledger account in its currency */
+    int64_t fee_bps;     /* -1: the MCC's schedule applies */
     int64_t fee_fixed_minor;
     bool payouts_daily;
     int64_t created_at_us;
@@ -246,7 +255,7 @@ struct pay_qr {
     int64_t amount_minor; /* dynamic only */
     char currency[MONEY_CODE_BYTES_MAX + 1];
     char reference[PAY_REF_BYTES_MAX];
-    int64_t expires_at_us; /* dynamic only */
+    int64_t expires_at_us;          /* dynamic only */
     char used_by[PAY_ID_BYTES_MAX]; /* the payment that used a dynamic code */
     int64_t created_at_us;
 };
@@ -294,6 +303,22 @@ CF_WARN_UNUSED enum cf_err payments_rate_put(struct payments *p, const char *bas
 /* CF_ERR_NO_RATE when none is set. */
 CF_WARN_UNUSED enum cf_err payments_rate_get(struct payments *p, const char *base,
                                              const char *quote, int64_t *rate_e9_out);
+
+/* One row of the rates table: 1 base = rate_e9 / 10^9 quote (money/fx.h). */
+struct pay_rate {
+    char base[MONEY_CODE_BYTES_MAX + 1];
+    char quote[MONEY_CODE_BYTES_MAX + 1];
+    int64_t rate_e9;
+    int64_t updated_at_us;
+};
+/* Writes rates[0..n) (n >= 1, every rate_e9 > 0; updated_at_us is ignored) in one transaction,
+ * each stamped now_us: all of them, or none when an error is returned (a rates file is loaded
+ * whole or not at all). */
+CF_WARN_UNUSED enum cf_err payments_rates_put(struct payments *p, const struct pay_rate *rates,
+                                              size_t n, int64_t now_us);
+/* Every rate, by base then quote, at most max (*n_out of them). */
+CF_WARN_UNUSED enum cf_err payments_rates_list(struct payments *p, struct pay_rate *out, size_t max,
+                                               size_t *n_out);
 
 /* Gateway callbacks -------------------------------------------------------------------------- */
 

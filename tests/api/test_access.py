@@ -14,6 +14,15 @@ added to ROUTES below together with the check that suits it:
     get 403 on every /v1/merchant route; M1's staff get 403 on the owner routes; M1's owner sees
     and manages M1 only: M2's user ids answer exactly as unknown ones (404), nothing of M2's
     (ids, names, logins) shows in any answer an M1 user gets, and M2 is unchanged afterwards;
+  - payments: M1 and M2 are onboarded (a payment profile in USD); A pays M1, B pays M2 (which
+    refunds part of it), B has a handle and sends money to C, A sends money to C. A's operation
+    ids, quotes, Idempotency-Keys and verifications get B nothing and B's get A nothing: another
+    customer's operation answers 404 as an unknown one and shows in no one else's activity, a
+    quote or a verification works for its own customer only (and still works for them after
+    the other's attempt), a replayed key meets the caller's own requests only, a handle cannot
+    be taken; a quote to B shows B's masked name only. M1's users see M1's profile, codes,
+    activity and payments only; M2's payment ids answer M1's refunds as unknown ones, and M2's
+    balance and payments are unchanged afterwards;
   - every non-public route without a token, with a malformed or pending (second factor due)
     token: 401; with the token of a role the route does not admit: 403; with the operator
     token anything but /v1/bootstrap: 403.
@@ -21,11 +30,13 @@ added to ROUTES below together with the check that suits it:
 Usage: test_access.py --bin build/coffer --src . [test names...]
 """
 
+import http.client
 import json
 import os
 import random
 import subprocess
 import sys
+import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -37,7 +48,18 @@ from harness import check, check_eq, new_key  # noqa: E402
 PASSWORD = ih.DEFAULT_PASSWORD
 ROLES = ("customer", "merchant", "support", "risk", "admin", "auditor")
 UNKNOWN = {"accounts": "acct_00000000ZZZZZ", "transfers": "tr_00000000ZZZZZ",
-           "sessions": "ses_00000000ZZZZZ", "users": "usr_00000000ZZZZZ"}
+           "sessions": "ses_00000000ZZZZZ", "users": "usr_00000000ZZZZZ",
+           "operations": "pay_00000000ZZZZZ", "payments": "pay_00000000ZZZZZ",
+           "merchants": "mer_00000000ZZZZZ", "cards": "card_00000000ZZZZZ",
+           "topups": "top_00000000ZZZZZ", "payouts": "pyo_00000000ZZZZZ"}
+UNKNOWN_QUOTE = "quo_00000000ZZZZZ"
+PAY_CURRENCY = "USD"  # on offer by default (sends need it); the EUR histories stay as they are
+PROFILE = {"mcc": "5812", "country": "GB", "city": "London", "currency": PAY_CURRENCY,
+           "bank_account": "GB82WEST12345698765432"}
+A_SEND = 250   # A's send to C (its step-up is asked for in r_challenge)
+CARD_3DS = "4000000000003220"         # the sandbox asks for a 3-D Secure code (123456)
+BANK_OK = PROFILE["bank_account"]     # the sandbox approves it at once
+B_SEND = 120   # B's send to C (r_me_send)
 _run = "%05x" % random.getrandbits(20)
 
 
@@ -121,6 +143,10 @@ class Person:
         self.account = None
         self.funding = None  # transfer id: the admin's deposit
         self.payment = None  # transfer id: the payment to C
+        self.usd = None      # the USD wallet the payment routes use
+        self.handle = None
+        self.card = None
+        self.ops = []        # payment operation ids this person is a party to
 
 
 class World:
@@ -181,14 +207,21 @@ class World:
         self.pending_token = expect(call(srv, "POST", "/v1/auth/sign-in",
                                          {"login": pending, "password": PASSWORD}),
                                     200, what="pending sign-in")["mfa_token"]
+        self.pay_setup()
         self.b_ids = {"accounts": self.b.account, "transfers": self.b.payment,
-                      "sessions": self.b.sessions[0], "users": self.b.user_id}
+                      "sessions": self.b.sessions[0], "users": self.b.user_id,
+                      "operations": self.b.pay_m2, "payments": self.b.pay_m2,
+                      "merchants": self.m2.id, "cards": self.b.card, "topups": self.b.topup,
+                      "payouts": min(o for o in self.m2.ops if o.startswith("pyo_"))}
         # everything of B's that must never show in an answer to A
         self.b_marks = [self.b.user_id, self.b.account, self.b.payment, self.b.funding,
                         self.b.login, self.b.name, self.b_new_login,
-                        self.b_export["challenge_id"], self.b_change["change_id"]]
-        self.b_marks += self.b.sessions
+                        self.b_export["challenge_id"], self.b_change["change_id"],
+                        self.b.usd, self.b.handle[1:], self.b.card, self.b_topup_ref]
+        self.b_marks += self.b.sessions + self.b.ops
         self.b_marks = [m for m in self.b_marks if m]
+        requests_setup(self)  # B's and A's payment requests (r_requests_*)
+        paycode_setup(self)  # D's payment-code devices, M1's and M2's holds (r_paycode_*)
         self.b_before = self.b_state()
 
     def person(self, tag, name):
@@ -204,8 +237,100 @@ class World:
         return ih.step_up(self.srv.port, p.token, action, admin_token=self.admin.token,
                           login=p.login, tls_context=self.srv.tls_context, **kw)
 
+    def pay_setup(self):
+        """The payment side of the world: M1 and M2 onboarded in USD with a static code each;
+        USD wallets for A, B and C (A's and B's funded); A pays M1; B pays M2 with a dynamic code
+        and M2 refunds part of it; B takes a handle. B's sends are made in r_me_send, A's send
+        there too (A's step-up allowance of codes is spent by the other checks but one)."""
+        srv, admin = self.srv, self.admin
+        m1, m2 = self.merchants()
+        expect(call(srv, "GET", "/v1/merchant/profile", token=m1.owner.token), 409, "conflict",
+               "a merchant's profile before onboarding")
+        for m in (m1, m2):
+            got = expect(call(srv, "POST", "/v1/admin/merchants/%s/profile" % m.id,
+                              dict(PROFILE, city=m.city), token=admin.token), 200,
+                         what="onboard " + m.display)
+            m.account = got["account"]
+            m.static = expect(call(srv, "POST", "/v1/merchant/qr", token=m.owner.token), 201,
+                              what="%s's static code" % m.display)["payload"]
+        source = harness.make_source(self.client, PAY_CURRENCY)["id"]
+        for p in (self.a, self.b, self.c):
+            p.usd = expect(call(srv, "POST", "/v1/me/accounts", {"currency": PAY_CURRENCY},
+                                token=p.token), 201, what="open a USD wallet")["id"]
+        for p in (self.a, self.b):
+            harness.fund(self.client, source, p.usd, 50000, PAY_CURRENCY)
+        dyn = self.qr(m1, 300)
+        self.a.pay_m1 = expect(call(srv, "POST", "/v1/me/payments", {"payload": dyn["payload"]},
+                                    token=self.a.token), 201, what="A pays M1")["id"]
+        self.a.ops.append(self.a.pay_m1)
+        m1.ops.add(self.a.pay_m1)
+        # B's payment to M2, with the key and body A replays later
+        dyn = self.qr(m2, 400, "b-order")
+        m2.qr_ids.append(dyn["id"])
+        self.b_paid_code = dyn["payload"]
+        self.b_pay = (new_key("b-pay"), {"payload": dyn["payload"]})
+        self.b.pay_m2 = expect(call(srv, "POST", "/v1/me/payments", self.b_pay[1],
+                                    token=self.b.token, key=self.b_pay[0]), 201,
+                               what="B pays M2")["id"]
+        path = "/v1/merchant/payments/%s/refund" % self.b.pay_m2
+        self.m2_refund = (new_key("m2-refund"), path, {"amount_minor": 100})
+        refund = expect(call(srv, "POST", path, self.m2_refund[2], token=m2.owner.token,
+                             key=self.m2_refund[0]), 201, what="M2 refunds part of B's payment")
+        self.b.ops += [self.b.pay_m2, refund["id"]]
+        m2.ops.update([self.b.pay_m2, refund["id"]])
+        self.b.handle = "@bob_" + _run
+        expect(call(srv, "POST", "/v1/me/handle", {"handle": self.b.handle}, token=self.b.token),
+               200, what="B's handle")
+        # B's saved card, and B's top-up with it waiting for its 3-D Secure code
+        v = self.verification(self.b, "card_add")
+        self.b.card = expect(call(srv, "POST", "/v1/me/cards",
+                                  {"number": CARD_3DS, "exp_month": 12, "exp_year": 2031,
+                                   "cvc": "123", "verification": v}, token=self.b.token),
+                             201, what="B saves a card")["id"]
+        self.b_topup = (new_key("b-top"), {"amount_minor": 700, "currency": PAY_CURRENCY,
+                                           "card_id": self.b.card})
+        top = expect(call(srv, "POST", "/v1/me/topups", self.b_topup[1], token=self.b.token,
+                          key=self.b_topup[0]), 202, what="B's top-up")
+        check_eq(top["status"], "action_required", "B's top-up waits for its code")
+        self.b.topup, self.b_topup_ref = top["id"], top["challenge"]["reference"]
+        self.b.ops.append(top["id"])
+        # A's top-up from a bank account
+        self.a.topup = expect(call(srv, "POST", "/v1/me/topups",
+                                   {"amount_minor": 1000, "currency": PAY_CURRENCY,
+                                    "bank_account": BANK_OK}, token=self.a.token), 201,
+                              what="A's top-up")["id"]
+        self.a.ops.append(self.a.topup)
+        # M2's payout, whose key and body M1 replays
+        self.m2_payout = (new_key("m2-payout"), {"amount_minor": 50})
+        payout = expect(call(srv, "POST", "/v1/merchant/payouts", self.m2_payout[1],
+                             token=m2.owner.token, key=self.m2_payout[0]), 201,
+                        what="M2's payout")
+        m2.ops.add(payout["id"])
+        self.m2_marks += [m2.account, m2.city, m2.static] + m2.qr_ids + sorted(m2.ops)
+        self.m2_before = m2.state(srv)
+
+    def qr(self, m, amount, reference=None):
+        body = {"amount_minor": amount}
+        if reference:
+            body["reference"] = reference
+        return expect(call(self.srv, "POST", "/v1/merchant/qr", body, token=m.owner.token), 201,
+                      what="a dynamic code of " + m.display)
+
+    def b_own(self, what, fn):
+        """B (or M2) acting on its own behalf inside a check: everything A did before is checked
+        first, then B's and M2's state is taken again."""
+        self.check_b_unchanged("A, before " + what)
+        self.check_m2_unchanged("A or M1, before " + what)
+        out = fn()
+        self.b_before = self.b_state()
+        self.m2_before = self.m2.state(self.srv)
+        return out
+
+    def b_mark(self, *marks):
+        self.b_marks += [m for m in marks if m]
+
     def b_state(self):
-        """What A must not be able to change: B's profile, accounts and sessions."""
+        """What A must not be able to change: B's profile, accounts, sessions and payments."""
         prof = expect(call(self.srv, "GET", "/v1/me", token=self.b.token), 200,
                       what="B's profile")
         prof.pop("last_seen_at", None)
@@ -213,8 +338,13 @@ class World:
                        what="B's accounts")["data"]
         sessions = expect(call(self.srv, "GET", "/v1/me/sessions", token=self.b.token), 200,
                           what="B's sessions")["data"]
+        activity = expect(call(self.srv, "GET", "/v1/me/activity?limit=100",
+                               token=self.b.token), 200, what="B's activity")["data"]
+        cards = expect(call(self.srv, "GET", "/v1/me/cards", token=self.b.token), 200,
+                       what="B's cards")["data"]
         return {"profile": prof, "accounts": accts,
-                "sessions": sorted(s["session_id"] for s in sessions)}
+                "sessions": sorted(s["session_id"] for s in sessions),
+                "activity": activity, "cards": cards}
 
     def check_b_unchanged(self, what):
         now = self.b_state()
@@ -242,17 +372,17 @@ class World:
         """M1 and M2, each with an owner and a staff user (made on first use)."""
         if getattr(self, "m1", None) is None:
             self.m1 = Merchant(self, "m1", "Gannet and Gull Provisions Ltd", "Gannet Gull",
-                               "Odile Gannetworth", "Silas Gullbrook")
+                               "Odile Gannetworth", "Silas Gullbrook", "London")
             self.m2 = Merchant(self, "m2", "Quillon Quay Hardware GmbH", "Quillon Quay",
-                               "Quentin Quillsby", "Sabine Quaystone")
+                               "Quentin Quillsby", "Sabine Quaystone", "Quillhaven")
             self.m2_marks = self.m2.marks()
             self.m2_before = self.m2.state(self.srv)
         return self.m1, self.m2
 
-    def as_m1(self, who, method, path, body=None):
+    def as_m1(self, who, method, path, body=None, key=None):
         """A request by an M1 user (who: "owner" or "staff"), whose answer holds nothing of M2's
         and nothing of B's."""
-        res = call(self.srv, method, path, body, token=getattr(self.m1, who).token)
+        res = call(self.srv, method, path, body, token=getattr(self.m1, who).token, key=key)
         self.m_no_leak("M1's %s: %s %s" % (who, method, path), res[1])
         self.no_leak("M1's %s: %s %s" % (who, method, path), res[1])
         return res
@@ -282,9 +412,13 @@ class Merchant:
     """A merchant organisation with an owner (made by the admin) and a staff user (added by the
     owner), both signed in."""
 
-    def __init__(self, w, tag, legal, display, owner_name, staff_name):
+    def __init__(self, w, tag, legal, display, owner_name, staff_name, city):
         srv = w.srv
-        self.legal, self.display = legal, display
+        self.legal, self.display, self.city = legal, display, city
+        self.account = None  # the ledger account of its payment profile, once onboarded
+        self.static = None   # its static QR payload
+        self.qr_ids = []     # its dynamic codes
+        self.ops = set()     # payment operations it is a party to
         login = email(tag + "-owner")
         made = expect(call(srv, "POST", "/v1/admin/merchants",
                            {"legal_name": legal, "display_name": display,
@@ -315,6 +449,15 @@ class Merchant:
                             what="the merchant as its staff sees it"),
             "users": expect(call(srv, "GET", "/v1/merchant/users", token=self.owner.token), 200,
                             what="the merchant's users")["data"],
+            "profile": self.account and expect(
+                call(srv, "GET", "/v1/merchant/profile", token=self.owner.token), 200,
+                what="the merchant's payment profile and balance"),
+            # its own payments and refunds (customers' new attempts to pay it may be added)
+            "ops": self.account and sorted(
+                (o["id"], o["status"], o["amount_minor"], o.get("refunded_minor"))
+                for o in expect(call(srv, "GET", "/v1/merchant/activity?limit=100",
+                                     token=self.owner.token), 200,
+                                what="the merchant's activity")["data"] if o["id"] in self.ops),
         }
 
 
@@ -447,10 +590,13 @@ def r_me_account_open(w, method, path, scope):
 
 def r_challenge(w, method, path, scope):
     _need_customer(scope, path)
-    body = expect(w.as_a(method, path, {"action": "transfer", "amount_minor": 5,
-                                        "currency": "EUR", "payee": w.b.account}), 201)
+    # bound to a send to C (named by login), which r_me_send makes with it (A has no other code
+    # to spare)
+    body = expect(w.as_a(method, path, {"action": "send", "amount_minor": A_SEND,
+                                        "currency": PAY_CURRENCY, "payee": w.c.login}), 201)
     check(body["challenge_id"].startswith("chl_") and set(body) <= {
         "challenge_id", "method", "expires_at"}, "challenge answer: %s" % body)
+    w.a_send = {"challenge_id": body["challenge_id"], "code": outbox_codes(w.srv, w.a.login)[0]}
     # the next one serves A's own export (r_export): codes per person and hour are few
     body = expect(w.as_a(method, path, {"action": "data_export"}), 201)
     w.a_export = {"challenge_id": body["challenge_id"],
@@ -758,6 +904,1068 @@ def r_merchant_user_remove(w, method, path, scope):
     w.check_m2_unchanged("M1's owner removing M1's staff")
 
 
+# Payments. A customer's operations, quotes, keys and verifications are theirs alone; M1's users
+# see M1's payments only. The world holds A's payment to M1, B's payment to M2 and M2's partial
+# refund of it, B's handle, and each merchant's static code (World.pay_setup).
+
+
+def _problem_eq(res, unknown, what):
+    """res answers exactly as the unknown id's request did (a 4xx, never a 200)."""
+    st, body = res[0], res[1]
+    check(st == unknown[0] and body == unknown[1] and 400 <= st < 500,
+          "%s: expected the answer an unknown id gets (%d %s), got %d %s"
+          % (what, unknown[0], unknown[1], st, str(body)[:300]))
+
+
+def _ids(data):
+    return {o["id"] for o in data}
+
+
+def _others(w, token, method, path, body=None, key=None):
+    """A request by someone other than A (B or C), whose answer must hold nothing of A's."""
+    res = call(w.srv, method, path, body, token=token, key=key)
+    text = json.dumps(res[1], ensure_ascii=False).lower()
+    for mark in [w.a.user_id, w.a.login, w.a.name, w.a.usd, w.a.account] + list(w.a.ops):
+        check(mark.lower() not in text,
+              "%s %s: an answer to another customer holds A's %r: %s"
+              % (method, path, mark, text[:600]))
+    return res
+
+
+def r_me_handle(w, method, path, scope):
+    """B's handle cannot be taken by A, in any spelling; A's own handle changes nothing of B's."""
+    _need_customer(scope, path)
+    for h in (w.b.handle, w.b.handle.upper(), w.b.handle[1:]):
+        expect(w.as_a(method, path, {"handle": h}), 409, "conflict", "A taking B's handle %s" % h)
+    w.check_b_unchanged("A taking B's handle")
+    mine = "@alice_" + _run
+    check_eq(expect(w.as_a(method, path, {"handle": mine.upper()}), 200,
+                    what="A takes a free handle"), {"handle": mine}, "A's handle")
+    # and B cannot take A's: B's own handle survives the refused change
+    expect(call(w.srv, method, path, {"handle": mine}, token=w.b.token), 409, "conflict",
+           "B taking A's handle")
+    for to, name in ((w.b.handle, "B*** B."), (mine, "A*** A.")):
+        q = expect(call(w.srv, "POST", "/v1/me/quotes",
+                        {"to": to, "amount_minor": 1, "currency": PAY_CURRENCY},
+                        token=w.c.token), 200, what="C's quote to %s" % to)
+        check_eq(q["recipient"], {"name": name}, "whom %s names" % to)
+    w.check_b_unchanged("A setting a handle")
+
+
+def r_me_quote(w, method, path, scope):
+    """A quote to B shows B's masked name and nothing else of B's; B's ids, and the logins of
+    merchant users and staff, answer as a login nobody has."""
+    _need_customer(scope, path)
+    body = {"amount_minor": 500, "currency": PAY_CURRENCY}
+    for to in (w.b.login, w.b.login.upper(), w.b.handle, w.b.handle.upper()):
+        q = expect(w.as_a(method, path, dict(body, to=to)), 200, what="A's quote to B (%s)" % to)
+        check_eq(sorted(q), ["amount_minor", "currency", "expires_at", "fee_minor", "quote_id",
+                             "recipient", "total_minor"], "the members of a quote")
+        check_eq(q["recipient"], {"name": "B*** B."}, "B as a quote shows B")
+    unknown = w.as_a(method, path, dict(body, to=email("nobody-pays")))
+    check(unknown[0] == 404 and unknown[1].get("code") == "recipient_not_found",
+          "a quote to nobody: %d %s" % unknown[:2])
+    m1, m2 = w.m1, w.m2
+    for what, to in (("B's user id", w.b.user_id), ("B's account", w.b.usd),
+                     ("B's handle without its @", w.b.handle[1:]),
+                     ("M1's owner", m1.owner.login), ("M2's staff", m2.staff.login),
+                     ("a support user", email("support")), ("A", w.a.login)):
+        st, got, _h = w.as_a(method, path, dict(body, to=to))
+        if to == w.a.login:
+            check(st == 422 and got.get("code") == "same_account", "A's quote to A: %d %s"
+                  % (st, got))
+            continue
+        _problem_eq((st, got), unknown, "A's quote to %s" % what)
+    w.check_b_unchanged("A's quotes to B")
+
+
+def r_me_qr_scan(w, method, path, scope):
+    """A scan shows the merchant's public details only; the code B paid is used, and says
+    nothing of B."""
+    _need_customer(scope, path)
+    m1 = w.m1
+    q = expect(w.as_a(method, path, {"payload": m1.static, "amount_minor": 150}), 200,
+               what="A scans M1's static code")
+    check_eq(q["merchant"], {"id": m1.id, "name": m1.display, "city": m1.city,
+                             "mcc": PROFILE["mcc"]}, "the merchant a scan shows")
+    check_eq((q["amount_minor"], q["currency"], q["dynamic"]), (150, PAY_CURRENCY, False),
+             "A's scan")
+    expect(w.as_a(method, path, {"payload": w.b_paid_code}), 422, "qr_expired",
+           "A scanning the code B paid")
+    expect(w.as_a(method, path, {"payload": w.m2.static}), 400, "invalid_amount",
+           "a static code without the amount")
+    w.check_b_unchanged("A's scans")
+
+
+def r_me_payment(w, method, path, scope):
+    """B's quote, paid code, Idempotency-Key and verification get A nothing; B's quote still
+    pays for B afterwards."""
+    _need_customer(scope, path)
+    m1, m2 = w.m1, w.m2
+    srv = w.srv
+    bq = expect(call(srv, "POST", "/v1/me/qr/scan", {"payload": m2.static, "amount_minor": 90},
+                     token=w.b.token), 200, what="B scans M2's static code")["quote_id"]
+    w.b_mark(bq)
+    before = w.client.account(w.b.usd)["balance"]
+    b_body = {"payload": m2.static, "amount_minor": 90, "quote_id": bq}
+    unknown = w.as_a(method, path, dict(b_body, quote_id=UNKNOWN_QUOTE))
+    check(unknown[0] == 422 and unknown[1].get("code") == "quote_expired",
+          "A paying with an unknown quote: %d %s" % unknown[:2])
+    _problem_eq(w.as_a(method, path, b_body), unknown, "A paying with B's quote")
+    # B's key and B's request, as A: A's keys are A's own, and B's code is used
+    key, body = w.b_pay
+    expect(w.as_a(method, path, body, key=key), 422, "qr_expired",
+           "A replaying B's payment (B's key and body)")
+    # above the step-up amount with B's verification
+    expect(w.as_a(method, path, {"payload": m1.static, "amount_minor": 100001,
+                                 "verification": w.b_export}), 422, "invalid_code",
+           "A paying with B's verification")
+    check_eq(w.client.account(w.b.usd)["balance"], before, "B's balance")
+    w.check_b_unchanged("A paying with B's quote, key and verification")
+    w.check_m2_unchanged("A paying M2 with B's quote")
+    # B's quote survived A's attempts
+    paid = w.b_own("B pays with its quote", lambda: expect(
+        call(srv, method, path, b_body, token=w.b.token), 201, what="B pays with its quote"))
+    check_eq((paid["amount_minor"], paid["counterparty"]), (90, m2.id), "B's payment")
+    w.b.ops.append(paid["id"])
+    w.b_mark(paid["id"])
+    m2.ops.add(paid["id"])
+    w.m2_marks.append(paid["id"])
+    w.m2_before = m2.state(srv)
+
+
+def r_me_send(w, method, path, scope):
+    """A's send to C; B's verification, quote and key get A nothing, and then make B's own
+    send to C."""
+    _need_customer(scope, path)
+    srv, a, b, c = w.srv, w.a, w.b, w.c
+    bq = expect(call(srv, "POST", "/v1/me/quotes",
+                     {"to": c.login, "amount_minor": B_SEND, "currency": PAY_CURRENCY},
+                     token=b.token), 200, what="B's quote to C")["quote_id"]
+    bv = w.verification(b, "send", amount_minor=B_SEND, currency=PAY_CURRENCY, payee=c.login)
+    w.b_mark(bq, bv["challenge_id"])
+    b_key = new_key("b-send")
+    b_body = {"to": c.login, "amount_minor": B_SEND, "currency": PAY_CURRENCY,
+              "note": "from B to C", "quote_id": bq, "verification": bv}
+    before = w.client.account(b.usd)["balance"]
+    # C is new to A: B's verification (with B's quote, key and body) is refused
+    expect(w.as_a(method, path, b_body, key=b_key), 422, "invalid_code",
+           "A sending with B's verification")
+    v = getattr(w, "a_send", None) or w.verification(a, "send", amount_minor=A_SEND,
+                                                     currency=PAY_CURRENCY, payee=c.login)
+    sent = expect(w.as_a(method, path, {"to": c.login, "amount_minor": A_SEND,
+                                        "currency": PAY_CURRENCY, "verification": v}), 201,
+                  what="A sends to C")
+    check_eq((sent["type"], sent["direction"], sent["amount_minor"], sent["counterparty"]),
+             ("send", "out", A_SEND, c.user_id), "A's send")
+    a.send = sent["id"]
+    a.ops.append(sent["id"])
+    # C is a payee A knows now: a small send needs no step-up, so B's quote itself is tried
+    small = {"to": c.login, "amount_minor": B_SEND, "currency": PAY_CURRENCY}
+    unknown = w.as_a(method, path, dict(small, quote_id=UNKNOWN_QUOTE))
+    check(unknown[0] == 422 and unknown[1].get("code") == "quote_expired",
+          "A sending with an unknown quote: %d %s" % unknown[:2])
+    _problem_eq(w.as_a(method, path, dict(small, quote_id=bq)), unknown,
+                "A sending with B's quote")
+    _problem_eq(w.as_a(method, path, dict(small, quote_id=bq), key=b_key), unknown,
+                "A sending with B's quote and B's key")
+    # B's ids are no recipients
+    nobody = w.as_a(method, path, {"to": email("nobody-sends"), "amount_minor": 1,
+                                   "currency": PAY_CURRENCY})
+    check(nobody[0] == 404 and nobody[1].get("code") == "recipient_not_found",
+          "a send to nobody: %d %s" % nobody[:2])
+    for what, to in (("B's user id", b.user_id), ("B's account", b.usd)):
+        _problem_eq(w.as_a(method, path, {"to": to, "amount_minor": 1,
+                                          "currency": PAY_CURRENCY}), nobody,
+                    "A sending to %s" % what)
+    check_eq(w.client.account(b.usd)["balance"], before, "B's balance")
+    w.check_b_unchanged("A sending with B's quote, key and verification")
+    # B's verification, quote and key survived: B's send to C goes through
+    sent = w.b_own("B's send to C", lambda: expect(
+        call(srv, method, path, b_body, token=b.token, key=b_key), 201, what="B sends to C"))
+    check_eq((sent["amount_minor"], sent["counterparty"], sent.get("note")),
+             (B_SEND, c.user_id, "from B to C"), "B's send")
+    b.send = sent["id"]
+    b.ops.append(sent["id"])
+    w.b_mark(sent["id"])
+    # each sees its own send, C sees both as money in, neither sees the other's
+    expect(_others(w, b.token, "GET", "/v1/me/operations/" + a.send), 404, "not_found",
+           "B reading A's send")
+    expect(w.as_a("GET", "/v1/me/operations/" + b.send), 404, "not_found", "A reading B's send")
+    for op, payer in ((a.send, a.user_id), (b.send, b.user_id)):
+        got = expect(call(srv, "GET", "/v1/me/operations/" + op, token=c.token), 200,
+                     what="C reading a send to C")
+        check_eq((got["direction"], got["counterparty"]), ("in", payer), "a send as C sees it")
+
+
+def r_me_operation(w, method, path, scope):
+    """B's operations (payments, sends, refunds) answer A exactly as unknown ones; A's answer B
+    the same way."""
+    _need_customer(scope, path)
+    unknown = w.as_a(method, fill(path, UNKNOWN))
+    check(unknown[0] == 404 and unknown[1].get("code") == "not_found",
+          "A reading an unknown operation: %d %s" % unknown[:2])
+    for op in w.b.ops:
+        _problem_eq(w.as_a(method, fill(path, {"operations": op})), unknown,
+                    "A reading B's operation %s" % op)
+    for bad in ("pay_x", "snd_", w.b.payment, w.m2.id, "rfd_" + w.b.pay_m2[4:]):
+        st, body, _h = w.as_a(method, fill(path, {"operations": bad}))
+        check(st == 404, "A reading operation %r: expected 404, got %d %s" % (bad, st, body))
+    for op in w.a.ops:
+        got = expect(w.as_a(method, fill(path, {"operations": op})), 200,
+                     what="A reading A's own operation")
+        check_eq((got["id"], got["direction"]), (op, "in" if op == w.a.topup else "out"),
+                 "A's own operation")
+    b_unknown = _others(w, w.b.token, method, fill(path, UNKNOWN))
+    for op in w.a.ops:
+        _problem_eq(_others(w, w.b.token, method, fill(path, {"operations": op})), b_unknown,
+                    "B reading A's operation %s" % op)
+    w.check_b_unchanged("A reading B's operations")
+
+
+def r_me_activity(w, method, path, scope):
+    """A's activity lists A's operations and none of B's, whatever the filter or cursor; B's
+    lists none of A's."""
+    _need_customer(scope, path)
+    a_ops, b_ops = set(w.a.ops), set(w.b.ops)
+    data = expect(w.as_a(method, path + "?limit=100"), 200, what="A's activity")["data"]
+    check(a_ops <= _ids(data), "A's activity lacks A's operations: %s" % (a_ops - _ids(data)))
+    for q in ("type=payment", "type=send", "type=refund", "type=topup", "type=withdrawal",
+              "currency=" + PAY_CURRENCY,
+              "from=2000-01-01", "limit=1"):
+        data = expect(w.as_a(method, path + "?" + q), 200, what="A's activity ?" + q)["data"]
+        check(not _ids(data) & b_ops, "A's activity ?%s lists B's operations" % q)
+    # B's cursor pages A's activity only
+    page = expect(call(w.srv, method, path + "?limit=1", token=w.b.token), 200)
+    check(page["next_cursor"], "B's activity has more than one operation: %s" % page)
+    data = expect(w.as_a(method, path + "?limit=100&cursor=" + page["next_cursor"]), 200,
+                  what="A's activity from B's cursor")["data"]
+    check(not _ids(data) & b_ops, "A's activity from B's cursor lists B's operations")
+    data = expect(_others(w, w.b.token, method, path + "?limit=100"), 200,
+                  what="B's activity")["data"]
+    check(b_ops <= _ids(data) and not _ids(data) & a_ops,
+          "B's activity: %s (B's %s, A's %s)" % (sorted(_ids(data)), b_ops, a_ops))
+    w.check_b_unchanged("A reading activity")
+
+
+def r_merchant_profile(w, method, path, scope):
+    m1, m2 = _merchant_route(w, scope, path)
+    _forbidden(w.as_a(method, path), "A reading a merchant's payment profile")
+    _forbidden(call(w.srv, method, path, token=w.tokens["merchant"]),
+               "a merchant user of no merchant")
+    for who in ("owner", "staff"):
+        body = expect(w.as_m1(who, method, path), 200, what="M1's %s reads M1's profile" % who)
+        check_eq((body["merchant_id"], body["account"], body["display_name"], body["city"]),
+                 (m1.id, m1.account, m1.display, m1.city), "M1's profile as its %s sees it" % who)
+        check("bank_account" not in body and PROFILE["bank_account"][4:] not in json.dumps(body),
+              "the profile shows the bank account: %s" % body)
+    check_eq(expect(call(w.srv, method, path, token=m2.owner.token), 200)["merchant_id"], m2.id,
+             "M2's profile as its owner sees it")
+
+
+def r_merchant_qr(w, method, path, scope):
+    m1, m2 = _merchant_route(w, scope, path)
+    _forbidden(w.as_a(method, path, {"amount_minor": 100}), "A making a merchant's code")
+    _forbidden(call(w.srv, method, path, {"amount_minor": 100}, token=w.tokens["merchant"]),
+               "a merchant user of no merchant making a code")
+    for who in ("owner", "staff"):
+        code = expect(w.as_m1(who, method, path, {"amount_minor": 222, "reference": who}), 201,
+                      what="M1's %s makes a code" % who)
+        scan = expect(w.as_a("POST", "/v1/me/qr/scan", {"payload": code["payload"]}), 200,
+                      what="A scans M1's code")
+        check_eq((scan["merchant"]["id"], scan["amount_minor"]), (m1.id, 222),
+                 "the code M1's %s made" % who)
+    expect(w.as_m1("owner", method, path, {"amount_minor": 5, "merchant_id": m2.id}), 400,
+           "unknown_field", "M1's owner making a code for M2")
+    w.check_m2_unchanged("M1 making codes")
+
+
+def r_merchant_activity(w, method, path, scope):
+    m1, m2 = _merchant_route(w, scope, path)
+    _forbidden(w.as_a(method, path), "A reading a merchant's activity")
+    _forbidden(call(w.srv, method, path, token=w.tokens["merchant"]),
+               "a merchant user of no merchant")
+    for who in ("owner", "staff"):
+        for q in ("limit=100", "type=payment", "type=refund", "currency=" + PAY_CURRENCY):
+            data = expect(w.as_m1(who, method, path + "?" + q), 200,
+                          what="M1's %s reads M1's activity ?%s" % (who, q))["data"]
+            check(not _ids(data) & m2.ops, "M1's activity lists M2's operations")
+    data = expect(w.as_m1("owner", method, path + "?limit=100"), 200)["data"]
+    check(m1.ops <= _ids(data), "M1's activity lacks its payments: %s" % (m1.ops - _ids(data)))
+    page = expect(call(w.srv, method, path + "?limit=1", token=m2.owner.token), 200)
+    check(page["next_cursor"], "M2's activity has more than one operation: %s" % page)
+    data = expect(w.as_m1("owner", method, path + "?limit=100&cursor=" + page["next_cursor"]),
+                  200, what="M1's activity from M2's cursor")["data"]
+    check(not _ids(data) & m2.ops, "M1's activity from M2's cursor lists M2's operations")
+    w.check_m2_unchanged("M1 reading its activity")
+
+
+def r_merchant_refund(w, method, path, scope):
+    """M2's payments (and anything else not M1's) answer M1's refunds as unknown ids; then M1
+    refunds part of A's payment."""
+    m1, m2 = _merchant_route(w, scope, path)
+    body = {"amount_minor": 1}
+    for ids in (w.b_ids, UNKNOWN, {"payments": w.a.pay_m1}):
+        _forbidden(w.as_a(method, fill(path, ids), body), "A refunding a payment")
+    _forbidden(call(w.srv, method, fill(path, {"payments": w.a.pay_m1}), body,
+                    token=w.tokens["merchant"]), "a merchant user of no merchant refunding")
+    for who in ("owner", "staff"):
+        unknown = w.as_m1(who, method, fill(path, UNKNOWN), body)
+        check(unknown[0] == 404 and unknown[1].get("code") == "not_found",
+              "M1's %s refunding an unknown payment: %d %s" % ((who,) + unknown[:2]))
+        for what, pid in [("M2's payment %s" % op, op) for op in sorted(m2.ops)] + [
+                ("A's send", w.a.send), ("B's send", w.b.send), ("a malformed id", "pay_x"),
+                ("B's transfer", w.b.payment)]:
+            _problem_eq(w.as_m1(who, method, fill(path, {"payments": pid}), body), unknown,
+                        "M1's %s refunding %s" % (who, what))
+        # M2's key and M2's request: M1's keys are M1's own
+        key, rpath, rbody = w.m2_refund
+        _problem_eq(w.as_m1(who, method, rpath, rbody, key=key), unknown,
+                    "M1's %s replaying M2's refund" % who)
+    w.check_m2_unchanged("M1 refunding M2's payments")
+    w.check_b_unchanged("M1 refunding B's payment")
+    refund = expect(w.as_m1("owner", method, fill(path, {"payments": w.a.pay_m1}),
+                            {"amount_minor": 50}), 201, what="M1 refunds part of A's payment")
+    check_eq((refund["type"], refund["payment_id"], refund["amount_minor"], refund["direction"]),
+             ("refund", w.a.pay_m1, 50, "out"), "M1's refund")
+    m1.ops.add(refund["id"])
+    got = expect(w.as_a("GET", "/v1/me/operations/" + refund["id"]), 200,
+                 what="A reading M1's refund to A")
+    check_eq((got["direction"], got["counterparty"]), ("in", m1.id), "the refund as A sees it")
+    w.a.ops.append(refund["id"])
+    expect(_others(w, w.b.token, "GET", "/v1/me/operations/" + refund["id"]), 404, "not_found",
+           "B reading M1's refund to A")
+    w.check_m2_unchanged("M1 refunding A's payment")
+
+
+def r_merchant_profile_set(w, method, path, scope):
+    """An admin route: customers and merchant owners get 403 and change no profile."""
+    r_staff(w, method, path, scope)
+    body = dict(PROFILE, city="Hijacked", bank_account="DE89370400440532013000")
+    for mid in (w.m2.id, w.m1.id):
+        _forbidden(w.as_a(method, fill(path, {"merchants": mid}), body),
+                   "A setting a merchant's profile")
+        _forbidden(w.as_m1("owner", method, fill(path, {"merchants": mid}), body),
+                   "M1's owner setting %s's profile" % mid)
+    w.check_m2_unchanged("M1 setting M2's profile")
+    check_eq(expect(call(w.srv, "GET", "/v1/merchant/profile", token=w.m1.owner.token),
+                    200)["city"], w.m1.city, "M1's city")
+
+
+def r_fee_set(w, method, path, scope):
+    """An admin route: customers and merchant owners get 403 and set no fee."""
+    r_staff(w, method, path, scope)
+    before = expect(call(w.srv, "GET", "/v1/admin/fees", token=w.admin.token), 200)
+    for res, who in ((w.as_a(method, path, {"mcc": PROFILE["mcc"], "bps": 0}), "A"),
+                     (w.as_m1("owner", method, path, {"mcc": PROFILE["mcc"], "bps": 0}),
+                      "M1's owner")):
+        _forbidden(res, "%s setting a fee" % who)
+    check_eq(expect(call(w.srv, "GET", "/v1/admin/fees", token=w.admin.token), 200), before,
+             "the fee schedule")
+
+
+# Funding through the gateway. The world holds B's saved card and B's top-up with it, waiting
+# for its 3-D Secure code; A's top-up from a bank account; M2's payout.
+
+
+def _form_call(srv, path, body, headers):
+    """A raw POST (the gateway's form-encoded callbacks)."""
+    if srv.tls_context is not None:
+        conn = http.client.HTTPSConnection("127.0.0.1", srv.port, timeout=60,
+                                           context=srv.tls_context)
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
+    try:
+        conn.request("POST", path, body.encode(), headers)
+        resp = conn.getresponse()
+        raw = resp.read()
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = raw.decode("utf-8", "replace")
+        return resp.status, parsed, resp.headers
+    finally:
+        conn.close()
+
+
+def r_me_cards(w, method, path, scope):
+    _need_customer(scope, path)
+    check_eq(expect(w.as_a(method, path), 200, what="A's cards")["data"], [], "A's cards")
+    data = expect(call(w.srv, method, path, token=w.b.token), 200, what="B's cards")["data"]
+    check_eq([c["id"] for c in data], [w.b.card], "B's cards")
+
+
+def r_me_card_add(w, method, path, scope):
+    """A cannot save a card with B's verification (nor without one)."""
+    _need_customer(scope, path)
+    card = {"number": CARD_3DS, "exp_month": 12, "exp_year": 2031, "cvc": "123"}
+    expect(w.as_a(method, path, card), 403, "step_up_required", "A saving B's card number")
+    expect(w.as_a(method, path, dict(card, verification=w.b_export)), 422, "invalid_code",
+           "A saving a card with B's verification")
+    check_eq(expect(w.as_a("GET", "/v1/me/cards"), 200)["data"], [], "A's cards")
+    w.check_b_unchanged("A saving a card with B's verification")
+
+
+def r_me_card_remove(w, method, path, scope):
+    foreign_id(w, method, path, scope, "not_found", {})
+    w.check_b_unchanged("A removing B's card")
+
+
+def r_me_topup(w, method, path, scope):
+    """B's card answers A as an unknown card does, also under B's key and body."""
+    _need_customer(scope, path)
+    body = {"amount_minor": 100, "currency": PAY_CURRENCY}
+    unknown = w.as_a(method, path, dict(body, card_id=UNKNOWN["cards"]))
+    check(unknown[0] == 400 and unknown[1].get("code") == "invalid_card",
+          "A topping up from an unknown card: %d %s" % unknown[:2])
+    _problem_eq(w.as_a(method, path, dict(body, card_id=w.b.card)), unknown,
+                "A topping up from B's card")
+    key, b_body = w.b_topup
+    _problem_eq(w.as_a(method, path, b_body, key=key), unknown,
+                "A replaying B's top-up (B's key and body)")
+    w.check_b_unchanged("A topping up from B's card")
+
+
+def r_me_topup_challenge(w, method, path, scope):
+    """B's top-up answers A as an unknown one, even with the right code; B answers it after."""
+    foreign_id(w, method, path, scope, "not_found", {"code": "123456"})
+    expect(w.as_a(method, fill(path, {"topups": w.a.topup}), {"code": "123456"}), 409,
+           "conflict", "A answering A's own finished top-up")
+    w.check_b_unchanged("A answering B's 3-D Secure challenge")
+    done = w.b_own("B answers its challenge", lambda: expect(
+        call(w.srv, method, fill(path, w.b_ids), {"code": "123456"}, token=w.b.token), 201,
+        what="B answers its own challenge"))
+    check_eq((done["id"], done["status"]), (w.b.topup, "completed"), "B's top-up")
+
+
+def r_me_withdrawal(w, method, path, scope):
+    """A cannot withdraw with B's verification (nor without one); nothing moves."""
+    _need_customer(scope, path)
+    before = w.client.account(w.a.usd)["balance"]
+    body = {"amount_minor": 100, "currency": PAY_CURRENCY, "bank_account": BANK_OK}
+    expect(w.as_a(method, path, body), 403, "step_up_required", "A withdrawing")
+    expect(w.as_a(method, path, dict(body, verification=w.b_export)), 422, "invalid_code",
+           "A withdrawing with B's verification")
+    check_eq(w.client.account(w.a.usd)["balance"], before, "A's balance")
+    w.check_b_unchanged("A withdrawing with B's verification")
+
+
+def r_gateway_callback(w, method, path, scope):
+    """Public, and the signature is the only credential: A's forged callbacks for B's top-up
+    answer as ones for an unknown operation, and change nothing."""
+    check_eq(set(scope), {"public"}, "scope of %s" % path)
+    t = int(time.time())
+    fields = "event_id=evt_%s000000000000000000000&op_id=%%s&reference=%s&outcome=approved" \
+             "&amount_minor=700&currency=%s&created_at=%d" % (_run, w.b_topup_ref, PAY_CURRENCY, t)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    for what, headers in (("no signature", {}),
+                          ("a made-up signature", {"Coffer-Signature": "t=%d,v1=%s" % (t, "0" * 64)}),
+                          ("A's session token", {"Authorization": "Bearer " + w.a.token})):
+        unknown = _form_call(w.srv, path, fields % UNKNOWN["topups"], dict(form, **headers))
+        check(unknown[0] == 401 and unknown[1].get("code") == "bad_signature",
+              "a callback with %s: %d %s" % (what, unknown[0], unknown[1]))
+        res = _form_call(w.srv, path, fields % w.b.topup, dict(form, **headers))
+        w.no_leak("POST %s" % path, res[1])
+        _problem_eq(res, unknown, "A's callback for B's top-up with %s" % what)
+    w.check_b_unchanged("A's forged callbacks")
+
+
+def r_merchant_payout(w, method, path, scope):
+    """Owners only; M1's owner pays out M1's money, also under M2's key and body."""
+    m1, m2 = _merchant_route(w, scope, path)
+    key, body = w.m2_payout
+    _forbidden(w.as_a(method, path, body), "A paying a merchant out")
+    _forbidden(call(w.srv, method, path, body, token=w.tokens["merchant"]),
+               "a merchant user of no merchant paying out")
+    _forbidden(w.as_m1("staff", method, path, body, key=key), "M1's staff paying out")
+    w.check_m2_unchanged("M1's staff paying out")
+    before = w.client.account(m1.account)["balance"]
+    out = expect(w.as_m1("owner", method, path, body, key=key), 201,
+                 what="M1's owner pays out (with M2's key and body)")
+    check(out["id"] not in m2.ops and out["type"] == "payout" and out["direction"] == "out",
+          "M1's payout: %s" % out)
+    m1.ops.add(out["id"])
+    check_eq(w.client.account(m1.account)["balance"], before - body["amount_minor"],
+             "M1's balance after its payout")
+    w.check_m2_unchanged("M1 paying out")
+
+
+# Exchange rates and conversions (test_fx.py covers them in depth). This server offers USD only,
+# so conversions are refused before pricing; what matters here is whose quotes and keys work.
+
+
+def r_fx_rate_write(w, method, path, scope):
+    """An admin route: customers and merchant owners get 403 and change no rate."""
+    r_staff(w, method, path, scope)
+    body = ({"base": "USD", "quote": "EUR", "rate": "1.5"} if path.endswith("/rates")
+            else {"text": "USD EUR 1.5\n"})
+    before = expect(call(w.srv, "GET", "/v1/rates", token=w.admin.token), 200)
+    _forbidden(w.as_a(method, path, body), "A writing rates")
+    _forbidden(w.as_m1("owner", method, path, body), "M1's owner writing rates")
+    check_eq(expect(call(w.srv, "GET", "/v1/rates", token=w.admin.token), 200), before,
+             "the rates after refused writes")
+
+
+def r_fx_rates_list(w, method, path, scope):
+    """The rates are the same for everyone and hold nothing of anyone's."""
+    _need_customer(scope, path)
+    mine = expect(w.as_a(method, path), 200, what="A reads the rates")
+    check(isinstance(mine.get("data"), list), "the rates: %s" % mine)
+    for who, token in (("B", w.b.token), ("M1's owner", w.m1.owner.token),
+                       ("an auditor", w.tokens["auditor"])):
+        check_eq(expect(call(w.srv, method, path, token=token), 200, what=who + " reads rates"),
+                 mine, "the rates %s reads" % who)
+
+
+def r_fx_conversion_quote(w, method, path, scope):
+    """A quote prices A's own request only; a currency not on offer and the same currency are
+    refused with the field named."""
+    _need_customer(scope, path)
+    body = {"from_currency": PAY_CURRENCY, "to_currency": "EUR", "amount_minor": 100}
+    got = expect(w.as_a(method, path, body), 400, "unknown_currency",
+                 "A's conversion quote into a currency not on offer")
+    check_eq(got.get("detail"), "to_currency", "the field refused")
+    expect(w.as_a(method, path, dict(body, to_currency=PAY_CURRENCY)), 422, "same_account",
+           "A's conversion quote into the same currency")
+    w.check_b_unchanged("A's conversion quotes")
+
+
+def r_fx_conversion(w, method, path, scope):
+    """B's quote and B's Idempotency-Key get A nothing: they answer A exactly as an unknown
+    quote does, and B's quote is still B's afterwards."""
+    _need_customer(scope, path)
+    srv, b, c = w.srv, w.b, w.c
+    bq = expect(call(srv, "POST", "/v1/me/quotes",
+                     {"to": c.login, "amount_minor": 10, "currency": PAY_CURRENCY},
+                     token=b.token), 200, what="B's quote")["quote_id"]
+    w.b_mark(bq)
+    b_key = new_key("b-cnv")
+    unknown = w.as_a(method, path, {"quote_id": UNKNOWN_QUOTE})
+    check(unknown[0] == 422 and unknown[1].get("code") == "quote_expired",
+          "A converting with an unknown quote: %d %s" % unknown[:2])
+    _problem_eq(w.as_a(method, path, {"quote_id": bq}), unknown, "A converting with B's quote")
+    _problem_eq(w.as_a(method, path, {"quote_id": bq}, key=b_key), unknown,
+                "A converting with B's quote and key")
+    w.check_b_unchanged("A converting with B's quote and key")
+    # the quote is still B's: B's send with it goes through (C is a payee B knows by now)
+    sent = w.b_own("B sends with its quote", lambda: expect(
+        call(srv, "POST", "/v1/me/sends", {"to": c.login, "amount_minor": 10,
+                                           "currency": PAY_CURRENCY, "quote_id": bq},
+             token=b.token), 201, what="B's send with its quote"))
+    b.ops.append(sent["id"])
+    w.b_mark(sent["id"])
+
+
+# History export, statements and settlement reports (test_statements.py covers them in depth):
+# A's export and statement hold A's operations and accounts only, B's hold none of A's; M1's
+# hold M1's only; M2's payouts answer M1's report requests exactly as unknown ids do.
+
+
+def _this_month():
+    return time.strftime("%Y-%m", time.gmtime())
+
+
+def _csv_ids(text):
+    """The operation ids (second column) of a CSV export."""
+    import csv
+    import io
+    check(isinstance(text, str) and text.startswith("created_at,id,"),
+          "not a CSV export: %s" % str(text)[:200])
+    return {row[1] for row in list(csv.reader(io.StringIO(text, newline="")))[1:]}
+
+
+def _accounts_of(w, token):
+    return {a["id"] for a in expect(call(w.srv, "GET", "/v1/me/accounts", token=token), 200,
+                                    what="accounts")["data"]}
+
+
+def r_statements_me_export(w, method, path, scope):
+    _need_customer(scope, path)
+    b_ops = set(w.b.ops)
+    for q in ("", "?type=payment", "?currency=" + PAY_CURRENCY, "?from=2000-01-01"):
+        ids = _csv_ids(expect(w.as_a(method, path + q), 200, what="A's export" + q))
+        check(not ids & b_ops, "A's export%s lists B's operations" % q)
+    ids = _csv_ids(expect(w.as_a(method, path), 200, what="A's export"))
+    check({w.a.pay_m1, w.a.topup} <= ids, "A's export lacks A's operations: %s" % ids)
+    ids = _csv_ids(expect(_others(w, w.b.token, method, path), 200, what="B's export"))
+    check(b_ops <= ids and not ids & set(w.a.ops), "B's export: %s" % sorted(ids))
+    w.check_b_unchanged("A exporting")
+
+
+def r_statements_me_statement(w, method, path, scope):
+    _need_customer(scope, path)
+    url = path.replace("{month}", _this_month())
+    got = expect(w.as_a(method, url), 200, what="A's statement")
+    check_eq({c["account"] for c in got["currencies"]}, _accounts_of(w, w.a.token),
+             "the accounts of A's statement")
+    listed = {o["id"] for c in got["currencies"] for o in c["operations"] + c["pending"]}
+    check({w.a.pay_m1, w.a.topup} <= listed and not listed & set(w.b.ops),
+          "A's statement lists %s" % sorted(listed))
+    got = expect(_others(w, w.b.token, method, url), 200, what="B's statement")
+    check_eq({c["account"] for c in got["currencies"]}, _accounts_of(w, w.b.token),
+             "the accounts of B's statement")
+    bad = w.as_a(method, path.replace("{month}", "2026-13"))
+    check(bad[0] == 400 and bad[1].get("detail") == "month", "a bad month: %d %s" % bad[:2])
+    w.check_b_unchanged("A reading statements")
+
+
+def r_statements_merchant_export(w, method, path, scope):
+    m1, m2 = _merchant_route(w, scope, path)
+    _forbidden(w.as_a(method, path), "A exporting a merchant's history")
+    _forbidden(call(w.srv, method, path, token=w.tokens["merchant"]),
+               "a merchant user of no merchant")
+    for who in ("owner", "staff"):
+        for q in ("", "?type=payment", "?currency=" + PAY_CURRENCY):
+            ids = _csv_ids(expect(w.as_m1(who, method, path + q), 200,
+                                  what="M1's %s exports%s" % (who, q)))
+            check(not ids & m2.ops, "M1's export lists M2's operations")
+            check(w.a.pay_m1 in ids, "M1's export lacks A's payment to M1: %s" % ids)
+    ids = _csv_ids(expect(call(w.srv, method, path, token=m2.owner.token), 200))
+    check(m2.ops <= ids and w.a.pay_m1 not in ids, "M2's export: %s" % sorted(ids))
+    w.check_m2_unchanged("M1 exporting")
+
+
+def r_statements_merchant_statement(w, method, path, scope):
+    m1, m2 = _merchant_route(w, scope, path)
+    url = path.replace("{month}", _this_month())
+    _forbidden(w.as_a(method, url), "A reading a merchant's statement")
+    _forbidden(call(w.srv, method, url, token=w.tokens["merchant"]),
+               "a merchant user of no merchant")
+    for who in ("owner", "staff"):
+        got = expect(w.as_m1(who, method, url), 200, what="M1's %s reads M1's statement" % who)
+        check_eq([c["account"] for c in got["currencies"]], [m1.account], "M1's account only")
+        ops = {o["id"] for c in got["currencies"] for o in c["operations"] + c["pending"]}
+        check(w.a.pay_m1 in ops and not ops & m2.ops, "M1's statement lists %s" % sorted(ops))
+    got = expect(call(w.srv, method, url, token=m2.owner.token), 200)
+    check_eq([c["account"] for c in got["currencies"]], [m2.account], "M2's account only")
+    w.check_m2_unchanged("M1 reading statements")
+
+
+def r_statements_payout_report(w, method, path, scope):
+    """M2's payout (and any id that is not M1's payout) answers M1 as an unknown id; M1's own
+    payout's report is M1's."""
+    m1, m2 = _merchant_route(w, scope, path)
+    unknown_id = {"payouts": "pyo_00000000ZZZZZ"}
+    for ids in (w.b_ids, unknown_id):
+        _forbidden(w.as_a(method, fill(path, ids)), "A reading a settlement report")
+    _forbidden(call(w.srv, method, fill(path, unknown_id), token=w.tokens["merchant"]),
+               "a merchant user of no merchant")
+    mine = expect(w.as_m1("owner", "POST", "/v1/merchant/payouts", {"amount_minor": 10}), 201,
+                  what="M1's own payout")
+    m1.ops.add(mine["id"])
+    for who in ("owner", "staff"):
+        unknown = w.as_m1(who, method, fill(path, unknown_id))
+        check(unknown[0] == 404 and unknown[1].get("code") == "not_found",
+              "M1's %s reading an unknown payout's report: %d %s" % ((who,) + unknown[:2]))
+        for what, pid in [("M2's operation %s" % op, op) for op in sorted(m2.ops)] + [
+                ("A's payment", w.a.pay_m1), ("B's top-up", w.b.topup), ("pyo_x", "pyo_x")]:
+            _problem_eq(w.as_m1(who, method, fill(path, {"payouts": pid})), unknown,
+                        "M1's %s reading the report of %s" % (who, what))
+        got = expect(w.as_m1(who, method, fill(path, {"payouts": mine["id"]})), 200,
+                     what="M1's %s reads M1's report" % who)
+        check_eq((got["payout"]["id"], got["payout_minor"]), (mine["id"], 10), "M1's report")
+    m2_payout = w.b_ids["payouts"]
+    got = expect(call(w.srv, method, fill(path, {"payouts": m2_payout}), token=m2.owner.token),
+                 200, what="M2 reads its own report")
+    check_eq(got["payout"]["id"], m2_payout, "M2's report")
+    w.check_m2_unchanged("M1 reading settlement reports")
+    w.check_b_unchanged("A and M1 reading settlement reports")
+
+
+# Payment requests (test_requests.py covers them in depth). B asked C for money and C asked B;
+# A is a party to neither: B's request ids answer A exactly as unknown ones, on every route, show
+# in none of A's lists, and B's requests are unchanged afterwards. A's own requests work for A.
+
+UNKNOWN["requests"] = "req_00000000ZZZZZ"
+
+
+def _ask(w, who, frm, amount, note=None):
+    body = {"from": frm.login, "amount_minor": amount, "currency": PAY_CURRENCY}
+    if note:
+        body["note"] = note
+    return expect(call(w.srv, "POST", "/v1/me/requests", body, token=who.token), 201,
+                  what="a payment request")["id"]
+
+
+def requests_setup(w):
+    """B's requests (B asks C; C asks B) and A's (A asks C; C asks A twice), made once."""
+    w.b_req_out = _ask(w, w.b, w.c, 300, note="b-req-" + _run)
+    w.b_req_in = _ask(w, w.c, w.b, 200)
+    w.a_req_out = _ask(w, w.a, w.c, 310)
+    w.a_req_in = [_ask(w, w.c, w.a, 120), _ask(w, w.c, w.a, 130)]
+    w.b_ids["requests"] = w.b_req_out
+    w.b_mark(w.b_req_out, w.b_req_in, "b-req-" + _run)
+
+
+def _b_requests(w):
+    """B's two requests as B sees them."""
+    return [expect(call(w.srv, "GET", "/v1/me/requests/" + r, token=w.b.token), 200,
+                   what="B reads its request")
+            for r in (w.b_req_out, w.b_req_in)]
+
+
+def _b_requests_pending(w, what):
+    got = _b_requests(w)
+    check_eq([r["status"] for r in got], ["pending", "pending"], "B's requests after " + what)
+
+
+def r_requests_create(w, method, path, scope):
+    """A asking B shows B's masked name only; B's ids are no one to ask."""
+    _need_customer(scope, path)
+    body = {"amount_minor": 5, "currency": PAY_CURRENCY}
+    made = expect(w.as_a(method, path, dict(body, **{"from": w.b.handle})), 201,
+                  what="A asks B")
+    check_eq(made["payer"], {"name": "B*** B."}, "B as A's request shows B")
+    unknown = w.as_a(method, path, dict(body, **{"from": email("nobody-asked")}))
+    check(unknown[0] == 404 and unknown[1].get("code") == "recipient_not_found",
+          "a request of nobody: %d %s" % unknown[:2])
+    for what, frm in (("B's user id", w.b.user_id), ("B's account", w.b.usd),
+                      ("B's request", w.b_req_out)):
+        _problem_eq(w.as_a(method, path, dict(body, **{"from": frm})), unknown,
+                    "A asking %s" % what)
+    w.check_b_unchanged("A's requests")
+
+
+def r_requests_split(w, method, path, scope):
+    _need_customer(scope, path)
+    made = expect(w.as_a(method, path, {"participants": [w.c.login, w.b.handle],
+                                        "total_minor": 9, "currency": PAY_CURRENCY}), 201,
+                  what="A splits with C and B")
+    check_eq([r["amount_minor"] for r in made["requests"]], [5, 4], "the shares")
+    unknown = w.as_a(method, path, {"participants": [email("nobody-split")], "total_minor": 9,
+                                    "currency": PAY_CURRENCY})
+    _problem_eq(w.as_a(method, path, {"participants": [w.b.user_id], "total_minor": 9,
+                                      "currency": PAY_CURRENCY}), unknown,
+                "A splitting with B's user id")
+    w.check_b_unchanged("A's split")
+
+
+def r_requests_list(w, method, path, scope):
+    _need_customer(scope, path)
+    mine = set()
+    for q in ("", "?direction=incoming", "?direction=outgoing&status=pending"):
+        mine |= _ids(expect(w.as_a(method, path + q), 200, what="A's requests " + q)["data"])
+    check({w.a_req_out, *w.a_req_in} <= mine, "A's own requests are listed: %s" % mine)
+    check(not {w.b_req_out, w.b_req_in} & mine, "B's requests in A's list")
+    b_list = _ids(expect(call(w.srv, method, path, token=w.b.token), 200)["data"])
+    check({w.b_req_out, w.b_req_in} <= b_list and not {w.a_req_out, *w.a_req_in} & b_list,
+          "B's list holds B's requests only")
+
+
+def r_requests_get(w, method, path, scope):
+    foreign_id(w, method, path, scope, "not_found")
+    foreign_id_of(w, method, path, w.b_req_in)
+    body = own_id_ok(w, method, path, {"requests": w.a_req_out})
+    check_eq((body["id"], body["direction"]), (w.a_req_out, "outgoing"), "A's own request")
+
+
+def foreign_id_of(w, method, path, req_id, body=None):
+    """B's request req_id answers A exactly as an unknown one."""
+    unknown = w.as_a(method, fill(path, UNKNOWN), body)
+    _problem_eq(w.as_a(method, fill(path, {"requests": req_id}), body), unknown,
+                "A %s %s with B's request %s" % (method, path, req_id))
+
+
+def r_requests_pay(w, method, path, scope):
+    """A cannot pay (so cannot mark paid) B's requests; A pays a request made of A."""
+    foreign_id(w, method, path, scope, "not_found")
+    foreign_id_of(w, method, path, w.b_req_in)
+    _b_requests_pending(w, "A paying them")
+    sent = expect(w.as_a(method, fill(path, {"requests": w.a_req_in[0]})), 201,
+                  what="A pays C's request")
+    check_eq((sent["type"], sent["reference"], sent["counterparty"]),
+             ("send", w.a_req_in[0], w.c.user_id), "A's payment")
+    w.a.ops.append(sent["id"])
+    w.check_b_unchanged("A paying B's requests")
+
+
+def r_requests_decline(w, method, path, scope):
+    foreign_id(w, method, path, scope, "not_found")
+    foreign_id_of(w, method, path, w.b_req_in)
+    _b_requests_pending(w, "A declining them")
+    got = expect(w.as_a(method, fill(path, {"requests": w.a_req_in[1]})), 200,
+                 what="A declines C's request")
+    check_eq(got["status"], "declined", "A's decline")
+
+
+def r_requests_cancel(w, method, path, scope):
+    foreign_id(w, method, path, scope, "not_found")
+    foreign_id_of(w, method, path, w.b_req_in)
+    _b_requests_pending(w, "A cancelling them")
+    got = expect(w.as_a(method, fill(path, {"requests": w.a_req_out})), 200,
+                 what="A cancels A's request")
+    check_eq(got["status"], "cancelled", "A's cancel")
+
+
+# Reconciliation: a staff route over every party's gateway operations (test_reconcile.py covers it
+# in depth).
+
+
+def r_reconcile(w, method, path, scope):
+    """Admins and auditors only: A and M1's owner naming B's top-up and M2's payout get 403 and
+    learn nothing; the staff who may call it see operations, amounts and gateway references, and
+    never a customer's or a merchant's login, name or user id."""
+    r_staff(w, method, path, scope)
+    check_eq(set(scope), {"admin", "auditor"}, "scope of %s" % path)
+    _m1, m2 = w.merchants()
+    payout = w.b_ids["payouts"]
+    listed = expect(call(w.srv, "GET", "/v1/merchant/activity?type=payout",
+                         token=m2.owner.token), 200)["data"]
+    payout_ref = [o for o in listed if o["id"] == payout][0]["gateway_reference"]
+    body = {"csv": "reference,op_id,type,amount_minor,currency,status\n"
+                   "%s,%s,charge,700,%s,settled\n"
+                   "%s,%s,payout,50,%s,settled\n"
+                   % (w.b_topup_ref, w.b.topup, PAY_CURRENCY, payout_ref, payout, PAY_CURRENCY)}
+    _forbidden(w.as_a(method, path, body), "A reconciling B's top-up")
+    _forbidden(w.as_m1("owner", method, path, body), "M1's owner reconciling M2's payout")
+    for role in ("admin", "auditor"):
+        got = expect(call(w.srv, method, path, body, token=w.tokens[role]), 200,
+                     what="%s reconciling" % role)
+        named = {m.get("op_id"): m for m in got["mismatches"] if "line" in m}
+        check_eq(sorted(named), [w.b.topup], "%s: only B's top-up (still waiting) differs" % role)
+        check_eq((named[w.b.topup]["kind"], named[w.b.topup]["coffer_status"]),
+                 ("status_differs", "action_required"), "B's top-up as %s sees it" % role)
+        text = json.dumps(got)
+        for mark in [w.b.user_id, w.b.login, w.b.name] + m2.marks():
+            check(mark not in text, "%s's answer names %r" % (role, mark))
+    w.check_b_unchanged("reconciling B's top-up")
+    w.check_m2_unchanged("reconciling M2's payout")
+
+
+# Customer-presented payment codes (test_paycode.py covers them in depth). D, a customer who is
+# no party to anything else, has two devices; M2 charged D's code and holds part of D's wallet;
+# M1 holds D's money twice. A's requests with D's device number, D's verification, or M2's
+# hold, charge and Idempotency-Keys answer as unknown ones and change nothing; M1's users see
+# and move M1's holds only. A has no step-up left for a device of its own: its positive paths
+# are in test_paycode.py.
+
+UNKNOWN["devices"] = "999999999"
+UNKNOWN["holds"] = "hld_00000000ZZZZZ"
+DUMMY_PAYCODE = "280000000011234567"  # well formed; refused before it is looked at
+
+
+def _paycode(secret, device, step):
+    """The code of a device at a step, computed as src/crypto/paycode.c does."""
+    import hashlib
+    import hmac
+    import struct
+    msg = b"coffer.paycode.v1" + struct.pack(">Q", device) + struct.pack(">Q", step)
+    mac = hmac.new(secret, msg, hashlib.sha256).digest()
+    off = mac[31] & 0x0F
+    return "28%09d%07d" % (device, (int.from_bytes(mac[off:off + 4], "big") & 0x7FFFFFFF)
+                           % 10 ** 7)
+
+
+def _paycode_device(w, person):
+    import base64
+    v = w.verification(person, "paycode_device")
+    got = expect(call(w.srv, "POST", "/v1/me/paycode/devices", {"label": "D's phone",
+                                                                "verification": v},
+                      token=person.token), 201, what="D registers a device")
+    secret = base64.b32decode(got["secret"] + "=" * (-len(got["secret"]) % 8))
+    return {"number": got["device_number"], "secret": secret, "last": 0}
+
+
+def paycode_code(w):
+    """A fresh code of one of D's devices: a step in the server's window, after the device's
+    last used one (waiting for the next step when every device used the window up)."""
+    while True:
+        now = int(time.time()) // 30
+        for dev in w.d_devices:
+            step = max(dev["last"] + 1, now - 1)
+            if step <= now + 1:
+                dev["last"] = step
+                return _paycode(dev["secret"], dev["number"], step)
+        time.sleep(30 - time.time() % 30 + 0.1)
+
+
+def paycode_setup(w):
+    """D with two devices and a funded USD wallet; M2's charge and hold of D's money; M1's two
+    holds (captured and released by the checks)."""
+    srv = w.srv
+    m1, m2 = w.merchants()
+    w.d = w.person("dora", "Dorothea Devicewright")
+    usd = expect(call(srv, "POST", "/v1/me/accounts", {"currency": PAY_CURRENCY},
+                      token=w.d.token), 201, what="D's USD wallet")["id"]
+    harness.fund(w.client, harness.make_source(w.client, PAY_CURRENCY)["id"], usd, 20000,
+                 PAY_CURRENCY)
+    w.d_devices = [_paycode_device(w, w.d), _paycode_device(w, w.d)]
+    w.d_verification = w.verification(w.d, "paycode_device")  # spent by r_paycode_device_add
+    w.m2_charge = (new_key("m2-chg"), {"code": paycode_code(w), "amount_minor": 150})
+    w.m2_charge_id = expect(call(srv, "POST", "/v1/merchant/paycode-charges", w.m2_charge[1],
+                                 token=m2.owner.token, key=w.m2_charge[0]), 201,
+                            what="M2 charges D's code")["id"]
+    w.m2_hold = (new_key("m2-hld"), {"code": paycode_code(w), "amount_minor": 900})
+    w.m2_hold_id = expect(call(srv, "POST", "/v1/merchant/holds", w.m2_hold[1],
+                               token=m2.owner.token, key=w.m2_hold[0]), 201,
+                          what="M2 holds D's money")["id"]
+    w.m1_holds = [expect(call(srv, "POST", "/v1/merchant/holds",
+                              {"code": paycode_code(w), "amount_minor": 700},
+                              token=m1.staff.token, key=new_key("m1-hld")), 201,
+                         what="M1 holds D's money")["id"] for _ in range(2)]
+    w.b_ids["devices"] = str(w.d_devices[0]["number"])
+    w.b_ids["holds"] = w.m2_hold_id
+    w.m2_marks += [w.m2_charge_id, w.m2_hold_id]
+    w.m2_before = m2.state(srv)
+
+
+def _m2_paycode_state(w):
+    """M2's hold and charge as M2 sees them: A and M1 must not change them."""
+    m2 = w.m2
+    hold = expect(call(w.srv, "GET", "/v1/merchant/holds/" + w.m2_hold_id,
+                       token=m2.owner.token), 200, what="M2 reads its hold")
+    acts = expect(call(w.srv, "GET", "/v1/merchant/activity?limit=100", token=m2.owner.token),
+                  200, what="M2's activity")["data"]
+    charge = [(o["status"], o["amount_minor"]) for o in acts if o["id"] == w.m2_charge_id]
+    return (hold["state"], hold["amount_minor"], hold["held_minor"], charge)
+
+
+def _d_devices(w):
+    return expect(call(w.srv, "GET", "/v1/me/paycode/devices", token=w.d.token), 200,
+                  what="D's devices")["data"]
+
+
+def r_paycode_device_add(w, method, path, scope):
+    """D's verification makes no device for A, and still makes D's own afterwards."""
+    _need_customer(scope, path)
+    before = _d_devices(w)
+    expect(w.as_a(method, path, {"label": "A's phone"}), 403, "step_up_required",
+           "A's device without a step-up")
+    expect(w.as_a(method, path, {"label": "A's phone", "verification": w.d_verification}), 422,
+           "invalid_code", "A's device with D's verification")
+    check_eq(_d_devices(w), before, "D's devices after A's attempts")
+    check_eq(expect(w.as_a("GET", path), 200)["data"], [], "A has no devices")
+    made = expect(call(w.srv, method, path, {"label": "D's watch",
+                                             "verification": w.d_verification},
+                       token=w.d.token), 201, what="D's verification, used by D")
+    check_eq(len(_d_devices(w)), len(before) + 1, "D's new device")
+    check("secret" in made, "the secret, shown once")
+    w.check_b_unchanged("A's device attempts")
+
+
+def r_paycode_devices(w, method, path, scope):
+    _need_customer(scope, path)
+    got = expect(w.as_a(method, path), 200, what="A's devices")["data"]
+    check_eq(got, [], "A's devices")
+    numbers = {d["device_number"] for d in _d_devices(w)}
+    check({dev["number"] for dev in w.d_devices} <= numbers, "D's devices: %s" % numbers)
+    check(all("secret" not in d for d in _d_devices(w)), "a listing shows no secret")
+
+
+def r_paycode_device_revoke(w, method, path, scope):
+    """D's device answers A exactly as an unknown one, and stays active."""
+    _need_customer(scope, path)
+    unknown = w.as_a(method, fill(path, UNKNOWN), {})
+    check(unknown[0] == 404 and unknown[1].get("code") == "not_found",
+          "A revoking an unknown device: %d %s" % unknown[:2])
+    for dev in w.d_devices:
+        _problem_eq(w.as_a(method, fill(path, {"devices": str(dev["number"])}), {}), unknown,
+                    "A revoking D's device")
+    for bad in ("0", "x", "-1", "0001x", "1000000000", w.b.user_id):
+        st, body, _h = w.as_a(method, fill(path, {"devices": bad}), {})
+        check(st == 404, "A revoking device %r: expected 404, got %d %s" % (bad, st, body))
+    check(all(d["status"] == "active" for d in _d_devices(w)), "D's devices stay active")
+    w.check_b_unchanged("A revoking devices")
+
+
+def r_paycode_current(w, method, path, scope):
+    """D's device's current code answers A exactly as an unknown device's; D gets it."""
+    _need_customer(scope, path)
+    unknown = w.as_a(method, path + "?device=" + UNKNOWN["devices"])
+    check(unknown[0] == 404 and unknown[1].get("code") == "not_found",
+          "A's code of an unknown device: %d %s" % unknown[:2])
+    dev = w.d_devices[0]
+    _problem_eq(w.as_a(method, path + "?device=%d" % dev["number"]), unknown,
+                "A asking D's device's code")
+    got = expect(call(w.srv, method, path + "?device=%d" % dev["number"], token=w.d.token), 200,
+                 what="D's current code")
+    check_eq(got["code"], _paycode(dev["secret"], dev["number"], got["step"]), "D's code")
+
+
+def _paycode_merchant_refusals(w, method, path, body):
+    _forbidden(w.as_a(method, path, body), "A on %s" % path)
+    _forbidden(call(w.srv, method, path, body, token=w.tokens["merchant"], key=new_key()),
+               "a merchant user of no merchant on %s" % path)
+
+
+def r_paycode_charge(w, method, path, scope):
+    """M2's key and request get M1 no charge (the code is used, and the key is M1's own)."""
+    m1, m2 = _merchant_route(w, scope, path)
+    before = _m2_paycode_state(w)
+    _paycode_merchant_refusals(w, method, path, {"code": DUMMY_PAYCODE, "amount_minor": 1})
+    key, body = w.m2_charge
+    expect(w.as_m1("owner", method, path, body, key=key), 422, "invalid_paycode",
+           "M1 replaying M2's charge")
+    got = expect(w.as_m1("staff", method, path, {"code": paycode_code(w), "amount_minor": 40}),
+                 201, what="M1 charges D's code")
+    check_eq((got["type"], got["counterparty"], got["amount_minor"]),
+             ("payment", w.d.user_id, 40), "M1's charge")
+    m1.ops.add(got["id"])
+    check_eq(_m2_paycode_state(w), before, "M2's hold and charge")
+    w.check_m2_unchanged("M1 charging codes")
+
+
+def r_paycode_hold_create(w, method, path, scope):
+    """M2's hold request, replayed by M1, holds nothing."""
+    m1, m2 = _merchant_route(w, scope, path)
+    before = _m2_paycode_state(w)
+    _paycode_merchant_refusals(w, method, path, {"code": DUMMY_PAYCODE, "amount_minor": 1})
+    key, body = w.m2_hold
+    expect(w.as_m1("owner", method, path, body, key=key), 422, "invalid_paycode",
+           "M1 replaying M2's hold")
+    check_eq(_m2_paycode_state(w), before, "M2's hold and charge")
+    w.check_m2_unchanged("M1 placing holds")
+
+
+def _paycode_m1_foreign(w, method, path, body=None):
+    """M2's hold, M2's charge, M1's own charge-like ids and malformed ids answer M1's users as
+    an unknown hold."""
+    for who in ("owner", "staff"):
+        unknown = w.as_m1(who, method, fill(path, UNKNOWN), body)
+        check(unknown[0] == 404 and unknown[1].get("code") == "not_found",
+              "M1's %s on an unknown hold: %d %s" % ((who,) + unknown[:2]))
+        for what, hid in (("M2's hold", w.m2_hold_id), ("M2's charge", w.m2_charge_id),
+                          ("A's payment to M1", w.a.pay_m1), ("a malformed id", "hld_x")):
+            _problem_eq(w.as_m1(who, method, fill(path, {"holds": hid}), body), unknown,
+                        "M1's %s on %s" % (who, what))
+
+
+def r_paycode_hold_get(w, method, path, scope):
+    m1, m2 = _merchant_route(w, scope, path)
+    _paycode_merchant_refusals(w, method, fill(path, {"holds": w.m2_hold_id}), None)
+    _paycode_m1_foreign(w, method, path)
+    for who in ("owner", "staff"):
+        got = expect(w.as_m1(who, method, fill(path, {"holds": w.m1_holds[0]})), 200,
+                     what="M1's %s reads M1's hold" % who)
+        check_eq((got["state"], got["counterparty"]), ("held", w.d.user_id), "M1's hold")
+    w.check_m2_unchanged("M1 reading holds")
+
+
+def r_paycode_hold_capture(w, method, path, scope):
+    m1, m2 = _merchant_route(w, scope, path)
+    before = _m2_paycode_state(w)
+    _paycode_merchant_refusals(w, method, fill(path, {"holds": w.m2_hold_id}), {})
+    _paycode_m1_foreign(w, method, path, {"amount_minor": 100})
+    check_eq(_m2_paycode_state(w), before, "M2's hold after M1's captures")
+    got = expect(w.as_m1("staff", method, fill(path, {"holds": w.m1_holds[0]}),
+                         {"amount_minor": 500}), 200, what="M1 captures its hold")
+    check_eq((got["state"], got["captured_minor"]), ("captured", 500), "M1's capture")
+    m1.ops.add(w.m1_holds[0])
+    w.check_m2_unchanged("M1 capturing holds")
+
+
+def r_paycode_hold_release(w, method, path, scope):
+    m1, m2 = _merchant_route(w, scope, path)
+    before = _m2_paycode_state(w)
+    _paycode_merchant_refusals(w, method, fill(path, {"holds": w.m2_hold_id}), {})
+    _paycode_m1_foreign(w, method, path, {})
+    check_eq(_m2_paycode_state(w), before, "M2's hold after M1's releases")
+    got = expect(w.as_m1("owner", method, fill(path, {"holds": w.m1_holds[1]}), {}), 200,
+                 what="M1 releases its hold")
+    check_eq(got["state"], "released", "M1's release")
+    w.check_m2_unchanged("M1 releasing holds")
+
+
 # (check, order): routes run in increasing order; state-changing ones last.
 ROUTES = {
     "GET /healthz": (r_healthz, 0),
@@ -812,6 +2020,55 @@ ROUTES = {
     "GET /v1/merchant/users": (r_merchant_users, 0),
     "POST /v1/merchant/users": (r_merchant_user_add, 1),
     "POST /v1/merchant/users/{id}/remove": (r_merchant_user_remove, 5),
+    "POST /v1/me/handle": (r_me_handle, 2),
+    "POST /v1/me/quotes": (r_me_quote, 1),
+    "POST /v1/me/sends": (r_me_send, 2),
+    "POST /v1/me/qr/scan": (r_me_qr_scan, 1),
+    "POST /v1/me/payments": (r_me_payment, 2),
+    "GET /v1/me/activity": (r_me_activity, 3),
+    "GET /v1/me/operations/{id}": (r_me_operation, 3),
+    "POST /v1/admin/merchants/{id}/profile": (r_merchant_profile_set, 1),
+    "GET /v1/admin/fees": (r_staff, 0),
+    "POST /v1/admin/fees": (r_fee_set, 1),
+    "GET /v1/merchant/profile": (r_merchant_profile, 1),
+    "POST /v1/merchant/qr": (r_merchant_qr, 1),
+    "GET /v1/merchant/activity": (r_merchant_activity, 3),
+    "POST /v1/merchant/payments/{id}/refund": (r_merchant_refund, 4),
+    "POST /v1/gateway/callbacks": (r_gateway_callback, 1),
+    "GET /v1/me/cards": (r_me_cards, 0),
+    "POST /v1/me/cards": (r_me_card_add, 2),
+    "POST /v1/me/cards/{id}/remove": (r_me_card_remove, 2),
+    "POST /v1/me/topups": (r_me_topup, 2),
+    "POST /v1/me/topups/{id}/challenge": (r_me_topup_challenge, 2),
+    "POST /v1/me/withdrawals": (r_me_withdrawal, 2),
+    "POST /v1/merchant/payouts": (r_merchant_payout, 4),
+    "POST /v1/admin/rates": (r_fx_rate_write, 1),
+    "POST /v1/admin/rates/load": (r_fx_rate_write, 1),
+    "GET /v1/rates": (r_fx_rates_list, 1),
+    "POST /v1/me/conversions/quote": (r_fx_conversion_quote, 1),
+    "POST /v1/me/conversions": (r_fx_conversion, 4),
+    "GET /v1/me/activity/export": (r_statements_me_export, 3),
+    "GET /v1/me/statements/{month}": (r_statements_me_statement, 3),
+    "GET /v1/merchant/activity/export": (r_statements_merchant_export, 3),
+    "GET /v1/merchant/statements/{month}": (r_statements_merchant_statement, 3),
+    "GET /v1/merchant/payouts/{id}/report": (r_statements_payout_report, 3),
+    "POST /v1/me/requests": (r_requests_create, 1),
+    "GET /v1/me/requests": (r_requests_list, 1),
+    "POST /v1/me/requests/split": (r_requests_split, 1),
+    "GET /v1/me/requests/{id}": (r_requests_get, 1),
+    "POST /v1/me/requests/{id}/pay": (r_requests_pay, 2),
+    "POST /v1/me/requests/{id}/decline": (r_requests_decline, 2),
+    "POST /v1/me/requests/{id}/cancel": (r_requests_cancel, 3),
+    "POST /v1/admin/reconcile": (r_reconcile, 0),
+    "POST /v1/me/paycode/devices": (r_paycode_device_add, 2),
+    "GET /v1/me/paycode/devices": (r_paycode_devices, 1),
+    "POST /v1/me/paycode/devices/{id}/revoke": (r_paycode_device_revoke, 1),
+    "GET /v1/me/paycode/current": (r_paycode_current, 1),
+    "POST /v1/merchant/paycode-charges": (r_paycode_charge, 2),
+    "POST /v1/merchant/holds": (r_paycode_hold_create, 2),
+    "GET /v1/merchant/holds/{id}": (r_paycode_hold_get, 1),
+    "POST /v1/merchant/holds/{id}/capture": (r_paycode_hold_capture, 4),
+    "POST /v1/merchant/holds/{id}/release": (r_paycode_hold_release, 4),
 }
 
 

@@ -825,13 +825,15 @@ def test_roles(ctx):
         staff[key] = ih.create_staff(srv.port, admin.token, email(role), role,
                                      tls_context=srv.tls_context)
     ids = {"accounts": acct["id"], "transfers": tr["id"], "users": cust.user_id,
-           "sessions": "ses_0000000000000"}
+           "sessions": "ses_0000000000000", "statements": "2026-11"}
 
     def fill(path):
+        """Known ids where this test has them; a well-formed unknown one elsewhere (a 404 is
+        an answer too: what matters here is that it is not a 401 or 403)."""
         parts = path.split("/")
         for i, p in enumerate(parts):
             if p == "{id}":
-                parts[i] = ids[parts[i - 1]]
+                parts[i] = ids.get(parts[i - 1], "zz_0000000000001")
         return "/".join(parts)
 
     tokens = {name: s.token for name, s in staff.items()}

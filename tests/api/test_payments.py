@@ -16,6 +16,7 @@ import http.client
 import itertools
 import os
 import random
+import subprocess
 import sys
 import time
 
@@ -350,8 +351,9 @@ def test_sends(ctx):
             "quote_id": q["quote_id"]}
     expect(call(srv, "POST", "/v1/me/sends", body, token=alice.token, key=new_key()), 403,
            "step_up_required", "a first send to a new payee")
+    # the step-up is bound to the recipient as the sender named them
     v = ih.step_up(srv.port, alice.token, "send", admin_token=srv.token, login=alice.login,
-                   amount_minor=2025, currency="USD", payee=bob.user_id)
+                   amount_minor=2025, currency="USD", payee="@" + handle)
     key = new_key("send")
     sent = expect(call(srv, "POST", "/v1/me/sends", dict(body, verification=v),
                        token=alice.token, key=key), 201, what="send")
@@ -380,9 +382,29 @@ def test_sends(ctx):
     expect(call(srv, "POST", "/v1/me/sends", {"to": bob_login, "amount_minor": 100,
                                               "currency": "USD", "quote_id": q["quote_id"]},
                 token=alice.token, key=new_key()), 422, "quote_expired", "an expired quote")
-    expect(call(srv, "POST", "/v1/me/sends", {"to": bob_login, "amount_minor": 100,
-                                              "currency": "USD"}, token=alice.token,
-                key=new_key()), 201, what="a send without a quote")
+    plain = expect(call(srv, "POST", "/v1/me/sends", {"to": bob_login, "amount_minor": 100,
+                                                      "currency": "USD"}, token=alice.token,
+                        key=new_key()), 201, what="a send without a quote")
+    check("note" not in plain, "a send without a note has none: %s" % plain)
+    # a failed attempt to pay Bob is Alice's business only
+    failed = call(srv, "POST", "/v1/me/sends", {"to": bob_login, "amount_minor": 10**9,
+                                                "currency": "USD"}, token=alice.token,
+                  key=new_key())
+    check_eq(failed[0], 403, "a big send needs a step-up")
+    v = ih.step_up(srv.port, alice.token, "send", admin_token=srv.token, login=alice.login,
+                   amount_minor=10**9 + 10**7 + 5, currency="USD", payee=bob_login)
+    failed = expect(call(srv, "POST", "/v1/me/sends",
+                         {"to": bob_login, "amount_minor": 10**9, "currency": "USD",
+                          "verification": v}, token=alice.token, key=new_key()), 422,
+                    "insufficient_funds", "a send beyond the balance")
+    mine = expect(call(srv, "GET", "/v1/me/activity?type=send", token=alice.token), 200)["data"]
+    failed_ops = [o for o in mine if o.get("error") == "insufficient_funds"]
+    check_eq(len(failed_ops), 1, "the sender sees the failed send")
+    check_eq(failed_ops[0]["status"], "failed", "its status")
+    theirs = expect(call(srv, "GET", "/v1/me/activity?type=send", token=bob.token), 200)["data"]
+    check(all(o["status"] == "completed" for o in theirs), "the recipient sees no failed send")
+    expect(call(srv, "GET", "/v1/me/operations/" + failed_ops[0]["id"], token=bob.token), 404,
+           "not_found", "the recipient reading the failed send")
     verified(srv)
 
 
@@ -407,7 +429,7 @@ def test_races(ctx):
     wallet(srv, dest.token)
     # a first small send makes dest a known payee (the first send needs step-up)
     v = ih.step_up(srv.port, rich.token, "send", admin_token=srv.token, login=rich.login,
-                   amount_minor=15, currency="USD", payee=dest.user_id)
+                   amount_minor=15, currency="USD", payee=dest.login)
     expect(call(srv, "POST", "/v1/me/sends", {"to": dest.login, "amount_minor": 10,
                                               "currency": "USD", "verification": v},
                 token=rich.token, key=new_key()), 201)
@@ -665,6 +687,128 @@ def test_withdrawals_and_payouts(ctx):
     verified(srv)
 
 
+def test_no_card_numbers_at_rest(ctx):
+    """Card numbers and bank accounts are never stored, logged or backed up in the clear: the
+    database files (with their -wal), the server's logs and a backup are searched for them."""
+    saved = harness.PG_URL
+    harness.PG_URL = None  # files to search: SQLite even in the PostgreSQL pass
+    try:
+        srv = harness.Server(ctx.bin, env=ENV, log_level="debug").start()
+    finally:
+        harness.PG_URL = saved
+    cust = customer(srv)
+    numbers = [CARD_OK, CARD_3DS, "5555555555554444"]
+    for number in numbers:
+        card = add_card(srv, cust, " ".join(number[i:i + 4] for i in range(0, 16, 4)))
+        status, body, _h = topup(srv, cust, 100, card=card["id"])
+        check(status in (201, 202), "top-up with %s: %d %s" % (card["last4"], status, body))
+    iban_in, iban_out = "DE89370400440532013000", "NL91ABNA0417164300"
+    expect(topup(srv, cust, 100, bank=iban_in), 202)
+    v = ih.step_up(srv.port, cust.token, "withdrawal", admin_token=srv.token, login=cust.login,
+                   amount_minor=50, currency="USD", payee=iban_out)
+    status, _b, _h = call(srv, "POST", "/v1/me/withdrawals",
+                          {"amount_minor": 50, "currency": "USD", "bank_account": iban_out,
+                           "verification": v}, token=cust.token, key=new_key())
+    check(status in (201, 202), "withdrawal: %d" % status)
+    merchant(srv, name="Scan Shop")  # its IBAN is IBAN
+    backup = os.path.join(srv.root, "backup")
+    r = subprocess.run([ctx.bin, "backup", "--data", srv.data, "--out", backup],
+                       capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    check(r.returncode == 0, "coffer backup failed: %s %s" % (r.stdout, r.stderr))
+    needles = []
+    for n in numbers:
+        needles += [n, " ".join(n[i:i + 4] for i in range(0, 16, 4)), n[:12], n[4:]]
+    for iban in (iban_in, iban_out, IBAN):
+        needles += [iban, iban[4:], " ".join(iban[i:i + 4] for i in range(0, len(iban), 4))]
+
+    controls = []
+
+    def scan():
+        hits, files = [], 0
+        del controls[:]
+        for top, _dirs, names in os.walk(srv.root):
+            for name in names:
+                path = os.path.join(top, name)
+                with open(path, "rb") as f:
+                    data = f.read()
+                files += 1
+                hits += ["%s: %s" % (os.path.relpath(path, srv.root), n) for n in needles
+                         if n.encode() in data or n.encode("utf-16-le") in data]
+                if b"Scan Shop" in data:  # a business name, stored in the clear: the scan sees
+                    controls.append("Scan Shop")
+        check(files >= 6, "the scan read too few files: %d" % files)
+        check(controls, "the scan did not find the merchant's name, stored in the clear: it "
+              "reads nothing")
+        return hits
+    live = scan()
+    check(any(name.endswith("-wal") for _t, _d, names in os.walk(srv.root) for name in names),
+          "the live scan saw a -wal file")
+    srv.check_verify()
+    check_eq(srv.stop(), 0, "server exit code")
+    found = live + scan()
+    check(not found, "card numbers or IBANs in the clear: %s" % found[:20])
+
+
+def test_crash_recovery(ctx):
+    """kill -9 while customers pay merchants and send to each other: after the restart every
+    acknowledged operation is there, completed, and answers the same to its key; operations cut
+    off half way are finished or failed, never doubled; the ledger agrees with the operations."""
+    srv = harness.Server(ctx.bin, env=ENV).start()
+    m = merchant(srv, fee_bps=100, name="Crash Cafe")
+    payers = [customer(srv) for _ in range(4)]
+    for c in payers:
+        fund(srv, c.token, 10**6)
+    static = qr(srv, m)["payload"]
+    acked, lock, stop = {}, __import__("threading").Lock(), []
+
+    def worker(c, n):
+        for i in range(n):
+            if stop:
+                return
+            key = new_key("crash")
+            try:
+                status, body, _h = pay(srv, c.token, static, 100 + i, key=key)
+            except OSError:
+                return
+            if status == 201:
+                with lock:
+                    acked[key] = (c, body["id"], body["amount_minor"])
+    threads = [__import__("threading").Thread(target=worker, args=(c, 400)) for c in payers]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 10
+    while len(acked) < 40 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    srv.kill9()
+    stop.append(True)
+    for t in threads:
+        t.join()
+    check(len(acked) >= 20, "too few payments before the crash: %d" % len(acked))
+    srv.start()
+    for key, (c, op_id, amount) in acked.items():
+        got = expect(call(srv, "GET", "/v1/me/operations/" + op_id, token=c.token), 200,
+                     what="an acknowledged payment after the crash")
+        check_eq((got["status"], got["amount_minor"]), ("completed", amount), op_id)
+        again = expect(pay(srv, c.token, static, amount, key=key), 201, what="its key again")
+        check_eq(again["id"], op_id, "the same key answers the same payment")
+    # every payment the merchant sees is completed, and its balance is their sum less fees
+    ops = expect(call(srv, "GET", "/v1/merchant/activity?limit=100", token=m["token"]), 200)
+    total = fees = 0
+    page = ops
+    while True:
+        for o in page["data"]:
+            check_eq(o["status"], "completed", "the merchant sees completed payments only")
+            total += o["amount_minor"]
+            fees += o["fee_minor"]
+        if not page["next_cursor"]:
+            break
+        page = expect(call(srv, "GET", "/v1/merchant/activity?limit=100&cursor="
+                           + page["next_cursor"], token=m["token"]), 200)
+    check(total >= sum(a for _c, _i, a in acked.values()), "acknowledged payments are counted")
+    check_eq(balance(srv, m["account"]), total - fees, "the ledger agrees with the operations")
+    srv.check_verify()
+
+
 TESTS = [
     test_onboarding_and_fees,
     test_qr_payments,
@@ -677,6 +821,8 @@ TESTS = [
     test_topups,
     test_callbacks,
     test_withdrawals_and_payouts,
+    test_no_card_numbers_at_rest,
+    test_crash_recovery,
 ]
 
 if __name__ == "__main__":

@@ -307,7 +307,7 @@ enum cf_err sqldb_backup(struct sqldb *db, const char *dest_path)
 
 /* Transactions -------------------------------------------------------------------------------- */
 
-enum cf_err sql_begin(struct sqldb *db, struct sqltx **out)
+static enum cf_err tx_begin(struct sqldb *db, bool relaxed, struct sqltx **out)
 {
     CF_ASSERT(db != NULL && out != NULL);
     unsigned slot = 0;
@@ -317,6 +317,7 @@ enum cf_err sql_begin(struct sqldb *db, struct sqltx **out)
     struct sqltx *tx = &db->tx[slot];
     CF_ASSERT(!tx->open && tx->db == db && tx->slot == slot);
     tx->failed = false;
+    tx->relaxed = relaxed;
     tx->open = true;
     err = db->ops->begin(tx);
     if (err != CF_OK) {
@@ -326,6 +327,13 @@ enum cf_err sql_begin(struct sqldb *db, struct sqltx **out)
     }
     *out = tx;
     return CF_OK;
+}
+
+enum cf_err sql_begin(struct sqldb *db, struct sqltx **out) { return tx_begin(db, false, out); }
+
+enum cf_err sql_begin_relaxed(struct sqldb *db, struct sqltx **out)
+{
+    return tx_begin(db, true, out);
 }
 
 static void tx_release(struct sqltx *tx)

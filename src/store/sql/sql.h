@@ -105,6 +105,11 @@ CF_WARN_UNUSED enum cf_err sqldb_migrate(struct sqldb *db, const char *name,
                                          const struct sql_migration *m, size_t n);
 
 CF_WARN_UNUSED enum cf_err sql_begin(struct sqldb *db, struct sqltx **out);
+/* A transaction whose commit may return before it is on disk: a process crash cannot lose it,
+ * a power failure may, until the next durable commit (SQLite: synchronous=NORMAL around it, in
+ * WAL mode; PostgreSQL: SET LOCAL synchronous_commit = off). Only for rows that can be rebuilt
+ * from something durable (an outcome the ledger's idempotency records restore). */
+CF_WARN_UNUSED enum cf_err sql_begin_relaxed(struct sqldb *db, struct sqltx **out);
 CF_WARN_UNUSED enum cf_err sql_commit(struct sqltx *tx); /* gives the connection back, always */
 void sql_rollback(struct sqltx *tx);                     /* gives the connection back; NULL ok */
 

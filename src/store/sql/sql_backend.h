@@ -47,8 +47,9 @@ struct sql_backend {
 struct sqltx {
     struct sqldb *db;
     unsigned slot;
-    bool open;   /* between sql_begin and sql_commit/sql_rollback */
-    bool failed; /* a call failed: sql_commit rolls back and fails */
+    bool open;    /* between sql_begin and sql_commit/sql_rollback */
+    bool failed;  /* a call failed: sql_commit rolls back and fails */
+    bool relaxed; /* sql_tx_relax: the commit need not reach the disk before it returns */
 };
 
 /* Slots of connections, handed out one transaction at a time. */

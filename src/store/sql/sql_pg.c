@@ -208,6 +208,8 @@ static enum cf_err pg_begin(struct sqltx *tx)
         if (err != CF_OK && PQstatus(*c) != CONNECTION_OK && conn_ready(pd, c) == CF_OK)
             err = exec_simple(*c, BEGIN_SQL, "begin");
     }
+    if (err == CF_OK && tx->relaxed)
+        err = exec_simple(*c, "SET LOCAL synchronous_commit = off", "relax");
     if (err != CF_OK)
         txn_abandon(c);
     CF_ASSERT(err != CF_OK || PQtransactionStatus(*c) == PQTRANS_INTRANS);

@@ -376,13 +376,30 @@ static enum cf_err sqlite_script(struct sqltx *tx, const char *ddl)
 
 /* Transactions ------------------------------------------------------------------------------- */
 
+/* After a relaxed transaction: every later commit is durable again (or the connection is
+ * unusable, which the assertion stops). */
+static enum cf_err relaxed_end(struct sqlite_db *sd, const struct sqltx *tx, enum cf_err err)
+{
+    if (tx->relaxed) {
+        enum cf_err back = exec_plain(sd->db, "PRAGMA synchronous = FULL", "pragmas");
+        CF_ASSERT(back == CF_OK);
+    }
+    return err;
+}
+
 static enum cf_err sqlite_begin(struct sqltx *tx)
 {
     struct sqlite_db *sd = sdb(tx->db);
     CF_ASSERT(tx->open && tx->slot == 0);
     if (!sqlite3_get_autocommit(sd->db)) /* a ROLLBACK that failed last time */
         (void)exec_plain(sd->db, "ROLLBACK", "rollback");
-    enum cf_err err = exec_plain(sd->db, "BEGIN IMMEDIATE", "begin");
+    enum cf_err err = CF_OK;
+    if (tx->relaxed) /* the safety level can only change outside a transaction */
+        err = exec_plain(sd->db, "PRAGMA synchronous = NORMAL", "pragmas");
+    if (err == CF_OK)
+        err = exec_plain(sd->db, "BEGIN IMMEDIATE", "begin");
+    if (err != CF_OK && tx->relaxed)
+        (void)relaxed_end(sd, tx, err);
     CF_ASSERT(err != CF_OK || !sqlite3_get_autocommit(sd->db));
     return err;
 }
@@ -392,14 +409,14 @@ static enum cf_err sqlite_end(struct sqltx *tx, bool commit)
     struct sqlite_db *sd = sdb(tx->db);
     CF_ASSERT(tx->open && tx->slot == 0);
     if (sqlite3_get_autocommit(sd->db)) /* SQLite ended it itself after an error */
-        return commit ? CF_ERR_STORAGE : CF_OK;
+        return relaxed_end(sd, tx, commit ? CF_ERR_STORAGE : CF_OK);
     enum cf_err err = CF_OK;
     if (commit && (err = exec_plain(sd->db, "COMMIT", "commit")) == CF_OK)
-        return CF_OK;
+        return relaxed_end(sd, tx, CF_OK);
     if (sqlite3_get_autocommit(sd->db)) /* a failed COMMIT that SQLite rolled back */
-        return err;
+        return relaxed_end(sd, tx, err);
     enum cf_err rolled = exec_plain(sd->db, "ROLLBACK", "rollback");
-    return commit ? err : rolled;
+    return relaxed_end(sd, tx, commit ? err : rolled);
 }
 
 /* Backup and close --------------------------------------------------------------------------- */

@@ -469,6 +469,47 @@ static void test_commit_durable_rollback_discards(void **state)
     }
 }
 
+/* The durability setting a normal transaction runs with ("2"/FULL on SQLite, "on" on
+ * PostgreSQL). */
+static void durability_check(struct sqldb *db, const char *want_sqlite, const char *want_pg,
+                             bool relaxed)
+{
+    struct sqltx *tx = NULL;
+    assert_int_equal(relaxed ? sql_begin_relaxed(db, &tx) : sql_begin(db, &tx), CF_OK);
+    struct sql_rows *r = NULL;
+    assert_int_equal(
+        sql_query(tx, backend == BACKEND_SQLITE ? "PRAGMA synchronous" : "SHOW synchronous_commit",
+                  NULL, 0, &r),
+        CF_OK);
+    assert_int_equal(sql_rows_n(r), 1);
+    assert_string_equal(sql_row_text(r, 0, 0), backend == BACKEND_SQLITE ? want_sqlite : want_pg);
+    sql_rows_free(r);
+    sql_rollback(tx);
+}
+
+static void test_relaxed_commit(void **state)
+{
+    struct fx *f = *state;
+    static const char *sql = "INSERT INTO items (id, name) VALUES ($1, $2)";
+    struct sql_value a[] = {SQL_I(1), SQL_T("relaxed")}, b[] = {SQL_I(1), SQL_T("again")};
+    struct sqltx *tx = NULL;
+    durability_check(f->db, "2", "on", false);
+    durability_check(f->db, "1", "off", true); /* NORMAL / off inside a relaxed one */
+    durability_check(f->db, "2", "on", false); /* and durable again after it */
+    /* a relaxed commit is a commit: visible to the next transaction and after a reopen */
+    assert_int_equal(sql_begin_relaxed(f->db, &tx), CF_OK);
+    assert_int_equal(sql_exec(tx, sql, a, 2, NULL), CF_OK);
+    assert_int_equal(sql_commit(tx), CF_OK);
+    assert_int_equal(items_count(f->db), 1);
+    /* a relaxed transaction that fails rolls back and leaves commits durable */
+    assert_int_equal(sql_begin_relaxed(f->db, &tx), CF_OK);
+    assert_int_equal(sql_exec(tx, sql, b, 2, NULL), CF_ERR_STORAGE_CONFLICT);
+    assert_int_equal(sql_commit(tx), CF_ERR_STORAGE);
+    durability_check(f->db, "2", "on", false);
+    fx_reopen(f);
+    assert_int_equal(items_count(f->db), 1);
+}
+
 /* Statement text ------------------------------------------------------------------------------ */
 
 static void test_placeholders_rewritten(void **state)
@@ -705,6 +746,7 @@ int main(void)
         T(test_changes_count),
         T(test_unique_violation_is_conflict),
         T(test_commit_durable_rollback_discards),
+        T(test_relaxed_commit),
         T(test_placeholders_rewritten),
         T(test_for_update_accepted),
         T(test_limits_refused),
