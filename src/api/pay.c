@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "money/currency.h"
 
+#define PAY_RECOVER_PAGE 32    /* operations recovery reads at once */
 #define PAY_OPEN_RETRIES 200   /* waits for a concurrent opening of the same account... */
 #define PAY_OPEN_RETRY_US 5000 /* ...for at most a second */
 
@@ -321,25 +322,40 @@ static enum cf_err recover_qr_claim(struct api *api, struct pay_op *op, bool *go
     return payments_op_update(api->payments, op->id, 1u << PAY_STATUS_PROCESSING, &u, now);
 }
 
+/* Finishes one operation left PROCESSING. */
+static enum cf_err recover_one(struct api *api, struct arena *arena, struct pay_op *op)
+{
+    if (op->kind != PAY_KIND_SEND && op->kind != PAY_KIND_PAYMENT && op->kind != PAY_KIND_REFUND &&
+        op->kind != PAY_KIND_CONVERSION)
+        return api_pay_funding_recover(api, arena, op);
+    bool go = true;
+    enum cf_err err = recover_qr_claim(api, op, &go);
+    if (err == CF_OK && go)
+        err = api_pay_execute(api, arena, op);
+    return err;
+}
+
 enum cf_err api_pay_recover(struct api *api, struct arena *arena, size_t *n_out)
 {
-    struct pay_op ops[32];
+    struct pay_op *ops = arena_calloc(arena, PAY_RECOVER_PAGE, sizeof(*ops));
+    if (ops == NULL)
+        return CF_ERR_NOMEM;
     size_t n = 0, done = 0;
+    uint64_t after = 0;
     int64_t now = cf_clock_now_us(&cf_clock_real);
-    enum cf_err err = payments_ops_stuck(api->payments, now, ops, 32, &n);
-    for (size_t i = 0; i < n && err == CF_OK; i++) {
-        if (ops[i].kind != PAY_KIND_SEND && ops[i].kind != PAY_KIND_PAYMENT &&
-            ops[i].kind != PAY_KIND_REFUND && ops[i].kind != PAY_KIND_CONVERSION) {
-            err = api_pay_funding_recover(api, arena, &ops[i]);
-            continue;
+    enum cf_err err = CF_OK;
+    do { /* every page once: what cannot be finished now stays for an operator, and logged */
+        err = payments_ops_stuck(api->payments, now, after, ops, PAY_RECOVER_PAGE, &n);
+        for (size_t i = 0; i < n && err == CF_OK; i++) {
+            after = ops[i].row;
+            enum cf_err e = recover_one(api, arena, &ops[i]);
+            if (e == CF_OK)
+                done++;
+            else
+                cf_log(LOG_WARN, "payment not recovered", "op", ops[i].id, "error", cf_err_code(e),
+                       NULL);
         }
-        bool go = true;
-        err = recover_qr_claim(api, &ops[i], &go);
-        if (err == CF_OK && go)
-            err = api_pay_execute(api, arena, &ops[i]);
-        if (err == CF_OK)
-            done++;
-    }
+    } while (err == CF_OK && n == PAY_RECOVER_PAGE);
     *n_out = done;
     return err;
 }

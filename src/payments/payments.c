@@ -540,19 +540,19 @@ enum cf_err payments_ops_list(struct payments *p, const struct pay_filter *f, st
     return err;
 }
 
-enum cf_err payments_ops_stuck(struct payments *p, int64_t older_than_us, struct pay_op *out,
-                               size_t max, size_t *n_out)
+enum cf_err payments_ops_stuck(struct payments *p, int64_t older_than_us, uint64_t after_row,
+                               struct pay_op *out, size_t max, size_t *n_out)
 {
     CF_ASSERT(max <= PAY_LIST_MAX);
-    struct sql_value v[] = {SQL_I(older_than_us), SQL_I(max)};
+    struct sql_value v[] = {SQL_I(older_than_us), SQL_I(max), SQL_I(after_row)};
     struct sqltx *tx = NULL;
     enum cf_err err = sql_begin(p->db, &tx);
     if (err != CF_OK)
         return err;
     err = ops_rows(p, tx,
                    "SELECT " OP_COLS " FROM pay_ops WHERE status = 0 AND updated_at_us < $1 "
-                   "ORDER BY row LIMIT $2",
-                   v, 2, out, max, n_out);
+                   "AND row > $3 ORDER BY row LIMIT $2",
+                   v, 3, out, max, n_out);
     sql_rollback(tx);
     return err;
 }

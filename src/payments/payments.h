@@ -197,9 +197,11 @@ struct pay_filter {
 /* Newest first, up to max (at most PAY_LIST_MAX). */
 CF_WARN_UNUSED enum cf_err payments_ops_list(struct payments *p, const struct pay_filter *f,
                                              struct pay_op *out, size_t max, size_t *n_out);
-/* Operations still PROCESSING that were last changed before older_than_us (crash recovery). */
+/* Operations still PROCESSING that were last changed before older_than_us, after row after_row
+ * (0 for the first page), in row order (crash recovery pages through them with the last row). */
 CF_WARN_UNUSED enum cf_err payments_ops_stuck(struct payments *p, int64_t older_than_us,
-                                              struct pay_op *out, size_t max, size_t *n_out);
+                                              uint64_t after_row, struct pay_op *out, size_t max,
+                                              size_t *n_out);
 
 /* Merchants --------------------------------------------------------------------------------- */
 

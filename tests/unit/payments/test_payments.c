@@ -811,18 +811,27 @@ static void test_ops_stuck(void **state)
     op_set_status(f, s[1].id, PAY_STATUS_PROCESSING, PAY_STATUS_COMPLETED, T0_US + 15 * US_PER_S);
     op_set_status(f, s[3].id, PAY_STATUS_PROCESSING, PAY_STATUS_PENDING, T0_US + 35 * US_PER_S);
     size_t n = 99;
-    assert_int_equal(payments_ops_stuck(f->p, T0_US + 15 * US_PER_S, out, PAY_LIST_MAX, &n), CF_OK);
+    assert_int_equal(payments_ops_stuck(f->p, T0_US + 15 * US_PER_S, 0, out, PAY_LIST_MAX, &n),
+                     CF_OK);
     assert_int_equal(n, 1);
     assert_string_equal(out[0].id, s[0].id);
-    assert_int_equal(payments_ops_stuck(f->p, T0_US + 100 * US_PER_S, out, PAY_LIST_MAX, &n),
+    assert_int_equal(payments_ops_stuck(f->p, T0_US + 100 * US_PER_S, 0, out, PAY_LIST_MAX, &n),
                      CF_OK);
     assert_int_equal(n, 2);
     assert_string_equal(out[0].id, s[0].id);
     assert_string_equal(out[1].id, s[2].id);
     assert_int_equal(out[1].status, PAY_STATUS_PROCESSING);
-    assert_int_equal(payments_ops_stuck(f->p, T0_US + 100 * US_PER_S, out, 1, &n), CF_OK);
+    assert_int_equal(payments_ops_stuck(f->p, T0_US + 100 * US_PER_S, 0, out, 1, &n), CF_OK);
     assert_int_equal(n, 1);
-    assert_int_equal(payments_ops_stuck(f->p, T0_US, out, PAY_LIST_MAX, &n), CF_OK);
+    /* the next page starts after the last row seen */
+    assert_int_equal(payments_ops_stuck(f->p, T0_US + 100 * US_PER_S, out[0].row, out, 1, &n),
+                     CF_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(out[0].id, s[2].id);
+    assert_int_equal(payments_ops_stuck(f->p, T0_US + 100 * US_PER_S, out[0].row, out, 1, &n),
+                     CF_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(payments_ops_stuck(f->p, T0_US, 0, out, PAY_LIST_MAX, &n), CF_OK);
     assert_int_equal(n, 0);
 }
 
