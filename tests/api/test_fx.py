@@ -13,17 +13,16 @@ Usage: test_fx.py --bin build/coffer --src . [test names...]
 """
 
 import concurrent.futures
-import itertools
 import os
-import random
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
-import identity_helpers as ih  # noqa: E402
+import pay_helpers as ph  # noqa: E402
 from harness import check, check_eq, new_key  # noqa: E402
+from pay_helpers import call, expect, fund  # noqa: E402
 
 SPREAD_BPS = 50
 QUOTE_TTL_S = 10  # the configuration's least
@@ -31,50 +30,13 @@ ENV = {"COFFER_CURRENCIES": "USD,EUR,JPY", "COFFER_FX_SPREAD_BPS": str(SPREAD_BP
        "COFFER_QUOTE_TTL_S": "60", "COFFER_GATEWAY_SECRET": "test-gateway-secret-0123456789"}
 SCALE = {"USD": 2, "EUR": 2, "JPY": 0, "GBP": 2}
 
-_seq = itertools.count(1)
-_run = "%05x" % random.getrandbits(20)
-
-
-def email(tag):
-    return "%s.%s.%d@example.org" % (tag, _run, next(_seq))
-
-
-def call(srv, method, path, body=None, token=None, key=None, headers=None):
-    return ih.call(srv.port, method, path, body, token=token, key=key, headers=headers)
-
-
-def expect(res, status, code=None, what="request"):
-    got, body, _h = res
-    check(got == status, "%s: expected %d%s, got %d: %s"
-          % (what, status, " " + code if code else "", got, str(body)[:600]))
-    if code is not None:
-        check(isinstance(body, dict) and body.get("code") == code,
-              "%s: expected problem code %r, got %s" % (what, code, str(body)[:300]))
-    return body
-
 
 def shared(ctx):
-    if ctx._shared is None:
-        ctx._shared = harness.Server(ctx.bin, env=ENV).start()
-    return ctx._shared
+    return ph.shared(ctx, ENV)
 
 
 def customer(srv, name="Felix Fx"):
-    return ih.register_customer(srv.port, srv.token, email("fx"), name=name)
-
-
-_sources = {}
-
-
-def fund(srv, token, amount, currency="USD"):
-    """Moves amount into the customer's wallet (opened if needed) from an admin account."""
-    client = srv.client()
-    if (srv.port, currency) not in _sources:
-        _sources[(srv.port, currency)] = harness.make_source(client, currency)["id"]
-    acct = expect(call(srv, "POST", "/v1/me/accounts", {"currency": currency}, token=token), 201,
-                  what="wallet open")["id"]
-    harness.fund(client, _sources[(srv.port, currency)], acct, amount, currency)
-    return acct
+    return ph.customer(srv, name, tag="fx")
 
 
 def set_rate(srv, base, quote, rate):

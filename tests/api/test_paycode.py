@@ -19,7 +19,6 @@ import base64
 import concurrent.futures
 import hashlib
 import hmac
-import itertools
 import os
 import random
 import struct
@@ -30,66 +29,26 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
 import identity_helpers as ih  # noqa: E402
+import pay_helpers as ph  # noqa: E402
 from harness import check, check_eq, new_key  # noqa: E402
+from pay_helpers import PASSWORD, call, email, expect, fund  # noqa: E402
 
-PASSWORD = ih.DEFAULT_PASSWORD
 ENV = {"COFFER_CURRENCIES": "USD,EUR", "COFFER_SANDBOX_LATENCY_MS": "50",
        "COFFER_GATEWAY_SECRET": "test-gateway-secret-0123456789"}
-IBAN = "GB82WEST12345698765432"
 STEP_S = 30
 MERCHANT_FAILURES_MAX = 20  # PAY_PAYCODE_MERCHANT_FAILURES_MAX
 DEVICE_FAILURES_MAX = 10    # PAY_PAYCODE_DEVICE_FAILURES_MAX
 
-_seq = itertools.count(1)
-_run = "%05x" % random.getrandbits(20)
-
-
-def email(tag):
-    return "%s.%s.%d@example.org" % (tag, _run, next(_seq))
-
-
-def call(srv, method, path, body=None, token=None, key=None, headers=None):
-    return ih.call(srv.port, method, path, body, token=token, key=key, headers=headers)
-
-
-def expect(res, status, code=None, what="request"):
-    got, body, _h = res
-    check(got == status, "%s: expected %d%s, got %d: %s"
-          % (what, status, " " + code if code else "", got, str(body)[:600]))
-    if code is not None:
-        check(isinstance(body, dict) and body.get("code") == code,
-              "%s: expected problem code %r, got %s" % (what, code, str(body)[:300]))
-    return body
-
 
 def shared(ctx):
-    if ctx._shared is None:
-        ctx._shared = harness.Server(ctx.bin, env=ENV).start()
-    return ctx._shared
+    return ph.shared(ctx, ENV)
 
 
 # -- people and money ----------------------------------------------------------------------------
 
 
 def customer(srv, name="Pat Payer"):
-    return ih.register_customer(srv.port, srv.token, email("cust"), name=name)
-
-
-def wallet(srv, token, currency="USD"):
-    return expect(call(srv, "POST", "/v1/me/accounts", {"currency": currency}, token=token), 201,
-                  what="wallet open")["id"]
-
-
-_sources = {}
-
-
-def fund(srv, token, amount, currency="USD"):
-    client = srv.client()
-    if (srv.port, currency) not in _sources:
-        _sources[(srv.port, currency)] = harness.make_source(client, currency)["id"]
-    acct = wallet(srv, token, currency)
-    harness.fund(client, _sources[(srv.port, currency)], acct, amount, currency)
-    return acct
+    return ph.customer(srv, name)
 
 
 def account(srv, acct):
@@ -98,25 +57,13 @@ def account(srv, acct):
 
 def merchant(srv, fee_bps=0, fee_fixed=0, currency="USD", name="Till Shop"):
     """A merchant with an owner session, a staff session and a payment profile."""
-    owner_login = email("owner")
-    made = expect(call(srv, "POST", "/v1/admin/merchants",
-                       {"legal_name": name + " Ltd", "display_name": name,
-                        "owner": {"login": owner_login, "password": PASSWORD,
-                                  "name": "Olive Owner"}}, token=srv.token), 201,
-                  what="merchant create")
-    profile = {"mcc": "5812", "country": "GB", "city": "London", "currency": currency,
-               "bank_account": IBAN, "fee_bps": fee_bps, "fee_fixed_minor": fee_fixed}
-    got = expect(call(srv, "POST", "/v1/admin/merchants/%s/profile" % made["merchant_id"],
-                      profile, token=srv.token), 200, what="merchant profile")
-    owner = expect(call(srv, "POST", "/v1/auth/sign-in",
-                        {"login": owner_login, "password": PASSWORD}), 200)["token"]
+    m = ph.merchant(srv, name, fee_bps=fee_bps, fee_fixed=fee_fixed, currency=currency)
     staff_login = email("staff")
     expect(call(srv, "POST", "/v1/merchant/users",
                 {"login": staff_login, "password": PASSWORD, "name": "Sam Staff",
-                 "right": "staff"}, token=owner), 201, what="staff add")
-    staff = expect(call(srv, "POST", "/v1/auth/sign-in",
-                        {"login": staff_login, "password": PASSWORD}), 200)["token"]
-    return {"id": made["merchant_id"], "token": owner, "staff": staff, "account": got["account"]}
+                 "right": "staff"}, token=m["token"]), 201, what="staff add")
+    m["staff"] = ph.sign_in(srv, staff_login, what="request")
+    return m
 
 
 # -- codes, computed as src/crypto/paycode.c does -----------------------------------------------

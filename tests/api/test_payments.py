@@ -13,7 +13,6 @@ import concurrent.futures
 import hashlib
 import hmac
 import http.client
-import itertools
 import os
 import random
 import subprocess
@@ -24,109 +23,23 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
 import identity_helpers as ih  # noqa: E402
+import pay_helpers as ph  # noqa: E402
 from harness import check, check_eq, new_key  # noqa: E402
+from pay_helpers import (IBAN, PASSWORD, RUN, add_card, balance, call, customer,  # noqa: E402
+                         email, expect, fund, merchant, pay, qr, topup, wait_op, wallet)
 
-PASSWORD = ih.DEFAULT_PASSWORD
 ENV = {"COFFER_CURRENCIES": "USD,EUR", "COFFER_SEND_FEE_BPS": "100",
        "COFFER_SEND_FEE_FIXED_MINOR": "5", "COFFER_QUOTE_TTL_S": "10",
        "COFFER_SANDBOX_LATENCY_MS": "50", "COFFER_GATEWAY_SECRET": "test-gateway-secret-0123456789"}
 SECRET = ENV["COFFER_GATEWAY_SECRET"].encode()
-IBAN = "GB82WEST12345698765432"
-
-_seq = itertools.count(1)
-_run = "%05x" % random.getrandbits(20)
-
-
-def email(tag):
-    return "%s.%s.%d@example.org" % (tag, _run, next(_seq))
-
-
-def call(srv, method, path, body=None, token=None, key=None, headers=None):
-    return ih.call(srv.port, method, path, body, token=token, key=key, headers=headers)
-
-
-def expect(res, status, code=None, what="request"):
-    got, body, _h = res
-    check(got == status, "%s: expected %d%s, got %d: %s"
-          % (what, status, " " + code if code else "", got, str(body)[:600]))
-    if code is not None:
-        check(isinstance(body, dict) and body.get("code") == code,
-              "%s: expected problem code %r, got %s" % (what, code, str(body)[:300]))
-    return body
 
 
 def shared(ctx):
-    if ctx._shared is None:
-        ctx._shared = harness.Server(ctx.bin, env=ENV).start()
-    return ctx._shared
+    return ph.shared(ctx, ENV)
 
 
 def admin(srv):
     return srv.token
-
-
-def customer(srv, name="Carla Customer"):
-    return ih.register_customer(srv.port, srv.token, email("cust"), name=name)
-
-
-def wallet(srv, token, currency="USD"):
-    acct = expect(call(srv, "POST", "/v1/me/accounts", {"currency": currency}, token=token), 201,
-                  what="wallet open")
-    return acct["id"]
-
-
-_sources = {}
-
-
-def fund(srv, token, amount, currency="USD"):
-    """Moves amount into the customer's wallet from an admin funding account."""
-    client = srv.client()
-    if (srv.port, currency) not in _sources:
-        _sources[(srv.port, currency)] = harness.make_source(client, currency)["id"]
-    acct = wallet(srv, token, currency)
-    harness.fund(client, _sources[(srv.port, currency)], acct, amount, currency)
-    return acct
-
-
-def balance(srv, acct):
-    return srv.client().account(acct)["balance"]
-
-
-def merchant(srv, mcc="5812", fee_bps=None, fee_fixed=None, currency="USD", name="Harbour Cafe"):
-    """A merchant with an owner session and a payment profile."""
-    owner_login = email("owner")
-    made = expect(call(srv, "POST", "/v1/admin/merchants",
-                       {"legal_name": name + " Ltd", "display_name": name,
-                        "owner": {"login": owner_login, "password": PASSWORD,
-                                  "name": "Olive Owner"}}, token=admin(srv)), 201,
-                  what="merchant create")
-    profile = {"mcc": mcc, "country": "GB", "city": "London", "currency": currency,
-               "bank_account": IBAN}
-    if fee_bps is not None:
-        profile["fee_bps"] = fee_bps
-    if fee_fixed is not None:
-        profile["fee_fixed_minor"] = fee_fixed
-    got = expect(call(srv, "POST", "/v1/admin/merchants/%s/profile" % made["merchant_id"],
-                      profile, token=admin(srv)), 200, what="merchant profile")
-    signed = expect(call(srv, "POST", "/v1/auth/sign-in",
-                         {"login": owner_login, "password": PASSWORD}), 200, what="owner sign-in")
-    return {"id": made["merchant_id"], "token": signed["token"], "account": got["account"]}
-
-
-def qr(srv, m, **body):
-    return expect(call(srv, "POST", "/v1/merchant/qr", body or None, token=m["token"]), 201,
-                  what="qr create")
-
-
-def pay(srv, token, payload, amount=None, key=None, quote=None, verification=None):
-    body = {"payload": payload}
-    if amount is not None:
-        body["amount_minor"] = amount
-    if quote is not None:
-        body["quote_id"] = quote
-    if verification is not None:
-        body["verification"] = verification
-    return call(srv, "POST", "/v1/me/payments", body, token=token, key=key or new_key("pay"))
 
 
 def crc16(data):
@@ -322,7 +235,7 @@ def test_sends(ctx):
     bob_login = "+447700900%03d" % random.randrange(1000)
     bob = ih.register_customer(srv.port, srv.token, bob_login, name="Bob Stone")
     acct = fund(srv, alice.token, 100000)
-    handle = "bob%s" % _run
+    handle = "bob%s" % RUN
     got = expect(call(srv, "POST", "/v1/me/handle", {"handle": "@" + handle.upper()},
                       token=bob.token), 200)
     check_eq(got["handle"], "@" + handle, "handles are lower-cased")
@@ -485,32 +398,6 @@ CARD_ASYNC_OK, CARD_ASYNC_NO = "4000000000000077", "4000000000000085"
 BANK_ASYNC_OK = "DE89370400440532013000"
 
 
-def add_card(srv, cust, number, exp_year=2031, cvc="123", expect_status=201):
-    v = ih.step_up(srv.port, cust.token, "card_add", admin_token=srv.token, login=cust.login)
-    return expect(call(srv, "POST", "/v1/me/cards",
-                       {"number": number, "exp_month": 12, "exp_year": exp_year, "cvc": cvc,
-                        "verification": v}, token=cust.token), expect_status, what="card add")
-
-
-def topup(srv, cust, amount, card=None, bank=None, key=None):
-    body = {"amount_minor": amount, "currency": "USD"}
-    if card is not None:
-        body["card_id"] = card
-    if bank is not None:
-        body["bank_account"] = bank
-    return call(srv, "POST", "/v1/me/topups", body, token=cust.token, key=key or new_key("top"))
-
-
-def wait_op(srv, token, op_id, status, timeout_s=10):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        got = expect(call(srv, "GET", "/v1/me/operations/" + op_id, token=token), 200)
-        if got["status"] == status or time.monotonic() > deadline:
-            check_eq(got["status"], status, "operation %s" % op_id)
-            return got
-        time.sleep(0.05)
-
-
 def callback(srv, fields, secret=SECRET, t=None):
     body = "&".join("%s=%s" % kv for kv in fields.items())
     t = int(time.time()) if t is None else t
@@ -630,7 +517,7 @@ def test_callbacks(ctx):
     cust = customer(srv)
     acct = wallet(srv, cust.token)
     done = expect(topup(srv, cust, 1000, bank="GB82WEST12345698765432"), 201)
-    fields = {"event_id": "evt_test%s" % _run, "op_id": done["id"], "reference": "sbx_x",
+    fields = {"event_id": "evt_test%s" % RUN, "op_id": done["id"], "reference": "sbx_x",
               "outcome": "declined", "amount_minor": "1000", "currency": "USD",
               "created_at": str(int(time.time()))}
     expect(callback(srv, fields, secret=b"not-the-secret-at-all"), 401, "bad_signature", "forged")
@@ -646,7 +533,7 @@ def test_callbacks(ctx):
     check_eq(status, 415, "a JSON body on the form route")
     # a callback with another amount for a pending top-up is ignored; the real one settles it
     pending = expect(topup(srv, cust, 600, bank=BANK_ASYNC_OK), 202)
-    forged = dict(fields, event_id="evt_amt%s" % _run, op_id=pending["id"], outcome="approved",
+    forged = dict(fields, event_id="evt_amt%s" % RUN, op_id=pending["id"], outcome="approved",
                   amount_minor="60000")
     check_eq(expect(callback(srv, forged), 200)["status"], "ignored", "a wrong amount")
     wait_op(srv, cust.token, pending["id"], "completed")

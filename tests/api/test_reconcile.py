@@ -18,10 +18,8 @@ Usage: test_reconcile.py --bin build/coffer --src . [test names...]
 
 import concurrent.futures
 import http.client
-import itertools
 import json
 import os
-import random
 import re
 import subprocess
 import sys
@@ -31,12 +29,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
 import identity_helpers as ih  # noqa: E402
+import pay_helpers as ph  # noqa: E402
 from harness import check, check_eq, new_key  # noqa: E402
+from pay_helpers import (IBAN, add_card_id, call, customer, email, expect,  # noqa: E402
+                         operation, topup, wait_op)
 
-PASSWORD = ih.DEFAULT_PASSWORD
 ENV = {"COFFER_CURRENCIES": "USD,EUR", "COFFER_SANDBOX_LATENCY_MS": "20",
        "COFFER_GATEWAY_SECRET": "test-gateway-secret-0123456789"}
-IBAN = "GB82WEST12345698765432"
 HEADER = "reference,op_id,type,amount_minor,currency,status"
 PATH = "/v1/admin/reconcile"
 BODY_MAX = 6 * 1024 * 1024  # API_RECONCILE_BODY_BYTES_MAX
@@ -46,72 +45,9 @@ ROWS_MAX = 100000           # RECONCILE_ROWS_MAX
 CARD_OK, CARD_DECLINED, CARD_3DS = "4242424242424242", "4000000000000002", "4000000000003220"
 CARD_ASYNC_OK = "4000000000000077"
 
-_seq = itertools.count(1)
-_run = "%05x" % random.getrandbits(20)
-
-
-def email(tag):
-    return "%s.%s.%d@example.org" % (tag, _run, next(_seq))
-
-
-def call(srv, method, path, body=None, token=None, key=None, headers=None):
-    return ih.call(srv.port, method, path, body, token=token, key=key, headers=headers)
-
-
-def expect(res, status, code=None, what="request"):
-    got, body, _h = res
-    check(got == status, "%s: expected %d%s, got %d: %s"
-          % (what, status, " " + code if code else "", got, str(body)[:600]))
-    if code is not None:
-        check(isinstance(body, dict) and body.get("code") == code,
-              "%s: expected problem code %r, got %s" % (what, code, str(body)[:300]))
-    return body
-
-
-def customer(srv):
-    return ih.register_customer(srv.port, srv.token, email("cust"))
-
-
-def add_card(srv, cust, number):
-    v = ih.step_up(srv.port, cust.token, "card_add", admin_token=srv.token, login=cust.login)
-    return expect(call(srv, "POST", "/v1/me/cards",
-                       {"number": number, "exp_month": 12, "exp_year": 2031, "cvc": "123",
-                        "verification": v}, token=cust.token), 201, what="card add")["id"]
-
-
-def topup(srv, cust, amount, card):
-    return call(srv, "POST", "/v1/me/topups",
-                {"amount_minor": amount, "currency": "USD", "card_id": card},
-                token=cust.token, key=new_key("top"))
-
-
-def operation(srv, token, op_id):
-    return expect(call(srv, "GET", "/v1/me/operations/" + op_id, token=token), 200,
-                  what="operation " + op_id)
-
-
-def wait_op(srv, token, op_id, status, timeout_s=10):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        got = operation(srv, token, op_id)
-        if got["status"] == status or time.monotonic() > deadline:
-            check_eq(got["status"], status, "operation %s" % op_id)
-            return got
-        time.sleep(0.05)
-
 
 def merchant(srv, name):
-    owner = email("owner")
-    made = expect(call(srv, "POST", "/v1/admin/merchants",
-                       {"legal_name": name + " Ltd", "display_name": name,
-                        "owner": {"login": owner, "password": PASSWORD, "name": "Olive Owner"}},
-                       token=srv.token), 201, what="merchant create")
-    expect(call(srv, "POST", "/v1/admin/merchants/%s/profile" % made["merchant_id"],
-                {"mcc": "5812", "country": "GB", "city": "London", "currency": "USD",
-                 "bank_account": IBAN, "fee_bps": 0}, token=srv.token), 200, what="profile")
-    signed = expect(call(srv, "POST", "/v1/auth/sign-in", {"login": owner, "password": PASSWORD}),
-                    200, what="owner sign-in")
-    return {"id": made["merchant_id"], "token": signed["token"]}
+    return ph.merchant(srv, name, fee_bps=0)
 
 
 def reconcile(srv, csv, token=None, **window):
@@ -121,7 +57,7 @@ def reconcile(srv, csv, token=None, **window):
 
 def cli(srv, text, *args, raw=None):
     """Runs `coffer reconcile FILE` on the server's data; returns (exit code, stdout, stderr)."""
-    path = os.path.join(srv.root, "settlement-%d.csv" % next(_seq))
+    path = os.path.join(srv.root, "settlement-%d.csv" % next(ph.SEQ))
     with open(path, "wb") as f:
         f.write(raw if raw is not None else text.encode())
     r = subprocess.run([srv.bin, "reconcile", path, "--data", srv.data] + srv.db_args() +
@@ -191,19 +127,20 @@ def failed_op_id(res):
 def world(srv):
     """Gateway operations of every shape; returns {name: operation} (ids, amounts, references)."""
     c1 = customer(srv)
-    ok = add_card(srv, c1, CARD_OK)
+    ok = add_card_id(srv, c1, CARD_OK)
     ops = {"t1": expect(topup(srv, c1, 1000, ok), 201, what="top-up"),
            "t2": expect(topup(srv, c1, 2500, ok), 201, what="top-up")}
     # a customer gets at most five codes an hour: the others go to another customer
     c2 = customer(srv)
-    late = add_card(srv, c2, CARD_ASYNC_OK)
+    late = add_card_id(srv, c2, CARD_ASYNC_OK)
     pending = expect(topup(srv, c2, 700, late), 202, what="top-up by callback")
     ops["t3"] = wait_op(srv, c2.token, pending["id"], "completed")
     pending = expect(topup(srv, c2, 650, late), 202, what="top-up by callback")
     ops["t6"] = wait_op(srv, c2.token, pending["id"], "completed")
-    ops["t4"] = {"id": failed_op_id(topup(srv, c2, 400, add_card(srv, c2, CARD_DECLINED))),
+    ops["t4"] = {"id": failed_op_id(topup(srv, c2, 400, add_card_id(srv, c2, CARD_DECLINED))),
                  "amount_minor": 400}
-    ops["t5"] = expect(topup(srv, c2, 300, add_card(srv, c2, CARD_3DS)), 202, what="3-D Secure")
+    ops["t5"] = expect(topup(srv, c2, 300, add_card_id(srv, c2, CARD_3DS)), 202,
+                       what="3-D Secure")
     check_eq(ops["t5"]["status"], "action_required", "a challenge left unanswered")
     v = ih.step_up(srv.port, c1.token, "withdrawal", admin_token=srv.token, login=c1.login,
                    amount_minor=1200, currency="USD", payee=IBAN)
@@ -429,7 +366,7 @@ def test_reconcile_refusals(ctx):
     check(rc == 2 and "larger than" in err, "a file past 16 MiB: %d %r" % (rc, err))
 
     # the CLI beside the server while customers top up: both finish, nothing is locked out
-    buyers = [(c, add_card(srv, c, CARD_OK)) for c in (customer(srv), customer(srv))]
+    buyers = [(c, add_card_id(srv, c, CARD_OK)) for c in (customer(srv), customer(srv))]
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         tops = [pool.submit(topup, srv, c, 100 + i, card)
                 for i in range(6) for c, card in buyers]

@@ -13,7 +13,6 @@ Usage: test_requests.py --bin build/coffer --src . [test names...]
 """
 
 import concurrent.futures
-import itertools
 import os
 import random
 import sys
@@ -23,41 +22,17 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
 import identity_helpers as ih  # noqa: E402
+import pay_helpers as ph  # noqa: E402
 from harness import check, check_eq, new_key  # noqa: E402
+from pay_helpers import RUN, call, email, expect  # noqa: E402
 
 STEP_UP = 50000
 ENV = {"COFFER_CURRENCIES": "USD,EUR", "COFFER_SEND_FEE_BPS": "100",
        "COFFER_SEND_FEE_FIXED_MINOR": "5", "COFFER_STEP_UP_AMOUNT_MINOR": str(STEP_UP)}
 
-_seq = itertools.count(1)
-_run = "%05x" % random.getrandbits(20)
-
-
-def email(tag):
-    return "%s.%s.%d@example.org" % (tag, _run, next(_seq))
-
-
-def call(srv, method, path, body=None, token=None, key=None, headers=None):
-    return ih.call(srv.port, method, path, body, token=token, key=key, headers=headers)
-
-
-def expect(res, status, code=None, what="request"):
-    got, body, _h = res
-    check(got == status, "%s: expected %d%s, got %d: %s"
-          % (what, status, " " + code if code else "", got, str(body)[:600]))
-    if code is not None:
-        check(isinstance(body, dict) and body.get("code") == code,
-              "%s: expected problem code %r, got %s" % (what, code, str(body)[:300]))
-    return body
-
 
 def shared(ctx):
-    if ctx._shared is None:
-        ctx._shared = harness.Server(ctx.bin, env=ENV).start()
-    return ctx._shared
-
-
-_sources = {}
+    return ph.shared(ctx, ENV)
 
 
 class Customer:
@@ -69,22 +44,18 @@ class Customer:
 def customer(srv, name="Carla Customer", login=None, balance=0):
     """A customer with a USD wallet holding balance (moved from an admin funding account)."""
     c = ih.register_customer(srv.port, srv.token, login or email("cust"), name=name)
-    cust = Customer(c, expect(call(srv, "POST", "/v1/me/accounts", {"currency": "USD"},
-                                   token=c.token), 201, what="wallet open")["id"])
+    cust = Customer(c, ph.wallet(srv, c.token))
     if balance:
         fund(srv, cust, balance)
     return cust
 
 
 def fund(srv, cust, amount):
-    client = srv.client()
-    if srv.port not in _sources:
-        _sources[srv.port] = harness.make_source(client, "USD")["id"]
-    harness.fund(client, _sources[srv.port], cust.account, amount, "USD")
+    ph.fund_account(srv, cust.account, amount, "USD")
 
 
 def balance(srv, cust):
-    return srv.client().account(cust.account)["balance"]
+    return ph.balance(srv, cust.account)
 
 
 def fee_of(amount):
@@ -135,7 +106,7 @@ def test_request_and_view(ctx):
     alice = customer(srv, name="Alice Smith")
     bob_phone = "+447700900%03d" % random.randrange(1000)
     bob = customer(srv, name="Bob Stone", login=bob_phone)
-    handle = "bob%s" % _run
+    handle = "bob%s" % RUN
     expect(call(srv, "POST", "/v1/me/handle", {"handle": handle}, token=bob.token), 200)
     for frm in (bob_phone, bob.login, "@" + handle):
         made = asked(srv, alice, frm, 1500, note="pizza")
@@ -347,7 +318,7 @@ def test_split(ctx):
     check(all(r["split_id"] == got["split_id"] and r["note"] == "dinner"
               and r["status"] == "pending" for r in got["requests"]), "one split")
     check_eq([r["payer"]["name"] for r in got["requests"]], ["B*** G.", "C*** G."], "in order")
-    got = expect(split(srv, alice, [bob.login, carol.login, "@nobody" + _run], 1001), 404,
+    got = expect(split(srv, alice, [bob.login, carol.login, "@nobody" + RUN], 1001), 404,
                  "recipient_not_found")
     check_eq(got.get("detail"), "participants[2]", "the unknown participant")
     for total, n in ((1001, 2), (7, 3), (100, 7), (5, 5)):
@@ -362,7 +333,7 @@ def test_split(ctx):
     for people, total, status, code, detail in (
             ([bob.login, carol.login, bob.login], 900, 400, "invalid_field",
              "participants[2]: listed twice"),
-            ([bob.login, "@" + "x" * 3 + _run], 900, 404, "recipient_not_found",
+            ([bob.login, "@" + "x" * 3 + RUN], 900, 404, "recipient_not_found",
              "participants[1]"),
             ([alice.login], 900, 422, "same_account", "participants[0]"),
             ([], 900, 400, "invalid_field", "participants"),

@@ -16,10 +16,8 @@ import csv
 import datetime
 import http.client
 import io
-import itertools
 import json
 import os
-import random
 import sys
 import time
 
@@ -27,38 +25,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
 import identity_helpers as ih  # noqa: E402
+import pay_helpers as ph  # noqa: E402
 from harness import check, check_eq, new_key  # noqa: E402
+from pay_helpers import (add_card_id, balance, call, customer, expect, fund,  # noqa: E402
+                         sign_in, wallet)
 
-PASSWORD = ih.DEFAULT_PASSWORD
 ENV = {"COFFER_CURRENCIES": "USD,EUR", "COFFER_SEND_FEE_BPS": "100",
        "COFFER_SEND_FEE_FIXED_MINOR": "5", "COFFER_SANDBOX_LATENCY_MS": "50",
        "COFFER_GATEWAY_SECRET": "test-gateway-secret-0123456789",
        "COFFER_PAYOUT_PERIOD_S": "3600"}
-IBAN = "GB82WEST12345698765432"
 CARD_OK, CARD_3DS = "4242424242424242", "4000000000003220"
 HEADER = ["created_at", "id", "type", "status", "direction", "counterparty", "amount", "fee",
           "currency", "reference", "note"]
-
-_seq = itertools.count(1)
-_run = "%05x" % random.getrandbits(20)
-
-
-def email(tag):
-    return "%s.%s.%d@example.org" % (tag, _run, next(_seq))
-
-
-def call(srv, method, path, body=None, token=None, key=None, headers=None):
-    return ih.call(srv.port, method, path, body, token=token, key=key, headers=headers)
-
-
-def expect(res, status, code=None, what="request"):
-    got, body, _h = res
-    check(got == status, "%s: expected %d%s, got %d: %s"
-          % (what, status, " " + code if code else "", got, str(body)[:600]))
-    if code is not None:
-        check(isinstance(body, dict) and body.get("code") == code,
-              "%s: expected problem code %r, got %s" % (what, code, str(body)[:300]))
-    return body
 
 
 def get_raw(srv, path, token):
@@ -84,78 +62,25 @@ def export(srv, path, token):
 
 
 def shared(ctx):
-    if ctx._shared is None:
-        ctx._shared = harness.Server(ctx.bin, env=ENV).start()
-    return ctx._shared
-
-
-def customer(srv, name="Carla Customer"):
-    return ih.register_customer(srv.port, srv.token, email("cust"), name=name)
-
-
-def wallet(srv, token, currency="USD"):
-    return expect(call(srv, "POST", "/v1/me/accounts", {"currency": currency}, token=token), 201,
-                  what="wallet open")["id"]
-
-
-_sources = {}
-
-
-def fund(srv, token, amount, currency="USD"):
-    """Moves amount into the customer's wallet from an admin funding account (a ledger
-    transfer, not a payment operation)."""
-    client = srv.client()
-    if (srv.port, currency) not in _sources:
-        _sources[(srv.port, currency)] = harness.make_source(client, currency)["id"]
-    acct = wallet(srv, token, currency)
-    harness.fund(client, _sources[(srv.port, currency)], acct, amount, currency)
-    return acct
-
-
-def balance(srv, acct):
-    return srv.client().account(acct)["balance"]
+    return ph.shared(ctx, ENV)
 
 
 def merchant(srv, fee_bps=0, daily=False, name="Harbour Cafe"):
     """A merchant with an owner session and a payment profile."""
-    owner_login = email("owner")
-    made = expect(call(srv, "POST", "/v1/admin/merchants",
-                       {"legal_name": name + " Ltd", "display_name": name,
-                        "owner": {"login": owner_login, "password": PASSWORD,
-                                  "name": "Olive Owner"}}, token=srv.token), 201,
-                  what="merchant create")
-    profile = {"mcc": "5812", "country": "GB", "city": "London", "currency": "USD",
-               "bank_account": IBAN, "fee_bps": fee_bps, "payouts_daily": daily}
-    got = expect(call(srv, "POST", "/v1/admin/merchants/%s/profile" % made["merchant_id"],
-                      profile, token=srv.token), 200, what="merchant profile")
+    merchant_id, owner_login, got = ph.new_merchant(srv, name, fee_bps=fee_bps,
+                                                    payouts_daily=daily)
     check_eq(got["payouts_daily"], daily, "the daily payout flag")
-    return {"id": made["merchant_id"], "token": sign_in(srv, owner_login),
+    return {"id": merchant_id, "token": sign_in(srv, owner_login),
             "account": got["account"], "login": owner_login}
 
 
-def sign_in(srv, login):
-    return expect(call(srv, "POST", "/v1/auth/sign-in", {"login": login, "password": PASSWORD}),
-                  200, what="sign-in")["token"]
-
-
 def pay(srv, token, m, amount, status=201):
-    code = expect(call(srv, "POST", "/v1/merchant/qr", {"amount_minor": amount},
-                       token=m["token"]), 201, what="qr create")
-    return expect(call(srv, "POST", "/v1/me/payments", {"payload": code["payload"]}, token=token,
-                       key=new_key("pay")), status, what="payment of %d" % amount)
-
-
-def add_card(srv, cust, number):
-    v = ih.step_up(srv.port, cust.token, "card_add", admin_token=srv.token, login=cust.login)
-    return expect(call(srv, "POST", "/v1/me/cards",
-                       {"number": number, "exp_month": 12, "exp_year": 2031, "cvc": "123",
-                        "verification": v}, token=cust.token), 201, what="card add")["id"]
+    code = ph.qr(srv, m, amount_minor=amount)
+    return expect(ph.pay(srv, token, code["payload"]), status, what="payment of %d" % amount)
 
 
 def topup(srv, cust, amount, card, status):
-    return expect(call(srv, "POST", "/v1/me/topups",
-                       {"amount_minor": amount, "currency": "USD", "card_id": card},
-                       token=cust.token, key=new_key("top")), status, what="top-up")
+    return expect(ph.topup(srv, cust, amount, card), status, what="top-up")
 
 
 def send(srv, frm, to, amount, note=None, first=False):
@@ -308,12 +233,12 @@ def test_statement_arithmetic(ctx):
     acct = fund(srv, cust.token, 5000)
     wallet(srv, bob.token)
     m = merchant(srv, fee_bps=100, name="Statement Shop")
-    ok = add_card(srv, cust, CARD_OK)
+    ok = add_card_id(srv, cust, CARD_OK)
     top = topup(srv, cust, 3000, ok, 201)
     sent = send(srv, cust, bob, 2000, first=True)
     paid = pay(srv, cust.token, m, 1000)
     pay(srv, cust.token, m, 99999, status=422)  # insufficient funds: a failed operation
-    waiting = topup(srv, cust, 300, add_card(srv, cust, CARD_3DS), 202)
+    waiting = topup(srv, cust, 300, add_card_id(srv, cust, CARD_3DS), 202)
     check_eq(waiting["status"], "action_required", "a top-up waiting for its challenge")
 
     year, mon = this_month()
