@@ -1,7 +1,9 @@
 /*
  * pay.c - what the payment routes share: system accounts and wallets opened on first use, the
  * ledger legs of an operation, running them under the operation's key, recovery of operations
- * a crash left half done, and an operation's JSON.
+ * a crash left half done, an operation's JSON, and the small helpers every pay_*.c route uses
+ * (the caller, problems, Idempotency-Key, recording and replaying an operation, the caller's
+ * merchant and its fee, keyed ledger steps, the activity filter).
  *
  * An operation's legs are a function of its row alone (api_pay_legs), so the command that
  * failed to finish before a crash can be rebuilt and re-submitted with the same idempotency key
@@ -16,6 +18,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "money/currency.h"
+#include "money/fee.h"
 
 #define PAY_RECOVER_PAGE 32    /* operations recovery reads at once */
 #define PAY_OPEN_RETRIES 200   /* waits for a concurrent opening of the same account... */
@@ -156,8 +159,8 @@ bool api_pay_currency_offered(const struct api *api, const char *currency)
 
 /* Legs --------------------------------------------------------------------------------------- */
 
-static void leg_set(struct ledger_leg *l, uint64_t dr, uint64_t cr, int64_t amount,
-                    const char *currency, const char *code)
+void api_pay_leg_set(struct ledger_leg *l, uint64_t dr, uint64_t cr, int64_t amount,
+                     const char *currency, const char *code)
 {
     memset(l, 0, sizeof(*l));
     l->debit_id = dr;
@@ -178,23 +181,25 @@ enum cf_err api_pay_legs(struct api *api, struct arena *arena, const struct pay_
         return err;
     switch (op->kind) {
     case PAY_KIND_SEND: /* the sender pays the amount and the fee */
-        leg_set(&legs[n++], op->payer_account, op->payee_account, op->amount_minor, op->currency,
-                "send");
+        api_pay_leg_set(&legs[n++], op->payer_account, op->payee_account, op->amount_minor,
+                        op->currency, "send");
         if (op->fee_minor > 0)
-            leg_set(&legs[n++], op->payer_account, fees, op->fee_minor, op->currency, "send_fee");
+            api_pay_leg_set(&legs[n++], op->payer_account, fees, op->fee_minor, op->currency,
+                            "send_fee");
         break;
     case PAY_KIND_PAYMENT: /* the merchant pays the fee out of what it receives */
-        leg_set(&legs[n++], op->payer_account, op->payee_account, op->amount_minor, op->currency,
-                "payment");
+        api_pay_leg_set(&legs[n++], op->payer_account, op->payee_account, op->amount_minor,
+                        op->currency, "payment");
         if (op->fee_minor > 0)
-            leg_set(&legs[n++], op->payee_account, fees, op->fee_minor, op->currency,
-                    "payment_fee");
+            api_pay_leg_set(&legs[n++], op->payee_account, fees, op->fee_minor, op->currency,
+                            "payment_fee");
         break;
     case PAY_KIND_REFUND: /* the fee share comes back to the merchant first, then the refund */
         if (op->fee_minor > 0)
-            leg_set(&legs[n++], fees, op->payer_account, op->fee_minor, op->currency, "refund_fee");
-        leg_set(&legs[n++], op->payer_account, op->payee_account, op->amount_minor, op->currency,
-                "refund");
+            api_pay_leg_set(&legs[n++], fees, op->payer_account, op->fee_minor, op->currency,
+                            "refund_fee");
+        api_pay_leg_set(&legs[n++], op->payer_account, op->payee_account, op->amount_minor,
+                        op->currency, "refund");
         break;
     case PAY_KIND_CONVERSION: { /* pay_fx.h: reference is "spread_minor=<n>" (credit side) */
         static const char tag[] = "spread_minor=";
@@ -215,12 +220,13 @@ enum cf_err api_pay_legs(struct api *api, struct arena *arena, const struct pay_
             (spread > 0 && (err = api_pay_system(api, arena, PAY_SYS_FX_REVENUE,
                                                  op->credit_currency, &revenue)) != CF_OK))
             return err;
-        leg_set(&legs[n++], op->payer_account, liq_from, op->amount_minor, op->currency,
-                "conversion");
-        leg_set(&legs[n++], liq_to, op->payee_account, op->credit_minor, op->credit_currency,
-                "conversion_credit");
+        api_pay_leg_set(&legs[n++], op->payer_account, liq_from, op->amount_minor, op->currency,
+                        "conversion");
+        api_pay_leg_set(&legs[n++], liq_to, op->payee_account, op->credit_minor,
+                        op->credit_currency, "conversion_credit");
         if (spread > 0)
-            leg_set(&legs[n++], liq_to, revenue, spread, op->credit_currency, "conversion_spread");
+            api_pay_leg_set(&legs[n++], liq_to, revenue, spread, op->credit_currency,
+                            "conversion_spread");
         break;
     }
     default:
@@ -425,4 +431,189 @@ void api_pay_outcome_reply(struct http_request *req, struct http_response *resp,
     snprintf(detail, sizeof(detail), "operation %s failed", op->id);
     api_problem(req, resp, e != CF_OK ? e : CF_ERR_INTERNAL,
                 arena_strndup(req->arena, detail, strlen(detail)));
+}
+
+/* Shared helpers ----------------------------------------------------------------------------- */
+
+int64_t api_pay_now_us(void) { return cf_clock_now_us(&cf_clock_real); }
+
+const char *api_pay_me_id(const struct http_request *req)
+{
+    const struct api_principal *p = api_principal(req);
+    CF_ASSERT(p != NULL && !p->bootstrap);
+    return p->user.user_id;
+}
+
+void api_pay_problem_reply(struct http_request *req, struct http_response *resp, enum cf_err err,
+                           const char *detail)
+{
+    api_problem(req, resp, err,
+                detail != NULL ? arena_strndup(req->arena, detail, strlen(detail)) : NULL);
+}
+
+enum cf_err api_pay_idem_read(struct http_request *req, char idem[PAY_IDEM_BYTES_MAX],
+                              uint8_t hash[HASH_BYTES])
+{
+    CF_ASSERT(req != NULL && idem != NULL && hash != NULL);
+    struct writer_cmd cmd;
+    memset(&cmd, 0, sizeof(cmd));
+    enum cf_err err = api_idem_prepare(req, &cmd, true);
+    if (err != CF_OK)
+        return err;
+    if (cmd.idem_key_len >= PAY_IDEM_BYTES_MAX)
+        return CF_ERR_IDEM_KEY_INVALID;
+    int n = snprintf(idem, PAY_IDEM_BYTES_MAX, "%.*s", (int)cmd.idem_key_len, cmd.idem_key);
+    CF_ASSERT(n >= 0 && n < PAY_IDEM_BYTES_MAX);
+    memcpy(hash, cmd.request_hash, HASH_BYTES);
+    return CF_OK;
+}
+
+enum cf_err api_pay_op_stored(struct http_request *req, struct pay_op *op)
+{
+    struct api *api = req->app;
+    char idem[PAY_IDEM_BYTES_MAX];
+    uint8_t hash[HASH_BYTES];
+    struct pay_op found;
+    enum cf_err err = api_pay_idem_read(req, idem, hash);
+    if (err == CF_OK)
+        err = payments_op_by_idem(api->payments, idem, &found);
+    if (err == CF_OK && !hash_equal(found.request_hash, hash, HASH_BYTES))
+        err = CF_ERR_IDEM_KEY_REUSED;
+    if (err == CF_OK)
+        *op = found;
+    return err;
+}
+
+enum cf_err api_pay_op_record(struct api *api, struct pay_op *op, bool *replay)
+{
+    CF_ASSERT(api != NULL && op != NULL && replay != NULL);
+    struct pay_op stored;
+    bool existed = false;
+    enum cf_err err = payments_op_begin(api->payments, op, api_pay_now_us(), &stored, &existed);
+    if (err != CF_OK)
+        return err;
+    *replay = existed;
+    if (existed && !hash_equal(stored.request_hash, op->request_hash, HASH_BYTES))
+        return CF_ERR_IDEM_KEY_REUSED;
+    *op = stored;
+    CF_ASSERT(op->id[0] != '\0');
+    return CF_OK;
+}
+
+enum cf_err api_pay_merchant_mine(struct http_request *req, struct pay_merchant *m)
+{
+    struct api *api = req->app;
+    struct identity_merchant im;
+    enum cf_err err = identity_merchant_of(api->identity, &api_principal(req)->user, &im);
+    if (err == CF_OK)
+        err = payments_merchant_get(api->payments, im.merchant_id, false, m);
+    return err == CF_ERR_NOT_FOUND ? CF_ERR_CONFLICT : err;
+}
+
+enum cf_err api_pay_merchant_fee(struct api *api, const struct pay_merchant *m, int64_t amount,
+                                 int64_t *fee_out)
+{
+    struct fee_rule r = {0};
+    if (m->fee_bps >= 0) {
+        r.bps = m->fee_bps;
+        r.fixed_minor = m->fee_fixed_minor;
+    } else {
+        struct pay_fee_row row;
+        enum cf_err err = payments_fee_get(api->payments, m->mcc, &row);
+        if (err != CF_OK)
+            return err;
+        r.bps = row.bps;
+        r.fixed_minor = row.fixed_minor;
+    }
+    return fee_compute(&r, amount, fee_out);
+}
+
+/* A step's key: "op:<id>:<step>". */
+#define PAY_STEP_KEY_BYTES (PAY_ID_BYTES_MAX + 16)
+
+struct writer_cmd *api_pay_step_cmd(struct arena *arena, const struct pay_op *op, const char *step)
+{
+    CF_ASSERT(op != NULL && op->id[0] != '\0' && step != NULL);
+    struct writer_cmd *cmd = arena_calloc(arena, 1, sizeof(*cmd));
+    char *key = arena_alloc(arena, PAY_STEP_KEY_BYTES);
+    if (cmd == NULL || key == NULL)
+        return NULL;
+    int n = snprintf(key, PAY_STEP_KEY_BYTES, "op:%s:%s", op->id, step);
+    CF_ASSERT(n > 0 && n < PAY_STEP_KEY_BYTES);
+    cmd->idem_key = key;
+    cmd->idem_key_len = (size_t)n;
+    hash_sha256(key, (size_t)n, cmd->request_hash);
+    cmd->variant = API_VARIANT_SINGLE;
+    return cmd;
+}
+
+enum cf_err api_pay_step_outcome(const struct writer_cmd *cmd)
+{
+    if (cmd->err != CF_OK)
+        return cmd->err;
+    if (cmd->resp_status < 400)
+        return CF_OK;
+    enum cf_err e = CF_ERR_INTERNAL;
+    json_t *o = json_loadb(cmd->resp_body, cmd->resp_body_len, 0, NULL);
+    json_t *c = o != NULL ? json_object_get(o, "code") : NULL;
+    if (c != NULL && json_is_string(c))
+        e = cf_err_from_code(json_string_value(c));
+    json_decref(o);
+    return e;
+}
+
+enum cf_err api_pay_filter_read(struct http_request *req, struct pay_filter *f, const char **detail)
+{
+    CF_ASSERT(req != NULL && f != NULL && detail != NULL);
+    const char *from = http_request_query(req, "from"), *to = http_request_query(req, "to");
+    const char *type = http_request_query(req, "type");
+    const char *cur = http_request_query(req, "currency");
+    *detail = "from";
+    if (from != NULL && cf_time_parse_rfc3339(from, &f->from_us) != CF_OK)
+        return CF_ERR_INVALID_FIELD;
+    *detail = "to";
+    if (to != NULL && cf_time_parse_rfc3339(to, &f->to_us) != CF_OK)
+        return CF_ERR_INVALID_FIELD;
+    *detail = "type";
+    int kind = type != NULL ? pay_kind_parse(type) : 0;
+    if (kind < 0)
+        return CF_ERR_INVALID_FIELD;
+    f->kind = (uint8_t)kind;
+    *detail = "currency";
+    if (cur != NULL && currency_find(cur, strlen(cur)) == NULL)
+        return CF_ERR_UNKNOWN_CURRENCY;
+    f->currency = cur;
+    *detail = NULL;
+    CF_ASSERT(f->kind <= PAY_KIND_MAX);
+    return CF_OK;
+}
+
+enum cf_err api_pay_op_open(struct http_request *req, enum pay_kind kind, struct pay_op *op)
+{
+    CF_ASSERT(kind >= 1 && kind <= PAY_KIND_MAX && op != NULL);
+    struct pay_op fresh;
+    memset(&fresh, 0, sizeof(fresh));
+    enum cf_err err = api_pay_idem_read(req, fresh.idem, fresh.request_hash);
+    if (err != CF_OK)
+        return err;
+    payments_op_id_new(kind, fresh.id);
+    fresh.kind = (uint8_t)kind;
+    *op = fresh;
+    CF_ASSERT(op->id[0] != '\0' && op->idem[0] != '\0');
+    return CF_OK;
+}
+
+void api_pay_op_run_reply(struct http_request *req, struct http_response *resp, struct pay_op *op,
+                          const char *viewer)
+{
+    CF_ASSERT(op != NULL && viewer != NULL);
+    struct api *api = req->app;
+    enum cf_err err = CF_OK;
+    if (op->status == PAY_STATUS_PROCESSING)
+        err = api_pay_execute(api, req->arena, op);
+    if (err != CF_OK) {
+        api_problem(req, resp, err, NULL);
+        return;
+    }
+    api_pay_outcome_reply(req, resp, op, viewer);
 }

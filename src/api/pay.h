@@ -63,6 +63,52 @@ void api_pay_op_reply(struct http_request *req, struct http_response *resp, int 
 void api_pay_outcome_reply(struct http_request *req, struct http_response *resp,
                            const struct pay_op *op, const char *viewer);
 
+/* Small helpers every payment route shares ------------------------------------------------- */
+
+/* The real clock's time, in microseconds since the epoch. */
+int64_t api_pay_now_us(void);
+/* The signed-in caller's user id (never the bootstrap principal: asserted). */
+const char *api_pay_me_id(const struct http_request *req);
+/* Answers err as a problem; detail (NULL: none) is copied into the request arena first. */
+void api_pay_problem_reply(struct http_request *req, struct http_response *resp, enum cf_err err,
+                           const char *detail);
+/* Reads Idempotency-Key and the request hash as every write route does; CF_ERR_IDEM_KEY_INVALID
+ * for a key too long to store, api_idem_prepare's error otherwise. Outputs untouched on error. */
+CF_WARN_UNUSED enum cf_err api_pay_idem_read(struct http_request *req,
+                                             char idem[PAY_IDEM_BYTES_MAX],
+                                             uint8_t hash[HASH_BYTES]);
+/* The operation this request's key made before; CF_ERR_NOT_FOUND when the key is new,
+ * CF_ERR_IDEM_KEY_REUSED when it made one for another request. */
+CF_WARN_UNUSED enum cf_err api_pay_op_stored(struct http_request *req, struct pay_op *op);
+/* Records op (payments_op_begin) or finds the one its key made (*replay); *op becomes the stored
+ * row. CF_ERR_IDEM_KEY_REUSED when the stored one has another request hash; *op untouched. */
+CF_WARN_UNUSED enum cf_err api_pay_op_record(struct api *api, struct pay_op *op, bool *replay);
+/* A fresh operation of kind: *op cleared, the request's Idempotency-Key and hash read into it
+ * (api_pay_idem_read's errors, *op untouched) and a new id given. */
+CF_WARN_UNUSED enum cf_err api_pay_op_open(struct http_request *req, enum pay_kind kind,
+                                           struct pay_op *op);
+/* Runs op's legs when it is still PROCESSING (api_pay_execute) and answers its outcome as
+ * viewer sees it; answers the error when the ledger never answered. */
+void api_pay_op_run_reply(struct http_request *req, struct http_response *resp, struct pay_op *op,
+                          const char *viewer);
+/* The caller's merchant and its payment profile; CF_ERR_CONFLICT before it is onboarded. */
+CF_WARN_UNUSED enum cf_err api_pay_merchant_mine(struct http_request *req, struct pay_merchant *m);
+/* The merchant's fee on amount: its own rule, else its MCC's schedule. *fee_out untouched on
+ * error. */
+CF_WARN_UNUSED enum cf_err api_pay_merchant_fee(struct api *api, const struct pay_merchant *m,
+                                                int64_t amount, int64_t *fee_out);
+/* Reads the from, to (RFC 3339 dates or times), type and currency query parameters into f;
+ * *detail names the one refused (NULL on success). */
+CF_WARN_UNUSED enum cf_err api_pay_filter_read(struct http_request *req, struct pay_filter *f,
+                                               const char **detail);
+/* Sets *l to a plain leg dr -> cr of amount in currency with code (all else zero). */
+void api_pay_leg_set(struct ledger_leg *l, uint64_t dr, uint64_t cr, int64_t amount,
+                     const char *currency, const char *code);
+/* A ledger command of op's step keyed "op:<id>:<step>" in arena; NULL when arena is full. */
+struct writer_cmd *api_pay_step_cmd(struct arena *arena, const struct pay_op *op, const char *step);
+/* The outcome of a keyed ledger step: CF_OK, or its own error when refused (fresh or replayed). */
+CF_WARN_UNUSED enum cf_err api_pay_step_outcome(const struct writer_cmd *cmd);
+
 /* Gateway operations (pay_funding.c) --------------------------------------------------------- */
 
 /* Pays amount_minor of merchant m's balance out to its bank account (idem: the operation's

@@ -22,22 +22,6 @@
 #define ACTIVITY_PAGE_MAX 100
 #define ACTIVITY_PAGE_DEFAULT 50
 
-static int64_t now_us(void) { return cf_clock_now_us(&cf_clock_real); }
-
-static const char *me_id(const struct http_request *req)
-{
-    const struct api_principal *p = api_principal(req);
-    CF_ASSERT(p != NULL && !p->bootstrap);
-    return p->user.user_id;
-}
-
-static void reply_problem(struct http_request *req, struct http_response *resp, enum cf_err err,
-                          const char *detail)
-{
-    api_problem(req, resp, err,
-                detail != NULL ? arena_strndup(req->arena, detail, strlen(detail)) : NULL);
-}
-
 /* SHA-256 of what a quote prices, so the payment that uses it must price the same thing. */
 static void quote_binding(const char *kind, const char *payee, const char *code, int64_t amount,
                           const char *currency, uint8_t out[HASH_BYTES])
@@ -54,12 +38,7 @@ static enum cf_err quote_issue(struct api *api, const char *user_id,
                                const char *currency, int64_t fee, struct pay_quote *q)
 {
     memset(q, 0, sizeof(*q));
-    uint64_t v = 0;
-    while (v == 0)
-        hash_random(&v, sizeof(v));
-    char id[ID_TEXT_BYTES_MAX];
-    id_format("quo_", v, id);
-    snprintf(q->id, sizeof(q->id), "%s", id);
+    payments_id_new("quo_", q->id);
     snprintf(q->user_id, sizeof(q->user_id), "%s", user_id);
     memcpy(q->binding, binding, HASH_BYTES);
     q->amount_minor = amount;
@@ -67,7 +46,7 @@ static enum cf_err quote_issue(struct api *api, const char *user_id,
     snprintf(q->credit_currency, sizeof(q->credit_currency), "%s", currency);
     q->fee_minor = fee;
     q->credit_minor = amount;
-    q->expires_at_us = now_us() + api->pay.quote_ttl_s * 1000000;
+    q->expires_at_us = api_pay_now_us() + api->pay.quote_ttl_s * 1000000;
     return payments_quote_put(api->payments, q);
 }
 
@@ -107,74 +86,17 @@ static enum cf_err step_up(struct http_request *req, const char *action, const c
     return identity_challenge_consume(api->identity, &ctx, &p->user, &a, v, idem);
 }
 
-static void op_run_reply(struct http_request *req, struct http_response *resp, struct pay_op *op,
-                         const char *viewer);
-
-/* Reads Idempotency-Key and the request hash the way every write route does. */
-static enum cf_err idem_read(struct http_request *req, char idem[PAY_IDEM_BYTES_MAX],
-                             uint8_t hash[HASH_BYTES])
-{
-    struct writer_cmd cmd;
-    memset(&cmd, 0, sizeof(cmd));
-    enum cf_err err = api_idem_prepare(req, &cmd, true);
-    if (err != CF_OK)
-        return err;
-    if (cmd.idem_key_len >= PAY_IDEM_BYTES_MAX)
-        return CF_ERR_IDEM_KEY_INVALID;
-    snprintf(idem, PAY_IDEM_BYTES_MAX, "%.*s", (int)cmd.idem_key_len, cmd.idem_key);
-    memcpy(hash, cmd.request_hash, HASH_BYTES);
-    return CF_OK;
-}
-
-/* Records op, or finds the one this key already made. *done is set when the caller should
- * answer from *op as it is (a replay). */
-static enum cf_err op_start(struct api *api, struct pay_op *op, bool *replay)
-{
-    struct pay_op stored;
-    bool existed = false;
-    enum cf_err err = payments_op_begin(api->payments, op, now_us(), &stored, &existed);
-    if (err != CF_OK)
-        return err;
-    *replay = existed;
-    if (existed && !hash_equal(stored.request_hash, op->request_hash, HASH_BYTES))
-        return CF_ERR_IDEM_KEY_REUSED;
-    *op = stored;
-    return CF_OK;
-}
-
 /* A request whose key made an operation before is answered from it: CF_OK when answered,
  * CF_ERR_NOT_FOUND when the key is new, another error to answer. */
 static enum cf_err op_replayed(struct http_request *req, struct http_response *resp,
                                const char *viewer)
 {
-    struct api *api = req->app;
-    char idem[PAY_IDEM_BYTES_MAX];
-    uint8_t hash[HASH_BYTES];
     struct pay_op op;
-    enum cf_err err = idem_read(req, idem, hash);
-    if (err == CF_OK)
-        err = payments_op_by_idem(api->payments, idem, &op);
-    if (err == CF_OK && !hash_equal(op.request_hash, hash, HASH_BYTES))
-        err = CF_ERR_IDEM_KEY_REUSED;
+    enum cf_err err = api_pay_op_stored(req, &op);
     if (err != CF_OK)
         return err;
-    op_run_reply(req, resp, &op, viewer);
+    api_pay_op_run_reply(req, resp, &op, viewer);
     return CF_OK;
-}
-
-/* Runs op (unless a replay found it finished) and answers. */
-static void op_run_reply(struct http_request *req, struct http_response *resp, struct pay_op *op,
-                         const char *viewer)
-{
-    struct api *api = req->app;
-    enum cf_err err = CF_OK;
-    if (op->status == PAY_STATUS_PROCESSING)
-        err = api_pay_execute(api, req->arena, op);
-    if (err != CF_OK) {
-        api_problem(req, resp, err, NULL);
-        return;
-    }
-    api_pay_outcome_reply(req, resp, op, viewer);
 }
 
 /* Marks op failed before any money moved (a used QR code, a stale quote) and answers err. */
@@ -183,8 +105,8 @@ static void op_fail_reply(struct http_request *req, struct http_response *resp, 
 {
     struct api *api = req->app;
     struct pay_op_update u = {.status = PAY_STATUS_FAILED, .error = cf_err_code(err)};
-    cf_best_effort(
-        payments_op_update(api->payments, op->id, 1u << PAY_STATUS_PROCESSING, &u, now_us()));
+    cf_best_effort(payments_op_update(api->payments, op->id, 1u << PAY_STATUS_PROCESSING, &u,
+                                      api_pay_now_us()));
     api_problem(req, resp, err, NULL);
 }
 
@@ -198,24 +120,6 @@ struct scan {
     int64_t amount_minor;
     int64_t fee_minor; /* the merchant's: the customer pays none */
 };
-
-static enum cf_err merchant_fee(struct api *api, const struct pay_merchant *m, int64_t amount,
-                                int64_t *fee_out)
-{
-    struct fee_rule r = {0};
-    if (m->fee_bps >= 0) {
-        r.bps = m->fee_bps;
-        r.fixed_minor = m->fee_fixed_minor;
-    } else {
-        struct pay_fee_row row;
-        enum cf_err err = payments_fee_get(api->payments, m->mcc, &row);
-        if (err != CF_OK)
-            return err;
-        r.bps = row.bps;
-        r.fixed_minor = row.fixed_minor;
-    }
-    return fee_compute(&r, amount, fee_out);
-}
 
 /* Parses the payload and matches it with the merchant and code it names. */
 static enum cf_err scan_resolve(struct api *api, const char *payload, size_t len, int64_t amount_in,
@@ -251,7 +155,7 @@ static enum cf_err scan_resolve(struct api *api, const char *payload, size_t len
         if (amount_in != 0 && amount_in != s->qr.amount_minor)
             return CF_ERR_INVALID_FIELD;
         *detail = "the code has expired or was used";
-        if (s->qr.used_by[0] != '\0' || s->qr.expires_at_us <= now_us())
+        if (s->qr.used_by[0] != '\0' || s->qr.expires_at_us <= api_pay_now_us())
             return CF_ERR_QR_EXPIRED;
         s->amount_minor = s->qr.amount_minor;
     } else {
@@ -261,7 +165,7 @@ static enum cf_err scan_resolve(struct api *api, const char *payload, size_t len
         s->amount_minor = amount_in;
     }
     *detail = NULL;
-    return merchant_fee(api, &s->merchant, s->amount_minor, &s->fee_minor);
+    return api_pay_merchant_fee(api, &s->merchant, s->amount_minor, &s->fee_minor);
 }
 
 static void scan_binding(const struct scan *s, uint8_t out[HASH_BYTES])
@@ -341,10 +245,11 @@ static void qr_scan_run(struct http_request *req, struct http_response *resp)
     json_decref(root);
     if (err == CF_OK) {
         scan_binding(&s, binding);
-        err = quote_issue(api, me_id(req), binding, s.amount_minor, s.merchant.currency, 0, &q);
+        err = quote_issue(api, api_pay_me_id(req), binding, s.amount_minor, s.merchant.currency, 0,
+                          &q);
     }
     if (err != CF_OK) {
-        reply_problem(req, resp, err, detail);
+        api_pay_problem_reply(req, resp, err, detail);
         return;
     }
     json_t *o = quote_json(&q, s.amount_minor);
@@ -372,11 +277,11 @@ static enum cf_err payment_claim(struct api *api, const struct pay_body *b, cons
         uint8_t binding[HASH_BYTES];
         struct pay_quote q;
         scan_binding(s, binding);
-        err = payments_quote_claim(api->payments, b->quote_id, user_id, binding, op->id, now_us(),
-                                   &q);
+        err = payments_quote_claim(api->payments, b->quote_id, user_id, binding, op->id,
+                                   api_pay_now_us(), &q);
     }
     if (err == CF_OK && s->dynamic) {
-        err = payments_qr_claim(api->payments, s->qr.id, op->id, now_us());
+        err = payments_qr_claim(api->payments, s->qr.id, op->id, api_pay_now_us());
         if (err != CF_OK && b->quote_id != NULL)
             cf_best_effort(payments_quote_release(api->payments, b->quote_id, op->id));
     }
@@ -387,13 +292,10 @@ static enum cf_err payment_op(struct http_request *req, const struct scan *s,
                               const struct pay_body *b, struct pay_op *op)
 {
     struct api *api = req->app;
-    memset(op, 0, sizeof(*op));
-    enum cf_err err = idem_read(req, op->idem, op->request_hash);
+    enum cf_err err = api_pay_op_open(req, PAY_KIND_PAYMENT, op);
     if (err != CF_OK)
         return err;
-    payments_op_id_new(PAY_KIND_PAYMENT, op->id);
-    op->kind = PAY_KIND_PAYMENT;
-    snprintf(op->payer, sizeof(op->payer), "%s", me_id(req));
+    snprintf(op->payer, sizeof(op->payer), "%s", api_pay_me_id(req));
     snprintf(op->payee, sizeof(op->payee), "%s", s->merchant.merchant_id);
     op->payee_account = s->merchant.account_id;
     op->amount_minor = s->amount_minor;
@@ -404,7 +306,8 @@ static enum cf_err payment_op(struct http_request *req, const struct scan *s,
     if (b->quote_id != NULL)
         snprintf(op->quote_id, sizeof(op->quote_id), "%s", b->quote_id);
     snprintf(op->reference, sizeof(op->reference), "%s", s->dynamic ? s->qr.id : "static");
-    return api_pay_wallet(api, req->arena, me_id(req), op->currency, true, &op->payer_account);
+    return api_pay_wallet(api, req->arena, api_pay_me_id(req), op->currency, true,
+                          &op->payer_account);
 }
 
 static void me_pay_run(struct http_request *req, struct http_response *resp)
@@ -419,7 +322,7 @@ static void me_pay_run(struct http_request *req, struct http_response *resp)
     enum cf_err err = api_json_object(req, &root, &detail);
     if (err == CF_OK)
         err = pay_body_decode(root, true, &b, &detail);
-    if (err == CF_OK && (err = op_replayed(req, resp, me_id(req))) == CF_ERR_NOT_FOUND)
+    if (err == CF_OK && (err = op_replayed(req, resp, api_pay_me_id(req))) == CF_ERR_NOT_FOUND)
         err = CF_OK;
     else if (err == CF_OK) {
         detail = api_detail_keep(req, detail); /* it may point into root */
@@ -434,18 +337,18 @@ static void me_pay_run(struct http_request *req, struct http_response *resp)
         err = step_up(req, "payment", s.merchant.merchant_id, s.merchant.merchant_id,
                       s.amount_minor, s.merchant.currency, &b.v, op.idem, false, &new_payee);
     if (err == CF_OK)
-        err = op_start(api, &op, &replay);
+        err = api_pay_op_record(api, &op, &replay);
     detail = api_detail_keep(req, detail); /* it may point into root */
     json_decref(root);
     if (err != CF_OK) {
-        reply_problem(req, resp, err, detail);
+        api_pay_problem_reply(req, resp, err, detail);
         return;
     }
-    if (!replay && (err = payment_claim(api, &b, &s, me_id(req), &op)) != CF_OK) {
+    if (!replay && (err = payment_claim(api, &b, &s, api_pay_me_id(req), &op)) != CF_OK) {
         op_fail_reply(req, resp, &op, err);
         return;
     }
-    op_run_reply(req, resp, &op, me_id(req));
+    api_pay_op_run_reply(req, resp, &op, api_pay_me_id(req));
     if (op.status == PAY_STATUS_FAILED && s.dynamic)
         cf_best_effort(payments_qr_release(api->payments, s.qr.id, op.id));
     if (op.status == PAY_STATUS_COMPLETED && new_payee)
@@ -531,7 +434,7 @@ static enum cf_err send_price(struct http_request *req, const struct send_body *
     enum cf_err err = identity_recipient_find(api->identity, b->to, &out->to);
     if (err != CF_OK)
         return err;
-    if (strcmp(out->to.user_id, me_id(req)) == 0)
+    if (strcmp(out->to.user_id, api_pay_me_id(req)) == 0)
         return CF_ERR_SAME_ACCOUNT;
     *detail = "currency";
     if (!api_pay_currency_offered(api, b->currency))
@@ -565,9 +468,10 @@ static void me_quote_run(struct http_request *req, struct http_response *resp)
     if (err == CF_OK)
         err = money_add(b.amount_minor, p.fee_minor, &total);
     if (err == CF_OK)
-        err = quote_issue(api, me_id(req), p.binding, b.amount_minor, b.currency, p.fee_minor, &q);
+        err = quote_issue(api, api_pay_me_id(req), p.binding, b.amount_minor, b.currency,
+                          p.fee_minor, &q);
     if (err != CF_OK) {
-        reply_problem(req, resp, err, detail);
+        api_pay_problem_reply(req, resp, err, detail);
         return;
     }
     json_t *o = quote_json(&q, total);
@@ -584,13 +488,10 @@ static enum cf_err send_op(struct http_request *req, const struct send_body *b,
                            const struct send_price *p, struct pay_op *op)
 {
     struct api *api = req->app;
-    memset(op, 0, sizeof(*op));
-    enum cf_err err = idem_read(req, op->idem, op->request_hash);
+    enum cf_err err = api_pay_op_open(req, PAY_KIND_SEND, op);
     if (err != CF_OK)
         return err;
-    payments_op_id_new(PAY_KIND_SEND, op->id);
-    op->kind = PAY_KIND_SEND;
-    snprintf(op->payer, sizeof(op->payer), "%s", me_id(req));
+    snprintf(op->payer, sizeof(op->payer), "%s", api_pay_me_id(req));
     snprintf(op->payee, sizeof(op->payee), "%s", p->to.user_id);
     op->amount_minor = b->amount_minor;
     op->credit_minor = b->amount_minor;
@@ -615,7 +516,7 @@ static void send_execute(struct http_request *req, struct http_response *resp,
     struct send_price p;
     struct pay_op op;
     bool replay = false, new_payee = false;
-    if (err == CF_OK && (err = op_replayed(req, resp, me_id(req))) == CF_ERR_NOT_FOUND)
+    if (err == CF_OK && (err = op_replayed(req, resp, api_pay_me_id(req))) == CF_ERR_NOT_FOUND)
         err = CF_OK;
     else if (err == CF_OK)
         return;
@@ -630,15 +531,15 @@ static void send_execute(struct http_request *req, struct http_response *resp,
         err = step_up(req, "send", p.to.user_id, b.to, total, b.currency, &b.v, op.idem, true,
                       &new_payee);
     if (err == CF_OK)
-        err = op_start(api, &op, &replay);
+        err = api_pay_op_record(api, &op, &replay);
     if (err != CF_OK) {
-        reply_problem(req, resp, err, detail);
+        api_pay_problem_reply(req, resp, err, detail);
         return;
     }
     if (!replay && b.quote_id != NULL) {
         struct pay_quote q;
-        err = payments_quote_claim(api->payments, b.quote_id, me_id(req), p.binding, op.id,
-                                   now_us(), &q);
+        err = payments_quote_claim(api->payments, b.quote_id, api_pay_me_id(req), p.binding, op.id,
+                                   api_pay_now_us(), &q);
         if (err == CF_OK && q.fee_minor != p.fee_minor)
             err = CF_ERR_QUOTE_EXPIRED; /* the fee changed since the quote */
         if (err != CF_OK) {
@@ -646,7 +547,7 @@ static void send_execute(struct http_request *req, struct http_response *resp,
             return;
         }
     }
-    op_run_reply(req, resp, &op, me_id(req));
+    api_pay_op_run_reply(req, resp, &op, api_pay_me_id(req));
     if (op.status == PAY_STATUS_COMPLETED && new_payee)
         cf_best_effort(identity_payee_add(api->identity, &api_principal(req)->user, op.payee));
 }
@@ -696,7 +597,7 @@ static void me_handle_run(struct http_request *req, struct http_response *resp)
         detail = err == CF_ERR_CONFLICT ? "the handle is taken" : "handle";
     }
     if (err != CF_OK) {
-        reply_problem(req, resp, err, detail);
+        api_pay_problem_reply(req, resp, err, detail);
         return;
     }
     char at[IDENTITY_HANDLE_BYTES_MAX + 1];
@@ -711,30 +612,15 @@ enum http_action api_me_handle(struct http_request *req, struct http_response *r
 
 /* Activity ------------------------------------------------------------------------------------- */
 
-/* Reads from, to (RFC 3339 dates "2026-11-01" or times), type, currency, cursor and limit. */
+/* Reads the filter (api_pay_filter_read), cursor and limit. */
 static enum cf_err activity_filter(struct http_request *req, struct pay_filter *f,
                                    size_t *limit_out, const char **detail)
 {
-    const char *from = http_request_query(req, "from"), *to = http_request_query(req, "to");
-    const char *type = http_request_query(req, "type");
-    const char *cur = http_request_query(req, "currency");
     const char *cursor = http_request_query(req, "cursor");
     const char *limit = http_request_query(req, "limit");
-    *detail = "from";
-    if (from != NULL && cf_time_parse_rfc3339(from, &f->from_us) != CF_OK)
-        return CF_ERR_INVALID_FIELD;
-    *detail = "to";
-    if (to != NULL && cf_time_parse_rfc3339(to, &f->to_us) != CF_OK)
-        return CF_ERR_INVALID_FIELD;
-    *detail = "type";
-    int kind = type != NULL ? pay_kind_parse(type) : 0;
-    if (kind < 0)
-        return CF_ERR_INVALID_FIELD;
-    f->kind = (uint8_t)kind;
-    *detail = "currency";
-    if (cur != NULL && currency_find(cur, strlen(cur)) == NULL)
-        return CF_ERR_UNKNOWN_CURRENCY;
-    f->currency = cur;
+    enum cf_err err = api_pay_filter_read(req, f, detail);
+    if (err != CF_OK)
+        return err;
     *detail = "cursor";
     if (cursor != NULL && cursor_parse(cursor, strlen(cursor), &f->before_row) != CF_OK)
         return CF_ERR_INVALID_CURSOR;
@@ -763,7 +649,7 @@ static void activity_reply(struct http_request *req, struct http_response *resp,
     if (err == CF_OK)
         err = payments_ops_list(api->payments, &f, ops, limit + 1, &n);
     if (err != CF_OK) {
-        reply_problem(req, resp, err, detail);
+        api_pay_problem_reply(req, resp, err, detail);
         return;
     }
     json_t *data = json_array();
@@ -782,7 +668,7 @@ static void activity_reply(struct http_request *req, struct http_response *resp,
 
 static void me_activity_run(struct http_request *req, struct http_response *resp)
 {
-    activity_reply(req, resp, me_id(req));
+    activity_reply(req, resp, api_pay_me_id(req));
 }
 
 enum http_action api_me_activity(struct http_request *req, struct http_response *resp)
@@ -795,13 +681,13 @@ static void me_operation_run(struct http_request *req, struct http_response *res
     struct api *api = req->app;
     struct pay_op op;
     enum cf_err err = payments_op_get(api->payments, req->params[0], &op);
-    if (err == CF_OK && !payments_op_visible(&op, me_id(req)))
+    if (err == CF_OK && !payments_op_visible(&op, api_pay_me_id(req)))
         err = CF_ERR_NOT_FOUND;
     if (err != CF_OK) {
         api_problem(req, resp, err, NULL);
         return;
     }
-    api_pay_op_reply(req, resp, 200, &op, me_id(req));
+    api_pay_op_reply(req, resp, 200, &op, api_pay_me_id(req));
 }
 
 enum http_action api_me_operation(struct http_request *req, struct http_response *resp)
@@ -812,20 +698,10 @@ enum http_action api_me_operation(struct http_request *req, struct http_response
 /* The merchant's side ---------------------------------------------------------------------------
  */
 
-static enum cf_err my_merchant(struct http_request *req, struct pay_merchant *m)
-{
-    struct api *api = req->app;
-    struct identity_merchant im;
-    enum cf_err err = identity_merchant_of(api->identity, &api_principal(req)->user, &im);
-    if (err == CF_OK)
-        err = payments_merchant_get(api->payments, im.merchant_id, false, m);
-    return err == CF_ERR_NOT_FOUND ? CF_ERR_CONFLICT : err;
-}
-
 static void merchant_activity_run(struct http_request *req, struct http_response *resp)
 {
     struct pay_merchant m;
-    enum cf_err err = my_merchant(req, &m);
+    enum cf_err err = api_pay_merchant_mine(req, &m);
     if (err != CF_OK) {
         api_problem(req, resp, err, NULL);
         return;
@@ -843,8 +719,7 @@ static enum cf_err refund_op(struct http_request *req, const struct pay_merchant
                              const struct pay_op *payment, int64_t amount, struct pay_op *op)
 {
     struct api *api = req->app;
-    memset(op, 0, sizeof(*op));
-    enum cf_err err = idem_read(req, op->idem, op->request_hash);
+    enum cf_err err = api_pay_op_open(req, PAY_KIND_REFUND, op);
     if (err != CF_OK)
         return err;
     int64_t left = payment->amount_minor - payment->refunded_minor;
@@ -857,8 +732,6 @@ static enum cf_err refund_op(struct http_request *req, const struct pay_merchant
         (err = fee_refund_share(payment->fee_minor, payment->amount_minor, payment->refunded_minor,
                                 amount, payment->fee_returned_minor, &share)) != CF_OK)
         return err;
-    payments_op_id_new(PAY_KIND_REFUND, op->id);
-    op->kind = PAY_KIND_REFUND;
     snprintf(op->payer, sizeof(op->payer), "%s", m->merchant_id);
     snprintf(op->payee, sizeof(op->payee), "%s", payment->payer);
     op->payer_account = m->account_id;
@@ -883,7 +756,7 @@ static void merchant_refund_run(struct http_request *req, struct http_response *
     struct pay_op payment, op;
     int64_t amount = 0;
     bool replay = false;
-    enum cf_err err = my_merchant(req, &m);
+    enum cf_err err = api_pay_merchant_mine(req, &m);
     if (err == CF_OK && req->body_len > 0 &&
         (err = api_json_object(req, &root, &detail)) == CF_OK &&
         (err = api_json_fields(root, fields, &detail)) == CF_OK &&
@@ -905,12 +778,12 @@ static void merchant_refund_run(struct http_request *req, struct http_response *
     if (err == CF_OK)
         err = refund_op(req, &m, &payment, amount, &op);
     if (err == CF_OK)
-        err = op_start(api, &op, &replay); /* reserves the amount on the payment */
+        err = api_pay_op_record(api, &op, &replay); /* reserves the amount on the payment */
     if (err != CF_OK) {
-        reply_problem(req, resp, err, detail);
+        api_pay_problem_reply(req, resp, err, detail);
         return;
     }
-    op_run_reply(req, resp, &op, m.merchant_id);
+    api_pay_op_run_reply(req, resp, &op, m.merchant_id);
 }
 
 enum http_action api_merchant_refund(struct http_request *req, struct http_response *resp)

@@ -26,22 +26,6 @@
 #include "gateway/gateway.h"
 #include "money/currency.h"
 
-static int64_t now_us(void) { return cf_clock_now_us(&cf_clock_real); }
-
-static const char *me_id(const struct http_request *req)
-{
-    const struct api_principal *p = api_principal(req);
-    CF_ASSERT(p != NULL && !p->bootstrap);
-    return p->user.user_id;
-}
-
-static void reply_problem(struct http_request *req, struct http_response *resp, enum cf_err err,
-                          const char *detail)
-{
-    api_problem(req, resp, err,
-                detail != NULL ? arena_strndup(req->arena, detail, strlen(detail)) : NULL);
-}
-
 /* Ledger steps ------------------------------------------------------------------------------- */
 
 /* The transfer id in a fresh or stored single-entry answer. */
@@ -59,43 +43,13 @@ static uint64_t answer_entry_seq(const struct writer_cmd *cmd, bool pending_out)
     return seq;
 }
 
-static struct writer_cmd *step_cmd(struct arena *arena, const struct pay_op *op, const char *step)
-{
-    struct writer_cmd *cmd = arena_calloc(arena, 1, sizeof(*cmd));
-    char *key = arena_alloc(arena, PAY_ID_BYTES_MAX + 16);
-    if (cmd == NULL || key == NULL)
-        return NULL;
-    int n = snprintf(key, PAY_ID_BYTES_MAX + 16, "op:%s:%s", op->id, step);
-    cmd->idem_key = key;
-    cmd->idem_key_len = (size_t)n;
-    hash_sha256(key, (size_t)n, cmd->request_hash);
-    cmd->variant = API_VARIANT_SINGLE;
-    return cmd;
-}
-
-/* The outcome of a keyed ledger step: its own error when refused (fresh or replayed). */
-static enum cf_err step_outcome(const struct writer_cmd *cmd)
-{
-    if (cmd->err != CF_OK)
-        return cmd->err;
-    if (cmd->resp_status < 400)
-        return CF_OK;
-    enum cf_err e = CF_ERR_INTERNAL;
-    json_t *o = json_loadb(cmd->resp_body, cmd->resp_body_len, 0, NULL);
-    json_t *c = o != NULL ? json_object_get(o, "code") : NULL;
-    if (c != NULL && json_is_string(c))
-        e = cf_err_from_code(json_string_value(c));
-    json_decref(o);
-    return e;
-}
-
 /* Holds op's money: dr -> cr pending, with a timeout (0: none). *seq_out gets the hold. A
  * refused hold is *refused; an error means the ledger never answered. */
 static enum cf_err ledger_hold(struct api *api, struct arena *arena, const struct pay_op *op,
                                uint64_t dr, uint64_t cr, int64_t timeout_s, uint64_t *seq_out,
                                enum cf_err *refused)
 {
-    struct writer_cmd *cmd = step_cmd(arena, op, "hold");
+    struct writer_cmd *cmd = api_pay_step_cmd(arena, op, "hold");
     struct ledger_leg *leg = arena_calloc(arena, 1, sizeof(*leg));
     if (cmd == NULL || leg == NULL)
         return CF_ERR_NOMEM;
@@ -112,7 +66,7 @@ static enum cf_err ledger_hold(struct api *api, struct arena *arena, const struc
     enum cf_err err = api_submit_wait(api, cmd, arena);
     if (err != CF_OK)
         return err;
-    *refused = step_outcome(cmd);
+    *refused = api_pay_step_outcome(cmd);
     *seq_out = *refused == CF_OK ? answer_entry_seq(cmd, false) : 0;
     return CF_OK;
 }
@@ -121,7 +75,7 @@ static enum cf_err ledger_hold(struct api *api, struct arena *arena, const struc
 static enum cf_err ledger_resolve(struct api *api, struct arena *arena, const struct pay_op *op,
                                   bool post, uint64_t *seq_out, enum cf_err *refused)
 {
-    struct writer_cmd *cmd = step_cmd(arena, op, post ? "post" : "void");
+    struct writer_cmd *cmd = api_pay_step_cmd(arena, op, post ? "post" : "void");
     if (cmd == NULL)
         return CF_ERR_NOMEM;
     cmd->type = post ? WRITER_CMD_POST : WRITER_CMD_VOID;
@@ -130,7 +84,7 @@ static enum cf_err ledger_resolve(struct api *api, struct arena *arena, const st
     enum cf_err err = api_submit_wait(api, cmd, arena);
     if (err != CF_OK)
         return err;
-    *refused = step_outcome(cmd);
+    *refused = api_pay_step_outcome(cmd);
     *seq_out = *refused == CF_OK ? answer_entry_seq(cmd, true) : 0;
     return CF_OK;
 }
@@ -152,7 +106,7 @@ static enum cf_err op_settle(struct api *api, struct arena *arena, struct pay_op
         u.status = PAY_STATUS_FAILED;
         u.error = refused != CF_OK && approved ? cf_err_code(refused) : error;
     }
-    err = payments_op_update(api->payments, op->id, from_mask, &u, now_us());
+    err = payments_op_update(api->payments, op->id, from_mask, &u, api_pay_now_us());
     if (err == CF_ERR_CONFLICT)
         err = CF_OK; /* someone settled it first (a callback racing the answer) */
     if (err == CF_OK)
@@ -189,7 +143,7 @@ static enum cf_err op_apply_result(struct api *api, struct arena *arena, struct 
         u.status = PAY_STATUS_PENDING;
         break;
     }
-    enum cf_err err = payments_op_update(api->payments, op->id, WAITING_MASK, &u, now_us());
+    enum cf_err err = payments_op_update(api->payments, op->id, WAITING_MASK, &u, api_pay_now_us());
     if (err == CF_ERR_CONFLICT)
         err = CF_OK; /* a callback ended it while we waited for the answer */
     if (err == CF_OK)
@@ -240,7 +194,8 @@ static enum cf_err op_drive(struct api *api, struct arena *arena, struct pay_op 
             u.status = PAY_STATUS_FAILED;
             u.error = cf_err_code(refused);
         }
-        err = payments_op_update(api->payments, op->id, 1u << PAY_STATUS_PROCESSING, &u, now_us());
+        err = payments_op_update(api->payments, op->id, 1u << PAY_STATUS_PROCESSING, &u,
+                                 api_pay_now_us());
         if (err == CF_OK)
             err = payments_op_get(api->payments, op->id, op);
         if (err != CF_OK || refused != CF_OK)
@@ -316,7 +271,7 @@ static enum cf_err card_decode(json_t *root, struct pay_card *c, char pan[CARD_P
         return err;
     enum card_brand brand = card_brand_detect(pan);
     *detail = "exp_month";
-    if ((err = card_expiry_check(month, year, now_us() / 1000000)) != CF_OK)
+    if ((err = card_expiry_check(month, year, api_pay_now_us() / 1000000)) != CF_OK)
         return err;
     char cvc_copy[9];
     snprintf(cvc_copy, sizeof(cvc_copy), "%.*s", (int)cvc_len, cvc);
@@ -357,19 +312,14 @@ static void me_card_add_run(struct http_request *req, struct http_response *resp
     detail = api_detail_keep(req, detail); /* it may point into root */
     json_decref(root);
     if (err == CF_OK) {
-        uint64_t n = 0;
-        while (n == 0)
-            hash_random(&n, sizeof(n));
-        char id[ID_TEXT_BYTES_MAX];
-        id_format("card_", n, id);
-        snprintf(c.id, sizeof(c.id), "%s", id);
-        snprintf(c.user_id, sizeof(c.user_id), "%s", me_id(req));
-        err = payments_card_add(api->payments, &c, pan, now_us(), &saved, &existed);
+        payments_id_new("card_", c.id);
+        snprintf(c.user_id, sizeof(c.user_id), "%s", api_pay_me_id(req));
+        err = payments_card_add(api->payments, &c, pan, api_pay_now_us(), &saved, &existed);
     }
     hash_wipe(pan, sizeof(pan));
     if (err != CF_OK) {
-        reply_problem(req, resp, err,
-                      err == CF_ERR_CONFLICT ? "a customer saves at most 20 cards" : detail);
+        api_pay_problem_reply(
+            req, resp, err, err == CF_ERR_CONFLICT ? "a customer saves at most 20 cards" : detail);
         return;
     }
     api_reply_object(req, resp, existed ? 200 : 201, card_json(&saved));
@@ -385,7 +335,8 @@ static void me_cards_run(struct http_request *req, struct http_response *resp)
     struct api *api = req->app;
     struct pay_card cards[PAY_CARDS_MAX];
     size_t n = 0;
-    enum cf_err err = payments_cards_list(api->payments, me_id(req), cards, PAY_CARDS_MAX, &n);
+    enum cf_err err =
+        payments_cards_list(api->payments, api_pay_me_id(req), cards, PAY_CARDS_MAX, &n);
     if (err != CF_OK) {
         api_problem(req, resp, err, NULL);
         return;
@@ -404,7 +355,8 @@ enum http_action api_me_cards(struct http_request *req, struct http_response *re
 static void me_card_remove_run(struct http_request *req, struct http_response *resp)
 {
     struct api *api = req->app;
-    enum cf_err err = payments_card_remove(api->payments, req->params[0], me_id(req), now_us());
+    enum cf_err err =
+        payments_card_remove(api->payments, req->params[0], api_pay_me_id(req), api_pay_now_us());
     if (err != CF_OK) {
         api_problem(req, resp, err, NULL);
         return;
@@ -473,33 +425,6 @@ static enum cf_err funding_decode(json_t *root, bool withdrawal, struct funding_
     return CF_OK;
 }
 
-/* Reads Idempotency-Key and the request hash. */
-static enum cf_err idem_fill(struct http_request *req, struct pay_op *op)
-{
-    struct writer_cmd cmd;
-    memset(&cmd, 0, sizeof(cmd));
-    enum cf_err err = api_idem_prepare(req, &cmd, true);
-    if (err == CF_OK && cmd.idem_key_len >= PAY_IDEM_BYTES_MAX)
-        err = CF_ERR_IDEM_KEY_INVALID;
-    if (err != CF_OK)
-        return err;
-    snprintf(op->idem, sizeof(op->idem), "%.*s", (int)cmd.idem_key_len, cmd.idem_key);
-    memcpy(op->request_hash, cmd.request_hash, HASH_BYTES);
-    return CF_OK;
-}
-
-/* Records op or finds the one its key made (*replay). */
-static enum cf_err op_record(struct api *api, struct pay_op *op, bool *replay)
-{
-    struct pay_op stored;
-    enum cf_err err = payments_op_begin(api->payments, op, now_us(), &stored, replay);
-    if (err == CF_OK && *replay && !hash_equal(stored.request_hash, op->request_hash, HASH_BYTES))
-        err = CF_ERR_IDEM_KEY_REUSED;
-    if (err == CF_OK)
-        *op = stored;
-    return err;
-}
-
 static void me_topup_run(struct http_request *req, struct http_response *resp)
 {
     struct api *api = req->app;
@@ -517,10 +442,10 @@ static void me_topup_run(struct http_request *req, struct http_response *resp)
     if (err == CF_OK && !api_pay_currency_offered(api, b.currency))
         err = CF_ERR_UNKNOWN_CURRENCY;
     if (err == CF_OK)
-        err = idem_fill(req, &op);
+        err = api_pay_idem_read(req, op.idem, op.request_hash);
     if (err == CF_OK && b.card_id[0] != '\0') {
         struct pay_card card;
-        err = payments_card_get(api->payments, b.card_id, me_id(req), &card, NULL);
+        err = payments_card_get(api->payments, b.card_id, api_pay_me_id(req), &card, NULL);
         detail = "card_id";
         if (err == CF_ERR_NOT_FOUND)
             err = CF_ERR_INVALID_CARD;
@@ -528,7 +453,7 @@ static void me_topup_run(struct http_request *req, struct http_response *resp)
     if (err == CF_OK) {
         payments_op_id_new(PAY_KIND_TOPUP, op.id);
         op.kind = PAY_KIND_TOPUP;
-        snprintf(op.payee, sizeof(op.payee), "%s", me_id(req));
+        snprintf(op.payee, sizeof(op.payee), "%s", api_pay_me_id(req));
         op.amount_minor = op.credit_minor = b.amount_minor;
         snprintf(op.currency, sizeof(op.currency), "%s", b.currency);
         snprintf(op.credit_currency, sizeof(op.credit_currency), "%s", b.currency);
@@ -536,18 +461,19 @@ static void me_topup_run(struct http_request *req, struct http_response *resp)
             snprintf(op.instrument, sizeof(op.instrument), "%s", b.card_id);
         else
             snprintf(op.instrument, sizeof(op.instrument), "bank:%s", b.bank + strlen(b.bank) - 4);
-        err = api_pay_wallet(api, req->arena, me_id(req), b.currency, true, &op.payee_account);
+        err = api_pay_wallet(api, req->arena, api_pay_me_id(req), b.currency, true,
+                             &op.payee_account);
     }
     if (err == CF_OK)
-        err = op_record(api, &op, &replay);
+        err = api_pay_op_record(api, &op, &replay);
     if (err == CF_OK && !replay)
         err = op_drive(api, req->arena, &op, b.bank);
     hash_wipe(b.bank, sizeof(b.bank));
     if (err != CF_OK) {
-        reply_problem(req, resp, err, detail);
+        api_pay_problem_reply(req, resp, err, detail);
         return;
     }
-    funding_reply(req, resp, &op, me_id(req));
+    funding_reply(req, resp, &op, api_pay_me_id(req));
 }
 
 enum http_action api_me_topup(struct http_request *req, struct http_response *resp)
@@ -576,7 +502,7 @@ static void me_topup_challenge_run(struct http_request *req, struct http_respons
     json_decref(root);
     if (err == CF_OK)
         err = payments_op_get(api->payments, req->params[0], &op);
-    if (err == CF_OK && (op.kind != PAY_KIND_TOPUP || strcmp(op.payee, me_id(req)) != 0))
+    if (err == CF_OK && (op.kind != PAY_KIND_TOPUP || strcmp(op.payee, api_pay_me_id(req)) != 0))
         err = CF_ERR_NOT_FOUND;
     if (err == CF_OK && op.status != PAY_STATUS_ACTION_REQUIRED)
         err = CF_ERR_CONFLICT;
@@ -586,12 +512,12 @@ static void me_topup_challenge_run(struct http_request *req, struct http_respons
     if (err == CF_OK)
         err = op_apply_result(api, req->arena, &op, &r);
     if (err != CF_OK) {
-        reply_problem(req, resp, err,
-                      err == CF_ERR_CONFLICT ? "the top-up is not waiting for a challenge"
-                                             : detail);
+        api_pay_problem_reply(req, resp, err,
+                              err == CF_ERR_CONFLICT ? "the top-up is not waiting for a challenge"
+                                                     : detail);
         return;
     }
-    funding_reply(req, resp, &op, me_id(req));
+    funding_reply(req, resp, &op, api_pay_me_id(req));
 }
 
 enum http_action api_me_topup_challenge(struct http_request *req, struct http_response *resp)
@@ -612,7 +538,7 @@ static void me_withdrawal_run(struct http_request *req, struct http_response *re
     if (err == CF_OK)
         err = funding_decode(root, true, &b, &detail);
     if (err == CF_OK)
-        err = idem_fill(req, &op);
+        err = api_pay_idem_read(req, op.idem, op.request_hash);
     if (err == CF_OK) { /* money leaving Coffer: always a step-up, bound to amount and account */
         struct identity_action a = {.action = "withdrawal",
                                     .amount_minor = b.amount_minor,
@@ -629,25 +555,26 @@ static void me_withdrawal_run(struct http_request *req, struct http_response *re
     if (err == CF_OK) {
         payments_op_id_new(PAY_KIND_WITHDRAWAL, op.id);
         op.kind = PAY_KIND_WITHDRAWAL;
-        snprintf(op.payer, sizeof(op.payer), "%s", me_id(req));
+        snprintf(op.payer, sizeof(op.payer), "%s", api_pay_me_id(req));
         op.amount_minor = op.credit_minor = b.amount_minor;
         snprintf(op.currency, sizeof(op.currency), "%s", b.currency);
         snprintf(op.credit_currency, sizeof(op.credit_currency), "%s", b.currency);
         snprintf(op.instrument, sizeof(op.instrument), "bank:%s", b.bank + strlen(b.bank) - 4);
-        err = api_pay_wallet(api, req->arena, me_id(req), b.currency, false, &op.payer_account);
+        err = api_pay_wallet(api, req->arena, api_pay_me_id(req), b.currency, false,
+                             &op.payer_account);
         if (err == CF_ERR_NOT_FOUND)
             err = CF_ERR_INSUFFICIENT_FUNDS;
     }
     if (err == CF_OK)
-        err = op_record(api, &op, &replay);
+        err = api_pay_op_record(api, &op, &replay);
     if (err == CF_OK && !replay)
         err = op_drive(api, req->arena, &op, b.bank);
     hash_wipe(b.bank, sizeof(b.bank));
     if (err != CF_OK) {
-        reply_problem(req, resp, err, detail);
+        api_pay_problem_reply(req, resp, err, detail);
         return;
     }
-    funding_reply(req, resp, &op, me_id(req));
+    funding_reply(req, resp, &op, api_pay_me_id(req));
 }
 
 enum http_action api_me_withdrawal(struct http_request *req, struct http_response *resp)
@@ -680,7 +607,7 @@ enum cf_err api_pay_payout(struct api *api, struct arena *arena, const struct pa
     snprintf(op->credit_currency, sizeof(op->credit_currency), "%s", m->currency);
     snprintf(op->instrument, sizeof(op->instrument), "bank:%s", m->bank_last4);
     bool replay = false;
-    err = op_record(api, op, &replay);
+    err = api_pay_op_record(api, op, &replay);
     if (err == CF_OK && !replay)
         err = op_drive(api, arena, op, full.bank_account);
     hash_wipe(&full, sizeof(full));
@@ -727,12 +654,13 @@ static void merchant_payout_run(struct http_request *req, struct http_response *
     struct pay_op probe;
     memset(&probe, 0, sizeof(probe));
     if (err == CF_OK)
-        err = idem_fill(req, &probe);
+        err = api_pay_idem_read(req, probe.idem, probe.request_hash);
     if (err == CF_OK)
         err = api_pay_payout(api, req->arena, &m, amount, probe.idem, probe.request_hash, &op);
     if (err != CF_OK) {
-        reply_problem(req, resp, err,
-                      err == CF_ERR_CONFLICT ? "the merchant has no payment profile yet" : detail);
+        api_pay_problem_reply(req, resp, err,
+                              err == CF_ERR_CONFLICT ? "the merchant has no payment profile yet"
+                                                     : detail);
         return;
     }
     funding_reply(req, resp, &op, m.merchant_id);
@@ -750,7 +678,7 @@ static enum cf_err event_apply(struct api *api, struct arena *arena, const struc
                                const char **status_out)
 {
     bool fresh = false;
-    enum cf_err err = payments_event_record(api->payments, e->event_id, now_us(), &fresh);
+    enum cf_err err = payments_event_record(api->payments, e->event_id, api_pay_now_us(), &fresh);
     *status_out = "duplicate";
     if (err != CF_OK || !fresh)
         return err;
@@ -782,7 +710,7 @@ enum cf_err api_gateway_callback(struct api *api, struct arena *arena, const cha
 {
     struct gateway_event e;
     enum cf_err err = gateway_callback_verify(api->gateway_secret, api->gateway_secret_len, body,
-                                              body_len, signature, now_us() / 1000000, &e);
+                                              body_len, signature, api_pay_now_us() / 1000000, &e);
     if (err != CF_OK)
         return err;
     return event_apply(api, arena, &e, status_out);

@@ -25,22 +25,6 @@
 /* The longest "line N" detail of a refused rates file, NUL included. */
 #define FX_BAD_LINE_DETAIL_BYTES 48
 
-static int64_t now_us(void) { return cf_clock_now_us(&cf_clock_real); }
-
-static const char *me_id(const struct http_request *req)
-{
-    const struct api_principal *p = api_principal(req);
-    CF_ASSERT(p != NULL && !p->bootstrap);
-    return p->user.user_id;
-}
-
-static void reply_problem(struct http_request *req, struct http_response *resp, enum cf_err err,
-                          const char *detail)
-{
-    api_problem(req, resp, err,
-                detail != NULL ? arena_strndup(req->arena, detail, strlen(detail)) : NULL);
-}
-
 static void audit(struct http_request *req, const char *action, const char *target,
                   const char *detail)
 {
@@ -138,12 +122,13 @@ static void admin_rate_set_run(struct http_request *req, struct http_response *r
     json_t *root = NULL;
     const char *detail = NULL;
     struct fx_rate r;
-    int64_t now = now_us();
+    int64_t now = api_pay_now_us();
     enum cf_err err = api_json_object(req, &root, &detail);
     if (err == CF_OK)
         err = rate_decode(root, &r, &detail);
     if (err != CF_OK) {
-        reply_problem(req, resp, err, detail); /* detail may point into root: copied first */
+        api_pay_problem_reply(req, resp, err,
+                              detail); /* detail may point into root: copied first */
         json_decref(root);
         return;
     }
@@ -199,12 +184,12 @@ static void admin_rates_load_run(struct http_request *req, struct http_response 
     struct fx_rate *rates = arena_calloc(req->arena, FX_RATES_MAX, sizeof(*rates));
     const char *detail = NULL;
     size_t n = 0;
-    int64_t now = now_us();
+    int64_t now = api_pay_now_us();
     enum cf_err err = rates == NULL ? CF_ERR_NOMEM : rates_file_decode(req, rates, &n, &detail);
     if (err == CF_OK)
         err = rates_store(api, req->arena, rates, n, now);
     if (err != CF_OK) {
-        reply_problem(req, resp, err, detail);
+        api_pay_problem_reply(req, resp, err, detail);
         return;
     }
     char count[32];
@@ -372,12 +357,7 @@ static enum cf_err quote_issue(struct api *api, const char *user_id, struct fx_p
     if ((err = price_compute(p, detail)) != CF_OK)
         return err;
     memset(q, 0, sizeof(*q));
-    uint64_t v = 0;
-    while (v == 0)
-        hash_random(&v, sizeof(v));
-    char id[ID_TEXT_BYTES_MAX];
-    id_format("quo_", v, id);
-    snprintf(q->id, sizeof(q->id), "%s", id);
+    payments_id_new("quo_", q->id);
     snprintf(q->user_id, sizeof(q->user_id), "%s", user_id);
     price_binding(user_id, p->spread_bps, q->binding);
     q->amount_minor = p->amount_minor;
@@ -385,7 +365,7 @@ static enum cf_err quote_issue(struct api *api, const char *user_id, struct fx_p
     q->credit_minor = p->credit_minor;
     snprintf(q->credit_currency, sizeof(q->credit_currency), "%s", p->to);
     q->rate_e9 = p->mid_rate_e9; /* the customer's rate and the spread follow from it */
-    q->expires_at_us = now_us() + api->pay.quote_ttl_s * 1000000;
+    q->expires_at_us = api_pay_now_us() + api->pay.quote_ttl_s * 1000000;
     CF_ASSERT(q->credit_minor >= 1 && strcmp(q->currency, q->credit_currency) != 0);
     return payments_quote_put(api->payments, q);
 }
@@ -417,9 +397,9 @@ static void conversion_quote_run(struct http_request *req, struct http_response 
         detail = arena_strndup(req->arena, detail, strlen(detail)); /* may point into root */
     json_decref(root);
     if (err == CF_OK)
-        err = quote_issue(api, me_id(req), &p, &q, &detail);
+        err = quote_issue(api, api_pay_me_id(req), &p, &q, &detail);
     if (err != CF_OK) {
-        reply_problem(req, resp, err, detail);
+        api_pay_problem_reply(req, resp, err, detail);
         return;
     }
     api_reply_object(req, resp, 200, quote_json(&q, &p));
@@ -432,32 +412,16 @@ enum http_action api_me_conversion_quote(struct http_request *req, struct http_r
 
 /* Conversions --------------------------------------------------------------------------------- */
 
-/* Reads Idempotency-Key and the request hash the way every write route does. */
-static enum cf_err idem_read(struct http_request *req, char idem[PAY_IDEM_BYTES_MAX],
-                             uint8_t hash[HASH_BYTES])
-{
-    struct writer_cmd cmd;
-    memset(&cmd, 0, sizeof(cmd));
-    enum cf_err err = api_idem_prepare(req, &cmd, true);
-    if (err != CF_OK)
-        return err;
-    if (cmd.idem_key_len >= PAY_IDEM_BYTES_MAX)
-        return CF_ERR_IDEM_KEY_INVALID;
-    snprintf(idem, PAY_IDEM_BYTES_MAX, "%.*s", (int)cmd.idem_key_len, cmd.idem_key);
-    memcpy(hash, cmd.request_hash, HASH_BYTES);
-    return CF_OK;
-}
-
 /* A conversion as JSON: the operation, its customer rate and its quote. */
 static void conversion_reply(struct http_request *req, struct http_response *resp,
                              const struct pay_op *op)
 {
     CF_ASSERT(op->kind == PAY_KIND_CONVERSION); /* checked by the callers */
     if (op->status == PAY_STATUS_FAILED) {
-        api_pay_outcome_reply(req, resp, op, me_id(req)); /* the stored error */
+        api_pay_outcome_reply(req, resp, op, api_pay_me_id(req)); /* the stored error */
         return;
     }
-    json_t *o = api_pay_op_json(op, me_id(req));
+    json_t *o = api_pay_op_json(op, api_pay_me_id(req));
     if (o == NULL) {
         api_problem(req, resp, CF_ERR_NOMEM, NULL);
         return;
@@ -492,15 +456,10 @@ static void conversion_run_reply(struct http_request *req, struct http_response 
  * CF_ERR_NOT_FOUND when the key is new, another error to answer. */
 static enum cf_err conversion_replayed(struct http_request *req, struct http_response *resp)
 {
-    struct api *api = req->app;
-    char idem[PAY_IDEM_BYTES_MAX];
-    uint8_t hash[HASH_BYTES];
     struct pay_op op;
-    enum cf_err err = idem_read(req, idem, hash);
-    if (err == CF_OK)
-        err = payments_op_by_idem(api->payments, idem, &op);
-    if (err == CF_OK && (!hash_equal(op.request_hash, hash, HASH_BYTES) ||
-                         op.kind != PAY_KIND_CONVERSION || strcmp(op.payer, me_id(req)) != 0))
+    enum cf_err err = api_pay_op_stored(req, &op);
+    if (err == CF_OK &&
+        (op.kind != PAY_KIND_CONVERSION || strcmp(op.payer, api_pay_me_id(req)) != 0))
         err = CF_ERR_IDEM_KEY_REUSED;
     if (err != CF_OK)
         return err;
@@ -529,8 +488,8 @@ static enum cf_err conversion_op(struct http_request *req, const struct pay_quot
     if (err != CF_OK)
         return err;
     op->kind = PAY_KIND_CONVERSION;
-    snprintf(op->payer, sizeof(op->payer), "%s", me_id(req));
-    snprintf(op->payee, sizeof(op->payee), "%s", me_id(req));
+    snprintf(op->payer, sizeof(op->payer), "%s", api_pay_me_id(req));
+    snprintf(op->payee, sizeof(op->payee), "%s", api_pay_me_id(req));
     op->amount_minor = p.amount_minor;
     snprintf(op->currency, sizeof(op->currency), "%s", p.from);
     op->credit_minor = p.credit_minor;
@@ -559,27 +518,20 @@ static enum cf_err conversion_start(struct http_request *req, const char *quote_
     struct api *api = req->app;
     uint8_t binding[HASH_BYTES];
     struct pay_quote q;
-    struct pay_op stored;
     CF_ASSERT(quote_id != NULL && replay != NULL);
-    memset(op, 0, sizeof(*op));
-    enum cf_err err = idem_read(req, op->idem, op->request_hash);
+    enum cf_err err = api_pay_op_open(req, PAY_KIND_CONVERSION, op);
     if (err != CF_OK)
         return err;
-    payments_op_id_new(PAY_KIND_CONVERSION, op->id);
-    price_binding(me_id(req), api->pay.fx_spread_bps, binding);
+    price_binding(api_pay_me_id(req), api->pay.fx_spread_bps, binding);
     *detail = "quote_id";
-    if ((err = payments_quote_claim(api->payments, quote_id, me_id(req), binding, op->id, now_us(),
-                                    &q)) != CF_OK)
+    if ((err = payments_quote_claim(api->payments, quote_id, api_pay_me_id(req), binding, op->id,
+                                    api_pay_now_us(), &q)) != CF_OK)
         return err;
     err = conversion_op(req, &q, op, detail);
     if (err == CF_OK)
-        err = payments_op_begin(api->payments, op, now_us(), &stored, replay);
-    if (err == CF_OK && *replay && !hash_equal(stored.request_hash, op->request_hash, HASH_BYTES))
-        err = CF_ERR_IDEM_KEY_REUSED;
+        err = api_pay_op_record(api, op, replay);
     if (err != CF_OK || *replay)
         cf_best_effort(payments_quote_release(api->payments, q.id, op->id));
-    if (err == CF_OK)
-        *op = stored;
     CF_ASSERT(err != CF_OK || op->kind == PAY_KIND_CONVERSION);
     return err;
 }
@@ -622,7 +574,7 @@ static void conversion_run(struct http_request *req, struct http_response *resp)
     if (err == CF_ERR_QUOTE_EXPIRED && conversion_replayed(req, resp) == CF_OK)
         return; /* a request with the same key, run at the same time, took the quote */
     if (err != CF_OK) {
-        reply_problem(req, resp, err, detail);
+        api_pay_problem_reply(req, resp, err, detail);
         return;
     }
     conversion_run_reply(req, resp, &op);

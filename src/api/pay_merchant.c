@@ -16,15 +16,6 @@
 #define QR_TTL_S_MAX (7 * 24 * 3600)
 #define PAY_FEES_LIST_MAX 200
 
-static int64_t now_us(void) { return cf_clock_now_us(&cf_clock_real); }
-
-static void reply_problem(struct http_request *req, struct http_response *resp, enum cf_err err,
-                          const char *detail)
-{
-    api_problem(req, resp, err,
-                detail != NULL ? arena_strndup(req->arena, detail, strlen(detail)) : NULL);
-}
-
 /* A string field of exactly the shape wanted: n digits, n upper-case letters, printable text. */
 static bool all_digits(const char *s, size_t n)
 {
@@ -189,7 +180,7 @@ static void admin_profile_run(struct http_request *req, struct http_response *re
     if (err == CF_OK)
         err = merchant_account(api, req->arena, m.merchant_id, m.currency, &m.account_id);
     if (err == CF_OK)
-        err = payments_merchant_put(api->payments, &m, now_us());
+        err = payments_merchant_put(api->payments, &m, api_pay_now_us());
     if (err == CF_OK) {
         struct identity_ctx ctx;
         api_ctx(req, &ctx);
@@ -198,7 +189,7 @@ static void admin_profile_run(struct http_request *req, struct http_response *re
     }
     hash_wipe(m.bank_account, sizeof(m.bank_account));
     if (err != CF_OK) {
-        reply_problem(req, resp, err == CF_ERR_NOT_FOUND ? CF_ERR_NOT_FOUND : err, detail);
+        api_pay_problem_reply(req, resp, err == CF_ERR_NOT_FOUND ? CF_ERR_NOT_FOUND : err, detail);
         return;
     }
     api_reply_object(req, resp, 200, profile_json(&m));
@@ -244,7 +235,7 @@ static void admin_fee_set_run(struct http_request *req, struct http_response *re
             identity_audit(api->identity, &ctx, api_actor(req), "fees.set", f.mcc, "ok", NULL));
     }
     if (err != CF_OK) {
-        reply_problem(req, resp, err, detail);
+        api_pay_problem_reply(req, resp, err, detail);
         return;
     }
     api_reply_object(req, resp, 200,
@@ -283,22 +274,11 @@ enum http_action api_admin_fees(struct http_request *req, struct http_response *
 
 /* The merchant's own routes ------------------------------------------------------------------- */
 
-/* The caller's merchant and its payment profile; CF_ERR_CONFLICT before onboarding. */
-static enum cf_err my_merchant(struct http_request *req, struct pay_merchant *m)
-{
-    struct api *api = req->app;
-    struct identity_merchant im;
-    enum cf_err err = identity_merchant_of(api->identity, &api_principal(req)->user, &im);
-    if (err == CF_OK)
-        err = payments_merchant_get(api->payments, im.merchant_id, false, m);
-    return err == CF_ERR_NOT_FOUND ? CF_ERR_CONFLICT : err;
-}
-
 static void merchant_profile_run(struct http_request *req, struct http_response *resp)
 {
     struct api *api = req->app;
     struct pay_merchant m;
-    enum cf_err err = my_merchant(req, &m);
+    enum cf_err err = api_pay_merchant_mine(req, &m);
     struct store_account_row row;
     if (err == CF_OK) {
         struct store_reader *r;
@@ -308,8 +288,9 @@ static void merchant_profile_run(struct http_request *req, struct http_response 
         }
     }
     if (err != CF_OK) {
-        reply_problem(req, resp, err,
-                      err == CF_ERR_CONFLICT ? "the merchant has no payment profile yet" : NULL);
+        api_pay_problem_reply(req, resp, err,
+                              err == CF_ERR_CONFLICT ? "the merchant has no payment profile yet"
+                                                     : NULL);
         return;
     }
     json_t *o = profile_json(&m);
@@ -392,7 +373,7 @@ static void merchant_qr_run(struct http_request *req, struct http_response *resp
     struct pay_merchant m;
     struct qr_request in;
     const char *detail = NULL;
-    enum cf_err err = my_merchant(req, &m);
+    enum cf_err err = api_pay_merchant_mine(req, &m);
     const struct currency *cur =
         err == CF_OK ? currency_find(m.currency, strlen(m.currency)) : NULL;
     if (err == CF_OK && (cur == NULL || cur->numeric == 0)) {
@@ -406,13 +387,8 @@ static void merchant_qr_run(struct http_request *req, struct http_response *resp
     char payload[EMVCO_PAYLOAD_BUF_BYTES];
     size_t payload_len = 0;
     if (err == CF_OK) {
-        int64_t now = now_us();
-        char id[ID_TEXT_BYTES_MAX];
-        uint64_t v = 0;
-        while (v == 0)
-            hash_random(&v, sizeof(v));
-        id_format("qr_", v, id);
-        snprintf(q.id, sizeof(q.id), "%s", id);
+        int64_t now = api_pay_now_us();
+        payments_id_new("qr_", q.id);
         snprintf(q.merchant_id, sizeof(q.merchant_id), "%s", m.merchant_id);
         snprintf(q.currency, sizeof(q.currency), "%s", m.currency);
         snprintf(q.reference, sizeof(q.reference), "%s", in.reference);
@@ -431,10 +407,10 @@ static void merchant_qr_run(struct http_request *req, struct http_response *resp
     if (err == CF_OK && (qrsvg_render(payload, payload_len, &svg) != CF_OK || !buf_ok(&svg)))
         err = CF_ERR_NOMEM;
     if (err != CF_OK) {
-        reply_problem(req, resp, err,
-                      detail != NULL           ? detail
-                      : err == CF_ERR_CONFLICT ? "the merchant has no payment profile yet"
-                                               : NULL);
+        api_pay_problem_reply(req, resp, err,
+                              detail != NULL           ? detail
+                              : err == CF_ERR_CONFLICT ? "the merchant has no payment profile yet"
+                                                       : NULL);
         return;
     }
     json_t *o =

@@ -53,22 +53,6 @@
 /* The SVG of an 18-digit code's QR (a version 1 or 2 symbol: a few kilobytes). */
 #define CODE_SVG_BYTES_MAX (64 * 1024)
 
-static int64_t now_us(void) { return cf_clock_now_us(&cf_clock_real); }
-
-static const char *me_id(const struct http_request *req)
-{
-    const struct api_principal *p = api_principal(req);
-    CF_ASSERT(p != NULL && !p->bootstrap);
-    return p->user.user_id;
-}
-
-static void reply_problem(struct http_request *req, struct http_response *resp, enum cf_err err,
-                          const char *detail)
-{
-    api_problem(req, resp, err,
-                detail != NULL ? arena_strndup(req->arena, detail, strlen(detail)) : NULL);
-}
-
 /* Reads the request's body as a JSON object with only `allowed` members; *detail (copied to
  * the request arena: a member's name lives in the tree) says what was wrong. */
 static enum cf_err body_read(struct http_request *req, const char *const *allowed, json_t **out,
@@ -84,52 +68,6 @@ static enum cf_err body_read(struct http_request *req, const char *const *allowe
     if (err == CF_OK)
         *out = root;
     return err;
-}
-
-/* Reads Idempotency-Key and the request hash the way every write route does. */
-static enum cf_err idem_read(struct http_request *req, char idem[PAY_IDEM_BYTES_MAX],
-                             uint8_t hash[HASH_BYTES])
-{
-    struct writer_cmd cmd;
-    memset(&cmd, 0, sizeof(cmd));
-    enum cf_err err = api_idem_prepare(req, &cmd, true);
-    if (err != CF_OK)
-        return err;
-    if (cmd.idem_key_len >= PAY_IDEM_BYTES_MAX)
-        return CF_ERR_IDEM_KEY_INVALID;
-    snprintf(idem, PAY_IDEM_BYTES_MAX, "%.*s", (int)cmd.idem_key_len, cmd.idem_key);
-    memcpy(hash, cmd.request_hash, HASH_BYTES);
-    return CF_OK;
-}
-
-/* The caller's merchant and its payment profile; CF_ERR_CONFLICT before it is onboarded. */
-static enum cf_err my_merchant(struct http_request *req, struct pay_merchant *m)
-{
-    struct api *api = req->app;
-    struct identity_merchant im;
-    enum cf_err err = identity_merchant_of(api->identity, &api_principal(req)->user, &im);
-    if (err == CF_OK)
-        err = payments_merchant_get(api->payments, im.merchant_id, false, m);
-    return err == CF_ERR_NOT_FOUND ? CF_ERR_CONFLICT : err;
-}
-
-/* The merchant's fee on amount: its own rule, else its MCC's schedule (as pay_customer.c). */
-static enum cf_err merchant_fee(struct api *api, const struct pay_merchant *m, int64_t amount,
-                                int64_t *fee_out)
-{
-    struct fee_rule r = {0};
-    if (m->fee_bps >= 0) {
-        r.bps = m->fee_bps;
-        r.fixed_minor = m->fee_fixed_minor;
-    } else {
-        struct pay_fee_row row;
-        enum cf_err err = payments_fee_get(api->payments, m->mcc, &row);
-        if (err != CF_OK)
-            return err;
-        r.bps = row.bps;
-        r.fixed_minor = row.fixed_minor;
-    }
-    return fee_compute(&r, amount, fee_out);
 }
 
 /* Devices ------------------------------------------------------------------------------------ */
@@ -213,7 +151,7 @@ static enum cf_err device_settings(struct http_request *req, const struct device
 {
     struct api *api = req->app;
     memset(d, 0, sizeof(*d));
-    snprintf(d->user_id, sizeof(d->user_id), "%s", me_id(req));
+    snprintf(d->user_id, sizeof(d->user_id), "%s", api_pay_me_id(req));
     snprintf(d->label, sizeof(d->label), "%s", b->label);
     snprintf(d->currency, sizeof(d->currency), "%s",
              b->currency[0] != '\0' ? b->currency : api->pay.default_currency);
@@ -275,11 +213,11 @@ static void device_add_run(struct http_request *req, struct http_response *resp)
     if (err == CF_OK && (err = device_step_up(req, &b)) != CF_OK)
         detail = NULL;
     json_decref(root);
-    if (err == CF_OK && (err = payments_paycode_device_add(api->payments, &d, now_us(), &made,
-                                                           secret)) == CF_ERR_CONFLICT)
+    if (err == CF_OK && (err = payments_paycode_device_add(api->payments, &d, api_pay_now_us(),
+                                                           &made, secret)) == CF_ERR_CONFLICT)
         detail = "a customer has at most 10 active devices";
     if (err != CF_OK) {
-        reply_problem(req, resp, err, detail);
+        api_pay_problem_reply(req, resp, err, detail);
         return;
     }
     device_added_reply(req, resp, &made, secret);
@@ -299,7 +237,7 @@ static void devices_run(struct http_request *req, struct http_response *resp)
         arena_calloc(req->arena, PAY_PAYCODE_DEVICES_LIST_MAX, sizeof(*list));
     enum cf_err err = list == NULL
                           ? CF_ERR_NOMEM
-                          : payments_paycode_devices_list(api->payments, me_id(req), list,
+                          : payments_paycode_devices_list(api->payments, api_pay_me_id(req), list,
                                                           PAY_PAYCODE_DEVICES_LIST_MAX, &n);
     if (err != CF_OK) {
         api_problem(req, resp, err, NULL);
@@ -343,7 +281,8 @@ static void device_revoke_run(struct http_request *req, struct http_response *re
     struct pay_paycode_device d;
     enum cf_err err = device_number_parse(req->params[0], &number);
     if (err == CF_OK)
-        err = payments_paycode_device_revoke(api->payments, number, me_id(req), now_us(), &d);
+        err = payments_paycode_device_revoke(api->payments, number, api_pay_me_id(req),
+                                             api_pay_now_us(), &d);
     if (err != CF_OK) {
         api_problem(req, resp, err, NULL);
         return;
@@ -367,12 +306,13 @@ static void current_run(struct http_request *req, struct http_response *resp)
     buf_init(&svg, req->arena, CODE_SVG_BYTES_MAX);
     enum cf_err err = device == NULL ? CF_ERR_MISSING_FIELD : device_number_parse(device, &number);
     if (err == CF_OK)
-        err = payments_paycode_current(api->payments, number, me_id(req), now_us(), code, &step);
+        err = payments_paycode_current(api->payments, number, api_pay_me_id(req), api_pay_now_us(),
+                                       code, &step);
     if (err == CF_OK && (qrsvg_render(code, PAYCODE_DIGITS, &svg) != CF_OK || !buf_ok(&svg)))
         err = CF_ERR_NOMEM;
     if (err != CF_OK) {
         hash_wipe(code, sizeof(code));
-        reply_problem(req, resp, err, err == CF_ERR_MISSING_FIELD ? "device" : NULL);
+        api_pay_problem_reply(req, resp, err, err == CF_ERR_MISSING_FIELD ? "device" : NULL);
         return;
     }
     char refresh[40];
@@ -444,14 +384,8 @@ static enum cf_err code_body_read(struct http_request *req, bool hold, struct co
 static enum cf_err op_stored(struct http_request *req, const struct pay_merchant *m,
                              struct pay_op *op)
 {
-    struct api *api = req->app;
-    char idem[PAY_IDEM_BYTES_MAX];
-    uint8_t hash[HASH_BYTES];
-    enum cf_err err = idem_read(req, idem, hash);
-    if (err == CF_OK)
-        err = payments_op_by_idem(api->payments, idem, op);
-    if (err == CF_OK &&
-        (!hash_equal(op->request_hash, hash, HASH_BYTES) || strcmp(op->payee, m->merchant_id) != 0))
+    enum cf_err err = api_pay_op_stored(req, op);
+    if (err == CF_OK && strcmp(op->payee, m->merchant_id) != 0)
         err = CF_ERR_IDEM_KEY_REUSED;
     return err;
 }
@@ -464,12 +398,9 @@ static enum cf_err code_op(struct http_request *req, const struct pay_merchant *
     struct api *api = req->app;
     CF_ASSERT(kind == PAY_KIND_PAYMENT || kind == PAY_KIND_HOLD);
     CF_ASSERT(b->amount_minor > 0 && match->user_id[0] != '\0');
-    memset(op, 0, sizeof(*op));
-    enum cf_err err = idem_read(req, op->idem, op->request_hash);
+    enum cf_err err = api_pay_op_open(req, kind, op);
     if (err != CF_OK)
         return err;
-    payments_op_id_new(kind, op->id);
-    op->kind = (uint8_t)kind;
     snprintf(op->payer, sizeof(op->payer), "%s", match->user_id);
     snprintf(op->payee, sizeof(op->payee), "%s", m->merchant_id);
     op->payee_account = m->account_id;
@@ -479,7 +410,7 @@ static enum cf_err code_op(struct http_request *req, const struct pay_merchant *
     snprintf(op->reference, sizeof(op->reference), "paycode");
     snprintf(op->instrument, sizeof(op->instrument), "paycode");
     if (kind == PAY_KIND_PAYMENT) /* a hold's fee is priced when it is captured */
-        err = merchant_fee(api, m, b->amount_minor, &op->fee_minor);
+        err = api_pay_merchant_fee(api, m, b->amount_minor, &op->fee_minor);
     if (err == CF_OK && (err = api_pay_wallet(api, req->arena, op->payer, op->currency, false,
                                               &op->payer_account)) == CF_ERR_NOT_FOUND)
         err = CF_ERR_INSUFFICIENT_FUNDS; /* no wallet in the merchant's currency */
@@ -497,16 +428,11 @@ static enum cf_err code_op_start(struct http_request *req, const struct pay_merc
                                   .len = b->code_len,
                                   .amount_minor = b->amount_minor,
                                   .currency = m->currency};
-    enum cf_err err = payments_paycode_check(api->payments, &use, now_us(), match);
+    enum cf_err err = payments_paycode_check(api->payments, &use, api_pay_now_us(), match);
     if (err == CF_OK)
         err = code_op(req, m, kind, b, match, op);
-    struct pay_op stored;
     if (err == CF_OK)
-        err = payments_op_begin(api->payments, op, now_us(), &stored, replay);
-    if (err == CF_OK && *replay && !hash_equal(stored.request_hash, op->request_hash, HASH_BYTES))
-        err = CF_ERR_IDEM_KEY_REUSED;
-    if (err == CF_OK)
-        *op = stored;
+        err = api_pay_op_record(api, op, replay);
     return err;
 }
 
@@ -515,11 +441,11 @@ static enum cf_err code_claim(struct api *api, const struct pay_paycode_match *m
                               const struct pay_merchant *m, const struct pay_op *op)
 {
     enum cf_err err =
-        payments_paycode_claim(api->payments, match, op->id, m->merchant_id, now_us());
+        payments_paycode_claim(api->payments, match, op->id, m->merchant_id, api_pay_now_us());
     if (err != CF_OK) {
         struct pay_op_update u = {.status = PAY_STATUS_FAILED, .error = cf_err_code(err)};
-        cf_best_effort(
-            payments_op_update(api->payments, op->id, 1u << PAY_STATUS_PROCESSING, &u, now_us()));
+        cf_best_effort(payments_op_update(api->payments, op->id, 1u << PAY_STATUS_PROCESSING, &u,
+                                          api_pay_now_us()));
     }
     return err;
 }
@@ -531,27 +457,12 @@ static void code_problem(struct http_request *req, struct http_response *resp, e
         api_problem_retry(req, resp, err, NULL, PAY_PAYCODE_FAILURE_WINDOW_S);
         return;
     }
-    reply_problem(req, resp, err,
-                  err == CF_ERR_CONFLICT ? "the merchant has no payment profile yet" : detail);
+    api_pay_problem_reply(req, resp, err,
+                          err == CF_ERR_CONFLICT ? "the merchant has no payment profile yet"
+                                                 : detail);
 }
 
 /* Charges ------------------------------------------------------------------------------------ */
-
-/* Runs a charge still PROCESSING (a fresh one, or a retry of one a failure left) and answers
- * it: 201 completed, or its refusal. */
-static void charge_reply(struct http_request *req, struct http_response *resp, struct pay_op *op,
-                         const struct pay_merchant *m)
-{
-    struct api *api = req->app;
-    enum cf_err err = CF_OK;
-    if (op->status == PAY_STATUS_PROCESSING)
-        err = api_pay_execute(api, req->arena, op);
-    if (err != CF_OK) {
-        api_problem(req, resp, err, NULL);
-        return;
-    }
-    api_pay_outcome_reply(req, resp, op, m->merchant_id);
-}
 
 static void charge_run(struct http_request *req, struct http_response *resp)
 {
@@ -562,12 +473,13 @@ static void charge_run(struct http_request *req, struct http_response *resp)
     struct pay_paycode_match match;
     struct pay_op op;
     bool replay = false;
-    enum cf_err err = my_merchant(req, &m);
+    enum cf_err err = api_pay_merchant_mine(req, &m);
     if (err == CF_OK)
         err = code_body_read(req, false, &b, &detail);
     if (err == CF_OK && (err = op_stored(req, &m, &op)) == CF_OK) {
         hash_wipe(&b, sizeof(b));
-        charge_reply(req, resp, &op, &m); /* a retry: answered from its operation */
+        api_pay_op_run_reply(req, resp, &op,
+                             m.merchant_id); /* a retry: answered from its operation */
         return;
     }
     if (err == CF_ERR_NOT_FOUND)
@@ -581,7 +493,7 @@ static void charge_run(struct http_request *req, struct http_response *resp)
         code_problem(req, resp, err, detail);
         return;
     }
-    charge_reply(req, resp, &op, &m);
+    api_pay_op_run_reply(req, resp, &op, m.merchant_id);
 }
 
 enum http_action api_merchant_paycode_charge(struct http_request *req, struct http_response *resp)
@@ -590,37 +502,6 @@ enum http_action api_merchant_paycode_charge(struct http_request *req, struct ht
 }
 
 /* Ledger steps of a hold --------------------------------------------------------------------- */
-
-static struct writer_cmd *step_cmd(struct arena *arena, const struct pay_op *op, const char *step)
-{
-    struct writer_cmd *cmd = arena_calloc(arena, 1, sizeof(*cmd));
-    char *key = arena_alloc(arena, STEP_KEY_BYTES);
-    if (cmd == NULL || key == NULL)
-        return NULL;
-    int n = snprintf(key, STEP_KEY_BYTES, "op:%s:%s", op->id, step);
-    CF_ASSERT(n > 0 && n < STEP_KEY_BYTES);
-    cmd->idem_key = key;
-    cmd->idem_key_len = (size_t)n;
-    hash_sha256(key, (size_t)n, cmd->request_hash);
-    cmd->variant = API_VARIANT_SINGLE;
-    return cmd;
-}
-
-/* The outcome of a keyed ledger step: its own error when refused (fresh or replayed). */
-static enum cf_err step_outcome(const struct writer_cmd *cmd)
-{
-    if (cmd->err != CF_OK)
-        return cmd->err;
-    if (cmd->resp_status < 400)
-        return CF_OK;
-    enum cf_err e = CF_ERR_INTERNAL;
-    json_t *o = json_loadb(cmd->resp_body, cmd->resp_body_len, 0, NULL);
-    json_t *c = o != NULL ? json_object_get(o, "code") : NULL;
-    if (c != NULL && json_is_string(c))
-        e = cf_err_from_code(json_string_value(c));
-    json_decref(o);
-    return e;
-}
 
 /* Whether a step's refusal is the ledger's final word (a rule refused it, and the refusal is
  * stored under the step's key) rather than a step that did not run (its key in flight
@@ -669,7 +550,7 @@ static enum cf_err ledger_move(struct api *api, struct arena *arena, const struc
                                const char *step, const struct ledger_leg *want,
                                enum cf_err *refused, uint64_t *seq_out, int64_t *expires_out)
 {
-    struct writer_cmd *cmd = step_cmd(arena, op, step);
+    struct writer_cmd *cmd = api_pay_step_cmd(arena, op, step);
     struct ledger_leg *leg = arena_calloc(arena, 1, sizeof(*leg));
     if (cmd == NULL || leg == NULL)
         return CF_ERR_NOMEM;
@@ -680,7 +561,7 @@ static enum cf_err ledger_move(struct api *api, struct arena *arena, const struc
     enum cf_err err = api_submit_wait(api, cmd, arena);
     if (err != CF_OK)
         return err;
-    *refused = step_outcome(cmd);
+    *refused = api_pay_step_outcome(cmd);
     *seq_out = 0;
     *expires_out = 0;
     if (*refused == CF_OK)
@@ -693,7 +574,7 @@ static enum cf_err ledger_resolve(struct api *api, struct arena *arena, const st
                                   bool post, int64_t amount, enum cf_err *refused)
 {
     CF_ASSERT(op->hold_seq > 0);
-    struct writer_cmd *cmd = step_cmd(arena, op, post ? "post" : "void");
+    struct writer_cmd *cmd = api_pay_step_cmd(arena, op, post ? "post" : "void");
     if (cmd == NULL)
         return CF_ERR_NOMEM;
     cmd->type = post ? WRITER_CMD_POST : WRITER_CMD_VOID;
@@ -701,19 +582,8 @@ static enum cf_err ledger_resolve(struct api *api, struct arena *arena, const st
     cmd->amount_minor = post ? amount : 0;
     enum cf_err err = api_submit_wait(api, cmd, arena);
     if (err == CF_OK)
-        *refused = step_outcome(cmd);
+        *refused = api_pay_step_outcome(cmd);
     return err;
-}
-
-static void leg_make(struct ledger_leg *l, uint64_t dr, uint64_t cr, int64_t amount,
-                     const char *currency, const char *code)
-{
-    memset(l, 0, sizeof(*l));
-    l->debit_id = dr;
-    l->credit_id = cr;
-    l->amount = amount;
-    snprintf(l->currency, sizeof(l->currency), "%s", currency);
-    snprintf(l->code, sizeof(l->code), "%s", code);
 }
 
 /* Holds -------------------------------------------------------------------------------------- */
@@ -726,12 +596,13 @@ static enum cf_err hold_place(struct api *api, struct arena *arena, struct pay_o
     CF_ASSERT(op->kind == PAY_KIND_HOLD && op->status == PAY_STATUS_PROCESSING);
     CF_ASSERT(expires_in_s >= 1 && expires_in_s <= PAY_HOLD_EXPIRES_S_MAX);
     struct ledger_leg want;
-    leg_make(&want, op->payer_account, op->payee_account, op->amount_minor, op->currency, "hold");
+    api_pay_leg_set(&want, op->payer_account, op->payee_account, op->amount_minor, op->currency,
+                    "hold");
     want.pending = true;
     want.timeout_s = expires_in_s;
     enum cf_err refused = CF_OK;
     uint64_t seq = 0;
-    int64_t started = now_us(), expires = 0;
+    int64_t started = api_pay_now_us(), expires = 0;
     enum cf_err err = ledger_move(api, arena, op, "hold", &want, &refused, &seq, &expires);
     if (err == CF_OK && refused != CF_OK && !refusal_final(refused))
         err = refused;
@@ -739,7 +610,8 @@ static enum cf_err hold_place(struct api *api, struct arena *arena, struct pay_o
         return err; /* never ran: the operation stays PROCESSING for the request's retry */
     if (refused != CF_OK) {
         struct pay_op_update u = {.status = PAY_STATUS_FAILED, .error = cf_err_code(refused)};
-        err = payments_op_update(api->payments, op->id, 1u << PAY_STATUS_PROCESSING, &u, now_us());
+        err = payments_op_update(api->payments, op->id, 1u << PAY_STATUS_PROCESSING, &u,
+                                 api_pay_now_us());
     } else {
         struct pay_hold h;
         memset(&h, 0, sizeof(h));
@@ -747,7 +619,8 @@ static enum cf_err hold_place(struct api *api, struct arena *arena, struct pay_o
         snprintf(h.merchant_id, sizeof(h.merchant_id), "%s", op->payee);
         h.held_minor = op->amount_minor;
         h.expires_at_us = expires > 0 ? expires : started + expires_in_s * 1000000LL;
-        err = seq == 0 ? CF_ERR_INTERNAL : payments_hold_open(api->payments, &h, seq, now_us());
+        err = seq == 0 ? CF_ERR_INTERNAL
+                       : payments_hold_open(api->payments, &h, seq, api_pay_now_us());
     }
     if (err == CF_ERR_CONFLICT)
         err = CF_OK; /* a retry of this request recorded it first */
@@ -789,10 +662,11 @@ static json_t *hold_json(const struct pay_op *op, const struct pay_hold *h, cons
 static enum cf_err hold_refresh(struct api *api, struct pay_op *op, struct pay_hold *h)
 {
     CF_ASSERT(op->kind == PAY_KIND_HOLD && strcmp(op->id, h->op_id) == 0);
-    if (h->state != PAY_HOLD_HELD || now_us() < h->expires_at_us)
+    if (h->state != PAY_HOLD_HELD || api_pay_now_us() < h->expires_at_us)
         return CF_OK;
     struct pay_hold_outcome o = {.to = PAY_HOLD_EXPIRED};
-    enum cf_err err = payments_hold_end(api->payments, op->id, 1u << PAY_HOLD_HELD, &o, now_us());
+    enum cf_err err =
+        payments_hold_end(api->payments, op->id, 1u << PAY_HOLD_HELD, &o, api_pay_now_us());
     if (err == CF_ERR_CONFLICT)
         err = CF_OK; /* a capture or release began first */
     if (err == CF_OK)
@@ -855,7 +729,7 @@ static void hold_create_run(struct http_request *req, struct http_response *resp
     struct pay_paycode_match match;
     struct pay_op op;
     bool replay = false;
-    enum cf_err err = my_merchant(req, &m);
+    enum cf_err err = api_pay_merchant_mine(req, &m);
     if (err == CF_OK)
         err = code_body_read(req, true, &b, &detail);
     if (err == CF_OK && (err = op_stored(req, &m, &op)) == CF_OK) {
@@ -898,7 +772,7 @@ static void hold_get_run(struct http_request *req, struct http_response *resp)
 {
     struct pay_merchant m;
     struct pay_op op;
-    enum cf_err err = my_merchant(req, &m);
+    enum cf_err err = api_pay_merchant_mine(req, &m);
     if (err == CF_OK)
         err = hold_load(req, &m, &op);
     if (err != CF_OK) {
@@ -930,7 +804,7 @@ static enum cf_err fee_book(struct api *api, struct arena *arena, const struct p
     enum cf_err refused = CF_OK;
     enum cf_err err = api_pay_system(api, arena, PAY_SYS_FEE_REVENUE, op->currency, &fees);
     struct ledger_leg want;
-    leg_make(&want, op->payee_account, fees, h->fee_minor, op->currency, "hold_fee");
+    api_pay_leg_set(&want, op->payee_account, fees, h->fee_minor, op->currency, "hold_fee");
     if (err == CF_OK)
         err = ledger_move(api, arena, op, "fee", &want, &refused, &seq, &unused);
     if (err == CF_OK && refused != CF_OK && !refusal_final(refused))
@@ -981,7 +855,7 @@ static enum cf_err hold_drive(struct api *api, struct arena *arena, struct pay_o
     }
     if (err != CF_OK)
         return err;
-    err = payments_hold_end(api->payments, op->id, 1u << h->state, &o, now_us());
+    err = payments_hold_end(api->payments, op->id, 1u << h->state, &o, api_pay_now_us());
     if (err == CF_ERR_CONFLICT)
         err = CF_OK; /* the request's concurrent retry ended it first */
     if (err == CF_OK)
@@ -1025,7 +899,7 @@ static void hold_resolve_reply(struct http_request *req, struct http_response *r
     struct api *api = req->app;
     struct pay_hold h;
     enum cf_err refused = CF_OK;
-    enum cf_err err = payments_hold_begin(api->payments, op->id, want, now_us(), &h);
+    enum cf_err err = payments_hold_begin(api->payments, op->id, want, api_pay_now_us(), &h);
     if (err == CF_ERR_CONFLICT && payments_hold_get(api->payments, op->id, &h) == CF_OK &&
         hold_refresh(api, op, &h) == CF_OK)
         err = hold_taken_answer(h.state); /* someone else's capture or release */
@@ -1077,7 +951,7 @@ static enum cf_err hold_target(struct http_request *req, struct pay_merchant *m,
                                struct pay_hold *h, const char **detail)
 {
     struct api *api = req->app;
-    enum cf_err err = my_merchant(req, m);
+    enum cf_err err = api_pay_merchant_mine(req, m);
     *detail = "the merchant has no payment profile yet";
     if (err == CF_OK)
         err = hold_load(req, m, op);
@@ -1102,7 +976,7 @@ static void hold_capture_run(struct http_request *req, struct http_response *res
     uint8_t hash[HASH_BYTES];
     enum cf_err err = capture_amount_read(req, &amount, &detail);
     if (err == CF_OK)
-        err = idem_read(req, idem, hash);
+        err = api_pay_idem_read(req, idem, hash);
     if (err == CF_OK)
         err = hold_target(req, &m, &op, &h, &detail);
     if (err == CF_OK && amount == 0)
@@ -1110,9 +984,9 @@ static void hold_capture_run(struct http_request *req, struct http_response *res
     if (err == CF_OK && amount > h.held_minor)
         err = CF_ERR_EXCEEDS_PENDING;
     if (err == CF_OK)
-        err = merchant_fee(api, &m, amount, &fee);
+        err = api_pay_merchant_fee(api, &m, amount, &fee);
     if (err != CF_OK) {
-        reply_problem(req, resp, err, detail);
+        api_pay_problem_reply(req, resp, err, detail);
         return;
     }
     struct pay_hold_resolve want = {.to = PAY_HOLD_CAPTURING,
@@ -1141,11 +1015,11 @@ static void hold_release_run(struct http_request *req, struct http_response *res
     enum cf_err err = req->body_len > 0 ? body_read(req, fields, &root, &detail) : CF_OK;
     json_decref(root);
     if (err == CF_OK)
-        err = idem_read(req, idem, hash);
+        err = api_pay_idem_read(req, idem, hash);
     if (err == CF_OK)
         err = hold_target(req, &m, &op, &h, &detail);
     if (err != CF_OK) {
-        reply_problem(req, resp, err, detail);
+        api_pay_problem_reply(req, resp, err, detail);
         return;
     }
     struct pay_hold_resolve want = {.to = PAY_HOLD_RELEASING, .idem = idem, .request_hash = hash};

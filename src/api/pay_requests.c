@@ -23,22 +23,6 @@
 #define REQUESTS_PAGE_DEFAULT 50
 #define DETAIL_BYTES_MAX 64
 
-static int64_t now_us(void) { return cf_clock_now_us(&cf_clock_real); }
-
-static const char *me_id(const struct http_request *req)
-{
-    const struct api_principal *p = api_principal(req);
-    CF_ASSERT(p != NULL && !p->bootstrap);
-    return p->user.user_id;
-}
-
-static void reply_problem(struct http_request *req, struct http_response *resp, enum cf_err err,
-                          const char *detail)
-{
-    api_problem(req, resp, err,
-                detail != NULL ? arena_strndup(req->arena, detail, strlen(detail)) : NULL);
-}
-
 /* What the send that pays amount_minor costs the payer on top (the send fee rule). */
 static enum cf_err send_fee(const struct api *api, int64_t amount_minor, int64_t *fee_out)
 {
@@ -154,7 +138,7 @@ static void request_reply(struct http_request *req, struct http_response *resp, 
                           const struct pay_request *q)
 {
     struct names *names = names_new(req);
-    json_t *o = names != NULL ? request_json(req->app, names, q, me_id(req)) : NULL;
+    json_t *o = names != NULL ? request_json(req->app, names, q, api_pay_me_id(req)) : NULL;
     if (o == NULL) {
         api_problem(req, resp, CF_ERR_NOMEM, NULL);
         return;
@@ -207,7 +191,7 @@ static void request_fill(struct http_request *req, const struct request_common *
 {
     memset(q, 0, sizeof(*q));
     payments_request_id_new(q->id);
-    snprintf(q->requester, sizeof(q->requester), "%s", me_id(req));
+    snprintf(q->requester, sizeof(q->requester), "%s", api_pay_me_id(req));
     snprintf(q->payer, sizeof(q->payer), "%s", payer_id);
     q->amount_minor = amount_minor;
     snprintf(q->currency, sizeof(q->currency), "%s", c->currency);
@@ -224,7 +208,7 @@ static enum cf_err payer_find(struct http_request *req, const char *text,
 {
     struct api *api = req->app;
     enum cf_err err = identity_recipient_find(api->identity, text, out);
-    if (err == CF_OK && strcmp(out->user_id, me_id(req)) == 0)
+    if (err == CF_OK && strcmp(out->user_id, api_pay_me_id(req)) == 0)
         err = CF_ERR_SAME_ACCOUNT;
     return err;
 }
@@ -268,7 +252,7 @@ static void request_create_run(struct http_request *req, struct http_response *r
     struct request_common c;
     struct identity_recipient payer;
     struct pay_request q;
-    int64_t amount = 0, now = now_us();
+    int64_t amount = 0, now = api_pay_now_us();
     memset(&c, 0, sizeof(c));
     enum cf_err err = api_json_object(req, &root, &detail);
     if (err == CF_OK)
@@ -281,7 +265,7 @@ static void request_create_run(struct http_request *req, struct http_response *r
     if (err == CF_OK)
         err = payments_request_get(api->payments, q.id, now, &q);
     if (err != CF_OK) {
-        reply_problem(req, resp, err, detail);
+        api_pay_problem_reply(req, resp, err, detail);
         json_decref(root);
         return;
     }
@@ -397,7 +381,7 @@ static void split_reply(struct http_request *req, struct http_response *resp,
     struct names *names = names_new(req);
     json_t *list = json_array();
     for (size_t i = 0; names != NULL && list != NULL && i < b->people_n; i++)
-        json_array_append_new(list, request_json(req->app, names, &q[i], me_id(req)));
+        json_array_append_new(list, request_json(req->app, names, &q[i], api_pay_me_id(req)));
     json_t *o = json_pack("{s:s,s:I,s:s,s:I,s:o}", "split_id", q[0].split_id, "total_minor",
                           (json_int_t)b->total_minor, "currency", b->c.currency, "self_share_minor",
                           (json_int_t)self, "requests", list);
@@ -416,7 +400,7 @@ static void request_split_run(struct http_request *req, struct http_response *re
     const char *detail = NULL;
     struct split_body *b = arena_calloc(req->arena, 1, sizeof(*b));
     struct pay_request *q = arena_calloc(req->arena, PAY_SPLIT_PEOPLE_MAX, sizeof(*q));
-    int64_t self = 0, now = now_us();
+    int64_t self = 0, now = api_pay_now_us();
     enum cf_err err = b == NULL || q == NULL ? CF_ERR_NOMEM : api_json_object(req, &root, &detail);
     if (err == CF_OK)
         err = split_decode(req, root, b, &detail);
@@ -428,7 +412,8 @@ static void request_split_run(struct http_request *req, struct http_response *re
     for (size_t i = 0; err == CF_OK && i < b->people_n; i++)
         err = payments_request_get(api->payments, q[i].id, now, &q[i]);
     if (err != CF_OK)
-        reply_problem(req, resp, err, detail); /* copies detail, which may point into root */
+        api_pay_problem_reply(req, resp, err,
+                              detail); /* copies detail, which may point into root */
     json_decref(root);
     if (err == CF_OK)
         split_reply(req, resp, b, q, self);
@@ -477,7 +462,7 @@ static enum cf_err list_filter(struct http_request *req, struct pay_request_filt
 static void requests_list_run(struct http_request *req, struct http_response *resp)
 {
     struct api *api = req->app;
-    struct pay_request_filter f = {.party = me_id(req)};
+    struct pay_request_filter f = {.party = api_pay_me_id(req)};
     size_t limit = 0, n = 0;
     const char *detail = NULL;
     struct pay_request *q = arena_calloc(req->arena, REQUESTS_PAGE_MAX + 1, sizeof(*q));
@@ -485,14 +470,14 @@ static void requests_list_run(struct http_request *req, struct http_response *re
     enum cf_err err =
         q == NULL || names == NULL ? CF_ERR_NOMEM : list_filter(req, &f, &limit, &detail);
     if (err == CF_OK)
-        err = payments_requests_list(api->payments, &f, now_us(), q, limit + 1, &n);
+        err = payments_requests_list(api->payments, &f, api_pay_now_us(), q, limit + 1, &n);
     if (err != CF_OK) {
-        reply_problem(req, resp, err, detail);
+        api_pay_problem_reply(req, resp, err, detail);
         return;
     }
     json_t *data = json_array();
     for (size_t i = 0; i < n && i < limit; i++)
-        json_array_append_new(data, request_json(api, names, &q[i], me_id(req)));
+        json_array_append_new(data, request_json(api, names, &q[i], api_pay_me_id(req)));
     json_t *o = json_pack("{s:o}", "data", data);
     if (n > limit) {
         char c[ID_TEXT_BYTES_MAX];
@@ -513,8 +498,9 @@ enum http_action api_me_requests(struct http_request *req, struct http_response 
 static enum cf_err request_mine(struct http_request *req, struct pay_request *q)
 {
     struct api *api = req->app;
-    enum cf_err err = payments_request_get(api->payments, req->params[0], now_us(), q);
-    if (err == CF_OK && strcmp(q->payer, me_id(req)) != 0 && strcmp(q->requester, me_id(req)) != 0)
+    enum cf_err err = payments_request_get(api->payments, req->params[0], api_pay_now_us(), q);
+    if (err == CF_OK && strcmp(q->payer, api_pay_me_id(req)) != 0 &&
+        strcmp(q->requester, api_pay_me_id(req)) != 0)
         err = CF_ERR_NOT_FOUND;
     return err;
 }
@@ -564,7 +550,8 @@ static void request_close(struct http_request *req, struct http_response *resp, 
     enum cf_err err = body_optional(req, fields, &root, &detail);
     json_decref(root);
     if (err == CF_OK)
-        err = payments_request_close(api->payments, req->params[0], me_id(req), to, now_us(), &q);
+        err = payments_request_close(api->payments, req->params[0], api_pay_me_id(req), to,
+                                     api_pay_now_us(), &q);
     if (err == CF_ERR_NOT_FOUND && request_mine(req, &q) == CF_OK) {
         err = CF_ERR_CONFLICT; /* the other party's action */
         detail = to == PAY_REQUEST_DECLINED ? "only the payer can decline a request"
@@ -573,7 +560,7 @@ static void request_close(struct http_request *req, struct http_response *resp, 
         detail = state_detail(&q);
     }
     if (err != CF_OK) {
-        reply_problem(req, resp, err, detail);
+        api_pay_problem_reply(req, resp, err, detail);
         return;
     }
     request_reply(req, resp, 200, &q);
@@ -601,30 +588,16 @@ enum http_action api_me_request_cancel(struct http_request *req, struct http_res
 
 /* Paying --------------------------------------------------------------------------------------- */
 
-/* Reads Idempotency-Key and the request hash the way every write route does. */
-static enum cf_err idem_read(struct http_request *req, char idem[PAY_IDEM_BYTES_MAX],
-                             uint8_t hash[HASH_BYTES])
-{
-    struct writer_cmd cmd;
-    memset(&cmd, 0, sizeof(cmd));
-    enum cf_err err = api_idem_prepare(req, &cmd, true);
-    if (err != CF_OK)
-        return err;
-    if (cmd.idem_key_len >= PAY_IDEM_BYTES_MAX)
-        return CF_ERR_IDEM_KEY_INVALID;
-    snprintf(idem, PAY_IDEM_BYTES_MAX, "%.*s", (int)cmd.idem_key_len, cmd.idem_key);
-    memcpy(hash, cmd.request_hash, HASH_BYTES);
-    return CF_OK;
-}
-
 /* Records what op's outcome means for the request it pays (best effort: reads derive the
  * status from the operation anyway, and the next payment releases a failed one). */
 static void outcome_record(struct api *api, const struct pay_op *op)
 {
     if (op->status == PAY_STATUS_COMPLETED)
-        cf_best_effort(payments_request_settle(api->payments, op->reference, op->id, now_us()));
+        cf_best_effort(
+            payments_request_settle(api->payments, op->reference, op->id, api_pay_now_us()));
     else if (op->status == PAY_STATUS_FAILED)
-        cf_best_effort(payments_request_release(api->payments, op->reference, op->id, now_us()));
+        cf_best_effort(
+            payments_request_release(api->payments, op->reference, op->id, api_pay_now_us()));
 }
 
 /* The claim failed before any money moved: the operation fails (unless it is already past
@@ -633,16 +606,17 @@ static enum cf_err claim_lost(struct http_request *req, struct pay_op *op, const
 {
     struct api *api = req->app;
     struct pay_op_update u = {.status = PAY_STATUS_FAILED, .error = cf_err_code(CF_ERR_CONFLICT)};
-    enum cf_err err =
-        payments_op_update(api->payments, op->id, 1u << PAY_STATUS_PROCESSING, &u, now_us());
+    enum cf_err err = payments_op_update(api->payments, op->id, 1u << PAY_STATUS_PROCESSING, &u,
+                                         api_pay_now_us());
     if (err == CF_ERR_CONFLICT)
         return payments_op_get(api->payments, op->id, op);
     if (err != CF_OK)
         return err;
     struct pay_request q;
-    if (payments_request_get(api->payments, op->reference, now_us(), &q) == CF_OK)
+    if (payments_request_get(api->payments, op->reference, api_pay_now_us(), &q) == CF_OK)
         *detail = state_detail(&q);
-    cf_best_effort(payments_request_release(api->payments, op->reference, op->id, now_us()));
+    cf_best_effort(
+        payments_request_release(api->payments, op->reference, op->id, api_pay_now_us()));
     return CF_ERR_CONFLICT;
 }
 
@@ -654,33 +628,27 @@ static void op_run_reply(struct http_request *req, struct http_response *resp, s
     const char *detail = NULL;
     enum cf_err err = CF_OK;
     if (op->status == PAY_STATUS_PROCESSING) {
-        err = payments_request_claim(api->payments, op->reference, me_id(req), op->id, now_us());
+        err = payments_request_claim(api->payments, op->reference, api_pay_me_id(req), op->id,
+                                     api_pay_now_us());
         if (err == CF_ERR_CONFLICT || err == CF_ERR_NOT_FOUND)
             err = claim_lost(req, op, &detail);
         if (err == CF_OK && op->status == PAY_STATUS_PROCESSING)
             err = api_pay_execute(api, req->arena, op);
     }
     if (err != CF_OK) {
-        reply_problem(req, resp, err, detail);
+        api_pay_problem_reply(req, resp, err, detail);
         return;
     }
     outcome_record(api, op);
-    api_pay_outcome_reply(req, resp, op, me_id(req));
+    api_pay_outcome_reply(req, resp, op, api_pay_me_id(req));
 }
 
 /* A request whose key made an operation before is answered from it: CF_OK when answered,
  * CF_ERR_NOT_FOUND when the key is new, another error to answer. */
 static enum cf_err op_replayed(struct http_request *req, struct http_response *resp)
 {
-    struct api *api = req->app;
-    char idem[PAY_IDEM_BYTES_MAX];
-    uint8_t hash[HASH_BYTES];
     struct pay_op op;
-    enum cf_err err = idem_read(req, idem, hash);
-    if (err == CF_OK)
-        err = payments_op_by_idem(api->payments, idem, &op);
-    if (err == CF_OK && !hash_equal(op.request_hash, hash, HASH_BYTES))
-        err = CF_ERR_IDEM_KEY_REUSED;
+    enum cf_err err = api_pay_op_stored(req, &op);
     if (err != CF_OK)
         return err;
     op_run_reply(req, resp, &op);
@@ -694,12 +662,13 @@ static enum cf_err payable_get(struct http_request *req, struct pay_request *q, 
     struct api *api = req->app;
     enum cf_err err = request_mine(req, q);
     if (err == CF_OK && q->paid_op_status == PAY_STATUS_FAILED) {
-        cf_best_effort(payments_request_release(api->payments, q->id, q->paid_op_id, now_us()));
+        cf_best_effort(
+            payments_request_release(api->payments, q->id, q->paid_op_id, api_pay_now_us()));
         err = request_mine(req, q);
     }
     if (err != CF_OK)
         return err;
-    if (strcmp(q->payer, me_id(req)) != 0) {
+    if (strcmp(q->payer, api_pay_me_id(req)) != 0) {
         *detail = "only the payer can pay a request";
         return CF_ERR_CONFLICT;
     }
@@ -716,7 +685,7 @@ static enum cf_err pay_op_build(struct http_request *req, const struct pay_reque
 {
     struct api *api = req->app;
     memset(op, 0, sizeof(*op));
-    enum cf_err err = idem_read(req, op->idem, op->request_hash);
+    enum cf_err err = api_pay_idem_read(req, op->idem, op->request_hash);
     if (err == CF_OK)
         err = send_fee(api, q->amount_minor, &op->fee_minor);
     if (err == CF_OK)
@@ -758,18 +727,13 @@ static enum cf_err pay_op_start(struct api *api, struct pay_op *op, const char *
 {
     struct pay_op stored;
     bool existed = false;
-    enum cf_err err = payments_op_begin(api->payments, op, now_us(), &stored, &existed);
+    enum cf_err err = api_pay_op_record(api, op, &existed);
     if (err == CF_ERR_STORAGE_CONFLICT &&
         payments_op_get(api->payments, op->id, &stored) == CF_OK) {
         *detail = "a payment of the request is in progress";
         return CF_ERR_CONFLICT;
     }
-    if (err != CF_OK)
-        return err;
-    if (existed && !hash_equal(stored.request_hash, op->request_hash, HASH_BYTES))
-        return CF_ERR_IDEM_KEY_REUSED;
-    *op = stored;
-    return CF_OK;
+    return err;
 }
 
 static void request_pay_run(struct http_request *req, struct http_response *resp)
@@ -801,7 +765,7 @@ static void request_pay_run(struct http_request *req, struct http_response *resp
     if (err == CF_OK)
         err = pay_op_start(api, &op, &detail);
     if (err != CF_OK)
-        reply_problem(req, resp, err, detail);
+        api_pay_problem_reply(req, resp, err, detail);
     json_decref(root); /* v pointed into it; op holds copies */
     if (err == CF_OK)
         op_run_reply(req, resp, &op);

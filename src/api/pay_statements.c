@@ -31,64 +31,13 @@ _Static_assert((size_t)STATEMENT_EXPORT_ROWS_MAX *CSV_ROW_BYTES_MAX + 256 <=
 #define STATEMENT_PAGE 256
 #define STATEMENT_SCRATCH_BYTES (8u << 20)
 
-static const char *me_id(const struct http_request *req)
-{
-    const struct api_principal *p = api_principal(req);
-    CF_ASSERT(p != NULL && !p->bootstrap);
-    return p->user.user_id;
-}
-
-static void reply_problem(struct http_request *req, struct http_response *resp, enum cf_err err,
-                          const char *detail)
-{
-    api_problem(req, resp, err,
-                detail != NULL ? arena_strndup(req->arena, detail, strlen(detail)) : NULL);
-}
-
-/* The caller's merchant profile: CF_ERR_CONFLICT when the merchant has none yet. */
-static enum cf_err my_merchant(struct http_request *req, struct pay_merchant *m)
-{
-    struct api *api = req->app;
-    struct identity_merchant im;
-    enum cf_err err = identity_merchant_of(api->identity, &api_principal(req)->user, &im);
-    if (err == CF_OK)
-        err = payments_merchant_get(api->payments, im.merchant_id, false, m);
-    return err == CF_ERR_NOT_FOUND ? CF_ERR_CONFLICT : err;
-}
-
 static void merchant_problem(struct http_request *req, struct http_response *resp, enum cf_err err)
 {
-    reply_problem(req, resp, err,
-                  err == CF_ERR_CONFLICT ? "the merchant has no payment profile yet" : NULL);
+    api_pay_problem_reply(
+        req, resp, err, err == CF_ERR_CONFLICT ? "the merchant has no payment profile yet" : NULL);
 }
 
 /* CSV export ---------------------------------------------------------------------------------- */
-
-/* Reads from, to (RFC 3339 dates or times), type and currency, as the activity list does. */
-static enum cf_err export_filter(struct http_request *req, struct pay_filter *f,
-                                 const char **detail)
-{
-    const char *from = http_request_query(req, "from"), *to = http_request_query(req, "to");
-    const char *type = http_request_query(req, "type");
-    const char *cur = http_request_query(req, "currency");
-    *detail = "from";
-    if (from != NULL && cf_time_parse_rfc3339(from, &f->from_us) != CF_OK)
-        return CF_ERR_INVALID_FIELD;
-    *detail = "to";
-    if (to != NULL && cf_time_parse_rfc3339(to, &f->to_us) != CF_OK)
-        return CF_ERR_INVALID_FIELD;
-    *detail = "type";
-    int kind = type != NULL ? pay_kind_parse(type) : 0;
-    if (kind < 0)
-        return CF_ERR_INVALID_FIELD;
-    f->kind = (uint8_t)kind;
-    *detail = "currency";
-    if (cur != NULL && currency_find(cur, strlen(cur)) == NULL)
-        return CF_ERR_UNKNOWN_CURRENCY;
-    f->currency = cur;
-    *detail = NULL;
-    return CF_OK;
-}
 
 /* A spreadsheet evaluates a cell that starts with one of these. */
 static bool csv_formula_start(char c)
@@ -192,7 +141,7 @@ static void export_reply(struct http_request *req, struct http_response *resp, c
     struct buf b;
     buf_init(&b, req->arena, HTTP_RESPONSE_BYTES_MAX);
     buf_puts(&b, CSV_HEADER);
-    enum cf_err err = export_filter(req, &f, &detail);
+    enum cf_err err = api_pay_filter_read(req, &f, &detail);
     if (err == CF_OK)
         err = csv_rows(api, req->arena, &f, party, &b);
     if (err == CF_ERR_RANGE_TOO_LARGE)
@@ -200,7 +149,7 @@ static void export_reply(struct http_request *req, struct http_response *resp, c
     if (err == CF_OK && !buf_ok(&b))
         err = CF_ERR_NOMEM;
     if (err != CF_OK) {
-        reply_problem(req, resp, err, detail);
+        api_pay_problem_reply(req, resp, err, detail);
         return;
     }
     resp->status = 200;
@@ -211,7 +160,7 @@ static void export_reply(struct http_request *req, struct http_response *resp, c
 
 static void me_export_run(struct http_request *req, struct http_response *resp)
 {
-    export_reply(req, resp, me_id(req));
+    export_reply(req, resp, api_pay_me_id(req));
 }
 
 enum http_action api_me_activity_export(struct http_request *req, struct http_response *resp)
@@ -222,7 +171,7 @@ enum http_action api_me_activity_export(struct http_request *req, struct http_re
 static void merchant_export_run(struct http_request *req, struct http_response *resp)
 {
     struct pay_merchant m;
-    enum cf_err err = my_merchant(req, &m);
+    enum cf_err err = api_pay_merchant_mine(req, &m);
     if (err != CF_OK) {
         merchant_problem(req, resp, err);
         return;
@@ -496,7 +445,7 @@ static void statement_reply(struct http_request *req, struct http_response *resp
     struct month m;
     enum cf_err err = month_parse(req->params[0], &m);
     if (err != CF_OK) {
-        reply_problem(req, resp, err, "month");
+        api_pay_problem_reply(req, resp, err, "month");
         return;
     }
     json_t *list = json_array();
@@ -511,10 +460,10 @@ static void statement_reply(struct http_request *req, struct http_response *resp
     }
     if (err != CF_OK) {
         json_decref(list);
-        reply_problem(req, resp, err,
-                      err == CF_ERR_RANGE_TOO_LARGE
-                          ? "an account's history is too long for a statement"
-                          : NULL);
+        api_pay_problem_reply(req, resp, err,
+                              err == CF_ERR_RANGE_TOO_LARGE
+                                  ? "an account's history is too long for a statement"
+                                  : NULL);
         return;
     }
     char from[40], to[40];
@@ -531,13 +480,13 @@ static void me_statement_run(struct http_request *req, struct http_response *res
     struct api *api = req->app;
     uint64_t ids[IDENTITY_WALLET_ACCOUNTS_MAX];
     size_t n = 0;
-    enum cf_err err =
-        identity_wallet_list(api->identity, me_id(req), ids, IDENTITY_WALLET_ACCOUNTS_MAX, &n);
+    enum cf_err err = identity_wallet_list(api->identity, api_pay_me_id(req), ids,
+                                           IDENTITY_WALLET_ACCOUNTS_MAX, &n);
     if (err != CF_OK) {
         api_problem(req, resp, err, NULL);
         return;
     }
-    statement_reply(req, resp, me_id(req), ids, n);
+    statement_reply(req, resp, api_pay_me_id(req), ids, n);
 }
 
 enum http_action api_me_statement(struct http_request *req, struct http_response *resp)
@@ -548,7 +497,7 @@ enum http_action api_me_statement(struct http_request *req, struct http_response
 static void merchant_statement_run(struct http_request *req, struct http_response *resp)
 {
     struct pay_merchant m;
-    enum cf_err err = my_merchant(req, &m);
+    enum cf_err err = api_pay_merchant_mine(req, &m);
     if (err != CF_OK) {
         merchant_problem(req, resp, err);
         return;
@@ -697,7 +646,7 @@ static void payout_report_run(struct http_request *req, struct http_response *re
     bool has_prev = false;
     struct settlement s = {.ops = json_array()};
     struct pay_op *page = arena_calloc(req->arena, PAY_LIST_MAX, sizeof(*page));
-    enum cf_err err = page == NULL ? CF_ERR_NOMEM : my_merchant(req, &m);
+    enum cf_err err = page == NULL ? CF_ERR_NOMEM : api_pay_merchant_mine(req, &m);
     if (err == CF_OK)
         err = payments_op_get(api->payments, req->params[0], &payout);
     if (err == CF_OK &&
@@ -715,10 +664,10 @@ static void payout_report_run(struct http_request *req, struct http_response *re
         if (err == CF_ERR_CONFLICT)
             merchant_problem(req, resp, err);
         else
-            reply_problem(req, resp, err,
-                          err == CF_ERR_RANGE_TOO_LARGE
-                              ? "the payout's period holds too many operations to add up"
-                              : NULL);
+            api_pay_problem_reply(req, resp, err,
+                                  err == CF_ERR_RANGE_TOO_LARGE
+                                      ? "the payout's period holds too many operations to add up"
+                                      : NULL);
         return;
     }
     api_reply_object(req, resp, 200, o);

@@ -127,17 +127,13 @@ enum cf_err payments_card_add(struct payments *p, const struct pay_card *c, cons
 enum cf_err payments_card_get(struct payments *p, const char *id, const char *user_id,
                               struct pay_card *out, char *pan_out)
 {
-    struct sqltx *tx = NULL;
-    enum cf_err err = sql_begin(p->db, &tx);
-    if (err != CF_OK)
-        return err;
     struct sql_value v[] = {SQL_T(id), SQL_T(user_id)};
     struct sql_rows *r = NULL;
-    err = sql_query(tx,
-                    "SELECT " CARD_COLS ", pan_sealed FROM pay_cards WHERE id = $1 AND "
-                    "user_id = $2 AND removed_at_us = 0",
-                    v, 2, &r);
-    sql_rollback(tx);
+    enum cf_err err =
+        pay_query1(p,
+                   "SELECT " CARD_COLS ", pan_sealed FROM pay_cards WHERE id = $1 AND "
+                   "user_id = $2 AND removed_at_us = 0",
+                   v, 2, &r);
     if (err != CF_OK)
         return err;
     if (sql_rows_n(r) != 1) {

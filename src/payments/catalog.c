@@ -7,31 +7,6 @@
 
 #include "payments/internal.h"
 
-/* Runs one statement in its own transaction. */
-static enum cf_err exec1(struct payments *p, const char *sql, const struct sql_value *v, size_t n,
-                         int64_t *changes_out)
-{
-    struct sqltx *tx = NULL;
-    enum cf_err err = sql_begin(p->db, &tx);
-    if (err != CF_OK)
-        return err;
-    err = sql_exec(tx, sql, v, n, changes_out);
-    return pay_tx_end(tx, err);
-}
-
-/* Runs one query in its own transaction; *out must be freed by the caller on CF_OK. */
-static enum cf_err query1(struct payments *p, const char *sql, const struct sql_value *v, size_t n,
-                          struct sql_rows **out)
-{
-    struct sqltx *tx = NULL;
-    enum cf_err err = sql_begin(p->db, &tx);
-    if (err != CF_OK)
-        return err;
-    err = sql_query(tx, sql, v, n, out);
-    sql_rollback(tx);
-    return err;
-}
-
 /* System accounts ---------------------------------------------------------------------------- */
 
 enum cf_err payments_system_get(struct payments *p, const char *name, const char *currency,
@@ -39,8 +14,8 @@ enum cf_err payments_system_get(struct payments *p, const char *name, const char
 {
     struct sql_value v[] = {SQL_T(name), SQL_T(currency)};
     struct sql_rows *r = NULL;
-    enum cf_err err =
-        query1(p, "SELECT account_id FROM pay_system WHERE name = $1 AND currency = $2", v, 2, &r);
+    enum cf_err err = pay_query1(
+        p, "SELECT account_id FROM pay_system WHERE name = $1 AND currency = $2", v, 2, &r);
     if (err != CF_OK)
         return err;
     if (sql_rows_n(r) == 0)
@@ -56,10 +31,10 @@ enum cf_err payments_system_put(struct payments *p, const char *name, const char
 {
     CF_ASSERT(account_id > 0 && strlen(name) < PAY_SYSTEM_NAME_MAX);
     struct sql_value v[] = {SQL_T(name), SQL_T(currency), SQL_I(account_id)};
-    enum cf_err err = exec1(p,
-                            "INSERT INTO pay_system (name, currency, account_id) "
-                            "VALUES ($1, $2, $3) ON CONFLICT (name, currency) DO NOTHING",
-                            v, 3, NULL);
+    enum cf_err err = pay_exec1(p,
+                                "INSERT INTO pay_system (name, currency, account_id) "
+                                "VALUES ($1, $2, $3) ON CONFLICT (name, currency) DO NOTHING",
+                                v, 3, NULL);
     if (err != CF_OK)
         return err;
     return payments_system_get(p, name, currency, account_id_out);
@@ -97,17 +72,18 @@ enum cf_err payments_merchant_put(struct payments *p, const struct pay_merchant 
         SQL_I(m->payouts_daily ? 1 : 0),
         SQL_I(now_us),
     };
-    return exec1(p,
-                 "INSERT INTO pay_merchants (merchant_id, display_name, mcc, country, city, "
-                 "currency, bank_sealed, bank_last4, account_id, fee_bps, fee_fixed_minor, "
-                 "payouts_daily, created_at_us, updated_at_us) VALUES ($1, $2, $3, $4, $5, $6, "
-                 "$7, $8, $9, $10, $11, $12, $13, $13) ON CONFLICT (merchant_id) DO UPDATE SET "
-                 "display_name = excluded.display_name, mcc = excluded.mcc, "
-                 "country = excluded.country, city = excluded.city, "
-                 "bank_sealed = excluded.bank_sealed, bank_last4 = excluded.bank_last4, "
-                 "fee_bps = excluded.fee_bps, fee_fixed_minor = excluded.fee_fixed_minor, "
-                 "payouts_daily = excluded.payouts_daily, updated_at_us = excluded.updated_at_us",
-                 v, 13, NULL);
+    return pay_exec1(
+        p,
+        "INSERT INTO pay_merchants (merchant_id, display_name, mcc, country, city, "
+        "currency, bank_sealed, bank_last4, account_id, fee_bps, fee_fixed_minor, "
+        "payouts_daily, created_at_us, updated_at_us) VALUES ($1, $2, $3, $4, $5, $6, "
+        "$7, $8, $9, $10, $11, $12, $13, $13) ON CONFLICT (merchant_id) DO UPDATE SET "
+        "display_name = excluded.display_name, mcc = excluded.mcc, "
+        "country = excluded.country, city = excluded.city, "
+        "bank_sealed = excluded.bank_sealed, bank_last4 = excluded.bank_last4, "
+        "fee_bps = excluded.fee_bps, fee_fixed_minor = excluded.fee_fixed_minor, "
+        "payouts_daily = excluded.payouts_daily, updated_at_us = excluded.updated_at_us",
+        v, 13, NULL);
 }
 
 #define MERCHANT_COLS                                                                              \
@@ -145,8 +121,8 @@ enum cf_err payments_merchant_get(struct payments *p, const char *merchant_id, b
 {
     struct sql_value v[] = {SQL_T(merchant_id)};
     struct sql_rows *r = NULL;
-    enum cf_err err =
-        query1(p, "SELECT " MERCHANT_COLS " FROM pay_merchants WHERE merchant_id = $1", v, 1, &r);
+    enum cf_err err = pay_query1(
+        p, "SELECT " MERCHANT_COLS " FROM pay_merchants WHERE merchant_id = $1", v, 1, &r);
     if (err != CF_OK)
         return err;
     if (sql_rows_n(r) == 0)
@@ -162,10 +138,11 @@ enum cf_err payments_merchants_daily(struct payments *p, struct pay_merchant *ou
 {
     struct sql_value v[] = {SQL_I(max)};
     struct sql_rows *r = NULL;
-    enum cf_err err = query1(p,
-                             "SELECT " MERCHANT_COLS " FROM pay_merchants WHERE payouts_daily = 1 "
-                             "ORDER BY merchant_id LIMIT $1",
-                             v, 1, &r);
+    enum cf_err err =
+        pay_query1(p,
+                   "SELECT " MERCHANT_COLS " FROM pay_merchants WHERE payouts_daily = 1 "
+                   "ORDER BY merchant_id LIMIT $1",
+                   v, 1, &r);
     if (err != CF_OK)
         return err;
     size_t n = sql_rows_n(r) < max ? sql_rows_n(r) : max;
@@ -181,21 +158,21 @@ enum cf_err payments_merchants_daily(struct payments *p, struct pay_merchant *ou
 enum cf_err payments_fee_put(struct payments *p, const struct pay_fee_row *f)
 {
     struct sql_value v[] = {SQL_T(f->mcc), SQL_I(f->bps), SQL_I(f->fixed_minor)};
-    return exec1(p,
-                 "INSERT INTO pay_fees (mcc, bps, fixed_minor) VALUES ($1, $2, $3) "
-                 "ON CONFLICT (mcc) DO UPDATE SET bps = excluded.bps, "
-                 "fixed_minor = excluded.fixed_minor",
-                 v, 3, NULL);
+    return pay_exec1(p,
+                     "INSERT INTO pay_fees (mcc, bps, fixed_minor) VALUES ($1, $2, $3) "
+                     "ON CONFLICT (mcc) DO UPDATE SET bps = excluded.bps, "
+                     "fixed_minor = excluded.fixed_minor",
+                     v, 3, NULL);
 }
 
 enum cf_err payments_fee_get(struct payments *p, const char *mcc, struct pay_fee_row *out)
 {
     struct sql_value v[] = {SQL_T(mcc)};
     struct sql_rows *r = NULL;
-    enum cf_err err = query1(p,
-                             "SELECT mcc, bps, fixed_minor FROM pay_fees WHERE mcc = $1 OR "
-                             "mcc = '0000' ORDER BY mcc DESC",
-                             v, 1, &r);
+    enum cf_err err = pay_query1(p,
+                                 "SELECT mcc, bps, fixed_minor FROM pay_fees WHERE mcc = $1 OR "
+                                 "mcc = '0000' ORDER BY mcc DESC",
+                                 v, 1, &r);
     if (err != CF_OK)
         return err;
     memset(out, 0, sizeof(*out));
@@ -215,7 +192,7 @@ enum cf_err payments_fee_list(struct payments *p, struct pay_fee_row *out, size_
     struct sql_value v[] = {SQL_I(max)};
     struct sql_rows *r = NULL;
     enum cf_err err =
-        query1(p, "SELECT mcc, bps, fixed_minor FROM pay_fees ORDER BY mcc LIMIT $1", v, 1, &r);
+        pay_query1(p, "SELECT mcc, bps, fixed_minor FROM pay_fees ORDER BY mcc LIMIT $1", v, 1, &r);
     if (err != CF_OK)
         return err;
     size_t n = sql_rows_n(r) < max ? sql_rows_n(r) : max;
@@ -241,20 +218,22 @@ enum cf_err payments_qr_put(struct payments *p, const struct pay_qr *q)
                             SQL_T(q->reference),
                             SQL_I(q->expires_at_us),
                             SQL_I(q->created_at_us)};
-    return exec1(p,
-                 "INSERT INTO pay_qr (id, merchant_id, dynamic, amount_minor, currency, "
-                 "reference, expires_at_us, created_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                 v, 8, NULL);
+    return pay_exec1(
+        p,
+        "INSERT INTO pay_qr (id, merchant_id, dynamic, amount_minor, currency, "
+        "reference, expires_at_us, created_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        v, 8, NULL);
 }
 
 enum cf_err payments_qr_get(struct payments *p, const char *id, struct pay_qr *out)
 {
     struct sql_value v[] = {SQL_T(id)};
     struct sql_rows *r = NULL;
-    enum cf_err err = query1(p,
-                             "SELECT id, merchant_id, dynamic, amount_minor, currency, reference, "
-                             "expires_at_us, used_by, created_at_us FROM pay_qr WHERE id = $1",
-                             v, 1, &r);
+    enum cf_err err =
+        pay_query1(p,
+                   "SELECT id, merchant_id, dynamic, amount_minor, currency, reference, "
+                   "expires_at_us, used_by, created_at_us FROM pay_qr WHERE id = $1",
+                   v, 1, &r);
     if (err != CF_OK)
         return err;
     if (sql_rows_n(r) == 0) {
@@ -279,10 +258,10 @@ enum cf_err payments_qr_claim(struct payments *p, const char *id, const char *op
 {
     struct sql_value v[] = {SQL_T(op_id), SQL_T(id), SQL_I(now_us)};
     int64_t changed = 0;
-    enum cf_err err = exec1(p,
-                            "UPDATE pay_qr SET used_by = $1 WHERE id = $2 AND dynamic = 1 "
-                            "AND used_by = '' AND expires_at_us > $3",
-                            v, 3, &changed);
+    enum cf_err err = pay_exec1(p,
+                                "UPDATE pay_qr SET used_by = $1 WHERE id = $2 AND dynamic = 1 "
+                                "AND used_by = '' AND expires_at_us > $3",
+                                v, 3, &changed);
     if (err == CF_OK && changed != 1)
         err = CF_ERR_QR_EXPIRED;
     return err;
@@ -291,7 +270,8 @@ enum cf_err payments_qr_claim(struct payments *p, const char *id, const char *op
 enum cf_err payments_qr_release(struct payments *p, const char *id, const char *op_id)
 {
     struct sql_value v[] = {SQL_T(id), SQL_T(op_id)};
-    return exec1(p, "UPDATE pay_qr SET used_by = '' WHERE id = $1 AND used_by = $2", v, 2, NULL);
+    return pay_exec1(p, "UPDATE pay_qr SET used_by = '' WHERE id = $1 AND used_by = $2", v, 2,
+                     NULL);
 }
 
 /* Quotes ------------------------------------------------------------------------------------- */
@@ -303,11 +283,12 @@ enum cf_err payments_quote_put(struct payments *p, const struct pay_quote *q)
         SQL_I(q->amount_minor), SQL_T(q->currency),        SQL_I(q->fee_minor),
         SQL_I(q->credit_minor), SQL_T(q->credit_currency), SQL_I(q->rate_e9),
         SQL_I(q->expires_at_us)};
-    return exec1(p,
-                 "INSERT INTO pay_quotes (id, user_id, binding, amount_minor, currency, fee_minor, "
-                 "credit_minor, credit_currency, rate_e9, expires_at_us) "
-                 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                 v, 10, NULL);
+    return pay_exec1(
+        p,
+        "INSERT INTO pay_quotes (id, user_id, binding, amount_minor, currency, fee_minor, "
+        "credit_minor, credit_currency, rate_e9, expires_at_us) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        v, 10, NULL);
 }
 
 static enum cf_err quote_read(struct sqltx *tx, const char *id, struct pay_quote *q)
@@ -373,8 +354,8 @@ enum cf_err payments_quote_claim(struct payments *p, const char *id, const char 
 enum cf_err payments_quote_release(struct payments *p, const char *id, const char *op_id)
 {
     struct sql_value v[] = {SQL_T(id), SQL_T(op_id)};
-    return exec1(p, "UPDATE pay_quotes SET used_by = '' WHERE id = $1 AND used_by = $2", v, 2,
-                 NULL);
+    return pay_exec1(p, "UPDATE pay_quotes SET used_by = '' WHERE id = $1 AND used_by = $2", v, 2,
+                     NULL);
 }
 
 /* Rates -------------------------------------------------------------------------------------- */
@@ -389,7 +370,7 @@ enum cf_err payments_rate_put(struct payments *p, const char *base, const char *
 {
     CF_ASSERT(rate_e9 > 0);
     struct sql_value v[] = {SQL_T(base), SQL_T(quote), SQL_I(rate_e9), SQL_I(now_us)};
-    return exec1(p, RATE_UPSERT, v, 4, NULL);
+    return pay_exec1(p, RATE_UPSERT, v, 4, NULL);
 }
 
 enum cf_err payments_rates_put(struct payments *p, const struct pay_rate *rates, size_t n,
@@ -414,10 +395,10 @@ enum cf_err payments_rates_list(struct payments *p, struct pay_rate *out, size_t
     CF_ASSERT(out != NULL && max >= 1);
     struct sql_value v[] = {SQL_I(max)};
     struct sql_rows *r = NULL;
-    enum cf_err err = query1(p,
-                             "SELECT base, quote, rate_e9, updated_at_us FROM pay_rates "
-                             "ORDER BY base, quote LIMIT $1",
-                             v, 1, &r);
+    enum cf_err err = pay_query1(p,
+                                 "SELECT base, quote, rate_e9, updated_at_us FROM pay_rates "
+                                 "ORDER BY base, quote LIMIT $1",
+                                 v, 1, &r);
     if (err != CF_OK)
         return err;
     size_t n = sql_rows_n(r) < max ? sql_rows_n(r) : max;
@@ -438,7 +419,7 @@ enum cf_err payments_rate_get(struct payments *p, const char *base, const char *
     struct sql_value v[] = {SQL_T(base), SQL_T(quote)};
     struct sql_rows *r = NULL;
     enum cf_err err =
-        query1(p, "SELECT rate_e9 FROM pay_rates WHERE base = $1 AND quote = $2", v, 2, &r);
+        pay_query1(p, "SELECT rate_e9 FROM pay_rates WHERE base = $1 AND quote = $2", v, 2, &r);
     if (err != CF_OK)
         return err;
     if (sql_rows_n(r) == 0)
@@ -456,10 +437,10 @@ enum cf_err payments_event_record(struct payments *p, const char *event_id, int6
 {
     struct sql_value v[] = {SQL_T(event_id), SQL_I(now_us)};
     int64_t changed = 0;
-    enum cf_err err = exec1(p,
-                            "INSERT INTO pay_events (event_id, received_at_us) VALUES ($1, $2) "
-                            "ON CONFLICT (event_id) DO NOTHING",
-                            v, 2, &changed);
+    enum cf_err err = pay_exec1(p,
+                                "INSERT INTO pay_events (event_id, received_at_us) VALUES ($1, $2) "
+                                "ON CONFLICT (event_id) DO NOTHING",
+                                v, 2, &changed);
     if (err == CF_OK)
         *fresh = changed == 1;
     return err;

@@ -24,6 +24,12 @@ CF_WARN_UNUSED enum cf_err pay_lock(struct sqltx *tx, const char *name);
 
 /* Commits when err is CF_OK, else rolls back; returns the outcome. */
 CF_WARN_UNUSED enum cf_err pay_tx_end(struct sqltx *tx, enum cf_err err);
+/* Runs one statement in its own transaction (committed when it succeeds). */
+CF_WARN_UNUSED enum cf_err pay_exec1(struct payments *p, const char *sql, const struct sql_value *v,
+                                     size_t n, int64_t *changes_out);
+/* Runs one query in its own read transaction; *out is the caller's to free on CF_OK. */
+CF_WARN_UNUSED enum cf_err pay_query1(struct payments *p, const char *sql,
+                                      const struct sql_value *v, size_t n, struct sql_rows **out);
 /* Copies text into a fixed buffer (truncating; callers check lengths before storing). */
 void pay_copy(char *dst, size_t dst_bytes, const char *src);
 

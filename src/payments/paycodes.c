@@ -232,17 +232,13 @@ enum cf_err payments_paycode_devices_list(struct payments *p, const char *user_i
                                           struct pay_paycode_device *out, size_t max, size_t *n_out)
 {
     CF_ASSERT(max <= PAY_PAYCODE_DEVICES_LIST_MAX);
-    struct sqltx *tx = NULL;
-    enum cf_err err = sql_begin(p->db, &tx);
-    if (err != CF_OK)
-        return err;
     struct sql_value v[] = {SQL_T(user_id), SQL_I(max)};
     struct sql_rows *r = NULL;
-    err = sql_query(tx,
-                    "SELECT " DEVICE_COLS " FROM pay_paycode_devices WHERE user_id = $1 "
-                    "ORDER BY created_at_us DESC, device_number LIMIT $2",
-                    v, 2, &r);
-    sql_rollback(tx);
+    enum cf_err err =
+        pay_query1(p,
+                   "SELECT " DEVICE_COLS " FROM pay_paycode_devices WHERE user_id = $1 "
+                   "ORDER BY created_at_us DESC, device_number LIMIT $2",
+                   v, 2, &r);
     if (err != CF_OK)
         return err;
     size_t n = sql_rows_n(r) < max ? sql_rows_n(r) : max;

@@ -135,6 +135,31 @@ enum cf_err pay_tx_end(struct sqltx *tx, enum cf_err err)
     return sql_commit(tx);
 }
 
+enum cf_err pay_exec1(struct payments *p, const char *sql, const struct sql_value *v, size_t n,
+                      int64_t *changes_out)
+{
+    CF_ASSERT(p != NULL && sql != NULL);
+    struct sqltx *tx = NULL;
+    enum cf_err err = sql_begin(p->db, &tx);
+    if (err != CF_OK)
+        return err;
+    err = sql_exec(tx, sql, v, n, changes_out);
+    return pay_tx_end(tx, err);
+}
+
+enum cf_err pay_query1(struct payments *p, const char *sql, const struct sql_value *v, size_t n,
+                       struct sql_rows **out)
+{
+    CF_ASSERT(p != NULL && sql != NULL && out != NULL);
+    struct sqltx *tx = NULL;
+    enum cf_err err = sql_begin(p->db, &tx);
+    if (err != CF_OK)
+        return err;
+    err = sql_query(tx, sql, v, n, out);
+    sql_rollback(tx);
+    return err;
+}
+
 void pay_copy(char *dst, size_t dst_bytes, const char *src)
 {
     snprintf(dst, dst_bytes, "%s", src != NULL ? src : "");
@@ -191,15 +216,22 @@ const char *pay_status_name(uint8_t status)
     return status < sizeof(names) / sizeof(names[0]) ? names[status] : "unknown";
 }
 
-void payments_op_id_new(enum pay_kind kind, char out[PAY_ID_BYTES_MAX])
+void payments_id_new(const char *prefix, char out[PAY_ID_BYTES_MAX])
 {
-    CF_ASSERT(kind >= 1 && kind <= PAY_KIND_MAX);
+    CF_ASSERT(prefix != NULL && out != NULL);
     uint64_t v = 0;
     while (v == 0)
         hash_random(&v, sizeof(v));
     char text[ID_TEXT_BYTES_MAX];
-    id_format(kind_prefixes[kind], v, text);
+    id_format(prefix, v, text);
     pay_copy(out, PAY_ID_BYTES_MAX, text);
+    CF_ASSERT(strlen(out) == strlen(text)); /* the id fits: never truncated */
+}
+
+void payments_op_id_new(enum pay_kind kind, char out[PAY_ID_BYTES_MAX])
+{
+    CF_ASSERT(kind >= 1 && kind <= PAY_KIND_MAX);
+    payments_id_new(kind_prefixes[kind], out);
 }
 
 /* Operations --------------------------------------------------------------------------------- */

@@ -126,6 +126,8 @@ void payments_close(struct payments *p);
 
 /* A fresh operation id with the kind's prefix (top_, wdr_, snd_, pay_, rfd_, pyo_, cnv_). */
 void payments_op_id_new(enum pay_kind kind, char out[PAY_ID_BYTES_MAX]);
+/* A fresh random id "<prefix><random>" (prefix such as "quo_", "qr_", "card_") into out. */
+void payments_id_new(const char *prefix, char out[PAY_ID_BYTES_MAX]);
 const char *pay_kind_name(uint8_t kind);
 int pay_kind_parse(const char *text); /* -1 when unknown */
 const char *pay_status_name(uint8_t status);

@@ -25,14 +25,9 @@ static enum cf_err window_count(struct payments *p, int64_t from_us, int64_t to_
                                 int64_t *count_out, int64_t *last_row_out)
 {
     struct sql_value v[] = {SQL_I(from_us), SQL_I(to_us)};
-    struct sqltx *tx = NULL;
     struct sql_rows *r = NULL;
-    enum cf_err err = sql_begin(p->db, &tx);
-    if (err != CF_OK)
-        return err;
-    err =
-        sql_query(tx, "SELECT COUNT(*), COALESCE(MAX(row), 0) FROM pay_ops " RECON_WHERE, v, 2, &r);
-    sql_rollback(tx);
+    enum cf_err err =
+        pay_query1(p, "SELECT COUNT(*), COALESCE(MAX(row), 0) FROM pay_ops " RECON_WHERE, v, 2, &r);
     if (err != CF_OK)
         return err;
     CF_ASSERT(sql_rows_n(r) == 1 && sql_rows_cols(r) == 2);
@@ -65,16 +60,11 @@ static enum cf_err page_read(struct payments *p, int64_t from_us, int64_t to_us,
     CF_ASSERT(limit > 0 && limit <= SQL_ROWS_MAX);
     struct sql_value v[] = {SQL_I(from_us), SQL_I(to_us), SQL_I(*after_row), SQL_I(last_row),
                             SQL_I(limit)};
-    struct sqltx *tx = NULL;
     struct sql_rows *r = NULL;
-    enum cf_err err = sql_begin(p->db, &tx);
-    if (err != CF_OK)
-        return err;
-    err = sql_query(tx,
-                    "SELECT " RECON_COLS " FROM pay_ops " RECON_WHERE
-                    " AND row > $3 AND row <= $4 ORDER BY row LIMIT $5",
-                    v, 5, &r);
-    sql_rollback(tx);
+    enum cf_err err = pay_query1(p,
+                                 "SELECT " RECON_COLS " FROM pay_ops " RECON_WHERE
+                                 " AND row > $3 AND row <= $4 ORDER BY row LIMIT $5",
+                                 v, 5, &r);
     if (err != CF_OK)
         return err;
     size_t n = sql_rows_n(r);

@@ -70,18 +70,8 @@ int pay_request_status_parse(const char *text)
     return -1;
 }
 
-static void id_new(const char *prefix, char out[PAY_ID_BYTES_MAX])
-{
-    uint64_t v = 0;
-    while (v == 0)
-        hash_random(&v, sizeof(v));
-    char text[ID_TEXT_BYTES_MAX];
-    id_format(prefix, v, text);
-    pay_copy(out, PAY_ID_BYTES_MAX, text);
-}
-
-void payments_request_id_new(char out[PAY_ID_BYTES_MAX]) { id_new("req_", out); }
-void payments_split_id_new(char out[PAY_ID_BYTES_MAX]) { id_new("spl_", out); }
+void payments_request_id_new(char out[PAY_ID_BYTES_MAX]) { payments_id_new("req_", out); }
+void payments_split_id_new(char out[PAY_ID_BYTES_MAX]) { payments_id_new("spl_", out); }
 
 enum cf_err payments_split_shares(int64_t total_minor, size_t people, int64_t *shares_out)
 {
@@ -192,18 +182,14 @@ enum cf_err payments_requests_list(struct payments *p, const struct pay_request_
         SQL_I(f->before_row > 0 ? f->before_row : (uint64_t)INT64_MAX),
         SQL_I(max),
     };
-    struct sqltx *tx = NULL;
-    enum cf_err err = sql_begin(p->db, &tx);
-    if (err != CF_OK)
-        return err;
     struct sql_rows *r = NULL;
-    err = sql_query(tx,
-                    "SELECT " REQ_COLS("$2") REQ_FROM
-                    "WHERE ((r.payer = $1 AND $3 <> 2) OR (r.requester = $1 AND $3 <> 1)) "
-                    "AND ($4 < 0 OR " STATUS_EXPR("$2") " = $4) AND r.row < $5 "
-                                                        "ORDER BY r.row DESC LIMIT $6",
-                    v, 6, &r);
-    sql_rollback(tx);
+    enum cf_err err =
+        pay_query1(p,
+                   "SELECT " REQ_COLS("$2") REQ_FROM
+                   "WHERE ((r.payer = $1 AND $3 <> 2) OR (r.requester = $1 AND $3 <> 1)) "
+                   "AND ($4 < 0 OR " STATUS_EXPR("$2") " = $4) AND r.row < $5 "
+                                                       "ORDER BY r.row DESC LIMIT $6",
+                   v, 6, &r);
     if (err != CF_OK)
         return err;
     size_t rows = sql_rows_n(r) < max ? sql_rows_n(r) : max;
