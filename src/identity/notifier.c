@@ -14,7 +14,6 @@
  */
 #include "identity/notifier.h"
 
-#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -22,11 +21,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "core/clock.h"
 #include "core/hash.h"
 #include "core/log.h"
+#include "core/url.h"
 
 #define OUTBOX_AAD "outbox"
 #define OUTBOX_BLIND_DOMAIN "outbox"
@@ -51,7 +50,6 @@ _Static_assert(NOTIFIER_BODY_BYTES_MAX <= UINT16_MAX && NOTIFIER_TO_BYTES_MAX <=
 #define SIGNATURE_HEADER_BYTES 128
 
 /* A host name or address taken out of a URL. */
-#define HOST_BYTES_MAX 255
 
 enum notifier_kind { NOTIFIER_KIND_OUTBOX, NOTIFIER_KIND_HTTP };
 
@@ -327,85 +325,6 @@ enum cf_err notifier_outbox_erase(struct notifier *n, struct sqltx *tx, const ch
     return err;
 }
 
-/* HTTP: URL rules ------------------------------------------------------------------------------ */
-
-static bool host_is_loopback(const char *host)
-{
-    struct in_addr a4;
-    if (strcasecmp(host, "localhost") == 0 || strcmp(host, "::1") == 0)
-        return true;
-    if (inet_pton(AF_INET, host, &a4) == 1)
-        return (ntohl(a4.s_addr) >> 24) == 127;
-    return false;
-}
-
-static bool port_valid(const char *p, size_t n)
-{
-    if (n == 0 || n > 5)
-        return false;
-    unsigned long v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return false;
-        v = v * 10 + (unsigned long)(p[i] - '0');
-    }
-    return v >= 1 && v <= 65535;
-}
-
-/* The host of an authority ("host", "host:port", "[v6]" or "[v6]:port"; no user info) into
- * host; false when the authority is malformed. */
-static bool authority_host(const char *a, size_t n, char host[HOST_BYTES_MAX + 1])
-{
-    const char *end = a + n;
-    const char *h = a, *h_end;
-    const char *allowed = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_";
-    if (n > 0 && a[0] == '[') {
-        h = a + 1;
-        h_end = memchr(h, ']', (size_t)(end - h));
-        allowed = "0123456789abcdefABCDEF:.";
-        if (h_end == NULL)
-            return false;
-    } else {
-        h_end = memchr(a, ':', n);
-        if (h_end == NULL)
-            h_end = end;
-    }
-    size_t host_len = (size_t)(h_end - h);
-    if (host_len == 0 || host_len > HOST_BYTES_MAX)
-        return false;
-    for (size_t i = 0; i < host_len; i++) {
-        if (strchr(allowed, h[i]) == NULL)
-            return false;
-    }
-    const char *rest = h_end + (a[0] == '[' ? 1 : 0);
-    if (rest != end && (*rest != ':' || !port_valid(rest + 1, (size_t)(end - rest - 1))))
-        return false;
-    memcpy(host, h, host_len);
-    host[host_len] = '\0';
-    return true;
-}
-
-/* http(s) only, printable without spaces, a well-formed host; plain http only to loopback. */
-static bool url_allowed(const char *url)
-{
-    size_t n = strnlen(url, NOTIFIER_URL_BYTES_MAX + 1);
-    if (n == 0 || n > NOTIFIER_URL_BYTES_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (url[i] <= 0x20 || url[i] >= 0x7f || url[i] == '\\')
-            return false;
-    }
-    bool tls = strncasecmp(url, "https://", 8) == 0;
-    if (!tls && strncasecmp(url, "http://", 7) != 0)
-        return false;
-    const char *authority = url + (tls ? 8 : 7);
-    size_t authority_len = strcspn(authority, "/?#");
-    char host[HOST_BYTES_MAX + 1];
-    if (!authority_host(authority, authority_len, host))
-        return false; /* also refuses user info ("user:pass@host") */
-    return tls || host_is_loopback(host);
-}
-
 /* HTTP: curl ----------------------------------------------------------------------------------- */
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -420,7 +339,7 @@ enum cf_err notifier_http_create(const char *url, const char *secret, struct not
 {
     CF_ASSERT(url != NULL && secret != NULL && out != NULL);
     size_t secret_len = strnlen(secret, NOTIFIER_SECRET_BYTES_MAX + 1);
-    if (!url_allowed(url) || secret_len == 0 || secret_len > NOTIFIER_SECRET_BYTES_MAX)
+    if (!url_is_allowed(url, NOTIFIER_URL_BYTES_MAX, false) || secret_len == 0 || secret_len > NOTIFIER_SECRET_BYTES_MAX)
         return CF_ERR_CONFIG;
     CF_ASSERT(pthread_once(&curl_once, curl_start) == 0);
     if (curl_init_rc != CURLE_OK)

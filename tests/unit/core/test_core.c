@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "core/hash.h"
 #include "core/ids.h"
+#include "core/url.h"
 
 /* Arena ---------------------------------------------------------------------------------------- */
 
@@ -363,6 +364,28 @@ static int group_setup(void **state)
     return hash_init();
 }
 
+
+static void test_url_rules(void **state)
+{
+    (void)state;
+    static const char *const good[] = {"https://sms.example.com/send", "https://10.0.0.5:8443",
+                                       "http://127.0.0.1:9000/hook", "http://localhost/x",
+                                       "http://[::1]:80/", "https://[2001:db8::1]/a"};
+    static const char *const bad[] = {
+        "http://sms.example.com/send", "ftp://127.0.0.1/", "https://user:pw@host/",
+        "https://", "https://host:0/", "https://host:65536/", "https://ho st/",
+        "https://host\\x", "http://128.0.0.1/", "https://[::1/", ""};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        assert_true(url_is_allowed(good[i], 1024, true));
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_false(url_is_allowed(bad[i], 1024, false));
+    assert_true(url_is_allowed("https://host/a?b=1", 1024, false));
+    assert_false(url_is_allowed("https://host/a?b=1", 1024, true));
+    assert_false(url_is_allowed("https://host/a#b", 1024, true));
+    assert_false(url_is_allowed("https://host/abc", 15, false)); /* 16 bytes: one too many */
+    assert_true(url_is_allowed("https://host/abc", 16, false));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -386,6 +409,7 @@ int main(void)
         cmocka_unit_test(test_sha256_incremental_matches),
         cmocka_unit_test(test_hash_equal),
         cmocka_unit_test(test_hash_random_and_wipe),
+        cmocka_unit_test(test_url_rules),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }
