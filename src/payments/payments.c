@@ -537,11 +537,13 @@ static enum cf_err ops_rows(struct payments *p, struct sqltx *tx, const char *sq
 
 bool payments_op_visible(const struct pay_op *op, const char *party)
 {
-    _Static_assert(PAY_STATUS_COMPLETED == 3, "payments_ops_list's SQL names the status 3");
+    _Static_assert(PAY_STATUS_COMPLETED == 3 && PAY_KIND_HOLD == 8,
+                   "payments_ops_list's SQL names the status 3 and the kind 8");
     if (strcmp(op->payer, party) == 0)
         return true;
     return strcmp(op->payee, party) == 0 &&
-           (op->payer[0] == '\0' || op->status == PAY_STATUS_COMPLETED);
+           (op->payer[0] == '\0' || op->status == PAY_STATUS_COMPLETED ||
+            op->kind == PAY_KIND_HOLD);
 }
 
 enum cf_err payments_ops_list(struct payments *p, const struct pay_filter *f, struct pay_op *out,
@@ -563,7 +565,7 @@ enum cf_err payments_ops_list(struct payments *p, const struct pay_filter *f, st
         return err;
     err = ops_rows(p, tx,
                    "SELECT " OP_COLS " FROM pay_ops WHERE (payer = $1 OR (payee = $1 AND "
-                   "(payer = '' OR status = 3))) "
+                   "(payer = '' OR status = 3 OR kind = 8))) "
                    "AND created_at_us >= $2 AND created_at_us < $3 AND ($4 = 0 OR kind = $4) "
                    "AND ($5 = '' OR currency = $5 OR credit_currency = $5) AND row < $6 "
                    "ORDER BY row DESC LIMIT $7",

@@ -183,9 +183,10 @@ CF_WARN_UNUSED enum cf_err payments_op_update(struct payments *p, const char *id
                                               uint32_t from_mask, const struct pay_op_update *u,
                                               int64_t now_us);
 
-/* Whether party may see op: its payer always; its payee when the operation completed (or when
- * it came from outside Coffer: a top-up's every state is its customer's own). A payee never
- * sees someone's failed or unfinished attempt to pay them. */
+/* Whether party may see op: its payer always; its payee when the operation completed, when it
+ * came from outside Coffer (a top-up's every state is its customer's own), or when the payee
+ * made it (a merchant's hold). A payee never sees someone's failed or unfinished attempt to
+ * pay them. */
 bool payments_op_visible(const struct pay_op *op, const char *party);
 
 /* A history filter; zero fields match everything. Lists what payments_op_visible admits. */
