@@ -139,7 +139,8 @@ struct http_server;
 
 CF_WARN_UNUSED enum cf_err http_server_start(const struct http_server_config *cfg,
                                              struct http_server **out);
-/* Stops accepting new connections; requests already in flight go on. */
+/* From now on every new request answers 503 shutting_down; requests already in flight go on.
+ * (Connections are still accepted until http_server_stop.) */
 void http_server_quiesce(struct http_server *s);
 /* Stops the server. Every suspended request must have been resumed before. */
 void http_server_stop(struct http_server *s);

@@ -49,6 +49,7 @@ struct http_server {
     struct http_server_config cfg; /* tls_*_pem cleared once the daemon has started */
     bool tls;                      /* serving HTTPS: every response carries HSTS */
     unsigned port;
+    atomic_bool stopping; /* http_server_quiesce: new requests answer 503 shutting_down */
     struct route_metrics metrics[HTTP_ROUTES_MAX + 1]; /* last: unmatched */
 };
 
@@ -236,6 +237,8 @@ static enum MHD_Result dispatch(struct conn_req *cr, struct MHD_Connection *conn
     struct http_response resp = {.status = 500};
     enum cf_err err = cr->early_err;
     const struct http_route *route = cr->req.route;
+    if (err == CF_OK && atomic_load(&cr->srv->stopping))
+        err = CF_ERR_SHUTTING_DOWN;
     if (err == CF_OK && cr->body_len > 0 && !content_type_ok(conn, route))
         err = CF_ERR_UNSUPPORTED_MEDIA;
     if (err == CF_OK) {
@@ -464,7 +467,11 @@ enum cf_err http_server_start(const struct http_server_config *cfg, struct http_
     return CF_OK;
 }
 
-void http_server_quiesce(struct http_server *s) { (void)MHD_quiesce_daemon(s->daemon); }
+/* Not MHD_quiesce_daemon: with a thread pool and epoll, libmicrohttpd can abort ("Failed to
+ * remove listen FD from epoll set") when a worker takes the listen socket out of its epoll set
+ * at the same moment. Connections are still accepted until http_server_stop; their requests
+ * are refused. */
+void http_server_quiesce(struct http_server *s) { atomic_store(&s->stopping, true); }
 
 void http_server_stop(struct http_server *s)
 {

@@ -340,7 +340,8 @@ def test_holds_across_crash(ctx):
     check_eq(c.account(m)["balance"], 1200, "merchant")
     harness.check_conservation(c.all_accounts())
     c.close()
-    check_eq(srv.stop(), 0, "clean stop")
+    rc = srv.stop()
+    check(rc == 0, "clean stop: exit %s, stderr: %s" % (rc, srv.stderr_tail()))
     srv.check_verify()
 
 
