@@ -186,8 +186,12 @@ static enum cf_err device_insert(struct payments *p, const struct pay_paycode_de
     struct sqltx *tx = NULL;
     if ((err = sql_begin(p->db, &tx)) != CF_OK)
         return err;
+    char lock[PAY_PARTY_BYTES_MAX + 16];
+    snprintf(lock, sizeof(lock), "paycode-devices:%s", d->user_id);
     int64_t active = 0;
-    err = devices_active_n(tx, d->user_id, &active);
+    err = pay_lock(tx, lock); /* one customer's devices are added one at a time: the limit holds */
+    if (err == CF_OK)
+        err = devices_active_n(tx, d->user_id, &active);
     if (err == CF_OK && active >= PAY_PAYCODE_DEVICES_MAX)
         err = CF_ERR_CONFLICT;
     struct sql_value v[] = {SQL_I(d->device_number), SQL_T(d->user_id),
