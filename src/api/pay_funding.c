@@ -504,6 +504,12 @@ static void me_topup_challenge_run(struct http_request *req, struct http_respons
         err = payments_op_get(api->payments, req->params[0], &op);
     if (err == CF_OK && (op.kind != PAY_KIND_TOPUP || strcmp(op.payee, api_pay_me_id(req)) != 0))
         err = CF_ERR_NOT_FOUND;
+    if (err == CF_OK &&
+        (op.status == PAY_STATUS_COMPLETED || op.status == PAY_STATUS_FAILED)) {
+        /* answered already (a retry after a lost answer): the outcome, not a second try */
+        api_pay_outcome_reply(req, resp, &op, api_pay_me_id(req));
+        return;
+    }
     if (err == CF_OK && op.status != PAY_STATUS_ACTION_REQUIRED)
         err = CF_ERR_CONFLICT;
     struct gateway_result r;

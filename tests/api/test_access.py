@@ -1329,8 +1329,9 @@ def r_me_topup(w, method, path, scope):
 def r_me_topup_challenge(w, method, path, scope):
     """B's top-up answers A as an unknown one, even with the right code; B answers it after."""
     foreign_id(w, method, path, scope, "not_found", {"code": "123456"})
-    expect(w.as_a(method, fill(path, {"topups": w.a.topup}), {"code": "123456"}), 409,
-           "conflict", "A answering A's own finished top-up")
+    done = expect(w.as_a(method, fill(path, {"topups": w.a.topup}), {"code": "123456"}), 201,
+                  what="A answering A's own finished top-up: its outcome")
+    check_eq((done["id"], done["status"]), (w.a.topup, "completed"), "A's finished top-up")
     w.check_b_unchanged("A answering B's 3-D Secure challenge")
     done = w.b_own("B answers its challenge", lambda: expect(
         call(w.srv, method, fill(path, w.b_ids), {"code": "123456"}, token=w.b.token), 201,
