@@ -15,10 +15,12 @@
 
 #include "api/api.h"
 #include "api/pay.h"
+#include "api/pay_fx.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "money/currency.h"
 #include "money/fee.h"
+#include "money/fx.h"
 
 #define PAY_RECOVER_PAGE 32    /* operations recovery reads at once */
 #define PAY_OPEN_RETRIES 200   /* waits for a concurrent opening of the same account... */
@@ -170,14 +172,130 @@ void api_pay_leg_set(struct ledger_leg *l, uint64_t dr, uint64_t cr, int64_t amo
     snprintf(l->code, sizeof(l->code), "%s", code);
 }
 
+/* The FX system accounts of a cross-currency operation paying out in `out`: liquidity in both
+ * currencies, and revenue in `out` when there is a spread. */
+struct fx_accounts {
+    uint64_t liq_in, liq_out, revenue;
+};
+
+static enum cf_err fx_accounts_get(struct api *api, struct arena *arena, const char *in,
+                                   const char *out, bool spread, struct fx_accounts *a)
+{
+    memset(a, 0, sizeof(*a));
+    enum cf_err err = api_pay_system(api, arena, PAY_SYS_FX_LIQUIDITY, in, &a->liq_in);
+    if (err == CF_OK)
+        err = api_pay_system(api, arena, PAY_SYS_FX_LIQUIDITY, out, &a->liq_out);
+    if (err == CF_OK && spread)
+        err = api_pay_system(api, arena, PAY_SYS_FX_REVENUE, out, &a->revenue);
+    return err;
+}
+
+/* A conversion's spread, from its reference "spread_minor=<n>" (pay_fx.h). */
+static enum cf_err conversion_spread(const struct pay_op *op, int64_t *out)
+{
+    static const char tag[] = PAY_FX_SPREAD_REF;
+    const char *d = op->reference + sizeof(tag) - 1;
+    int64_t spread = 0;
+    if (strncmp(op->reference, tag, sizeof(tag) - 1) != 0 || *d == '\0')
+        return CF_ERR_INTERNAL;
+    for (; *d >= '0' && *d <= '9' && spread <= (INT64_MAX - 9) / 10; d++)
+        spread = spread * 10 + (*d - '0');
+    if (*d != '\0')
+        return CF_ERR_INTERNAL;
+    *out = spread;
+    return CF_OK;
+}
+
+/* A payment, in one currency or across two (pay_fx.h, "Payments across currencies"): the
+ * merchant pays its fee, in its own currency, out of what it receives. */
+static enum cf_err payment_legs(struct api *api, struct arena *arena, const struct pay_op *op,
+                                uint64_t fees, struct ledger_leg *legs, size_t *n)
+{
+    const char *mine = op->credit_currency; /* the merchant's */
+    if (strcmp(op->currency, mine) == 0) {
+        api_pay_leg_set(&legs[(*n)++], op->payer_account, op->payee_account, op->amount_minor,
+                        op->currency, "payment");
+    } else {
+        struct fx_accounts a;
+        enum cf_err err = fx_accounts_get(api, arena, op->currency, mine, op->spread_minor > 0, &a);
+        if (err != CF_OK)
+            return err;
+        api_pay_leg_set(&legs[(*n)++], op->payer_account, a.liq_in, op->amount_minor,
+                        op->currency, "payment_fx");
+        api_pay_leg_set(&legs[(*n)++], a.liq_out, op->payee_account, op->credit_minor, mine,
+                        "payment");
+        if (op->spread_minor > 0)
+            api_pay_leg_set(&legs[(*n)++], a.liq_out, a.revenue, op->spread_minor, mine,
+                            "payment_spread");
+    }
+    if (op->fee_minor > 0)
+        api_pay_leg_set(&legs[(*n)++], op->payee_account, fees, op->fee_minor, mine,
+                        "payment_fee");
+    return CF_OK;
+}
+
+/* A refund runs its payment backwards from the merchant (currency) to the customer
+ * (credit_currency): the fee share comes back to the merchant first, then the refund. */
+static enum cf_err refund_legs(struct api *api, struct arena *arena, const struct pay_op *op,
+                               uint64_t fees, struct ledger_leg *legs, size_t *n)
+{
+    if (op->fee_minor > 0)
+        api_pay_leg_set(&legs[(*n)++], fees, op->payer_account, op->fee_minor, op->currency,
+                        "refund_fee");
+    if (strcmp(op->currency, op->credit_currency) == 0) {
+        api_pay_leg_set(&legs[(*n)++], op->payer_account, op->payee_account, op->amount_minor,
+                        op->currency, "refund");
+        return CF_OK;
+    }
+    /* liq_in: liquidity in the customer's currency; liq_out and revenue: in the merchant's,
+     * where the payment put the amount and the spread */
+    struct fx_accounts a;
+    enum cf_err err = fx_accounts_get(api, arena, op->credit_currency, op->currency,
+                                      op->spread_minor > 0, &a);
+    if (err != CF_OK)
+        return err;
+    api_pay_leg_set(&legs[(*n)++], op->payer_account, a.liq_out, op->amount_minor, op->currency,
+                    "refund");
+    if (op->spread_minor > 0)
+        api_pay_leg_set(&legs[(*n)++], a.revenue, a.liq_out, op->spread_minor, op->currency,
+                        "refund_spread");
+    api_pay_leg_set(&legs[(*n)++], a.liq_in, op->payee_account, op->credit_minor,
+                    op->credit_currency, "refund_fx");
+    return CF_OK;
+}
+
+/* wallet(from) -> fx_liquidity(from), fx_liquidity(to) -> wallet(to), spread to revenue. */
+static enum cf_err conversion_legs(struct api *api, struct arena *arena, const struct pay_op *op,
+                                   struct ledger_leg *legs, size_t *n)
+{
+    int64_t spread = 0;
+    struct fx_accounts a;
+    enum cf_err err = conversion_spread(op, &spread);
+    if (err != CF_OK || strcmp(op->currency, op->credit_currency) == 0 || op->fee_minor != 0)
+        return CF_ERR_INTERNAL;
+    if ((err = fx_accounts_get(api, arena, op->currency, op->credit_currency, spread > 0, &a)) !=
+        CF_OK)
+        return err;
+    api_pay_leg_set(&legs[(*n)++], op->payer_account, a.liq_in, op->amount_minor, op->currency,
+                    "conversion");
+    api_pay_leg_set(&legs[(*n)++], a.liq_out, op->payee_account, op->credit_minor,
+                    op->credit_currency, "conversion_credit");
+    if (spread > 0)
+        api_pay_leg_set(&legs[(*n)++], a.liq_out, a.revenue, spread, op->credit_currency,
+                        "conversion_spread");
+    return CF_OK;
+}
+
 enum cf_err api_pay_legs(struct api *api, struct arena *arena, const struct pay_op *op,
                          struct ledger_leg *legs, size_t *n_out)
 {
+    /* a payment's fee is the merchant's, in the currency it receives */
+    const char *fee_currency = op->kind == PAY_KIND_PAYMENT ? op->credit_currency : op->currency;
     uint64_t fees = 0;
     size_t n = 0;
     enum cf_err err = CF_OK;
     if (op->fee_minor > 0 &&
-        (err = api_pay_system(api, arena, PAY_SYS_FEE_REVENUE, op->currency, &fees)) != CF_OK)
+        (err = api_pay_system(api, arena, PAY_SYS_FEE_REVENUE, fee_currency, &fees)) != CF_OK)
         return err;
     switch (op->kind) {
     case PAY_KIND_SEND: /* the sender pays the amount and the fee */
@@ -187,51 +305,21 @@ enum cf_err api_pay_legs(struct api *api, struct arena *arena, const struct pay_
             api_pay_leg_set(&legs[n++], op->payer_account, fees, op->fee_minor, op->currency,
                             "send_fee");
         break;
-    case PAY_KIND_PAYMENT: /* the merchant pays the fee out of what it receives */
-        api_pay_leg_set(&legs[n++], op->payer_account, op->payee_account, op->amount_minor,
-                        op->currency, "payment");
-        if (op->fee_minor > 0)
-            api_pay_leg_set(&legs[n++], op->payee_account, fees, op->fee_minor, op->currency,
-                            "payment_fee");
+    case PAY_KIND_PAYMENT:
+        err = payment_legs(api, arena, op, fees, legs, &n);
         break;
-    case PAY_KIND_REFUND: /* the fee share comes back to the merchant first, then the refund */
-        if (op->fee_minor > 0)
-            api_pay_leg_set(&legs[n++], fees, op->payer_account, op->fee_minor, op->currency,
-                            "refund_fee");
-        api_pay_leg_set(&legs[n++], op->payer_account, op->payee_account, op->amount_minor,
-                        op->currency, "refund");
+    case PAY_KIND_REFUND:
+        err = refund_legs(api, arena, op, fees, legs, &n);
         break;
-    case PAY_KIND_CONVERSION: { /* pay_fx.h: reference is "spread_minor=<n>" (credit side) */
-        static const char tag[] = "spread_minor=";
-        const char *d = op->reference + sizeof(tag) - 1;
-        int64_t spread = 0;
-        uint64_t liq_from = 0, liq_to = 0, revenue = 0;
-        if (strncmp(op->reference, tag, sizeof(tag) - 1) != 0 || *d == '\0' ||
-            strcmp(op->currency, op->credit_currency) == 0 || op->fee_minor != 0)
-            return CF_ERR_INTERNAL;
-        for (; *d >= '0' && *d <= '9' && spread <= (INT64_MAX - 9) / 10; d++)
-            spread = spread * 10 + (*d - '0');
-        if (*d != '\0')
-            return CF_ERR_INTERNAL;
-        if ((err = api_pay_system(api, arena, PAY_SYS_FX_LIQUIDITY, op->currency, &liq_from)) !=
-                CF_OK ||
-            (err = api_pay_system(api, arena, PAY_SYS_FX_LIQUIDITY, op->credit_currency,
-                                  &liq_to)) != CF_OK ||
-            (spread > 0 && (err = api_pay_system(api, arena, PAY_SYS_FX_REVENUE,
-                                                 op->credit_currency, &revenue)) != CF_OK))
-            return err;
-        api_pay_leg_set(&legs[n++], op->payer_account, liq_from, op->amount_minor, op->currency,
-                        "conversion");
-        api_pay_leg_set(&legs[n++], liq_to, op->payee_account, op->credit_minor,
-                        op->credit_currency, "conversion_credit");
-        if (spread > 0)
-            api_pay_leg_set(&legs[n++], liq_to, revenue, spread, op->credit_currency,
-                            "conversion_spread");
+    case PAY_KIND_CONVERSION:
+        err = conversion_legs(api, arena, op, legs, &n);
         break;
-    }
     default:
         return CF_ERR_INTERNAL; /* the gateway kinds run through holds, not here */
     }
+    if (err != CF_OK)
+        return err;
+    CF_ASSERT(n >= 1 && n <= API_PAY_LEGS_MAX);
     *n_out = n;
     return CF_OK;
 }
@@ -268,7 +356,7 @@ static uint64_t answer_seq(const struct writer_cmd *cmd)
 
 enum cf_err api_pay_execute(struct api *api, struct arena *arena, struct pay_op *op)
 {
-    struct ledger_leg *legs = arena_calloc(arena, 4, sizeof(*legs));
+    struct ledger_leg *legs = arena_calloc(arena, API_PAY_LEGS_MAX, sizeof(*legs));
     struct writer_cmd *cmd = arena_calloc(arena, 1, sizeof(*cmd));
     char *key = arena_alloc(arena, PAY_ID_BYTES_MAX + 8);
     if (legs == NULL || cmd == NULL || key == NULL)
@@ -384,9 +472,18 @@ json_t *api_pay_op_json(const struct pay_op *op, const char *viewer)
     if (o == NULL)
         return NULL;
     json_object_set_new(o, "counterparty", json_string(out ? op->payee : op->payer));
+    /* a payment's fee is the merchant's, in the currency it receives */
+    json_object_set_new(o, "fee_currency", json_string(op->kind == PAY_KIND_PAYMENT &&
+                                                               op->credit_currency[0] != '\0'
+                                                           ? op->credit_currency
+                                                           : op->currency));
     if (op->credit_currency[0] != '\0' && strcmp(op->credit_currency, op->currency) != 0) {
+        char rate[FX_RATE_TEXT_BYTES_MAX];
         json_object_set_new(o, "credit_minor", json_integer(op->credit_minor));
         json_object_set_new(o, "credit_currency", json_string(op->credit_currency));
+        if (op->rate_e9 >= 1 && op->rate_e9 <= FX_RATE_E9_MAX &&
+            fx_rate_format(op->rate_e9, rate, sizeof(rate)) > 0)
+            json_object_set_new(o, "rate", json_string(rate));
     }
     if (tr[0] != '\0')
         json_object_set_new(o, "transfer_id", json_string(tr));

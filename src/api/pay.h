@@ -44,7 +44,8 @@ CF_WARN_UNUSED enum cf_err api_pay_wallet(struct api *api, struct arena *arena, 
                                           const char *currency, bool create, uint64_t *id_out);
 bool api_pay_currency_offered(const struct api *api, const char *currency);
 
-/* The ledger legs of a send, payment, refund or conversion, from its row alone (at most 4). */
+/* The ledger legs of a send, payment, refund or conversion, from its row alone. */
+#define API_PAY_LEGS_MAX 4
 CF_WARN_UNUSED enum cf_err api_pay_legs(struct api *api, struct arena *arena,
                                         const struct pay_op *op, struct ledger_leg *legs,
                                         size_t *n_out);

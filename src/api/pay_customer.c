@@ -13,9 +13,11 @@
 #include <string.h>
 
 #include "api/pay.h"
+#include "api/pay_fx.h"
 #include "core/clock.h"
 #include "money/currency.h"
 #include "money/fee.h"
+#include "money/fx.h"
 #include "money/money.h"
 #include "payments/emvco.h"
 
@@ -112,18 +114,47 @@ static void op_fail_reply(struct http_request *req, struct http_response *resp, 
 
 /* Merchant QR codes --------------------------------------------------------------------------- */
 
-/* What a scanned code asks for, checked against Coffer's own records. */
+/* What a scanned code asks for, checked against Coffer's own records, and its price in the
+ * customer's currency when they pay from another one (pay_fx.h, "Payments across
+ * currencies"). */
 struct scan {
     struct pay_merchant merchant;
     struct pay_qr qr; /* dynamic codes */
     bool dynamic;
-    int64_t amount_minor;
-    int64_t fee_minor; /* the merchant's: the customer pays none */
+    int64_t amount_minor; /* the merchant's price, in its currency */
+    int64_t fee_minor;    /* the merchant's: the customer pays none */
+    char pay_currency[MONEY_CODE_BYTES_MAX + 1];
+    bool fx;                     /* pay_currency is not the merchant's */
+    int64_t mid_rate_e9;         /* fx only */
+    struct api_fx_payment price; /* fx only */
 };
 
-/* Parses the payload and matches it with the merchant and code it names. */
-static enum cf_err scan_resolve(struct api *api, const char *payload, size_t len, int64_t amount_in,
+/* The dynamic code e names, checked against its record and the amount the payer typed. */
+static enum cf_err scan_dynamic(struct api *api, const struct emvco_mpm *e, int64_t amount_in,
                                 struct scan *s, const char **detail)
+{
+    *detail = "unknown payment code";
+    enum cf_err err = payments_qr_get(api->payments, e->code_id, &s->qr);
+    if (err != CF_OK)
+        return err == CF_ERR_NOT_FOUND ? CF_ERR_INVALID_QR : err;
+    *detail = "the code does not match its record";
+    if (strcmp(s->qr.merchant_id, s->merchant.merchant_id) != 0 ||
+        s->qr.amount_minor != e->amount_minor || strcmp(s->qr.currency, s->merchant.currency) != 0)
+        return CF_ERR_INVALID_QR;
+    *detail = "the amount is set by the code";
+    if (amount_in != 0 && amount_in != s->qr.amount_minor)
+        return CF_ERR_INVALID_FIELD;
+    *detail = "the code has expired or was used";
+    if (s->qr.used_by[0] != '\0' || s->qr.expires_at_us <= api_pay_now_us())
+        return CF_ERR_QR_EXPIRED;
+    s->amount_minor = s->qr.amount_minor;
+    return CF_OK;
+}
+
+/* Parses the payload and matches it with the merchant and code it names; pay_currency (NULL:
+ * the merchant's) is the wallet the customer pays from. */
+static enum cf_err scan_resolve(struct api *api, const char *payload, size_t len, int64_t amount_in,
+                                const char *pay_currency, struct scan *s, const char **detail)
 {
     struct emvco_mpm e;
     memset(s, 0, sizeof(*s));
@@ -142,36 +173,107 @@ static enum cf_err scan_resolve(struct api *api, const char *payload, size_t len
         return CF_ERR_INVALID_QR;
     s->dynamic = e.dynamic;
     if (e.dynamic) {
-        *detail = "unknown payment code";
-        err = payments_qr_get(api->payments, e.code_id, &s->qr);
-        if (err != CF_OK)
-            return err == CF_ERR_NOT_FOUND ? CF_ERR_INVALID_QR : err;
-        *detail = "the code does not match its record";
-        if (strcmp(s->qr.merchant_id, s->merchant.merchant_id) != 0 ||
-            s->qr.amount_minor != e.amount_minor ||
-            strcmp(s->qr.currency, s->merchant.currency) != 0)
-            return CF_ERR_INVALID_QR;
-        *detail = "the amount is set by the code";
-        if (amount_in != 0 && amount_in != s->qr.amount_minor)
-            return CF_ERR_INVALID_FIELD;
-        *detail = "the code has expired or was used";
-        if (s->qr.used_by[0] != '\0' || s->qr.expires_at_us <= api_pay_now_us())
-            return CF_ERR_QR_EXPIRED;
-        s->amount_minor = s->qr.amount_minor;
+        if ((err = scan_dynamic(api, &e, amount_in, s, detail)) != CF_OK)
+            return err;
     } else {
         *detail = "amount_minor: a static code needs the amount typed by the payer";
         if (amount_in <= 0)
             return CF_ERR_INVALID_AMOUNT;
         s->amount_minor = amount_in;
     }
+    snprintf(s->pay_currency, sizeof(s->pay_currency), "%s",
+             pay_currency != NULL ? pay_currency : s->merchant.currency);
+    *detail = "pay_currency";
+    if (!api_pay_currency_offered(api, s->pay_currency))
+        return CF_ERR_UNKNOWN_CURRENCY;
+    s->fx = strcmp(s->pay_currency, s->merchant.currency) != 0;
     *detail = NULL;
     return api_pay_merchant_fee(api, &s->merchant, s->amount_minor, &s->fee_minor);
 }
 
-static void scan_binding(const struct scan *s, uint8_t out[HASH_BYTES])
+/* Prices an fx scan at mid_rate_e9 (0: the current rate) and the spread setting. */
+static enum cf_err scan_price(struct api *api, struct scan *s, int64_t mid_rate_e9,
+                              const char **detail)
 {
-    quote_binding("payment", s->merchant.merchant_id, s->dynamic ? s->qr.id : "static",
+    if (!s->fx)
+        return CF_OK;
+    enum cf_err err = CF_OK;
+    *detail = "no rate is set from pay_currency to the merchant's currency";
+    if (mid_rate_e9 == 0 && (err = payments_rate_get(api->payments, s->pay_currency,
+                                                     s->merchant.currency, &mid_rate_e9)) != CF_OK)
+        return err;
+    *detail = "amount_minor";
+    if ((err = api_pay_fx_for_credit(s->pay_currency, s->merchant.currency, s->amount_minor,
+                                     mid_rate_e9, api->pay.fx_spread_bps, &s->price)) != CF_OK)
+        return err;
+    s->mid_rate_e9 = mid_rate_e9;
+    *detail = NULL;
+    return CF_OK;
+}
+
+/* What the customer pays, in pay_currency. */
+static int64_t scan_debit(const struct scan *s)
+{
+    return s->fx ? s->price.debit_minor : s->amount_minor;
+}
+
+/* A quote of a payment binds to the code, the price and, across currencies, the wallet's
+ * currency and the spread setting (the mid rate is the quote's own). */
+static void scan_binding(const struct api *api, const struct scan *s, uint8_t out[HASH_BYTES])
+{
+    char kind[48] = "payment";
+    if (s->fx)
+        snprintf(kind, sizeof(kind), "payment|%s|%lld", s->pay_currency,
+                 (long long)api->pay.fx_spread_bps);
+    quote_binding(kind, s->merchant.merchant_id, s->dynamic ? s->qr.id : "static",
                   s->amount_minor, s->merchant.currency, out);
+}
+
+/* Stores the quote the scan shows: the customer's side, the merchant's, and the mid rate. */
+static enum cf_err scan_quote_issue(struct api *api, const char *user_id, const struct scan *s,
+                                    struct pay_quote *q)
+{
+    memset(q, 0, sizeof(*q));
+    payments_id_new("quo_", q->id);
+    snprintf(q->user_id, sizeof(q->user_id), "%s", user_id);
+    scan_binding(api, s, q->binding);
+    q->amount_minor = scan_debit(s);
+    snprintf(q->currency, sizeof(q->currency), "%s", s->pay_currency);
+    q->credit_minor = s->amount_minor;
+    snprintf(q->credit_currency, sizeof(q->credit_currency), "%s", s->merchant.currency);
+    q->rate_e9 = s->fx ? s->mid_rate_e9 : 0;
+    q->expires_at_us = api_pay_now_us() + api->pay.quote_ttl_s * 1000000;
+    return payments_quote_put(api->payments, q);
+}
+
+/* The scan's answer: the quote, the merchant, and across currencies the customer's price. */
+static json_t *scan_json(const struct pay_quote *q, const struct scan *s)
+{
+    char exp[40];
+    cf_time_format_rfc3339(q->expires_at_us, exp, sizeof(exp));
+    json_t *o = json_pack("{s:s,s:I,s:s,s:I,s:I,s:s,s:s}", "quote_id", q->id, "amount_minor",
+                          (json_int_t)s->amount_minor, "currency", s->merchant.currency,
+                          "fee_minor", (json_int_t)0, "total_minor", (json_int_t)scan_debit(s),
+                          "total_currency", s->pay_currency, "expires_at", exp);
+    if (o == NULL)
+        return NULL;
+    json_object_set_new(o, "merchant",
+                        json_pack("{s:s,s:s,s:s,s:s}", "id", s->merchant.merchant_id, "name",
+                                  s->merchant.display_name, "city", s->merchant.city, "mcc",
+                                  s->merchant.mcc));
+    json_object_set_new(o, "dynamic", json_boolean(s->dynamic));
+    if (s->dynamic && s->qr.reference[0] != '\0')
+        json_object_set_new(o, "reference", json_string(s->qr.reference));
+    if (s->fx) {
+        char rate[FX_RATE_TEXT_BYTES_MAX], mid[FX_RATE_TEXT_BYTES_MAX];
+        int rate_len = fx_rate_format(s->price.rate_e9, rate, sizeof(rate));
+        int mid_len = fx_rate_format(s->mid_rate_e9, mid, sizeof(mid));
+        CF_ASSERT(rate_len > 0 && mid_len > 0); /* FX_RATE_TEXT_BYTES_MAX always suffices */
+        json_object_set_new(o, "rate", json_string(rate));
+        json_object_set_new(o, "mid_rate", json_string(mid));
+        json_object_set_new(o, "spread_minor", json_integer(s->price.spread_minor));
+    }
+    return o;
 }
 
 /* The optional quote_id, copied out of the request's JSON. */
@@ -187,21 +289,38 @@ static enum cf_err quote_id_read(json_t *root, char buf[PAY_ID_BYTES_MAX], const
     return CF_OK;
 }
 
-/* {payload, amount_minor?, quote_id?, verification?} */
+/* {payload, amount_minor?, pay_currency?, quote_id?, verification?} */
 struct pay_body {
     const char *payload; /* in the request's JSON: valid until it is freed */
     size_t payload_len;
     int64_t amount_minor;
+    const char *pay_currency; /* NULL or pay_currency_buf */
+    char pay_currency_buf[MONEY_CODE_BYTES_MAX + 1];
     const char *quote_id; /* NULL or quote_buf */
     char quote_buf[PAY_ID_BYTES_MAX];
     struct identity_verification v;
 };
 
+/* The optional pay_currency, a known code, copied into b. */
+static enum cf_err pay_currency_read(json_t *root, struct pay_body *b)
+{
+    const char *s = NULL;
+    size_t n = 0;
+    enum cf_err err = api_json_string(root, "pay_currency", false, MONEY_CODE_BYTES_MAX, &s, &n);
+    if (err != CF_OK || s == NULL)
+        return err;
+    if (currency_find(s, n) == NULL)
+        return CF_ERR_UNKNOWN_CURRENCY;
+    snprintf(b->pay_currency_buf, sizeof(b->pay_currency_buf), "%.*s", (int)n, s);
+    b->pay_currency = b->pay_currency_buf;
+    return CF_OK;
+}
+
 static enum cf_err pay_body_decode(json_t *root, bool full, struct pay_body *b, const char **detail)
 {
-    static const char *const scan_fields[] = {"payload", "amount_minor", NULL};
-    static const char *const pay_fields[] = {"payload", "amount_minor", "quote_id", "verification",
-                                             NULL};
+    static const char *const scan_fields[] = {"payload", "amount_minor", "pay_currency", NULL};
+    static const char *const pay_fields[] = {"payload",  "amount_minor", "pay_currency",
+                                             "quote_id", "verification", NULL};
     memset(b, 0, sizeof(*b));
     enum cf_err err = api_json_fields(root, full ? pay_fields : scan_fields, detail);
     if (err != CF_OK)
@@ -215,6 +334,9 @@ static enum cf_err pay_body_decode(json_t *root, bool full, struct pay_body *b, 
         return err;
     if (b->amount_minor < 0)
         return CF_ERR_INVALID_AMOUNT;
+    *detail = "pay_currency";
+    if ((err = pay_currency_read(root, b)) != CF_OK)
+        return err;
     if (full) {
         *detail = "quote_id";
         if ((err = quote_id_read(root, b->quote_buf, &b->quote_id)) != CF_OK)
@@ -235,31 +357,27 @@ static void qr_scan_run(struct http_request *req, struct http_response *resp)
     struct pay_body b;
     struct scan s;
     struct pay_quote q;
-    uint8_t binding[HASH_BYTES];
     enum cf_err err = api_json_object(req, &root, &detail);
     if (err == CF_OK)
         err = pay_body_decode(root, false, &b, &detail);
     if (err == CF_OK)
-        err = scan_resolve(api, b.payload, b.payload_len, b.amount_minor, &s, &detail);
+        err = scan_resolve(api, b.payload, b.payload_len, b.amount_minor, b.pay_currency, &s,
+                           &detail);
     detail = api_detail_keep(req, detail); /* it may point into root */
     json_decref(root);
-    if (err == CF_OK) {
-        scan_binding(&s, binding);
-        err = quote_issue(api, api_pay_me_id(req), binding, s.amount_minor, s.merchant.currency, 0,
-                          &q);
-    }
+    if (err == CF_OK)
+        err = scan_price(api, &s, 0, &detail);
+    if (err == CF_OK)
+        err = scan_quote_issue(api, api_pay_me_id(req), &s, &q);
     if (err != CF_OK) {
         api_pay_problem_reply(req, resp, err, detail);
         return;
     }
-    json_t *o = quote_json(&q, s.amount_minor);
-    json_object_set_new(o, "merchant",
-                        json_pack("{s:s,s:s,s:s,s:s}", "id", s.merchant.merchant_id, "name",
-                                  s.merchant.display_name, "city", s.merchant.city, "mcc",
-                                  s.merchant.mcc));
-    json_object_set_new(o, "dynamic", json_boolean(s.dynamic));
-    if (s.dynamic && s.qr.reference[0] != '\0')
-        json_object_set_new(o, "reference", json_string(s.qr.reference));
+    json_t *o = scan_json(&q, &s);
+    if (o == NULL) {
+        api_problem(req, resp, CF_ERR_NOMEM, NULL);
+        return;
+    }
     api_reply_object(req, resp, 200, o);
 }
 
@@ -268,46 +386,75 @@ enum http_action api_me_qr_scan(struct http_request *req, struct http_response *
     return api_offload(req, resp, qr_scan_run);
 }
 
-/* Uses what a payment must use once; on failure the payment is marked failed. */
-static enum cf_err payment_claim(struct api *api, const struct pay_body *b, const struct scan *s,
-                                 const char *user_id, const struct pay_op *op)
+/* Takes the payment's quote for op (when the payer named one) and prices the scan: at the
+ * quote's rate, which must still give the debit it showed, else at the current rate. */
+static enum cf_err payment_quote_take(struct http_request *req, const struct pay_body *b,
+                                      struct scan *s, const struct pay_op *op,
+                                      const char **detail)
 {
+    struct api *api = req->app;
+    struct pay_quote q;
+    memset(&q, 0, sizeof(q));
     enum cf_err err = CF_OK;
     if (b->quote_id != NULL) {
         uint8_t binding[HASH_BYTES];
-        struct pay_quote q;
-        scan_binding(s, binding);
-        err = payments_quote_claim(api->payments, b->quote_id, user_id, binding, op->id,
-                                   api_pay_now_us(), &q);
+        scan_binding(api, s, binding);
+        *detail = "quote_id";
+        if ((err = payments_quote_claim(api->payments, b->quote_id, api_pay_me_id(req), binding,
+                                        op->id, api_pay_now_us(), &q)) != CF_OK)
+            return err;
     }
-    if (err == CF_OK && s->dynamic) {
-        err = payments_qr_claim(api->payments, s->qr.id, op->id, api_pay_now_us());
-        if (err != CF_OK && b->quote_id != NULL)
-            cf_best_effort(payments_quote_release(api->payments, b->quote_id, op->id));
-    }
+    err = scan_price(api, s, s->fx ? q.rate_e9 : 0, detail);
+    if (err == CF_OK && b->quote_id != NULL && q.amount_minor != scan_debit(s))
+        err = CF_ERR_QUOTE_EXPIRED; /* not the price the customer accepted */
+    if (err != CF_OK && b->quote_id != NULL)
+        cf_best_effort(payments_quote_release(api->payments, b->quote_id, op->id));
     return err;
 }
 
+/* The payment of a scan: the customer's side, the merchant's, the fee and the spread. */
 static enum cf_err payment_op(struct http_request *req, const struct scan *s,
                               const struct pay_body *b, struct pay_op *op)
 {
     struct api *api = req->app;
-    enum cf_err err = api_pay_op_open(req, PAY_KIND_PAYMENT, op);
-    if (err != CF_OK)
-        return err;
     snprintf(op->payer, sizeof(op->payer), "%s", api_pay_me_id(req));
     snprintf(op->payee, sizeof(op->payee), "%s", s->merchant.merchant_id);
     op->payee_account = s->merchant.account_id;
-    op->amount_minor = s->amount_minor;
-    snprintf(op->currency, sizeof(op->currency), "%s", s->merchant.currency);
+    op->amount_minor = scan_debit(s);
+    snprintf(op->currency, sizeof(op->currency), "%s", s->pay_currency);
     snprintf(op->credit_currency, sizeof(op->credit_currency), "%s", s->merchant.currency);
     op->credit_minor = s->amount_minor;
     op->fee_minor = s->fee_minor;
+    if (s->fx) {
+        op->rate_e9 = s->price.rate_e9;
+        op->spread_minor = s->price.spread_minor;
+    }
     if (b->quote_id != NULL)
         snprintf(op->quote_id, sizeof(op->quote_id), "%s", b->quote_id);
     snprintf(op->reference, sizeof(op->reference), "%s", s->dynamic ? s->qr.id : "static");
     return api_pay_wallet(api, req->arena, api_pay_me_id(req), op->currency, true,
                           &op->payer_account);
+}
+
+/* Records the payment of scan s: quote taken and priced, step-up checked; on any refusal the
+ * quote is given back. *replay when the key's operation was recorded meanwhile. */
+static enum cf_err payment_start(struct http_request *req, const struct pay_body *b,
+                                 struct scan *s, struct pay_op *op, bool *replay, bool *new_payee,
+                                 const char **detail)
+{
+    struct api *api = req->app;
+    enum cf_err err = api_pay_op_open(req, PAY_KIND_PAYMENT, op);
+    if (err != CF_OK || (err = payment_quote_take(req, b, s, op, detail)) != CF_OK)
+        return err;
+    err = payment_op(req, s, b, op);
+    if (err == CF_OK)
+        err = step_up(req, "payment", s->merchant.merchant_id, s->merchant.merchant_id,
+                      op->amount_minor, op->currency, &b->v, op->idem, false, new_payee);
+    if (err == CF_OK)
+        err = api_pay_op_record(api, op, replay);
+    if ((err != CF_OK || *replay) && b->quote_id != NULL)
+        cf_best_effort(payments_quote_release(api->payments, b->quote_id, op->id));
+    return err;
 }
 
 static void me_pay_run(struct http_request *req, struct http_response *resp)
@@ -325,26 +472,24 @@ static void me_pay_run(struct http_request *req, struct http_response *resp)
     if (err == CF_OK && (err = op_replayed(req, resp, api_pay_me_id(req))) == CF_ERR_NOT_FOUND)
         err = CF_OK;
     else if (err == CF_OK) {
-        detail = api_detail_keep(req, detail); /* it may point into root */
         json_decref(root);
         return; /* answered from the stored operation */
     }
     if (err == CF_OK)
-        err = scan_resolve(api, b.payload, b.payload_len, b.amount_minor, &s, &detail);
-    if (err == CF_OK)
-        err = payment_op(req, &s, &b, &op);
-    if (err == CF_OK)
-        err = step_up(req, "payment", s.merchant.merchant_id, s.merchant.merchant_id,
-                      s.amount_minor, s.merchant.currency, &b.v, op.idem, false, &new_payee);
-    if (err == CF_OK)
-        err = api_pay_op_record(api, &op, &replay);
+        err = scan_resolve(api, b.payload, b.payload_len, b.amount_minor, b.pay_currency, &s,
+                           &detail);
     detail = api_detail_keep(req, detail); /* it may point into root */
+    if (err == CF_OK) /* b.v points into root: freed after */
+        err = payment_start(req, &b, &s, &op, &replay, &new_payee, &detail);
     json_decref(root);
     if (err != CF_OK) {
         api_pay_problem_reply(req, resp, err, detail);
         return;
     }
-    if (!replay && (err = payment_claim(api, &b, &s, api_pay_me_id(req), &op)) != CF_OK) {
+    if (!replay && s.dynamic &&
+        (err = payments_qr_claim(api->payments, s.qr.id, op.id, api_pay_now_us())) != CF_OK) {
+        if (b.quote_id != NULL)
+            cf_best_effort(payments_quote_release(api->payments, b.quote_id, op.id));
         op_fail_reply(req, resp, &op, err);
         return;
     }
@@ -714,7 +859,9 @@ enum http_action api_merchant_activity(struct http_request *req, struct http_res
     return api_offload(req, resp, merchant_activity_run);
 }
 
-/* The refund of amount (0: what is left) of payment, with its fee share by the policy. */
+/* The refund of amount (0: what is left) of payment, in the merchant's currency; payments
+ * prices its shares (fee by the policy, and across currencies the customer's amount and the
+ * spread) under the payment's lock. */
 static enum cf_err refund_op(struct http_request *req, const struct pay_merchant *m,
                              const struct pay_op *payment, int64_t amount, struct pay_op *op)
 {
@@ -722,24 +869,20 @@ static enum cf_err refund_op(struct http_request *req, const struct pay_merchant
     enum cf_err err = api_pay_op_open(req, PAY_KIND_REFUND, op);
     if (err != CF_OK)
         return err;
-    int64_t left = payment->amount_minor - payment->refunded_minor;
+    int64_t left = payment->credit_minor - payment->refunded_minor;
     if (amount == 0)
         amount = left;
     if (amount <= 0 || amount > left)
         return CF_ERR_REFUND_EXCEEDS;
-    int64_t share = 0;
-    if (api->pay.refund_returns_fee && payment->fee_minor > 0 &&
-        (err = fee_refund_share(payment->fee_minor, payment->amount_minor, payment->refunded_minor,
-                                amount, payment->fee_returned_minor, &share)) != CF_OK)
-        return err;
     snprintf(op->payer, sizeof(op->payer), "%s", m->merchant_id);
     snprintf(op->payee, sizeof(op->payee), "%s", payment->payer);
     op->payer_account = m->account_id;
     op->payee_account = payment->payer_account;
     op->amount_minor = amount;
-    op->credit_minor = amount;
-    op->fee_minor = share;
-    snprintf(op->currency, sizeof(op->currency), "%s", payment->currency);
+    op->credit_minor = amount; /* priced again by payments_op_begin across currencies */
+    op->return_fee = api->pay.refund_returns_fee;
+    op->rate_e9 = payment->rate_e9;
+    snprintf(op->currency, sizeof(op->currency), "%s", payment->credit_currency);
     snprintf(op->credit_currency, sizeof(op->credit_currency), "%s", payment->currency);
     snprintf(op->parent_id, sizeof(op->parent_id), "%s", payment->id);
     snprintf(op->reference, sizeof(op->reference), "%s", payment->reference);

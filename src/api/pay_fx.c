@@ -308,6 +308,32 @@ static enum cf_err price_compute(struct fx_price *p, const char **detail)
     return CF_OK;
 }
 
+enum cf_err api_pay_fx_for_credit(const char *from, const char *to, int64_t credit_minor,
+                                  int64_t mid_rate_e9, int64_t spread_bps,
+                                  struct api_fx_payment *out)
+{
+    CF_ASSERT(credit_minor > 0 && mid_rate_e9 >= 1 && mid_rate_e9 <= FX_RATE_E9_MAX);
+    CF_ASSERT(spread_bps >= 0 && spread_bps <= FX_SPREAD_BPS_MAX);
+    const struct currency *f = currency_find(from, strlen(from));
+    const struct currency *t = currency_find(to, strlen(to));
+    CF_ASSERT(f != NULL && t != NULL && f != t); /* checked by the caller */
+    int64_t rate = 0, debit = 0, mid = 0, spread = 0;
+    enum cf_err err = money_mul_bps_half_even(mid_rate_e9, FX_BPS_WHOLE - spread_bps, &rate);
+    if (err != CF_OK)
+        return err;
+    if (rate < 1)
+        return CF_ERR_NO_RATE;
+    if ((err = fx_convert_for_target(credit_minor, f->scale, t->scale, rate, 0, &debit)) != CF_OK ||
+        (err = fx_convert(debit, f->scale, t->scale, mid_rate_e9, 0, &mid)) != CF_OK ||
+        (err = money_sub(mid, credit_minor, &spread)) != CF_OK)
+        return err;
+    CF_ASSERT(debit >= 1 && spread >= 0); /* mid >= the customer's conversion >= credit */
+    out->rate_e9 = rate;
+    out->debit_minor = debit;
+    out->spread_minor = spread;
+    return CF_OK;
+}
+
 /* What a conversion quote binds to: the customer and the spread setting it was priced under. */
 static void price_binding(const char *user_id, int64_t spread_bps, uint8_t out[HASH_BYTES])
 {

@@ -52,6 +52,34 @@
  * their balances are the house's open currency position. No step-up is asked: the money stays
  * in the customer's own wallets.
  *
+ * Payments across currencies. A customer may pay a merchant that settles in B from a wallet in
+ * A (pay_currency on POST /v1/me/qr/scan and /v1/me/pay). The merchant's price R (credit_minor,
+ * B) is fixed; the customer pays the smallest amount of A that buys it at their rate
+ * (api_pay_fx_for_credit):
+ *   rate_e9       = as above, from the mid rate A -> B and the spread setting;
+ *   amount_minor  = fx_convert_for_target(R, rate_e9): rounded UP, so the merchant is never
+ *                   short and the customer pays at most one minor unit of A over the exact price;
+ *   spread_minor  = fx_convert(amount_minor, mid_rate_e9) - R (in B), >= 0: the spread and the
+ *                   rounding, both the house's.
+ * The scan's quote keeps the mid rate (binding SHA-256 of "payment|merchant|code|R|B|A|spread
+ * setting"), so paying with it pays exactly the price shown or nothing. Without a quote the
+ * current rate applies. The operation (pay_...) records amount/currency = the customer's side,
+ * credit_minor/credit_currency = the merchant's, rate_e9 = the customer's rate, spread_minor,
+ * and the merchant's fee in B. One transfer of up to four legs under "op:<id>":
+ *   wallet(A)           -> fx_liquidity(A)      amount_minor  "payment_fx"
+ *   fx_liquidity(B)     -> merchant(B)          credit_minor  "payment"
+ *   fx_liquidity(B)     -> fx_revenue(B)        spread_minor  "payment_spread" (if > 0)
+ *   merchant(B)         -> fee_revenue(B)       fee_minor     "payment_fee" (if > 0)
+ * Refund of such a payment. The merchant refunds r in B (at most R less earlier refunds); the
+ * customer gets A back at the payment's own rate, not today's: the refunds' A amounts are
+ * cumulative floors of amount_minor x refunded / R (money/fee.h, fee_prorate_share), so partial
+ * refunds that add up to R give back exactly what was paid; the spread and the fee come back the
+ * same way. The house carries the exchange risk between payment and refund. Legs:
+ *   fee_revenue(B)      -> merchant(B)          fee share     "refund_fee" (if > 0)
+ *   merchant(B)         -> fx_liquidity(B)      r             "refund"
+ *   fx_revenue(B)       -> fx_liquidity(B)      spread share  "refund_spread" (if > 0)
+ *   fx_liquidity(A)     -> wallet(A)            A share       "refund_fx"
+ *
  * Errors: the registry's codes (unknown_currency, same_account, no_rate, invalid_amount,
  * quote_expired, insufficient_funds, idempotency_key_reused, ...) with a detail naming the
  * field. Handlers run on the API's worker pool (api_offload).
@@ -63,6 +91,18 @@
 
 /* The reference of a conversion operation: this prefix and the spread in decimal digits. */
 #define PAY_FX_SPREAD_REF "spread_minor="
+
+/* The price of a payment of credit_minor (> 0) in `to` from a wallet in `from` at mid_rate_e9
+ * less spread_bps ("Payments across currencies" above). Outputs untouched on error:
+ * CF_ERR_NO_RATE when the customer's rate rounds to 0, CF_ERR_AMOUNT_OVERFLOW. */
+struct api_fx_payment {
+    int64_t rate_e9;      /* the customer's */
+    int64_t debit_minor;  /* of `from`, rounded up */
+    int64_t spread_minor; /* of `to` */
+};
+CF_WARN_UNUSED enum cf_err api_pay_fx_for_credit(const char *from, const char *to,
+                                                 int64_t credit_minor, int64_t mid_rate_e9,
+                                                 int64_t spread_bps, struct api_fx_payment *out);
 
 /* POST /v1/admin/rates {base, quote, rate} (admin). */
 enum http_action api_admin_rate_set(struct http_request *req, struct http_response *resp);

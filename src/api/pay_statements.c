@@ -79,11 +79,20 @@ static enum cf_err csv_amount(struct buf *b, int64_t amount_minor, const struct 
 static enum cf_err csv_row(struct buf *b, const struct pay_op *op, const char *viewer)
 {
     CF_ASSERT(viewer != NULL && op->id[0] != '\0');
-    const struct currency *c = currency_find(op->currency, strlen(op->currency));
+    bool out = strcmp(op->payer, viewer) == 0;
+    /* the viewer's side: a payee across currencies sees what it received, in its currency;
+     * the fee shows where it is in that currency (a payment's fee is the merchant's) */
+    bool credit_side = !out && op->credit_currency[0] != '\0';
+    const char *code = credit_side ? op->credit_currency : op->currency;
+    int64_t amount = credit_side ? op->credit_minor : op->amount_minor;
+    const char *fee_code = op->kind == PAY_KIND_PAYMENT && op->credit_currency[0] != '\0'
+                               ? op->credit_currency
+                               : op->currency;
+    int64_t fee = strcmp(fee_code, code) == 0 ? op->fee_minor : 0;
+    const struct currency *c = currency_find(code, strlen(code));
     if (c == NULL)
         return CF_ERR_CORRUPT; /* an operation in a currency Coffer does not know */
     size_t len_before = b->len;
-    bool out = strcmp(op->payer, viewer) == 0;
     char created[40];
     cf_time_format_rfc3339(op->created_at_us, created, sizeof(created));
     const char *fields[] = {created,
@@ -96,12 +105,12 @@ static enum cf_err csv_row(struct buf *b, const struct pay_op *op, const char *v
         csv_text(b, fields[i]);
         buf_append(b, ",", 1);
     }
-    enum cf_err err = csv_amount(b, op->amount_minor, c);
+    enum cf_err err = csv_amount(b, amount, c);
     buf_append(b, ",", 1);
     if (err == CF_OK)
-        err = csv_amount(b, op->fee_minor, c);
+        err = csv_amount(b, fee, c);
     buf_append(b, ",", 1);
-    csv_text(b, op->currency);
+    csv_text(b, code);
     buf_append(b, ",", 1);
     csv_text(b, op->reference);
     buf_append(b, ",", 1);
@@ -556,11 +565,13 @@ static enum cf_err payout_previous(struct api *api, struct pay_op *page,
 static enum cf_err settlement_add(struct settlement *s, const struct pay_op *op,
                                   const struct pay_merchant *m)
 {
-    if (op->status != PAY_STATUS_COMPLETED || strcmp(op->currency, m->currency) != 0)
+    /* what the merchant received and gave back: a payment's credit side, a refund's debit */
+    const char *mine = op->kind == PAY_KIND_PAYMENT ? op->credit_currency : op->currency;
+    if (op->status != PAY_STATUS_COMPLETED || strcmp(mine, m->currency) != 0)
         return CF_OK;
     enum cf_err err = CF_OK;
     if (op->kind == PAY_KIND_PAYMENT && strcmp(op->payee, m->merchant_id) == 0) {
-        err = money_add(s->gross_minor, op->amount_minor, &s->gross_minor);
+        err = money_add(s->gross_minor, op->credit_minor, &s->gross_minor);
         if (err == CF_OK)
             err = money_add(s->fees_minor, op->fee_minor, &s->fees_minor);
     } else if (op->kind == PAY_KIND_REFUND && strcmp(op->payer, m->merchant_id) == 0) {

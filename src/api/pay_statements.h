@@ -11,6 +11,10 @@
  *
  * Amounts are in major units at the currency's scale ("12.34"), never negative (direction
  * says which way the money went); fee is the operation's fee as the activity list shows it.
+ * Across currencies a row shows the viewer's side: the payee sees what it received in its
+ * currency (a merchant paid from another currency, a customer refunded), the payer what it
+ * paid; the fee shows only when it is in the row's currency (a payment's fee is the
+ * merchant's, in the merchant's currency).
  * Fields are escaped by RFC 4180 (a field holding a comma, a double quote, CR or LF is quoted,
  * quotes doubled; lines end in CRLF). Against spreadsheet formula injection, a text field that
  * starts with '=', '+', '-', '@', TAB or CR gets a leading apostrophe ("'=1+1"): spreadsheets

@@ -105,3 +105,29 @@ enum cf_err fee_refund_share(int64_t fee_minor, int64_t captured_minor,
     *fee_share_out = share;
     return CF_OK;
 }
+
+enum cf_err fee_prorate_share(int64_t total_minor, int64_t captured_minor,
+                              int64_t refunded_before_minor, int64_t refund_minor,
+                              int64_t returned_before_minor, int64_t *share_out)
+{
+    CF_ASSERT(share_out != NULL);
+    if (total_minor < 0 || captured_minor <= 0 || refunded_before_minor < 0 ||
+        refunded_before_minor > captured_minor || returned_before_minor < 0 ||
+        returned_before_minor > total_minor)
+        return CF_ERR_CORRUPT;
+    if (refund_minor <= 0)
+        return CF_ERR_INVALID_AMOUNT;
+    if (refund_minor > captured_minor - refunded_before_minor)
+        return CF_ERR_REFUND_EXCEEDS;
+    int64_t refunded_after = refunded_before_minor + refund_minor;
+    int64_t left = total_minor - returned_before_minor;
+    int64_t share = fee_returned_total(total_minor, refunded_after, captured_minor) -
+                    returned_before_minor;
+    if (refunded_after == captured_minor || share > left)
+        share = left;
+    if (share < 0)
+        share = 0;
+    CF_ASSERT(share >= 0 && share <= left);
+    *share_out = share;
+    return CF_OK;
+}

@@ -80,4 +80,25 @@ CF_WARN_UNUSED enum cf_err fee_refund_share(int64_t fee_minor, int64_t captured_
                                             int64_t fee_returned_before_minor,
                                             int64_t *fee_share_out);
 
+/*
+ * The part of total_minor that goes back with a refund of refund_minor on a capture of
+ * captured_minor, when refunded_before_minor is refunded (reserved) already and
+ * returned_before_minor of the total went back with those refunds. total is anything a refund
+ * returns in proportion: the fee, the FX spread, or the amount the payer paid in another
+ * currency. Unlike fee_refund_share it accepts a history in which earlier refunds failed and gave
+ * their parts back (the cumulative floors then no longer line up):
+ *
+ *   share = floor(total * (refunded_before + refund) / captured) - returned_before   (128-bit)
+ *
+ * clamped to 0..total - returned_before, and exactly total - returned_before when the refunds
+ * now reach the whole capture. So the shares never sum past total and sum to it exactly once
+ * everything is refunded; without failed refunds they equal fee_refund_share's.
+ * Errors: CF_ERR_CORRUPT when total < 0, captured <= 0, refunded_before outside 0..captured or
+ * returned_before outside 0..total; CF_ERR_INVALID_AMOUNT when refund_minor <= 0;
+ * CF_ERR_REFUND_EXCEEDS when refunded_before + refund > captured. *share_out untouched on error.
+ */
+CF_WARN_UNUSED enum cf_err fee_prorate_share(int64_t total_minor, int64_t captured_minor,
+                                             int64_t refunded_before_minor, int64_t refund_minor,
+                                             int64_t returned_before_minor, int64_t *share_out);
+
 #endif

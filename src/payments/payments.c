@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/hash.h"
+#include "money/fee.h"
 #include "payments/internal.h"
 
 /* Schema ------------------------------------------------------------------------------------- */
@@ -72,6 +73,13 @@
     "WHERE removed_at_us = 0;"                                                                     \
     "CREATE TABLE pay_locks (name TEXT PRIMARY KEY);"
 
+/* Version 6: cross-currency payments keep their spread, and refunds count what they gave back
+ * of the customer's amount and of the spread. */
+#define PAY_FX_PAYMENTS                                                                            \
+    "ALTER TABLE pay_ops ADD COLUMN spread_minor BIGINT NOT NULL DEFAULT 0;"                       \
+    "ALTER TABLE pay_ops ADD COLUMN debit_returned_minor BIGINT NOT NULL DEFAULT 0;"               \
+    "ALTER TABLE pay_ops ADD COLUMN spread_returned_minor BIGINT NOT NULL DEFAULT 0;"
+
 static char schema_sqlite[6144];
 static char schema_postgres[6144];
 
@@ -89,6 +97,7 @@ static enum cf_err schema_migrate(struct sqldb *db)
         {3, pay_migration_paycodes.sqlite, pay_migration_paycodes.postgres},
         {4, PAY_INDEX_KIND_TIME, PAY_INDEX_KIND_TIME},
         {5, PAY_CARD_LOCKS, PAY_CARD_LOCKS},
+        {6, PAY_FX_PAYMENTS, PAY_FX_PAYMENTS},
     };
     return sqldb_migrate(db, "payments", m, sizeof(m) / sizeof(m[0]));
 }
@@ -240,7 +249,8 @@ void payments_op_id_new(enum pay_kind kind, char out[PAY_ID_BYTES_MAX])
     "row, id, kind, status, idem, request_hash, payer, payee, payer_account, payee_account, "      \
     "amount_minor, currency, fee_minor, credit_minor, credit_currency, rate_e9, quote_id, "        \
     "parent_id, refunded_minor, fee_returned_minor, reference, note_sealed, gateway_ref, "         \
-    "instrument, ledger_seq, hold_seq, error, created_at_us, updated_at_us"
+    "instrument, ledger_seq, hold_seq, error, created_at_us, updated_at_us, spread_minor, "        \
+    "debit_returned_minor, spread_returned_minor"
 
 static void op_note_open(struct payments *p, struct pay_op *op, const uint8_t *ct, size_t n)
 {
@@ -288,6 +298,9 @@ static void op_from_row(struct payments *p, const struct sql_rows *r, size_t i, 
     pay_copy(op->error, sizeof(op->error), sql_row_text(r, i, c++));
     op->created_at_us = sql_row_int(r, i, c++);
     op->updated_at_us = sql_row_int(r, i, c++);
+    op->spread_minor = sql_row_int(r, i, c++);
+    op->debit_returned_minor = sql_row_int(r, i, c++);
+    op->spread_returned_minor = sql_row_int(r, i, c++);
     CF_ASSERT(c == sql_rows_cols(r));
     op_note_open(p, op, note, note_len);
 }
@@ -362,15 +375,46 @@ static enum cf_err op_insert(struct payments *p, struct sqltx *tx, const struct 
     /* the rest in a second statement: the facade takes at most SQL_PARAMS_MAX parameters */
     struct sql_value w[] = {SQL_T(op->reference),   note_len > 0 ? SQL_B(note, note_len) : SQL_NUL,
                             SQL_T(op->gateway_ref), SQL_T(op->instrument),
-                            SQL_I(now_us),          SQL_T(op->id)};
+                            SQL_I(now_us),          SQL_I(op->spread_minor),
+                            SQL_T(op->id)};
     return sql_exec(tx,
                     "UPDATE pay_ops SET reference = $1, note_sealed = $2, gateway_ref = $3, "
-                    "instrument = $4, created_at_us = $5, updated_at_us = $5 WHERE id = $6",
-                    w, 6, NULL);
+                    "instrument = $4, created_at_us = $5, updated_at_us = $5, spread_minor = $6 "
+                    "WHERE id = $7",
+                    w, 7, NULL);
 }
 
-/* A refund reserves its amount and fee share on its parent payment. */
-static enum cf_err refund_reserve(struct payments *p, struct sqltx *tx, const struct pay_op *op,
+/* Prices refund *op's shares from its locked parent (payments_op_begin's contract). */
+static enum cf_err refund_price(const struct pay_op *parent, struct pay_op *op)
+{
+    int64_t captured = parent->credit_minor, before = parent->refunded_minor;
+    if (op->amount_minor <= 0 || captured <= 0 || before < 0 || op->amount_minor > captured - before)
+        return CF_ERR_REFUND_EXCEEDS;
+    enum cf_err err = CF_OK;
+    op->fee_minor = 0;
+    if (op->return_fee && parent->fee_minor > 0)
+        err = fee_prorate_share(parent->fee_minor, captured, before, op->amount_minor,
+                                parent->fee_returned_minor, &op->fee_minor);
+    bool fx = strcmp(parent->currency, parent->credit_currency) != 0;
+    op->credit_minor = op->amount_minor;
+    op->spread_minor = 0;
+    if (err == CF_OK && fx)
+        err = fee_prorate_share(parent->amount_minor, captured, before, op->amount_minor,
+                                parent->debit_returned_minor, &op->credit_minor);
+    if (err == CF_OK && fx && parent->spread_minor > 0)
+        err = fee_prorate_share(parent->spread_minor, captured, before, op->amount_minor,
+                                parent->spread_returned_minor, &op->spread_minor);
+    if (err != CF_OK)
+        return err;
+    /* the refund runs the payment backwards, in the merchant's currency */
+    CF_ASSERT(strcmp(op->currency, parent->credit_currency) == 0 &&
+              strcmp(op->credit_currency, parent->currency) == 0);
+    return CF_OK;
+}
+
+/* A refund reserves its amount and shares on its parent payment, priced under the parent's
+ * lock so that concurrent refunds see each other's counters. */
+static enum cf_err refund_reserve(struct payments *p, struct sqltx *tx, struct pay_op *op,
                                   int64_t now_us)
 {
     struct pay_op parent;
@@ -381,17 +425,18 @@ static enum cf_err refund_reserve(struct payments *p, struct sqltx *tx, const st
         return err;
     if (parent.kind != PAY_KIND_PAYMENT || parent.status != PAY_STATUS_COMPLETED)
         return CF_ERR_CONFLICT;
-    if (op->amount_minor <= 0 || op->amount_minor > parent.amount_minor - parent.refunded_minor)
-        return CF_ERR_REFUND_EXCEEDS;
-    if (op->fee_minor < 0 || op->fee_minor > parent.fee_minor - parent.fee_returned_minor)
-        return CF_ERR_REFUND_EXCEEDS;
-    struct sql_value v[] = {SQL_I(op->amount_minor), SQL_I(op->fee_minor), SQL_I(now_us),
-                            SQL_T(parent.id)};
+    if ((err = refund_price(&parent, op)) != CF_OK)
+        return err;
+    struct sql_value v[] = {SQL_I(op->amount_minor), SQL_I(op->fee_minor),
+                            SQL_I(op->credit_minor), SQL_I(op->spread_minor),
+                            SQL_I(now_us),           SQL_T(parent.id)};
     return sql_exec(tx,
                     "UPDATE pay_ops SET refunded_minor = refunded_minor + $1, "
-                    "fee_returned_minor = fee_returned_minor + $2, updated_at_us = $3 "
-                    "WHERE id = $4",
-                    v, 4, NULL);
+                    "fee_returned_minor = fee_returned_minor + $2, "
+                    "debit_returned_minor = debit_returned_minor + $3, "
+                    "spread_returned_minor = spread_returned_minor + $4, updated_at_us = $5 "
+                    "WHERE id = $6",
+                    v, 6, NULL);
 }
 
 enum cf_err payments_op_begin(struct payments *p, const struct pay_op *op, int64_t now_us,
@@ -412,10 +457,11 @@ enum cf_err payments_op_begin(struct payments *p, const struct pay_op *op, int64
     }
     if (err == CF_ERR_NOT_FOUND)
         err = CF_OK;
+    struct pay_op priced = *op; /* a refund's shares are priced under its parent's lock */
     if (err == CF_OK && op->parent_id[0] != '\0')
-        err = refund_reserve(p, tx, op, now_us);
+        err = refund_reserve(p, tx, &priced, now_us);
     if (err == CF_OK)
-        err = op_insert(p, tx, op, now_us);
+        err = op_insert(p, tx, &priced, now_us);
     if (err == CF_OK)
         err = op_get_tx(p, tx, op->id, false, out);
     err = pay_tx_end(tx, err);
@@ -472,13 +518,16 @@ enum cf_err payments_op_by_gateway_ref(struct payments *p, const char *ref, stru
 /* A failed refund gives back what it reserved on its parent. */
 static enum cf_err refund_unreserve(struct sqltx *tx, const struct pay_op *op, int64_t now_us)
 {
-    struct sql_value v[] = {SQL_I(op->amount_minor), SQL_I(op->fee_minor), SQL_I(now_us),
-                            SQL_T(op->parent_id)};
+    struct sql_value v[] = {SQL_I(op->amount_minor), SQL_I(op->fee_minor),
+                            SQL_I(op->credit_minor), SQL_I(op->spread_minor),
+                            SQL_I(now_us),           SQL_T(op->parent_id)};
     return sql_exec(tx,
                     "UPDATE pay_ops SET refunded_minor = refunded_minor - $1, "
-                    "fee_returned_minor = fee_returned_minor - $2, updated_at_us = $3 "
-                    "WHERE id = $4",
-                    v, 4, NULL);
+                    "fee_returned_minor = fee_returned_minor - $2, "
+                    "debit_returned_minor = debit_returned_minor - $3, "
+                    "spread_returned_minor = spread_returned_minor - $4, updated_at_us = $5 "
+                    "WHERE id = $6",
+                    v, 6, NULL);
 }
 
 enum cf_err payments_op_update(struct payments *p, const char *id, uint32_t from_mask,

@@ -79,7 +79,9 @@ enum pay_status {
 };
 
 /* One operation. Amounts are minor units of `currency` except credit_minor (of
- * credit_currency, what the payee receives; differs only across currencies). */
+ * credit_currency, what the payee receives; differs only across currencies) and, for a payment,
+ * the fee, the spread and the refund counters, which are the merchant's: of credit_currency.
+ * A refund is the payment backwards: currency is the merchant's, credit_currency the customer's. */
 struct pay_op {
     char id[PAY_ID_BYTES_MAX];
     uint8_t kind;   /* enum pay_kind */
@@ -100,6 +102,12 @@ struct pay_op {
     char parent_id[PAY_ID_BYTES_MAX];  /* a refund's payment */
     int64_t refunded_minor;            /* a payment's refunds so far (reserved included) */
     int64_t fee_returned_minor;        /* a payment's fee returned by refunds so far */
+    int64_t spread_minor;              /* an FX payment's spread (credit_currency); a refund's
+                                        * share of it (currency) */
+    int64_t debit_returned_minor;      /* a payment's amount_minor given back by refunds so far */
+    int64_t spread_returned_minor;     /* a payment's spread given back by refunds so far */
+    bool return_fee;                   /* a refund request (not stored): give back the payment's
+                                        * fee share */
     char reference[PAY_REF_BYTES_MAX]; /* order reference, QR code id */
     char note[PAY_NOTE_BYTES_MAX];     /* plaintext in memory; sealed at rest */
     char gateway_ref[PAY_REF_BYTES_MAX];
@@ -148,10 +156,15 @@ CF_WARN_UNUSED enum cf_err payments_system_put(struct payments *p, const char *n
 /*
  * Records a new operation in PROCESSING (op->status is ignored; created and updated times are
  * now_us). When op->idem is already taken, nothing is written, *existed is true and *out gets the
- * stored operation (the caller compares request hashes). For a refund (parent_id set) the
- * parent payment is locked and its refunded_minor and fee_returned_minor grow by this refund's
- * amount and fee in the same transaction: CF_ERR_REFUND_EXCEEDS when that would pass the
- * parent's amount, CF_ERR_CONFLICT when the parent is not a completed payment.
+ * stored operation (the caller compares request hashes). For a refund (parent_id set, amount in
+ * the parent's credit_currency) the parent payment is locked and the refund's shares are priced
+ * from it with fee_prorate_share: the fee share when return_fee is set (else none), and for a
+ * cross-currency parent the amount the customer gets back in the parent's currency
+ * (credit_minor: the parent's amount in proportion, so refunds sum exactly to what was paid) and
+ * the spread share (spread_minor); the caller's fee_minor, credit_minor and spread_minor are
+ * ignored. The parent's counters grow by them in the same transaction: CF_ERR_REFUND_EXCEEDS
+ * when the refund would pass what the merchant received (the parent's credit_minor),
+ * CF_ERR_CONFLICT when the parent is not a completed payment.
  */
 CF_WARN_UNUSED enum cf_err payments_op_begin(struct payments *p, const struct pay_op *op,
                                              int64_t now_us, struct pay_op *out, bool *existed);
@@ -177,7 +190,7 @@ struct pay_op_update {
 /*
  * Moves an operation from one of the statuses in from_mask (bit 1 << status) to u->status.
  * CF_ERR_CONFLICT when it is in none of them (a late or repeated answer: nothing changes).
- * A refund moving to FAILED gives its amount and fee back to its parent's counters.
+ * A refund moving to FAILED gives its amount and shares back to its parent's counters.
  */
 CF_WARN_UNUSED enum cf_err payments_op_update(struct payments *p, const char *id,
                                               uint32_t from_mask, const struct pay_op_update *u,

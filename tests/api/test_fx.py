@@ -7,12 +7,16 @@ liquidity accounts with the spread booked as revenue; the balances of the wallet
 liquidity and the revenue accounts add up exactly, across currencies of different scales;
 expired, used, foreign and mismatched quotes, missing rates, the same currency, currencies not
 on offer, amounts worth nothing, insufficient funds, idempotent retries, races on one quote,
-a spread changed under a quote, and `coffer verify` after every test.
+a spread changed under a quote; cross-currency merchant payments (the customer pays the
+smallest amount of their currency that buys the merchant's price, the spread and the merchant's
+fee in the merchant's currency, one transfer) and their refunds (partial refunds give back
+exactly what was paid at the payment's own rate); and `coffer verify` after every test.
 
 Usage: test_fx.py --bin build/coffer --src . [test names...]
 """
 
 import concurrent.futures
+import http.client
 import os
 import sys
 import time
@@ -98,6 +102,17 @@ def expected_price(amount, frm, to, mid_text, spread_bps=SPREAD_BPS):
     credit = amount * rate * 10**SCALE[to] // den
     mid_credit = amount * mid * 10**SCALE[to] // den
     return rate, credit, mid_credit - credit
+
+
+def expected_payment(credit, frm, to, mid_text, spread_bps=SPREAD_BPS):
+    """(customer rate_e9, debit, spread) of paying credit in `to` from `frm` (pay_fx.h)."""
+    mid = rate_e9(mid_text)
+    rate = half_even_div(mid * (10000 - spread_bps), 10000)
+    den = 10**9 * 10**SCALE[frm]
+    debit = -(-credit * den // (rate * 10**SCALE[to]))  # ceiling
+    assert debit * rate * 10**SCALE[to] // den >= credit
+    assert (debit - 1) * rate * 10**SCALE[to] // den < credit
+    return rate, debit, debit * mid * 10**SCALE[to] // den - credit
 
 
 def rate_text(e9):
@@ -436,6 +451,135 @@ def test_expiry_and_spread_change(ctx):
     srv.check_verify()
 
 
+def scan(srv, token, payload, **body):
+    body["payload"] = payload
+    return call(srv, "POST", "/v1/me/qr/scan", body, token=token)
+
+
+def fx_pay(srv, token, payload, key=None, **body):
+    body["payload"] = payload
+    return call(srv, "POST", "/v1/me/payments", body, token=token, key=key or new_key("pay"))
+
+
+def test_fx_payment_and_refunds(ctx):
+    """A customer with dollars pays a merchant that settles in euros: the scan shows the euro
+    price and the dollar total at the rate after the spread; paying with the quote after the
+    rate moved pays exactly that total in one transfer (wallet -> USD liquidity, EUR liquidity
+    -> merchant, EUR liquidity -> FX revenue, merchant -> fee revenue). Partial refunds in euros
+    give back dollars at the payment's own rate, summing exactly to what was paid, with the
+    spread and the fee."""
+    srv = shared(ctx)
+    set_rate(srv, "USD", "EUR", "0.9213")
+    m = ph.merchant(srv, name="Cafe Euro", fee_bps=150, currency="EUR")
+    cust = customer(srv, "Paula Payer")
+    fund(srv, cust.token, 10000, "USD")
+    code = ph.qr(srv, m, amount_minor=2500, reference="order-77")
+    rate, debit, spread = expected_payment(2500, "USD", "EUR", "0.9213")
+    q = expect(scan(srv, cust.token, code["payload"], pay_currency="USD"), 200, what="scan")
+    check_eq((q["amount_minor"], q["currency"], q["total_minor"], q["total_currency"],
+              q["rate"], q["mid_rate"], q["spread_minor"], q["fee_minor"]),
+             (2500, "EUR", debit, "USD", rate_text(rate), "0.9213", spread, 0),
+             "the customer's price before paying")
+    check_eq((debit, spread), (2728, 13), "the documented example")
+    plain = expect(scan(srv, cust.token, code["payload"]), 200, what="scan in euros")
+    check_eq((plain["total_minor"], plain["total_currency"], "rate" in plain),
+             (2500, "EUR", False), "without pay_currency the merchant's currency is paid")
+    expect(fx_pay(srv, cust.token, code["payload"], quote_id=q["quote_id"]), 422,
+           "quote_expired", "the fx quote paying in euros")
+
+    set_rate(srv, "USD", "EUR", "0.5")  # the quote's rate holds
+    before = balances(srv)
+    key = new_key("pay")
+    paid = expect(fx_pay(srv, cust.token, code["payload"], key, pay_currency="USD",
+                         quote_id=q["quote_id"]), 201, what="fx payment")
+    fee = (2500 * 150 + 5000) // 10000
+    check_eq((paid["amount_minor"], paid["currency"], paid["credit_minor"],
+              paid["credit_currency"], paid["fee_minor"], paid["fee_currency"], paid["rate"]),
+             (debit, "USD", 2500, "EUR", fee, "EUR", rate_text(rate)), "the payment")
+    after = balances(srv)
+    me, mer = cust.user_id, m["id"]
+    check_eq(moved(before, after), {
+        (me, "USD"): -debit, ("system:fx_liquidity", "USD"): debit,
+        ("system:fx_liquidity", "EUR"): -(2500 + spread), ("system:fx_revenue", "EUR"): spread,
+        (mer, "EUR"): 2500 - fee, ("system:fee_revenue", "EUR"): fee}, "what moved")
+    again = expect(fx_pay(srv, cust.token, code["payload"], key, pay_currency="USD",
+                          quote_id=q["quote_id"]), 201, what="the same request")
+    check_eq((again["id"], balances(srv)), (paid["id"], after), "a retry moves nothing")
+    seen = expect(call(srv, "GET", "/v1/merchant/activity", token=m["token"]), 200)["data"][0]
+    check_eq((seen["id"], seen["credit_minor"], seen["credit_currency"], seen["direction"]),
+             (paid["id"], 2500, "EUR", "in"), "the merchant sees the euros it received")
+    for token, want in ((m["token"], "25.00,0.%02d,EUR" % fee),
+                        (cust.token, "%d.%02d,0.00,USD" % divmod(debit, 100))):
+        path = "/v1/%s/activity/export" % ("merchant" if token == m["token"] else "me")
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
+        conn.request("GET", path, headers={"Authorization": "Bearer " + token})
+        text = conn.getresponse().read().decode()
+        conn.close()
+        row = [line for line in text.split("\r\n") if paid["id"] in line]
+        check(len(row) == 1 and (",%s," % want) in row[0], "the CSV row shows the viewer's side: "
+              "%s in %s" % (want, row))
+
+    path = "/v1/merchant/payments/%s/refund" % paid["id"]
+    r1 = expect(call(srv, "POST", path, {"amount_minor": 1000}, token=m["token"],
+                     key=new_key()), 201, what="partial refund")
+    check_eq((r1["amount_minor"], r1["currency"], r1["credit_minor"], r1["credit_currency"],
+              r1["fee_minor"]),
+             (1000, "EUR", debit * 1000 // 2500, "USD", fee * 1000 // 2500),
+             "the refund in euros gives dollars back at the payment's rate")
+    expect(call(srv, "POST", path, {"amount_minor": 1501}, token=m["token"], key=new_key()),
+           422, "refund_exceeds_captured", "more than the merchant received")
+    rest = expect(call(srv, "POST", path, {}, token=m["token"], key=new_key()), 201,
+                  what="the rest")
+    check_eq((rest["amount_minor"], r1["credit_minor"] + rest["credit_minor"]), (1500, debit),
+             "the refunds sum exactly to what was paid")
+    check_eq(moved(before, balances(srv)), {}, "everything is back where it was")
+    srv.check_verify()
+
+
+def test_fx_payment_static_and_refusals(ctx):
+    """A static code paid from yen at the current rate (no quote), rounded up to whole yen;
+    refusals change nothing: a currency not on offer, no rate for the pair, a malformed
+    currency, too little money, a quote for another wallet currency."""
+    srv = shared(ctx)
+    set_rate(srv, "JPY", "EUR", "0.0061")
+    m = ph.merchant(srv, name="Wine Bar", fee_bps=0, currency="EUR")
+    cust = customer(srv, "Yuki Yen")
+    fund(srv, cust.token, 5000, "JPY")
+    static = ph.qr(srv, m)
+    rate, debit, spread = expected_payment(1234, "JPY", "EUR", "0.0061")
+    before = balances(srv)
+    paid = expect(fx_pay(srv, cust.token, static["payload"], amount_minor=1234,
+                         pay_currency="JPY"), 201, what="static fx payment")
+    check_eq((paid["amount_minor"], paid["currency"], paid["credit_minor"]),
+             (debit, "JPY", 1234), "whole yen for the euro price")
+    check_eq(moved(before, balances(srv))[(cust.user_id, "JPY")], -debit, "the yen paid")
+    check_eq(moved(before, balances(srv))[("system:fx_revenue", "EUR")], spread, "spread")
+
+    poor = customer(srv, "Pat Poor")
+    fund(srv, poor.token, 100, "EUR")
+    sushi = ph.qr(srv, ph.merchant(srv, name="Sushi Bar", fee_bps=0, currency="JPY"))
+    before = balances(srv)
+    for body, status, code_, what in (
+            ({"pay_currency": "GBP"}, 400, "unknown_currency", "a currency not on offer"),
+            ({"pay_currency": "usd"}, 400, "unknown_currency", "a malformed currency"),
+            ({"pay_currency": 7}, 400, "invalid_field", "a currency that is not a string")):
+        expect(fx_pay(srv, cust.token, static["payload"], amount_minor=100, **body), status,
+               code_, what)
+    expect(fx_pay(srv, poor.token, sushi["payload"], amount_minor=500, pay_currency="EUR"),
+           422, "no_rate", "no EUR -> JPY rate")
+    set_rate(srv, "EUR", "JPY", "160")
+    expect(fx_pay(srv, poor.token, sushi["payload"], amount_minor=500, pay_currency="EUR"),
+           422, "insufficient_funds", "too little in the wallet")
+    q = expect(scan(srv, poor.token, sushi["payload"], amount_minor=50, pay_currency="EUR"), 200)
+    check_eq((q["total_minor"], q["total_currency"]),
+             (expected_payment(50, "EUR", "JPY", "160")[1], "EUR"),
+             "50 yen in euro cents, rounded up")
+    expect(fx_pay(srv, poor.token, sushi["payload"], amount_minor=50, pay_currency="JPY",
+                  quote_id=q["quote_id"]), 422, "quote_expired", "a quote for another wallet")
+    check_eq(moved(before, balances(srv)), {}, "refusals moved nothing")
+    srv.check_verify()
+
+
 TESTS = [
     test_rates,
     test_conversion,
@@ -443,6 +587,8 @@ TESTS = [
     test_refusals,
     test_races,
     test_expiry_and_spread_change,
+    test_fx_payment_and_refunds,
+    test_fx_payment_static_and_refusals,
 ]
 
 if __name__ == "__main__":

@@ -318,6 +318,77 @@ static void test_refund_share_unit_refunds(void **state)
     }
 }
 
+/* Prorated shares (failed refunds tolerated) --------------------------------------------------- */
+
+static int64_t prorate(int64_t total, int64_t captured, int64_t refunded_before, int64_t refund,
+                       int64_t returned_before)
+{
+    int64_t share = SENTINEL_MINOR;
+    enum cf_err err =
+        fee_prorate_share(total, captured, refunded_before, refund, returned_before, &share);
+    if (err != CF_OK)
+        fail_msg("fee_prorate_share -> %d", (int)err);
+    return share;
+}
+
+static void test_prorate_examples(void **state)
+{
+    (void)state;
+    /* Without failures it is fee_refund_share: 106, 107, 107. */
+    assert_true(prorate(320, 10000, 0, 3333, 0) == 106);
+    assert_true(prorate(320, 10000, 3333, 3333, 106) == 107);
+    assert_true(prorate(320, 10000, 6666, 3334, 213) == 107);
+    /* Paid 10 for a capture of 3: a refund of 2 returns 6, one of 1 the rest (4). */
+    assert_true(prorate(10, 3, 0, 2, 0) == 6);
+    assert_true(prorate(10, 3, 2, 1, 6) == 4);
+    /* The refund of 2 failed and gave its 2 and 6 back: 4 stays returned on a reserve of 1,
+     * above floor(10 * 1 / 3) = 3. The next refund of 1 returns nothing more than the floor
+     * allows (0), and the last one the rest. */
+    assert_true(prorate(10, 3, 1, 1, 4) == 2);
+    assert_true(prorate(10, 3, 1, 2, 4) == 6);
+    assert_true(prorate(10, 3, 2, 1, 8) == 2);
+    /* A failed history can put returned above the floor of the next step: clamped to 0. */
+    assert_true(prorate(10, 3, 0, 1, 4) == 0);
+}
+
+static void test_prorate_errors(void **state)
+{
+    (void)state;
+    int64_t share = SENTINEL_MINOR;
+    assert_int_equal(fee_prorate_share(-1, 3, 0, 1, 0, &share), CF_ERR_CORRUPT);
+    assert_int_equal(fee_prorate_share(10, 0, 0, 1, 0, &share), CF_ERR_CORRUPT);
+    assert_int_equal(fee_prorate_share(10, 3, 4, 1, 0, &share), CF_ERR_CORRUPT);
+    assert_int_equal(fee_prorate_share(10, 3, 0, 1, 11, &share), CF_ERR_CORRUPT);
+    assert_int_equal(fee_prorate_share(10, 3, 0, 0, 0, &share), CF_ERR_INVALID_AMOUNT);
+    assert_int_equal(fee_prorate_share(10, 3, 2, 2, 0, &share), CF_ERR_REFUND_EXCEEDS);
+    assert_true(share == SENTINEL_MINOR);
+}
+
+/* Random refund sequences, some failing: the shares of the refunds that stand never pass the
+ * total and equal it once the refunds reach the capture. */
+static void test_prorate_random_with_failures(void **state)
+{
+    (void)state;
+    uint64_t lcg_state = 77;
+    for (int round = 0; round < 2000; round++) {
+        int64_t captured = 1 + lcg_up_to(&lcg_state, 100000);
+        int64_t total = lcg_up_to(&lcg_state, 3 * captured);
+        int64_t refunded = 0, returned = 0;
+        while (refunded < captured) {
+            int64_t refund = 1 + lcg_up_to(&lcg_state, captured - refunded - 1);
+            int64_t share = prorate(total, captured, refunded, refund, returned);
+            assert_true(share >= 0 && returned + share <= total);
+            refunded += refund;
+            returned += share;
+            if (refunded < captured && lcg_up_to(&lcg_state, 4) == 0) { /* it failed */
+                refunded -= refund;
+                returned -= share;
+            }
+        }
+        assert_true(returned == total);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -331,6 +402,9 @@ int main(void)
         cmocka_unit_test(test_refund_share_errors),
         cmocka_unit_test(test_refund_share_random_splits),
         cmocka_unit_test(test_refund_share_unit_refunds),
+        cmocka_unit_test(test_prorate_examples),
+        cmocka_unit_test(test_prorate_errors),
+        cmocka_unit_test(test_prorate_random_with_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

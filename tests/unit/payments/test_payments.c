@@ -230,11 +230,16 @@ static void payment_completed(struct fx *f, int64_t amount_minor, int64_t fee_mi
     assert_int_equal(out->status, PAY_STATUS_COMPLETED);
 }
 
+/* A refund of amount (the merchant's currency) that asks for the fee share back when
+ * return_fee; payments_op_begin prices the shares. */
 static void refund_init(struct pay_op *op, const struct pay_op *parent, int64_t amount_minor,
-                        int64_t fee_minor)
+                        bool return_fee)
 {
-    op_init(op, PAY_KIND_REFUND, parent->payee, parent->payer, amount_minor, parent->currency,
-            fee_minor);
+    op_init(op, PAY_KIND_REFUND, parent->payee, parent->payer, amount_minor,
+            parent->credit_currency, 0);
+    snprintf(op->credit_currency, sizeof(op->credit_currency), "%s", parent->currency);
+    op->return_fee = return_fee;
+    op->fee_minor = 999999; /* ignored: priced from the parent */
     snprintf(op->parent_id, sizeof(op->parent_id), "%s", parent->id);
 }
 
@@ -408,28 +413,33 @@ static void test_refund_reserve(void **state)
     payment_completed(f, 10000, 300, &pay);
     parent_expect(f, pay.id, 0, 0);
 
-    refund_init(&r1, &pay, 4000, 120);
+    refund_init(&r1, &pay, 4000, true);
     op_begin_ok(f, &r1, T0_US + 10, &out);
     assert_int_equal(out.status, PAY_STATUS_PROCESSING);
     assert_string_equal(out.parent_id, pay.id);
+    assert_int_equal(out.fee_minor, 120); /* floor(300 * 4000 / 10000), not the caller's */
+    assert_int_equal(out.credit_minor, 4000);
     parent_expect(f, pay.id, 4000, 120);
 
-    /* past the amount left (6000), or past the fee left (180): refused, nothing written */
-    refund_init(&r2, &pay, 6001, 0);
+    /* past the amount left (6000): refused, nothing written */
+    refund_init(&r2, &pay, 6001, false);
     assert_int_equal(refund_begin(f, &r2, T0_US + 11), CF_ERR_REFUND_EXCEEDS);
-    refund_init(&r3, &pay, 1000, 181);
-    assert_int_equal(refund_begin(f, &r3, T0_US + 12), CF_ERR_REFUND_EXCEEDS);
     assert_int_equal(payments_op_get(f->p, r2.id, &out), CF_ERR_NOT_FOUND);
-    assert_int_equal(payments_op_get(f->p, r3.id, &out), CF_ERR_NOT_FOUND);
     assert_int_equal(payments_op_by_idem(f->p, r2.idem, &out), CF_ERR_NOT_FOUND);
     parent_expect(f, pay.id, 4000, 120);
     assert_int_equal(raw_count(f, "SELECT COUNT(*) FROM pay_ops"), 2);
+    /* a refund that does not ask for the fee returns none */
+    refund_init(&r3, &pay, 1000, false);
+    op_begin_ok(f, &r3, T0_US + 12, &out);
+    assert_int_equal(out.fee_minor, 0);
+    parent_expect(f, pay.id, 5000, 120);
 
-    /* exactly the rest fits; then nothing more, not even one minor unit */
-    refund_init(&r4, &pay, 6000, 180);
+    /* exactly the rest fits, with the rest of the fee; then nothing more, not one minor unit */
+    refund_init(&r4, &pay, 5000, true);
     op_begin_ok(f, &r4, T0_US + 13, &out);
+    assert_int_equal(out.fee_minor, 180);
     parent_expect(f, pay.id, 10000, 300);
-    refund_init(&r5, &pay, 1, 0);
+    refund_init(&r5, &pay, 1, true);
     assert_int_equal(refund_begin(f, &r5, T0_US + 14), CF_ERR_REFUND_EXCEEDS);
     parent_expect(f, pay.id, 10000, 300);
 
@@ -447,22 +457,22 @@ static void test_refund_parent_state(void **state)
     /* a payment still processing */
     op_init(&pay, PAY_KIND_PAYMENT, "usr_a", "mer_m", 5000, "EUR", 50);
     op_begin_ok(f, &pay, T0_US, &out);
-    refund_init(&r, &pay, 100, 0);
+    refund_init(&r, &pay, 100, false);
     assert_int_equal(refund_begin(f, &r, T0_US + 1), CF_ERR_CONFLICT);
     /* a payment that failed */
     op_set_status(f, pay.id, PAY_STATUS_PROCESSING, PAY_STATUS_FAILED, T0_US + 2);
-    refund_init(&r, &pay, 100, 0);
+    refund_init(&r, &pay, 100, false);
     assert_int_equal(refund_begin(f, &r, T0_US + 3), CF_ERR_CONFLICT);
     parent_expect(f, pay.id, 0, 0);
     /* a completed operation that is not a payment */
     op_init(&send, PAY_KIND_SEND, "usr_a", "usr_b", 5000, "EUR", 0);
     op_begin_ok(f, &send, T0_US, &out);
     op_set_status(f, send.id, PAY_STATUS_PROCESSING, PAY_STATUS_COMPLETED, T0_US + 4);
-    refund_init(&r, &send, 100, 0);
+    refund_init(&r, &send, 100, false);
     assert_int_equal(refund_begin(f, &r, T0_US + 5), CF_ERR_CONFLICT);
     parent_expect(f, send.id, 0, 0);
     /* an unknown parent */
-    refund_init(&r, &send, 100, 0);
+    refund_init(&r, &send, 100, false);
     snprintf(r.parent_id, sizeof(r.parent_id), "pay_0000000000001");
     assert_int_not_equal(refund_begin(f, &r, T0_US + 6), CF_OK);
     assert_int_equal(raw_count(f, "SELECT COUNT(*) FROM pay_ops"), 2);
@@ -473,28 +483,75 @@ static void test_refund_failed_gives_back(void **state)
     struct fx *f = *state;
     struct pay_op pay, r1, r2, r3, out;
     payment_completed(f, 1000, 30, &pay);
-    refund_init(&r1, &pay, 700, 20);
+    refund_init(&r1, &pay, 700, true);
     op_begin_ok(f, &r1, T0_US + 10, &out);
-    refund_init(&r2, &pay, 300, 10);
+    assert_int_equal(out.fee_minor, 21);
+    refund_init(&r2, &pay, 300, true);
     op_begin_ok(f, &r2, T0_US + 11, &out);
+    assert_int_equal(out.fee_minor, 9); /* the rest */
     parent_expect(f, pay.id, 1000, 30);
 
     /* r1 fails: its share comes back and can be refunded again */
     struct pay_op_update u = {.status = PAY_STATUS_FAILED, .error = "card_declined"};
     assert_int_equal(payments_op_update(f->p, r1.id, 1u << PAY_STATUS_PROCESSING, &u, T0_US + 12),
                      CF_OK);
-    parent_expect(f, pay.id, 300, 10);
+    parent_expect(f, pay.id, 300, 9);
     /* r2 completes: its share stays */
     op_set_status(f, r2.id, PAY_STATUS_PROCESSING, PAY_STATUS_COMPLETED, T0_US + 13);
-    parent_expect(f, pay.id, 300, 10);
-    refund_init(&r3, &pay, 700, 20);
+    parent_expect(f, pay.id, 300, 9);
+    refund_init(&r3, &pay, 700, true);
     op_begin_ok(f, &r3, T0_US + 14, &out);
+    assert_int_equal(out.fee_minor, 21);
     parent_expect(f, pay.id, 1000, 30);
 
     /* a late answer for r1 changes nothing */
     assert_int_equal(payments_op_update(f->p, r1.id, 1u << PAY_STATUS_PROCESSING, &u, T0_US + 15),
                      CF_ERR_CONFLICT);
     parent_expect(f, pay.id, 1000, 30);
+}
+
+/* A cross-currency payment: the customer paid 1000 USD cents, the merchant got 917 EUR cents
+ * (fee 30, spread 12, both EUR). Refunds in EUR give back USD and spread as cumulative floors
+ * that sum exactly to what was paid. */
+static void test_refund_cross_currency(void **state)
+{
+    struct fx *f = *state;
+    struct pay_op op, pay, r1, r2, r3, out;
+    op_init(&op, PAY_KIND_PAYMENT, "usr_a", "mer_m", 1000, "USD", 30);
+    op.credit_minor = 917;
+    snprintf(op.credit_currency, sizeof(op.credit_currency), "EUR");
+    op.spread_minor = 12;
+    op_begin_ok(f, &op, T0_US, &pay);
+    assert_int_equal(pay.spread_minor, 12);
+    op_set_status(f, op.id, PAY_STATUS_PROCESSING, PAY_STATUS_COMPLETED, T0_US + 1);
+    assert_int_equal(payments_op_get(f->p, op.id, &pay), CF_OK);
+
+    refund_init(&r1, &pay, 300, true);
+    assert_string_equal(r1.currency, "EUR");
+    op_begin_ok(f, &r1, T0_US + 2, &out);
+    assert_int_equal(out.credit_minor, 327); /* floor(1000 * 300 / 917) */
+    assert_string_equal(out.credit_currency, "USD");
+    assert_int_equal(out.spread_minor, 3); /* floor(12 * 300 / 917) */
+    assert_int_equal(out.fee_minor, 9);    /* floor(30 * 300 / 917) */
+    refund_init(&r2, &pay, 300, true);
+    op_begin_ok(f, &r2, T0_US + 3, &out);
+    assert_int_equal(out.credit_minor, 327); /* floor(1000 * 600 / 917) - 327 */
+    assert_int_equal(out.spread_minor, 4);
+    /* past what the merchant received (917 EUR, not the 1000 USD paid) */
+    refund_init(&r3, &pay, 318, true);
+    assert_int_equal(refund_begin(f, &r3, T0_US + 4), CF_ERR_REFUND_EXCEEDS);
+    /* r2 fails and gives back; the rest then comes back exactly */
+    op_set_status(f, r2.id, PAY_STATUS_PROCESSING, PAY_STATUS_FAILED, T0_US + 5);
+    refund_init(&r3, &pay, 617, true);
+    op_begin_ok(f, &r3, T0_US + 6, &out);
+    assert_int_equal(out.credit_minor, 1000 - 327);
+    assert_int_equal(out.spread_minor, 12 - 3);
+    assert_int_equal(out.fee_minor, 30 - 9);
+    assert_int_equal(payments_op_get(f->p, pay.id, &out), CF_OK);
+    assert_int_equal(out.refunded_minor, 917);
+    assert_int_equal(out.debit_returned_minor, 1000);
+    assert_int_equal(out.spread_returned_minor, 12);
+    assert_int_equal(out.fee_returned_minor, 30);
 }
 
 /* An operation already FAILED that is recorded FAILED again (a caller whose from_mask allows
@@ -506,9 +563,9 @@ static void test_refund_failed_twice_gives_back_once(void **state)
     struct fx *f = *state;
     struct pay_op pay, r1, r2, out;
     payment_completed(f, 1000, 0, &pay);
-    refund_init(&r1, &pay, 600, 0);
+    refund_init(&r1, &pay, 600, false);
     op_begin_ok(f, &r1, T0_US + 10, &out);
-    refund_init(&r2, &pay, 400, 0);
+    refund_init(&r2, &pay, 400, false);
     op_begin_ok(f, &r2, T0_US + 11, &out);
     op_set_status(f, r2.id, PAY_STATUS_PROCESSING, PAY_STATUS_COMPLETED, T0_US + 12);
     op_set_status(f, r1.id, PAY_STATUS_PROCESSING, PAY_STATUS_FAILED, T0_US + 13);
@@ -534,7 +591,7 @@ static void *refund_worker_run(void *arg)
     for (int i = 0; i < RACE_ATTEMPTS; i++) {
         struct pay_op op, out;
         bool existed = false;
-        refund_init(&op, w->parent, RACE_REFUND_MINOR, 1);
+        refund_init(&op, w->parent, RACE_REFUND_MINOR, true);
         enum cf_err err = payments_op_begin(w->f->p, &op, T0_US + 100, &out, &existed);
         if (err == CF_OK && !existed)
             w->ok++;
@@ -573,7 +630,9 @@ static void test_refund_concurrent(void **state)
     /* every refund that fits was taken, and no more */
     assert_int_equal(ok, RACE_PAYMENT_MINOR / RACE_REFUND_MINOR);
     assert_int_equal(ok + exceeds, RACE_THREADS * RACE_ATTEMPTS);
-    parent_expect(f, pay.id, (int64_t)ok * RACE_REFUND_MINOR, ok);
+    /* the fee shares are cumulative floors of what was refunded, priced under the lock */
+    parent_expect(f, pay.id, (int64_t)ok * RACE_REFUND_MINOR,
+                  (int64_t)ok * RACE_REFUND_MINOR * 100 / RACE_PAYMENT_MINOR);
     assert_int_equal(raw_count(f, "SELECT COUNT(*) FROM pay_ops WHERE kind = 5"), ok);
     assert_true(raw_count(f, "SELECT COALESCE(SUM(amount_minor), 0) FROM pay_ops WHERE kind = 5") <=
                 RACE_PAYMENT_MINOR);
@@ -1429,6 +1488,7 @@ int main(void)
         FX(test_op_begin_same_key_concurrent),
         FX(test_refund_reserve),
         FX(test_refund_parent_state),
+        FX(test_refund_cross_currency),
         FX(test_refund_failed_gives_back),
         FX(test_refund_failed_twice_gives_back_once),
         FX(test_refund_concurrent),
