@@ -3,8 +3,10 @@
 the operator token), a merchant with a payment profile and a fee (150 bps + 10 minor units), N
 registered customers with funded USD wallets, and the merchant's static EMVCo code.
 
-Usage: setup_payments.py BASE_URL OPERATOR_TOKEN N OUT_FILE
-Writes one line per customer to OUT_FILE (mode 0600): "<session token> <payload>".
+Usage: setup_payments.py BASE_URL OPERATOR_TOKEN N OUT_FILE [RULES]
+Writes one line per customer to OUT_FILE (mode 0600): "<session token> <payload>". With RULES,
+also stores that many monitoring rules (comparisons, in-lists, velocity features) that the
+benchmark's payments never match: every payment is scored against all of them and allowed.
 """
 import http.client
 import json
@@ -17,11 +19,27 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import identity_helpers as ih  # noqa: E402
 
 
+# Realistic shapes, thresholds no benchmark payment reaches (%d: the rule's number).
+RULES = [
+    ('kind == "payment" and amount_minor > 1000000%d', "block"),
+    ("count_1m_user > 100%d", "review"),
+    ('sum_24h_user > 10000000000%d and currency == "USD"', "block"),
+    ("payee_new and amount_minor > 500000%d", "challenge"),
+    ("mcc in [7995, 6051, 60%02d] and hour_utc < 24", "review"),
+    ("device_new and count_1h_device > 50%d", "challenge"),
+    ("kyc_tier == 0 and sum_1h_user > 1000000000%d", "block"),
+    ("count_24h_payee > 100000000%d", "review"),
+    ("account_age_s < 60 and amount_minor > 10000000%d", "review"),
+    ('not (currency in ["USD", "EUR"]) and amount_minor > %d', "block"),
+]
+
+
 def main():
     args = sys.argv[1:]
-    if len(args) != 4:
-        sys.exit("usage: setup_payments.py BASE_URL OPERATOR_TOKEN N OUT_FILE")
+    if len(args) not in (4, 5):
+        sys.exit("usage: setup_payments.py BASE_URL OPERATOR_TOKEN N OUT_FILE [RULES]")
     base, operator_token, n, out = args[0], args[1], int(args[2]), args[3]
+    rules_n = int(args[4]) if len(args) == 5 else 0
     u = urllib.parse.urlparse(base)
     if u.scheme != "http" or u.port is None or u.hostname not in ("127.0.0.1", "localhost"):
         sys.exit("setup failed: BASE_URL must be http://127.0.0.1:PORT, not %s" % base)
@@ -33,6 +51,11 @@ def main():
             sys.exit("setup failed: %s %s: %s %s" % (method, path, status, data))
         return data
 
+    for i in range(rules_n):
+        cond, action = RULES[i % len(RULES)]
+        call("POST", "/v1/risk/rules", {"id": "bench_%02d" % i, "condition": cond % (i,),
+                                        "action": action, "reason": "bench_%02d" % i},
+             key="bench-rule-%d" % i)
     owner = "bench.owner@example.org"
     m = call("POST", "/v1/admin/merchants",
              {"legal_name": "Bench Coffee Ltd", "display_name": "Bench Coffee",

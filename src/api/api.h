@@ -31,6 +31,16 @@ struct api_inflight;
 struct api_pool;
 struct payments;
 struct gateway;
+struct risk_freeze;
+struct risk_kyc;
+struct risk_cases;
+struct api_aml;
+struct risk_rules_store;
+struct risk_decisions;
+struct api_risk_monitor;
+struct velocity;
+struct risk_lists;
+struct api_screening;
 
 /* Payment settings (from the configuration; see src/cli/config.h). */
 #define API_CURRENCIES_MAX 16
@@ -60,6 +70,19 @@ struct api {
     uint8_t gateway_secret[64]; /* checks the gateway's signed callbacks */
     size_t gateway_secret_len;
     struct api_pay_config pay;
+    struct risk_freeze *freeze;  /* account freezes (api/risk_freeze.h; set with payments) */
+    bool freeze_blocks_incoming; /* a freeze's blocks_incoming when the request names none */
+    struct risk_kyc *kyc;        /* KYC tiers and limits (api/risk_kyc.h; set with payments) */
+    struct risk_cases *cases;    /* risk cases (risk/cases.h; opened with payments) */
+    struct api_aml *aml;         /* the AML sweep (api/risk_cases.h; started with payments) */
+    struct risk_rules_store *risk_rules;   /* monitoring rules (risk/rules_store.h; with payments) */
+    struct risk_decisions *risk_decisions; /* the decision log (risk/decisions.h; with payments) */
+    struct api_risk_monitor *monitor;      /* the active rules set (api/risk_rules.h) */
+    bool risk_monitoring;                  /* config `monitoring`: score money movements */
+    struct velocity *velocity;             /* monitoring's velocity counters (api/risk_monitor.h) */
+    bool kyc_enforce;                      /* config `kyc_enforce`: apply the KYC tier limits */
+    struct risk_lists *risk_lists;     /* screening at rest (risk/lists.h; with payments) */
+    struct api_screening *screening;   /* the lists in memory (api/risk_screening.h) */
 };
 
 void api_pay_config_defaults(struct api_pay_config *c);

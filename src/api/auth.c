@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "api/risk_screening.h"
 #include "crypto/qrsvg.h"
 
 /* Shared helpers --------------------------------------------------------------------------------
@@ -203,6 +204,9 @@ static void register_verify_run(struct http_request *req, struct http_response *
     struct identity_sign_in_result r;
     enum cf_err err = identity_register_verify(api->identity, &ctx, v[0], v[1], device, &r);
     json_decref(root);
+    if (err == CF_OK) /* sanctions screening of the new customer's name (errors logged there) */
+        cf_best_effort(api_risk_screen_party(api, req->arena, r.principal.user_id, NULL, NULL,
+                                             NULL, "registration", NULL));
     if (err != CF_OK) {
         api_problem(req, resp, err, NULL);
         return;

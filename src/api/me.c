@@ -15,6 +15,7 @@
 
 #include "api/api.h"
 #include "api/pay.h"
+#include "api/risk_freeze.h"
 #include "core/ids.h"
 #include "money/currency.h"
 
@@ -159,7 +160,13 @@ static void me_account_open_run(struct http_request *req, struct http_response *
     memcpy(cmd->account.currency, currency, currency_len);
     cmd->account.normal = LEDGER_NORMAL_CREDIT;
     cmd->account.kind = LEDGER_KIND_CUSTOMER;
-    cmd->account.flags = LEDGER_ACCOUNT_NO_OVERDRAFT;
+    uint32_t frozen = 0; /* a frozen customer's new wallet is opened frozen */
+    if ((err = api_risk_wallet_flags(api, user, &frozen)) != CF_OK) {
+        json_decref(root);
+        api_problem(req, resp, err, NULL);
+        return;
+    }
+    cmd->account.flags = LEDGER_ACCOUNT_NO_OVERDRAFT | frozen;
     cmd->owner = user;
     cmd->owner_len = strlen(user);
     cmd->idem_key = key;
@@ -172,6 +179,8 @@ static void me_account_open_run(struct http_request *req, struct http_response *
         err = api_created_account_id(cmd, &account_id);
     if (err == CF_OK)
         err = identity_wallet_add(api->identity, user, account_id, cmd->account.currency);
+    if (err == CF_OK) /* a freeze or unfreeze may have settled the wallets meanwhile */
+        err = api_risk_wallet_settle(api, req->arena, user, account_id);
     if (err != CF_OK) {
         api_problem(req, resp, err, NULL);
         return;

@@ -16,6 +16,9 @@
 #include "api/api.h"
 #include "api/pay.h"
 #include "api/pay_fx.h"
+#include "api/risk_monitor.h"
+#include "api/risk_screening.h"
+#include "api/risk_freeze.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "money/currency.h"
@@ -139,15 +142,19 @@ enum cf_err api_pay_wallet(struct api *api, struct arena *arena, const char *use
         return CF_ERR_UNKNOWN_CURRENCY;
     char key[IDEM_STORED_KEY_BYTES_MAX];
     snprintf(key, sizeof(key), "%s:wallet-open:%s", user_id, currency);
+    uint32_t frozen = 0; /* a frozen customer's new wallet is opened frozen (risk_freeze.h) */
+    if ((err = api_risk_wallet_flags(api, user_id, &frozen)) != CF_OK)
+        return err;
     struct api_account_spec s = {.owner = user_id,
                                  .currency = currency,
                                  .kind = LEDGER_KIND_CUSTOMER,
                                  .normal = LEDGER_NORMAL_CREDIT,
-                                 .flags = LEDGER_ACCOUNT_NO_OVERDRAFT,
+                                 .flags = LEDGER_ACCOUNT_NO_OVERDRAFT | frozen,
                                  .key = key};
-    if ((err = api_pay_account_create(api, arena, &s, id_out)) != CF_OK)
+    if ((err = api_pay_account_create(api, arena, &s, id_out)) != CF_OK ||
+        (err = identity_wallet_add(api->identity, user_id, *id_out, currency)) != CF_OK)
         return err;
-    return identity_wallet_add(api->identity, user_id, *id_out, currency);
+    return api_risk_wallet_settle(api, arena, user_id, *id_out); /* a freeze that came between */
 }
 
 bool api_pay_currency_offered(const struct api *api, const char *currency)
@@ -339,8 +346,22 @@ static void problem_code(const struct writer_cmd *cmd, char *out, size_t out_byt
     json_decref(o);
 }
 
+uint64_t api_pay_entry_seq(const struct writer_cmd *cmd, bool pending_out)
+{
+    if (!cmd->replayed)
+        return pending_out ? cmd->pending_out.seq : cmd->entries_out[0].seq;
+    uint64_t seq = 0;
+    json_t *o = json_loadb(cmd->resp_body, cmd->resp_body_len, 0, NULL);
+    json_t *id = o != NULL ? json_object_get(o, "id") : NULL;
+    if (id != NULL && json_is_string(id) &&
+        id_parse(ID_PREFIX_TRANSFER, json_string_value(id), json_string_length(id), &seq) != CF_OK)
+        seq = 0;
+    json_decref(o);
+    return seq;
+}
+
 /* The group's first entry in a fresh or stored answer. */
-static uint64_t answer_seq(const struct writer_cmd *cmd)
+uint64_t api_pay_group_seq(const struct writer_cmd *cmd)
 {
     if (!cmd->replayed && cmd->entries_n > 0)
         return cmd->entries_out[0].group_seq;
@@ -356,6 +377,8 @@ static uint64_t answer_seq(const struct writer_cmd *cmd)
 
 enum cf_err api_pay_execute(struct api *api, struct arena *arena, struct pay_op *op)
 {
+    if (op->review) /* monitoring sent it to an analyst: hold the money instead */
+        return api_risk_review_hold(api, arena, op);
     struct ledger_leg *legs = arena_calloc(arena, API_PAY_LEGS_MAX, sizeof(*legs));
     struct writer_cmd *cmd = arena_calloc(arena, 1, sizeof(*cmd));
     char *key = arena_alloc(arena, PAY_ID_BYTES_MAX + 8);
@@ -382,7 +405,7 @@ enum cf_err api_pay_execute(struct api *api, struct arena *arena, struct pay_op 
         u.status = PAY_STATUS_FAILED;
         u.error = code;
     } else {
-        u.ledger_seq = answer_seq(cmd);
+        u.ledger_seq = api_pay_group_seq(cmd);
     }
     int64_t now = cf_clock_now_us(&cf_clock_real);
     err = payments_op_update(api->payments, op->id, 1u << PAY_STATUS_PROCESSING, &u, now);
@@ -581,12 +604,29 @@ enum cf_err api_pay_op_stored(struct http_request *req, struct pay_op *op)
     return err;
 }
 
-enum cf_err api_pay_op_record(struct api *api, struct pay_op *op, bool *replay)
+enum cf_err api_pay_op_record(struct api *api, const struct api_risk_ctx *rc, struct pay_op *op,
+                              bool *replay)
 {
-    CF_ASSERT(api != NULL && op != NULL && replay != NULL);
+    CF_ASSERT(api != NULL && rc != NULL && op != NULL && replay != NULL);
     struct pay_op stored;
-    bool existed = false;
-    enum cf_err err = payments_op_begin(api->payments, op, api_pay_now_us(), &stored, &existed);
+    bool existed = false, review = false;
+    enum cf_err err = payments_op_by_idem(api->payments, op->idem, &stored);
+    if (err == CF_OK) {
+        existed = true;
+    } else if (err == CF_ERR_NOT_FOUND) { /* new: limits, then scored, before it is recorded */
+        err = op->kind == PAY_KIND_WITHDRAWAL || op->kind == PAY_KIND_PAYOUT
+                  ? api_risk_screening_check(api, op->payer) /* a sanctions hit holds payouts */
+                  : CF_OK;
+        if (err == CF_OK)
+            err = api_risk_limits(api, rc->req != NULL ? rc->req->arena : NULL, op);
+        if (err == CF_OK)
+            err = api_risk_score(api, rc, op, &review);
+    }
+    if (err != CF_OK)
+        return err;
+    op->review = review;
+    if (!existed)
+        err = payments_op_begin(api->payments, op, api_pay_now_us(), &stored, &existed);
     if (err != CF_OK)
         return err;
     *replay = existed;

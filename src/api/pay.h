@@ -82,8 +82,12 @@ CF_WARN_UNUSED enum cf_err api_pay_idem_read(struct http_request *req,
  * CF_ERR_IDEM_KEY_REUSED when it made one for another request. */
 CF_WARN_UNUSED enum cf_err api_pay_op_stored(struct http_request *req, struct pay_op *op);
 /* Records op (payments_op_begin) or finds the one its key made (*replay); *op becomes the stored
- * row. CF_ERR_IDEM_KEY_REUSED when the stored one has another request hash; *op untouched. */
-CF_WARN_UNUSED enum cf_err api_pay_op_record(struct api *api, struct pay_op *op, bool *replay);
+ * row. CF_ERR_IDEM_KEY_REUSED when the stored one has another request hash; *op untouched. A new
+ * operation is scored first (api/risk_monitor.h, with rc: who asks and what step-up the route
+ * can ask for): refused ones record nothing; one sent to review is recorded with op->review. */
+struct api_risk_ctx;
+CF_WARN_UNUSED enum cf_err api_pay_op_record(struct api *api, const struct api_risk_ctx *rc,
+                                             struct pay_op *op, bool *replay);
 /* A fresh operation of kind: *op cleared, the request's Idempotency-Key and hash read into it
  * (api_pay_idem_read's errors, *op untouched) and a new id given. */
 CF_WARN_UNUSED enum cf_err api_pay_op_open(struct http_request *req, enum pay_kind kind,
@@ -107,6 +111,11 @@ void api_pay_leg_set(struct ledger_leg *l, uint64_t dr, uint64_t cr, int64_t amo
                      const char *currency, const char *code);
 /* A ledger command of op's step keyed "op:<id>:<step>" in arena; NULL when arena is full. */
 struct writer_cmd *api_pay_step_cmd(struct arena *arena, const struct pay_op *op, const char *step);
+/* The journal entry of a fresh or stored single-entry answer: the entry a transfer made, or
+ * (pending_out) the one a post or void made. */
+uint64_t api_pay_entry_seq(const struct writer_cmd *cmd, bool pending_out);
+/* The first entry of the group a fresh or stored multi-leg transfer answer made. */
+uint64_t api_pay_group_seq(const struct writer_cmd *cmd);
 /* The outcome of a keyed ledger step: CF_OK, or its own error when refused (fresh or replayed). */
 CF_WARN_UNUSED enum cf_err api_pay_step_outcome(const struct writer_cmd *cmd);
 

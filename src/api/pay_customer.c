@@ -14,6 +14,9 @@
 
 #include "api/pay.h"
 #include "api/pay_fx.h"
+#include "api/risk_freeze.h"
+#include "api/risk_monitor.h"
+#include "api/risk_screening.h"
 #include "core/clock.h"
 #include "money/currency.h"
 #include "money/fee.h"
@@ -450,8 +453,12 @@ static enum cf_err payment_start(struct http_request *req, const struct pay_body
     if (err == CF_OK)
         err = step_up(req, "payment", s->merchant.merchant_id, s->merchant.merchant_id,
                       op->amount_minor, op->currency, &b->v, op->idem, false, new_payee);
+    struct api_risk_ctx rc = {.req = req,
+                              .step_up_action = "payment",
+                              .bound_to = s->merchant.merchant_id,
+                              .v = &b->v};
     if (err == CF_OK)
-        err = api_pay_op_record(api, op, replay);
+        err = api_pay_op_record(api, &rc, op, replay);
     if ((err != CF_OK || *replay) && b->quote_id != NULL)
         cf_best_effort(payments_quote_release(api->payments, b->quote_id, op->id));
     return err;
@@ -479,6 +486,8 @@ static void me_pay_run(struct http_request *req, struct http_response *resp)
         err = scan_resolve(api, b.payload, b.payload_len, b.amount_minor, b.pay_currency, &s,
                            &detail);
     detail = api_detail_keep(req, detail); /* it may point into root */
+    if (err == CF_OK) /* a merchant frozen with blocks_incoming takes nothing */
+        err = api_risk_party_check_incoming(api, s.merchant.merchant_id);
     if (err == CF_OK) /* b.v points into root: freed after */
         err = payment_start(req, &b, &s, &op, &replay, &new_payee, &detail);
     json_decref(root);
@@ -670,13 +679,21 @@ static void send_execute(struct http_request *req, struct http_response *resp,
     int64_t total = 0;
     if (err == CF_OK)
         err = money_add(b.amount_minor, p.fee_minor, &total);
+    if (err == CF_OK) /* a payee frozen with blocks_incoming takes nothing */
+        err = api_risk_party_check_incoming(api, p.to.user_id);
     if (err == CF_OK)
         err = send_op(req, &b, &p, &op);
     if (err == CF_OK)
         err = step_up(req, "send", p.to.user_id, b.to, total, b.currency, &b.v, op.idem, true,
                       &new_payee);
+    if (err == CF_OK && new_payee) /* a first payee is screened (a hit holds their payouts) */
+        cf_best_effort(api_risk_screen_party(api, req->arena, p.to.user_id, NULL, NULL, NULL,
+                                             "payee", NULL));
+    struct api_risk_ctx rc = {
+        .req = req, .step_up_action = "send", .bound_to = b.to, .v = &b.v,
+        .step_up_amount_minor = total};
     if (err == CF_OK)
-        err = api_pay_op_record(api, &op, &replay);
+        err = api_pay_op_record(api, &rc, &op, &replay);
     if (err != CF_OK) {
         api_pay_problem_reply(req, resp, err, detail);
         return;
@@ -918,10 +935,13 @@ static void merchant_refund_run(struct http_request *req, struct http_response *
     if (err == CF_OK &&
         (payment.kind != PAY_KIND_PAYMENT || strcmp(payment.payee, m.merchant_id) != 0))
         err = CF_ERR_NOT_FOUND;
+    if (err == CF_OK) /* a customer frozen with blocks_incoming takes nothing, refunds too */
+        err = api_risk_party_check_incoming(api, payment.payer);
     if (err == CF_OK)
         err = refund_op(req, &m, &payment, amount, &op);
     if (err == CF_OK)
-        err = api_pay_op_record(api, &op, &replay); /* reserves the amount on the payment */
+        err = api_pay_op_record(api, &(struct api_risk_ctx){.req = req}, &op,
+                                &replay); /* reserves the amount on the payment */
     if (err != CF_OK) {
         api_pay_problem_reply(req, resp, err, detail);
         return;

@@ -20,6 +20,8 @@
 #include <string.h>
 
 #include "api/pay.h"
+#include "api/risk_monitor.h"
+#include "api/risk_freeze.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "gateway/card.h"
@@ -27,21 +29,6 @@
 #include "money/currency.h"
 
 /* Ledger steps ------------------------------------------------------------------------------- */
-
-/* The transfer id in a fresh or stored single-entry answer. */
-static uint64_t answer_entry_seq(const struct writer_cmd *cmd, bool pending_out)
-{
-    if (!cmd->replayed)
-        return pending_out ? cmd->pending_out.seq : cmd->entries_out[0].seq;
-    uint64_t seq = 0;
-    json_t *o = json_loadb(cmd->resp_body, cmd->resp_body_len, 0, NULL);
-    json_t *id = o != NULL ? json_object_get(o, "id") : NULL;
-    if (id != NULL && json_is_string(id) &&
-        id_parse(ID_PREFIX_TRANSFER, json_string_value(id), json_string_length(id), &seq) != CF_OK)
-        seq = 0;
-    json_decref(o);
-    return seq;
-}
 
 /* Holds op's money: dr -> cr pending, with a timeout (0: none). *seq_out gets the hold. A
  * refused hold is *refused; an error means the ledger never answered. */
@@ -67,7 +54,7 @@ static enum cf_err ledger_hold(struct api *api, struct arena *arena, const struc
     if (err != CF_OK)
         return err;
     *refused = api_pay_step_outcome(cmd);
-    *seq_out = *refused == CF_OK ? answer_entry_seq(cmd, false) : 0;
+    *seq_out = *refused == CF_OK ? api_pay_entry_seq(cmd, false) : 0;
     return CF_OK;
 }
 
@@ -85,7 +72,7 @@ static enum cf_err ledger_resolve(struct api *api, struct arena *arena, const st
     if (err != CF_OK)
         return err;
     *refused = api_pay_step_outcome(cmd);
-    *seq_out = *refused == CF_OK ? answer_entry_seq(cmd, true) : 0;
+    *seq_out = *refused == CF_OK ? api_pay_entry_seq(cmd, true) : 0;
     return CF_OK;
 }
 
@@ -441,6 +428,8 @@ static void me_topup_run(struct http_request *req, struct http_response *resp)
     json_decref(root);
     if (err == CF_OK && !api_pay_currency_offered(api, b.currency))
         err = CF_ERR_UNKNOWN_CURRENCY;
+    if (err == CF_OK) /* frozen with blocks_incoming: no top-up either */
+        err = api_risk_party_check_incoming(api, api_pay_me_id(req));
     if (err == CF_OK)
         err = api_pay_idem_read(req, op.idem, op.request_hash);
     if (err == CF_OK && b.card_id[0] != '\0') {
@@ -464,8 +453,8 @@ static void me_topup_run(struct http_request *req, struct http_response *resp)
         err = api_pay_wallet(api, req->arena, api_pay_me_id(req), b.currency, true,
                              &op.payee_account);
     }
-    if (err == CF_OK)
-        err = api_pay_op_record(api, &op, &replay);
+    if (err == CF_OK) /* no step-up is asked on a top-up: a challenge blocks it */
+        err = api_pay_op_record(api, &(struct api_risk_ctx){.req = req}, &op, &replay);
     if (err == CF_OK && !replay)
         err = op_drive(api, req->arena, &op, b.bank);
     hash_wipe(b.bank, sizeof(b.bank));
@@ -571,8 +560,9 @@ static void me_withdrawal_run(struct http_request *req, struct http_response *re
         if (err == CF_ERR_NOT_FOUND)
             err = CF_ERR_INSUFFICIENT_FUNDS;
     }
-    if (err == CF_OK)
-        err = api_pay_op_record(api, &op, &replay);
+    if (err == CF_OK) /* the withdrawal's step-up was taken above, bound to it */
+        err = api_pay_op_record(api, &(struct api_risk_ctx){.req = req, .stepped_up = true}, &op,
+                                &replay);
     if (err == CF_OK && !replay)
         err = op_drive(api, req->arena, &op, b.bank);
     hash_wipe(b.bank, sizeof(b.bank));
@@ -613,7 +603,7 @@ enum cf_err api_pay_payout(struct api *api, struct arena *arena, const struct pa
     snprintf(op->credit_currency, sizeof(op->credit_currency), "%s", m->currency);
     snprintf(op->instrument, sizeof(op->instrument), "bank:%s", m->bank_last4);
     bool replay = false;
-    err = api_pay_op_record(api, op, &replay);
+    err = api_pay_op_record(api, &(struct api_risk_ctx){0}, op, &replay); /* no step-up */
     if (err == CF_OK && !replay)
         err = op_drive(api, arena, op, full.bank_account);
     hash_wipe(&full, sizeof(full));

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api/risk_monitor.h"
 #include "core/clock.h"
 #include "money/currency.h"
 #include "money/fx.h"
@@ -555,7 +556,7 @@ static enum cf_err conversion_start(struct http_request *req, const char *quote_
         return err;
     err = conversion_op(req, &q, op, detail);
     if (err == CF_OK)
-        err = api_pay_op_record(api, op, replay);
+        err = api_pay_op_record(api, &(struct api_risk_ctx){.req = req}, op, replay);
     if (err != CF_OK || *replay)
         cf_best_effort(payments_quote_release(api->payments, q.id, op->id));
     CF_ASSERT(err != CF_OK || op->kind == PAY_KIND_CONVERSION);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "api/pay.h"
+#include "api/risk_screening.h"
 #include "core/clock.h"
 #include "crypto/qrsvg.h"
 #include "gateway/card.h"
@@ -181,6 +182,9 @@ static void admin_profile_run(struct http_request *req, struct http_response *re
         err = merchant_account(api, req->arena, m.merchant_id, m.currency, &m.account_id);
     if (err == CF_OK)
         err = payments_merchant_put(api->payments, &m, api_pay_now_us());
+    if (err == CF_OK) /* sanctions screening of the merchant's names (errors logged there) */
+        cf_best_effort(api_risk_screen_party(api, req->arena, m.merchant_id, NULL, NULL, NULL,
+                                             "merchant_onboarding", NULL));
     if (err == CF_OK) {
         struct identity_ctx ctx;
         api_ctx(req, &ctx);

@@ -39,6 +39,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api/risk_freeze.h"
+#include "api/risk_monitor.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "crypto/qrsvg.h"
@@ -431,8 +433,10 @@ static enum cf_err code_op_start(struct http_request *req, const struct pay_merc
     enum cf_err err = payments_paycode_check(api->payments, &use, api_pay_now_us(), match);
     if (err == CF_OK)
         err = code_op(req, m, kind, b, match, op);
+    if (err == CF_OK) /* a merchant frozen with blocks_incoming takes nothing */
+        err = api_risk_party_check_incoming(api, m->merchant_id);
     if (err == CF_OK)
-        err = api_pay_op_record(api, op, replay);
+        err = api_pay_op_record(api, &(struct api_risk_ctx){.req = req}, op, replay);
     return err;
 }
 

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/risk_freeze.h"
+#include "api/risk_monitor.h"
 #include "core/clock.h"
 #include "money/currency.h"
 #include "money/fee.h"
@@ -723,11 +725,18 @@ static enum cf_err pay_step_up(struct http_request *req, const struct pay_op *op
 }
 
 /* Records op; a concurrent payment that recorded the reserved id first answers a conflict. */
-static enum cf_err pay_op_start(struct api *api, struct pay_op *op, const char **detail)
+static enum cf_err pay_op_start(struct http_request *req, struct pay_op *op, int64_t total,
+                                const struct identity_verification *v, const char **detail)
 {
+    struct api *api = req->app;
     struct pay_op stored;
     bool existed = false;
-    enum cf_err err = api_pay_op_record(api, op, &existed);
+    struct api_risk_ctx rc = {.req = req,
+                              .step_up_action = "send",
+                              .bound_to = op->payee,
+                              .v = v,
+                              .step_up_amount_minor = total};
+    enum cf_err err = api_pay_op_record(api, &rc, op, &existed);
     if (err == CF_ERR_STORAGE_CONFLICT &&
         payments_op_get(api->payments, op->id, &stored) == CF_OK) {
         *detail = "a payment of the request is in progress";
@@ -758,12 +767,14 @@ static void request_pay_run(struct http_request *req, struct http_response *resp
     }
     if (err == CF_OK)
         err = payable_get(req, &q, &detail);
+    if (err == CF_OK) /* a requester frozen with blocks_incoming takes nothing */
+        err = api_risk_party_check_incoming(api, q.requester);
     if (err == CF_OK)
         err = pay_op_build(req, &q, &op, &total);
     if (err == CF_OK)
         err = pay_step_up(req, &op, total, &v);
     if (err == CF_OK)
-        err = pay_op_start(api, &op, &detail);
+        err = pay_op_start(req, &op, total, &v, &detail);
     if (err != CF_OK)
         api_pay_problem_reply(req, resp, err, detail);
     json_decref(root); /* v pointed into it; op holds copies */

@@ -12,6 +12,12 @@
 #include "api/pay_reconcile.h"
 #include "api/pay_requests.h"
 #include "api/pay_statements.h"
+#include "api/risk_monitor.h"
+#include "api/risk_cases.h"
+#include "api/risk_freeze.h"
+#include "api/risk_kyc.h"
+#include "api/risk_rules.h"
+#include "api/risk_screening.h"
 
 #define NO_BODY 0
 #define SMALL HTTP_BODY_BYTES_MAX
@@ -170,6 +176,23 @@ const struct http_route api_routes[] = {
      "me_activity_export", J},
     {HTTP_GET, "/v1/me/statements/{month}", api_me_statement, OFF, CUST, NO_BODY, false,
      "me_statement", J},
+    /* routes: kyc */
+    {HTTP_GET, "/v1/me/kyc", api_me_kyc, OFF, CUST, NO_BODY, false, "me_kyc", J},
+    {HTTP_POST, "/v1/me/kyc/details", api_me_kyc_details, OFF, CUST, AUTH_BODY, false,
+     "me_kyc_details", J},
+    {HTTP_POST, "/v1/me/kyc/documents", api_me_kyc_document, OFF, CUST,
+     API_KYC_DOCUMENT_BODY_BYTES_MAX, false, "me_kyc_document", J},
+    {HTTP_POST, "/v1/me/kyc/submit", api_me_kyc_submit, OFF, CUST, AUTH_BODY, false,
+     "me_kyc_submit", J},
+    {HTTP_GET, "/v1/risk/kyc", api_risk_kyc_list, OFF, STAFF_READ, NO_BODY, false, "risk_kyc_list",
+     J},
+    {HTTP_GET, "/v1/risk/kyc/{id}", api_risk_kyc_get, OFF,
+     HTTP_ROLE_RISK | HTTP_ROLE_ADMIN | HTTP_ROLE_SUPPORT, NO_BODY, false, "risk_kyc_get", J},
+    {HTTP_GET, "/v1/risk/kyc/{id}/documents/{doc_id}", api_risk_kyc_document, OFF,
+     HTTP_ROLE_RISK | HTTP_ROLE_ADMIN | HTTP_ROLE_SUPPORT, NO_BODY, false, "risk_kyc_document",
+     J},
+    {HTTP_POST, "/v1/risk/kyc/{id}/decision", api_risk_kyc_decide, OFF,
+     HTTP_ROLE_RISK | HTTP_ROLE_ADMIN, SMALL, true, "risk_kyc_decide", J},
 
     /* Staff */
     {HTTP_POST, "/v1/bootstrap", api_bootstrap, OFF, HTTP_ROLE_BOOTSTRAP, AUTH_BODY, false,
@@ -201,6 +224,69 @@ const struct http_route api_routes[] = {
     /* routes: reconcile (admin) */
     {HTTP_POST, "/v1/admin/reconcile", api_admin_reconcile, OFF, AUDIT,
      API_RECONCILE_BODY_BYTES_MAX, false, "reconcile", J},
+    /* routes: reviews */
+    {HTTP_POST, "/v1/risk/reviews/{id}/decision", api_risk_review_decision, OFF,
+     HTTP_ROLE_RISK | HTTP_ROLE_ADMIN, SMALL, true, "risk_review_decision", J},
+    /* routes: rules */
+    {HTTP_GET, "/v1/risk/features", api_risk_features_list, NULL, STAFF_READ, NO_BODY, false,
+     "risk_features_list", J},
+    {HTTP_GET, "/v1/risk/rules", api_risk_rules_list, OFF, STAFF_READ, NO_BODY, false,
+     "risk_rules_list", J},
+    {HTTP_POST, "/v1/risk/rules", api_risk_rule_create, OFF, HTTP_ROLE_RISK | HTTP_ROLE_ADMIN,
+     SMALL, true, "risk_rule_create", J},
+    {HTTP_POST, "/v1/risk/rules/dry-run", api_risk_rules_dry_run, OFF,
+     HTTP_ROLE_RISK | HTTP_ROLE_ADMIN, SMALL, false, "risk_rules_dry_run", J},
+    {HTTP_GET, "/v1/risk/rules/{id}", api_risk_rule_get, OFF, STAFF_READ, NO_BODY, false,
+     "risk_rule_get", J},
+    {HTTP_POST, "/v1/risk/rules/{id}", api_risk_rule_update, OFF, HTTP_ROLE_RISK | HTTP_ROLE_ADMIN,
+     SMALL, true, "risk_rule_update", J},
+    {HTTP_POST, "/v1/risk/rules/{id}/delete", api_risk_rule_delete, OFF,
+     HTTP_ROLE_RISK | HTTP_ROLE_ADMIN, SMALL, true, "risk_rule_delete", J},
+    {HTTP_GET, "/v1/risk/decisions", api_risk_decisions_list, OFF, STAFF_READ, NO_BODY, false,
+     "risk_decisions_list", J},
+    {HTTP_GET, "/v1/risk/decisions/{id}", api_risk_decision_get, OFF, STAFF_READ, NO_BODY, false,
+     "risk_decision_get", J},
+    /* routes: cases */
+    {HTTP_GET, "/v1/risk/cases", api_risk_cases_list, OFF, STAFF_READ, NO_BODY, false,
+     "risk_cases_list", J},
+    {HTTP_GET, "/v1/risk/cases/{id}", api_risk_case_get, OFF, STAFF_READ, NO_BODY, false,
+     "risk_case_get", J},
+    {HTTP_POST, "/v1/risk/cases/{id}/assign", api_risk_case_assign, OFF,
+     HTTP_ROLE_RISK | HTTP_ROLE_ADMIN, SMALL, true, "risk_case_assign", J},
+    {HTTP_POST, "/v1/risk/cases/{id}/notes", api_risk_case_note, OFF,
+     HTTP_ROLE_RISK | HTTP_ROLE_ADMIN, SMALL, true, "risk_case_note", J},
+    {HTTP_POST, "/v1/risk/cases/{id}/evidence", api_risk_case_evidence, OFF,
+     HTTP_ROLE_RISK | HTTP_ROLE_ADMIN, SMALL, true, "risk_case_evidence", J},
+    {HTTP_POST, "/v1/risk/cases/{id}/decision", api_risk_case_decide, OFF,
+     HTTP_ROLE_RISK | HTTP_ROLE_ADMIN, SMALL, true, "risk_case_decide", J},
+    {HTTP_GET, "/v1/risk/cases/{id}/report", api_risk_case_report, OFF, STAFF_READ, NO_BODY,
+     false, "risk_case_report", J},
+    {HTTP_POST, "/v1/risk/aml/sweep", api_risk_aml_sweep_run, OFF,
+     HTTP_ROLE_RISK | HTTP_ROLE_ADMIN, SMALL, false, "risk_aml_sweep", J},
+    /* routes: risk */
+    {HTTP_POST, "/v1/risk/parties/{id}/freeze", api_risk_freeze, OFF,
+     HTTP_ROLE_RISK | HTTP_ROLE_ADMIN, SMALL, true, "risk_freeze", J},
+    {HTTP_POST, "/v1/risk/parties/{id}/unfreeze", api_risk_unfreeze, OFF,
+     HTTP_ROLE_RISK | HTTP_ROLE_ADMIN, SMALL, true, "risk_unfreeze", J},
+    {HTTP_GET, "/v1/risk/parties/{id}/freeze", api_risk_freeze_get, OFF, STAFF_READ, NO_BODY, false,
+     "risk_freeze_get", J},
+    {HTTP_GET, "/v1/risk/freezes", api_risk_freezes_list, OFF, STAFF_READ, NO_BODY, false,
+     "risk_freezes_list", J},
+    /* routes: screening */
+    {HTTP_POST, "/v1/risk/lists", api_risk_lists_load, OFF, HTTP_ROLE_RISK | HTTP_ROLE_ADMIN,
+     API_SCREENING_LIST_BODY_BYTES_MAX, true, "risk_lists_load", J},
+    {HTTP_GET, "/v1/risk/lists", api_risk_lists_list, OFF, STAFF_READ, NO_BODY, false,
+     "risk_lists_list", J},
+    {HTTP_POST, "/v1/risk/screening/run", api_risk_screening_run, OFF,
+     HTTP_ROLE_RISK | HTTP_ROLE_ADMIN, SMALL, false, "risk_screening_run", J},
+    {HTTP_GET, "/v1/risk/screening/status", api_risk_screening_status, OFF, STAFF_READ, NO_BODY,
+     false, "risk_screening_status", J},
+    {HTTP_GET, "/v1/risk/parties/{id}/screening", api_risk_party_screening, OFF, STAFF_READ,
+     NO_BODY, false, "risk_party_screening", J},
+    {HTTP_POST, "/v1/risk/parties/{id}/screening/clear", api_risk_party_screening_clear, OFF,
+     HTTP_ROLE_RISK | HTTP_ROLE_ADMIN, SMALL, true, "risk_party_screening_clear", J},
+    {HTTP_POST, "/v1/risk/screen", api_risk_screen_adhoc, OFF, HTTP_ROLE_RISK | HTTP_ROLE_ADMIN,
+     SMALL, false, "risk_screen_adhoc", J},
 
     /* Merchant users (owner rights checked by the identity service) */
     {HTTP_GET, "/v1/merchant", api_merchant_get, OFF, HTTP_ROLE_MERCHANT, NO_BODY, false,

@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "core/assert.h"
+#include "risk/lists.h"
 
 void config_defaults(struct config *c)
 {
@@ -25,6 +26,9 @@ void config_defaults(struct config *c)
     c->step_up_amount_minor = 100000;
     snprintf(c->currencies, sizeof(c->currencies), "USD");
     c->refund_returns_fee = true;
+    c->monitoring = true;
+    c->kyc_enforce = true;
+    c->screening_threshold = SCREEN_THRESHOLD_DEFAULT;
     c->quote_ttl_s = 60;
     c->qr_ttl_s = 900;
     c->fx_spread_bps = 50;
@@ -32,6 +36,8 @@ void config_defaults(struct config *c)
     snprintf(c->gateway, sizeof(c->gateway), "sandbox");
     c->sandbox_latency_ms = 200;
     c->payout_period_s = 86400;
+    risk_kyc_config_defaults(&c->kyc);
+    risk_cases_sweep_config_default(&c->cases);
 }
 
 static enum cf_err copy_str(char *dst, size_t dst_bytes, const char *key, const char *value)
@@ -129,6 +135,8 @@ static enum cf_err config_set_payments(struct config *c, const char *key, const 
         {"topup_hold_s", offsetof(struct config, topup_hold_s), 60, 7 * 86400},
         {"sandbox_latency_ms", offsetof(struct config, sandbox_latency_ms), 0, 60000},
         {"payout_period_s", offsetof(struct config, payout_period_s), 1, 31 * 86400},
+        {"screening_threshold", offsetof(struct config, screening_threshold),
+         RISK_LISTS_THRESHOLD_MIN, SCREEN_SCORE_MAX},
     };
     for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
         if (strcmp(key, nums[i].key) == 0)
@@ -141,6 +149,24 @@ static enum cf_err config_set_payments(struct config *c, const char *key, const 
         return copy_str(c->default_currency, sizeof(c->default_currency), key, value);
     if (strcmp(key, "refund_returns_fee") == 0)
         return parse_bool(key, value, &c->refund_returns_fee);
+    if (strcmp(key, "freeze_blocks_incoming") == 0)
+        return parse_bool(key, value, &c->freeze_blocks_incoming);
+    if (strcmp(key, "kyc_enforce") == 0)
+        return parse_bool(key, value, &c->kyc_enforce);
+    if (strcmp(key, "monitoring") == 0) { /* on or off (or a boolean) */
+        if (strcasecmp(value, "on") == 0 || strcasecmp(value, "off") == 0) {
+            c->monitoring = strcasecmp(value, "on") == 0;
+            return CF_OK;
+        }
+        return parse_bool(key, value, &c->monitoring);
+    }
+    if (strcmp(key, "kyc_limits") == 0 || strcmp(key, "kyc_features") == 0) {
+        char why[160] = "";
+        enum cf_err err = risk_kyc_config_set(&c->kyc, key, value, why, sizeof(why));
+        if (err != CF_OK)
+            fprintf(stderr, "coffer: %s: %s\n", key, why);
+        return err;
+    }
     if (strcmp(key, "gateway") == 0) {
         if (strcmp(value, "sandbox") != 0 && strcmp(value, "http") != 0) {
             fprintf(stderr, "coffer: gateway: expected sandbox or http\n");
@@ -150,6 +176,13 @@ static enum cf_err config_set_payments(struct config *c, const char *key, const 
     }
     if (strcmp(key, "gateway_url") == 0)
         return copy_str(c->gateway_url, sizeof(c->gateway_url), key, value);
+    const char *why = NULL; /* the AML sweep's settings (risk/cases.h) */
+    enum cf_err err = risk_cases_sweep_config_set(&c->cases, key, value, &why);
+    if (err != CF_ERR_NOT_FOUND) {
+        if (err != CF_OK)
+            fprintf(stderr, "coffer: %s\n", why);
+        return err;
+    }
     fprintf(stderr, "coffer: unknown setting '%s'\n", key);
     return CF_ERR_CONFIG;
 }
@@ -226,6 +259,27 @@ enum cf_err config_load_env(struct config *c)
         {"COFFER_GATEWAY_URL", "gateway_url"},
         {"COFFER_SANDBOX_LATENCY_MS", "sandbox_latency_ms"},
         {"COFFER_PAYOUT_PERIOD_S", "payout_period_s"},
+        {"COFFER_FREEZE_BLOCKS_INCOMING", "freeze_blocks_incoming"},
+        {"COFFER_MONITORING", "monitoring"},
+        {"COFFER_KYC_ENFORCE", "kyc_enforce"},
+        {"COFFER_SCREENING_THRESHOLD", "screening_threshold"},
+        {"COFFER_KYC_LIMITS", "kyc_limits"},
+        {"COFFER_KYC_FEATURES", "kyc_features"},
+        {"COFFER_AML_SCENARIOS", "aml_scenarios"},
+        {"COFFER_AML_CURRENCIES", "aml_currencies"},
+        {"COFFER_AML_STRUCTURING_BAND_BPS", "aml_structuring_band_bps"},
+        {"COFFER_AML_STRUCTURING_COUNT_MIN", "aml_structuring_count_min"},
+        {"COFFER_AML_STRUCTURING_WINDOW_S", "aml_structuring_window_s"},
+        {"COFFER_AML_PASS_THROUGH_OUT_BPS", "aml_pass_through_out_bps"},
+        {"COFFER_AML_PASS_THROUGH_WINDOW_S", "aml_pass_through_window_s"},
+        {"COFFER_AML_DORMANT_S", "aml_dormant_s"},
+        {"COFFER_AML_DORMANT_WAKE_WINDOW_S", "aml_dormant_wake_window_s"},
+        {"COFFER_AML_FAN_IN_COUNT_MIN", "aml_fan_in_count_min"},
+        {"COFFER_AML_FAN_IN_WINDOW_S", "aml_fan_in_window_s"},
+        {"COFFER_AML_FAN_OUT_COUNT_MIN", "aml_fan_out_count_min"},
+        {"COFFER_AML_FAN_OUT_WINDOW_S", "aml_fan_out_window_s"},
+        {"COFFER_AML_SWEEP_PERIOD_S", "aml_sweep_period_s"},
+        {"COFFER_OPERATOR_NAME", "operator_name"},
     };
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
         const char *v = getenv(map[i][0]);

@@ -34,6 +34,33 @@
  *   sandbox_latency_ms COFFER_SANDBOX_LATENCY_MS 200    the sandbox's answer and callback delay
  *   payout_period_s COFFER_PAYOUT_PERIOD_S 86400        scheduled merchant payouts: once per
  *                                                       period from 00:00 UTC (1..2678400)
+ *   freeze_blocks_incoming COFFER_FREEZE_BLOCKS_INCOMING 0  a freeze also refuses payments to
+ *                                                       the party when the request does not
+ *                                                       say (api/risk_freeze.h)
+ *   monitoring COFFER_MONITORING on                    score every money movement against the
+ *                                                       risk rules before it commits (on|off;
+ *                                                       api/risk_monitor.h, api/risk_rules.h)
+ *   kyc_enforce   COFFER_KYC_ENFORCE   1                apply the KYC tier limits and features
+ *                                                       to customers' money movements
+ *   kyc_limits    COFFER_KYC_LIMITS    (see below)      per-tier limits: "tier<N> <CUR|*>
+ *                                                       field=amount ...", several lines, or
+ *                                                       clauses separated by ';' (risk/kyc.h)
+ *   kyc_features  COFFER_KYC_FEATURES  (see below)      what a tier opens: "tier<N> a,b,c"
+ *                                                       (docs/RISK.md has both, defaults)
+ *   aml_*         COFFER_AML_*         (risk/cases.h)   the AML sweep's scenarios, per-currency
+ *                                                       thresholds, windows and period:
+ *                                                       aml_scenarios, aml_currencies,
+ *                                                       aml_structuring_{band_bps,count_min,
+ *                                                       window_s}, aml_pass_through_{out_bps,
+ *                                                       window_s}, aml_dormant_s,
+ *                                                       aml_dormant_wake_window_s,
+ *                                                       aml_fan_{in,out}_{count_min,window_s},
+ *                                                       aml_sweep_period_s (60; 0 = on demand)
+ *   operator_name COFFER_OPERATOR_NAME (none)           the reporting entity of a suspicious-
+ *                                                       activity report (docs/RISK.md)
+ *   screening_threshold COFFER_SCREENING_THRESHOLD 850  the sanctions screening's hit score
+ *                                                       (500..1000; risk/screen.h has its
+ *                                                       precision and recall per value)
  *
  * Master keys: COFFER_MASTER_KEYS (the key file's text itself) wins over the file; without
  * either, serve/init create DATA/master.key on first start. Keep the key file off the machine
@@ -56,6 +83,8 @@
 #include "core/assert.h"
 #include "core/error.h"
 #include "core/limits.h"
+#include "risk/cases.h"
+#include "risk/kyc.h"
 
 struct config {
     char data[CONFIG_PATH_BYTES_MAX];
@@ -86,6 +115,12 @@ struct config {
     char gateway_url[CONFIG_PATH_BYTES_MAX];
     unsigned sandbox_latency_ms;
     unsigned payout_period_s;
+    bool freeze_blocks_incoming;
+    bool monitoring; /* score money movements (risk rules); default on */
+    bool kyc_enforce; /* apply the KYC tier limits (api/risk_monitor.h); default on */
+    unsigned screening_threshold; /* sanctions screening's hit score (api/risk_screening.h) */
+    struct risk_kyc_config kyc; /* KYC tier limits and features (kyc_limits, kyc_features) */
+    struct risk_cases_sweep_config cases; /* the AML sweep (aml_*, operator_name) */
     char config_path[CONFIG_PATH_BYTES_MAX];
 };
 

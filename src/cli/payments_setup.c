@@ -12,11 +12,17 @@
 
 #include "api/pay.h"
 #include "api/pay_statements.h"
+#include "api/risk_cases.h"
+#include "api/risk_monitor.h"
+#include "api/risk_rules.h"
+#include "api/risk_screening.h"
 #include "cli/setup.h"
 #include "core/hash.h"
 #include "core/log.h"
 #include "gateway/gateway.h"
 #include "money/currency.h"
+#include "risk/freeze.h"
+#include "risk/kyc.h"
 
 #define GATEWAY_KEY_FILE_NAME "gateway.key"
 #define GATEWAY_KEY_BYTES 32
@@ -153,13 +159,49 @@ static enum cf_err gateway_open(const struct config *c, struct api *api)
     return gateway_sandbox_create(&s, api_gateway_sink, api, &api->gateway);
 }
 
+/* The KYC store, once the configured limits name only known currencies. */
+static enum cf_err kyc_open(const struct config *c, struct cli_identity *ci, struct api *api)
+{
+    char why[160] = "";
+    if (risk_kyc_config_check(&c->kyc, why, sizeof(why)) != CF_OK) {
+        fprintf(stderr, "coffer: kyc_limits: %s\n", why);
+        return CF_ERR_CONFIG;
+    }
+    return risk_kyc_open(ci->db, keys_of, ci->identity, &c->kyc, &api->kyc);
+}
+
 enum cf_err cli_payments_open(const struct config *c, struct cli_identity *ci, struct api *api)
 {
     enum cf_err err = pay_config(c, &api->pay);
     if (err == CF_OK)
         err = payments_open(ci->db, keys_of, ci->identity, &api->payments);
+    if (err == CF_OK) /* account freezes: the same database and master keys */
+        err = risk_freeze_open(ci->db, keys_of, ci->identity, &api->freeze);
+    api->freeze_blocks_incoming = c->freeze_blocks_incoming;
+    if (err == CF_OK) /* risk cases: the same database and master keys */
+        err = risk_cases_open(ci->db, keys_of, ci->identity, &api->cases);
+    if (err == CF_OK) /* the AML sweep that opens cases: its settings checked now, its timer's
+                       * first run one period later */
+        err = api_risk_aml_start(api, &c->cases);
+    if (err == CF_OK) /* KYC tiers: the same database and master keys; limits from the config */
+        err = kyc_open(c, ci, api);
+    if (err == CF_OK) /* sanctions screening's lists, screenings and blocks: the same database */
+        err = risk_lists_open(ci->db, keys_of, ci->identity, &api->risk_lists);
+    if (err == CF_OK) /* the lists in memory and the re-screening thread (it reads identity, KYC
+                       * and payments, and writes cases) */
+        err = api_risk_screening_start(api, (int)c->screening_threshold);
+    if (err == CF_OK) /* monitoring rules and the decision log: the same database and keys */
+        err = risk_rules_store_open(ci->db, &api->risk_rules);
+    if (err == CF_OK)
+        err = risk_decisions_open(ci->db, keys_of, ci->identity, &api->risk_decisions);
+    if (err == CF_OK) /* the active rules set, loaded before any payment is scored */
+        err = api_risk_rules_start(api);
+    api->risk_monitoring = c->monitoring;
+    api->kyc_enforce = c->kyc_enforce;
     if (err == CF_OK)
         err = gateway_open(c, api);
+    if (err == CF_OK) /* monitoring's velocity counters, in memory */
+        err = api_risk_monitor_open(api, API_RISK_VELOCITY_KEYS_DEFAULT);
     if (err != CF_OK)
         return err;
     struct arena *arena = arena_create(4 * 1024 * 1024);
@@ -182,10 +224,26 @@ void cli_payments_close(struct api *api)
 {
     if (api == NULL)
         return;
+    api_risk_screening_stop(api);   /* it reads identity, KYC and payments, and writes cases */
+    api_risk_aml_stop(api);         /* it reads payments and writes cases */
     api_payouts_schedule_stop(api); /* it pays through the gateway and the writer */
     gateway_destroy(api->gateway);  /* joins the sandbox's callback thread first */
     api->gateway = NULL;
     payments_close(api->payments);
     api->payments = NULL;
+    risk_freeze_close(api->freeze);
+    api->freeze = NULL;
+    risk_cases_close(api->cases);
+    api->cases = NULL;
+    risk_kyc_close(api->kyc);
+    api->kyc = NULL;
+    risk_lists_close(api->risk_lists);
+    api->risk_lists = NULL;
+    api_risk_monitor_close(api);
+    api_risk_rules_stop(api); /* after everything that scores (the payouts) stopped */
+    risk_decisions_close(api->risk_decisions);
+    api->risk_decisions = NULL;
+    risk_rules_store_close(api->risk_rules);
+    api->risk_rules = NULL;
     hash_wipe(api->gateway_secret, sizeof(api->gateway_secret));
 }

@@ -116,7 +116,7 @@
 #define METRICS_CURRENCIES_MAX 256
 
 /* Routes in the table. */
-#define HTTP_ROUTES_MAX 128
+#define HTTP_ROUTES_MAX 192
 
 /* Path segments matched by the router (/v1/ledger/transfers/{id}/post has 5). */
 #define HTTP_PATH_SEGMENTS_MAX 8

@@ -80,6 +80,9 @@
     "ALTER TABLE pay_ops ADD COLUMN debit_returned_minor BIGINT NOT NULL DEFAULT 0;"               \
     "ALTER TABLE pay_ops ADD COLUMN spread_returned_minor BIGINT NOT NULL DEFAULT 0;"
 
+/* Version 7: an operation monitoring sent to review holds its payer's money before its legs. */
+#define PAY_REVIEW "ALTER TABLE pay_ops ADD COLUMN review INTEGER NOT NULL DEFAULT 0;"
+
 static char schema_sqlite[6144];
 static char schema_postgres[6144];
 
@@ -98,6 +101,7 @@ static enum cf_err schema_migrate(struct sqldb *db)
         {4, PAY_INDEX_KIND_TIME, PAY_INDEX_KIND_TIME},
         {5, PAY_CARD_LOCKS, PAY_CARD_LOCKS},
         {6, PAY_FX_PAYMENTS, PAY_FX_PAYMENTS},
+        {7, PAY_REVIEW, PAY_REVIEW},
     };
     return sqldb_migrate(db, "payments", m, sizeof(m) / sizeof(m[0]));
 }
@@ -250,7 +254,7 @@ void payments_op_id_new(enum pay_kind kind, char out[PAY_ID_BYTES_MAX])
     "amount_minor, currency, fee_minor, credit_minor, credit_currency, rate_e9, quote_id, "        \
     "parent_id, refunded_minor, fee_returned_minor, reference, note_sealed, gateway_ref, "         \
     "instrument, ledger_seq, hold_seq, error, created_at_us, updated_at_us, spread_minor, "        \
-    "debit_returned_minor, spread_returned_minor"
+    "debit_returned_minor, spread_returned_minor, review"
 
 static void op_note_open(struct payments *p, struct pay_op *op, const uint8_t *ct, size_t n)
 {
@@ -301,6 +305,7 @@ static void op_from_row(struct payments *p, const struct sql_rows *r, size_t i, 
     op->spread_minor = sql_row_int(r, i, c++);
     op->debit_returned_minor = sql_row_int(r, i, c++);
     op->spread_returned_minor = sql_row_int(r, i, c++);
+    op->review = sql_row_int(r, i, c++) != 0;
     CF_ASSERT(c == sql_rows_cols(r));
     op_note_open(p, op, note, note_len);
 }
@@ -376,12 +381,12 @@ static enum cf_err op_insert(struct payments *p, struct sqltx *tx, const struct 
     struct sql_value w[] = {SQL_T(op->reference),   note_len > 0 ? SQL_B(note, note_len) : SQL_NUL,
                             SQL_T(op->gateway_ref), SQL_T(op->instrument),
                             SQL_I(now_us),          SQL_I(op->spread_minor),
-                            SQL_T(op->id)};
+                            SQL_I(op->review ? 1 : 0), SQL_T(op->id)};
     return sql_exec(tx,
                     "UPDATE pay_ops SET reference = $1, note_sealed = $2, gateway_ref = $3, "
-                    "instrument = $4, created_at_us = $5, updated_at_us = $5, spread_minor = $6 "
-                    "WHERE id = $7",
-                    w, 7, NULL);
+                    "instrument = $4, created_at_us = $5, updated_at_us = $5, spread_minor = $6, "
+                    "review = $7 WHERE id = $8",
+                    w, 8, NULL);
 }
 
 /* Prices refund *op's shares from its locked parent (payments_op_begin's contract). */
@@ -439,6 +444,44 @@ static enum cf_err refund_reserve(struct payments *p, struct sqltx *tx, struct p
                     v, 6, NULL);
 }
 
+/* What an outgoing operation counts against its payer's limits. */
+static int64_t limits_total(const struct pay_op *op)
+{
+    return op->kind == PAY_KIND_SEND ? op->amount_minor + op->fee_minor : op->amount_minor;
+}
+
+/* The payer's daily and monthly outgoing limits (payments_op_begin's contract). */
+static enum cf_err limits_check(struct sqltx *tx, const struct pay_op *op)
+{
+    if (!op->limits_on || (op->daily_out_minor < 0 && op->monthly_out_minor < 0))
+        return CF_OK;
+    CF_ASSERT(op->payer[0] != '\0' && op->month_start_us <= op->day_start_us);
+    char lock[PAY_PARTY_BYTES_MAX + 16];
+    snprintf(lock, sizeof(lock), "limits:%s", op->payer);
+    enum cf_err err = pay_lock(tx, lock);
+    struct sql_value v[] = {SQL_T(op->payer), SQL_T(op->currency), SQL_I(op->day_start_us),
+                            SQL_I(op->month_start_us)};
+    struct sql_rows *r = NULL;
+    if (err == CF_OK)
+        err = sql_query(tx,
+                        "SELECT COALESCE(SUM(CASE WHEN created_at_us >= $3 THEN amount_minor + "
+                        "(CASE WHEN kind = 3 THEN fee_minor ELSE 0 END) ELSE 0 END), 0), "
+                        "COALESCE(SUM(amount_minor + (CASE WHEN kind = 3 THEN fee_minor ELSE 0 "
+                        "END)), 0) FROM pay_ops WHERE payer = $1 AND currency = $2 AND "
+                        "status <> 4 AND kind IN (2, 3, 4, 8) AND created_at_us >= $4",
+                        v, 4, &r);
+    if (err != CF_OK)
+        return err;
+    int64_t day = sql_rows_n(r) == 1 ? sql_row_int(r, 0, 0) : 0;
+    int64_t month = sql_rows_n(r) == 1 ? sql_row_int(r, 0, 1) : 0;
+    sql_rows_free(r);
+    int64_t total = limits_total(op);
+    if ((op->daily_out_minor >= 0 && (day > op->daily_out_minor - total)) ||
+        (op->monthly_out_minor >= 0 && (month > op->monthly_out_minor - total)))
+        return CF_ERR_LIMIT_EXCEEDED;
+    return CF_OK;
+}
+
 enum cf_err payments_op_begin(struct payments *p, const struct pay_op *op, int64_t now_us,
                               struct pay_op *out, bool *existed)
 {
@@ -460,6 +503,8 @@ enum cf_err payments_op_begin(struct payments *p, const struct pay_op *op, int64
     struct pay_op priced = *op; /* a refund's shares are priced under its parent's lock */
     if (err == CF_OK && op->parent_id[0] != '\0')
         err = refund_reserve(p, tx, &priced, now_us);
+    if (err == CF_OK)
+        err = limits_check(tx, op);
     if (err == CF_OK)
         err = op_insert(p, tx, &priced, now_us);
     if (err == CF_OK)
@@ -635,6 +680,23 @@ enum cf_err payments_ops_stuck(struct payments *p, int64_t older_than_us, uint64
     err = ops_rows(p, tx,
                    "SELECT " OP_COLS " FROM pay_ops WHERE status = 0 AND updated_at_us < $1 "
                    "AND row > $3 ORDER BY row LIMIT $2",
+                   v, 3, out, max, n_out);
+    sql_rollback(tx);
+    return err;
+}
+
+enum cf_err payments_ops_completed_since(struct payments *p, int64_t after_us, uint64_t after_row,
+                                         struct pay_op *out, size_t max, size_t *n_out)
+{
+    CF_ASSERT(max <= PAY_LIST_MAX && after_row <= (uint64_t)INT64_MAX);
+    struct sql_value v[] = {SQL_I(after_us), SQL_I(after_row), SQL_I(max)};
+    struct sqltx *tx = NULL;
+    enum cf_err err = sql_begin(p->db, &tx);
+    if (err != CF_OK)
+        return err;
+    err = ops_rows(p, tx,
+                   "SELECT " OP_COLS " FROM pay_ops WHERE status = 3 AND (updated_at_us > $1 "
+                   "OR (updated_at_us = $1 AND row > $2)) ORDER BY updated_at_us, row LIMIT $3",
                    v, 3, out, max, n_out);
     sql_rollback(tx);
     return err;

@@ -108,6 +108,13 @@ struct pay_op {
     int64_t spread_returned_minor;     /* a payment's spread given back by refunds so far */
     bool return_fee;                   /* a refund request (not stored): give back the payment's
                                         * fee share */
+    bool review;                       /* held for an analyst before its legs run (monitoring) */
+    /* In (not stored): the payer's outgoing limits, checked by payments_op_begin when set. */
+    bool limits_on;
+    int64_t daily_out_minor;   /* -1: none */
+    int64_t monthly_out_minor; /* -1: none */
+    int64_t day_start_us;      /* the UTC day and month the totals count from */
+    int64_t month_start_us;
     char reference[PAY_REF_BYTES_MAX]; /* order reference, QR code id */
     char note[PAY_NOTE_BYTES_MAX];     /* plaintext in memory; sealed at rest */
     char gateway_ref[PAY_REF_BYTES_MAX];
@@ -165,6 +172,11 @@ CF_WARN_UNUSED enum cf_err payments_system_put(struct payments *p, const char *n
  * ignored. The parent's counters grow by them in the same transaction: CF_ERR_REFUND_EXCEEDS
  * when the refund would pass what the merchant received (the parent's credit_minor),
  * CF_ERR_CONFLICT when the parent is not a completed payment.
+ * With limits_on, the payer's outgoing total in the currency (withdrawals, sends with their
+ * fee, payments, holds; not failed) since day_start_us, and since month_start_us, plus this
+ * operation's, must stay within daily_out_minor and monthly_out_minor: CF_ERR_LIMIT_EXCEEDED
+ * otherwise. The check and the insert hold a per-payer lock row, so two operations at once
+ * can never both pass a limit that has room for one.
  */
 CF_WARN_UNUSED enum cf_err payments_op_begin(struct payments *p, const struct pay_op *op,
                                              int64_t now_us, struct pay_op *out, bool *existed);
@@ -218,6 +230,14 @@ CF_WARN_UNUSED enum cf_err payments_ops_list(struct payments *p, const struct pa
 CF_WARN_UNUSED enum cf_err payments_ops_stuck(struct payments *p, int64_t older_than_us,
                                               uint64_t after_row, struct pay_op *out, size_t max,
                                               size_t *n_out);
+/* COMPLETED operations in completion order: those whose (updated_at_us, row) is after
+ * (after_us, after_row), ordered by (updated_at_us, row), up to max (at most PAY_LIST_MAX). A
+ * completed operation's updated_at_us is its completion, or a later change of a payment's
+ * refund counters (it is listed again then). The AML sweep (api/risk_cases.h) pages through
+ * them with the last row's (updated_at_us, row). Read-only. */
+CF_WARN_UNUSED enum cf_err payments_ops_completed_since(struct payments *p, int64_t after_us,
+                                                        uint64_t after_row, struct pay_op *out,
+                                                        size_t max, size_t *n_out);
 
 /* Merchants --------------------------------------------------------------------------------- */
 

@@ -174,6 +174,8 @@ class Server:
         for name in ("COFFER_TLS_CERT", "COFFER_TLS_KEY", "COFFER_INSECURE_HTTP"):
             env.pop(name, None)
         env["COFFER_LOG_LEVEL"] = self.log_level
+        # KYC tier limits are on by default; tests that are not about them turn them off
+        env["COFFER_KYC_ENFORCE"] = "0"
         env.update(self.extra_env)
         self.stdout_path = os.path.join(self.root, "stdout.%d.log" % self.starts)
         self.stderr_path = os.path.join(self.root, "stderr.%d.log" % self.starts)

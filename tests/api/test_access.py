@@ -222,6 +222,11 @@ class World:
         self.b_marks = [m for m in self.b_marks if m]
         requests_setup(self)  # B's and A's payment requests (r_requests_*)
         paycode_setup(self)  # D's payment-code devices, M1's and M2's holds (r_paycode_*)
+        risk_freeze_setup(self)  # B as a party of the freeze routes (r_risk_freeze_*)
+        cases_setup(self)  # E's large send opens a case for the case routes (r_cases_*)
+        rules_setup(self)  # a rule, and B's scored payment, for the rules routes (r_rules_*)
+        self.b_ids["reviews"] = self.b.pay_m2  # B's payment: not under review (r_risk_review)
+        kyc_setup(self)  # B's pending KYC submission, A's draft (r_kyc_*)
         self.b_before = self.b_state()
 
     def person(self, tag, name):
@@ -1967,8 +1972,475 @@ def r_paycode_hold_release(w, method, path, scope):
     w.check_m2_unchanged("M1 releasing holds")
 
 
+# Account freezes (test_freeze.py covers them in depth). Staff routes: customers and merchants get
+# 403 with B's id or an unknown one and freeze nothing; support and auditors read but do not
+# write; a freeze (of C, undone at once) and a read work for the staff who may.
+
+UNKNOWN["parties"] = "usr_00000000ZZZZZ"
+
+
+def risk_freeze_setup(w):
+    w.b_ids["parties"] = w.b.user_id
+
+
+def _risk_freeze_state(w, party):
+    got = expect(call(w.srv, "GET", "/v1/risk/parties/%s/freeze" % party,
+                      token=w.tokens["risk"]), 200, what="a freeze view")
+    return got["frozen"], len(got["history"])
+
+
+def _risk_freeze_refusals(w, method, path):
+    body = {"reason": "access check"} if method == "POST" else None
+    m1, _m2 = w.merchants()
+    for ids in (w.b_ids, UNKNOWN):
+        _forbidden(w.as_a(method, fill(path, ids), body), "A %s %s" % (method, path))
+        _forbidden(w.as_m1("owner", method, fill(path, ids), body), "M1's owner on %s" % path)
+
+
+def r_risk_freeze_write(w, method, path, scope):
+    """Risk and admin only: A, M1's owner, support and auditors freeze or unfreeze nothing of
+    B's; risk freezes C and unfreezes C again."""
+    check_eq(set(scope), {"risk", "admin"}, "scope of %s" % path)
+    before = _risk_freeze_state(w, w.b.user_id)
+    _risk_freeze_refusals(w, method, path)
+    for role in ("support", "auditor"):
+        _forbidden(call(w.srv, method, fill(path, w.b_ids), {"reason": "access check"},
+                        token=w.tokens[role]), "%s on %s" % (role, path))
+    check_eq(_risk_freeze_state(w, w.b.user_id), before, "B's freeze state")
+    c = "/v1/risk/parties/%s/" % w.c.user_id
+    expect(call(w.srv, "POST", c + "freeze", {"reason": "access check"}, token=w.tokens["risk"]),
+           200, what="risk freezes C")
+    expect(call(w.srv, "POST", c + "unfreeze", {"reason": "access check done"},
+                token=w.tokens["risk"]), 200, what="risk unfreezes C")
+    expect(call(w.srv, method, fill(path, UNKNOWN), {"reason": "access check"},
+                token=w.tokens["risk"]), 404, "not_found", "risk on an unknown party")
+    w.check_b_unchanged("freezes tried on B")
+
+
+def r_risk_freeze_read(w, method, path, scope):
+    """Staff read (B's freeze view, the list); A and M1's owner get 403."""
+    check_eq(set(scope), {"support", "risk", "admin", "auditor"}, "scope of %s" % path)
+    _risk_freeze_refusals(w, method, path)
+    for role in ("support", "risk", "admin", "auditor"):
+        expect(call(w.srv, method, fill(path, w.b_ids), token=w.tokens[role]), 200,
+               what="%s reading %s" % (role, path))
+    if "{id}" in path:
+        expect(call(w.srv, method, fill(path, UNKNOWN), token=w.tokens["risk"]), 404,
+               "not_found", "an unknown party's freeze")
+    w.check_b_unchanged("reading freezes")
+
+
+# Risk cases (test_cases.py covers them in depth). E sends F 10,000.00 USD, a large transaction
+# by the default thresholds, and the sweep opens E's case; no case is B's (customers never see
+# cases). Customers and merchants get 403 on every case route with E's case id or an unknown
+# one; support and auditors read but do not write; risk reads, writes and decides last.
+
+UNKNOWN["cases"] = "cas_00000000ZZZZZ"
+
+
+def cases_setup(w):
+    srv, risk = w.srv, w.tokens["risk"]
+    e, f = w.person("erin", "Erin Large"), w.person("fred", "Fred Receiver")
+    usd = expect(call(srv, "POST", "/v1/me/accounts", {"currency": "USD"}, token=e.token), 201,
+                 what="E's USD wallet")["id"]
+    harness.fund(w.client, harness.make_source(w.client, "USD")["id"], usd, 1000100, "USD")
+    w.e_ops = []
+    for amount in (1000000, 100):
+        v = w.verification(e, "send", amount_minor=amount, currency="USD", payee=f.login)
+        w.e_ops.append(expect(call(srv, "POST", "/v1/me/sends",
+                                   {"to": f.login, "amount_minor": amount, "currency": "USD",
+                                    "verification": v}, token=e.token, key=new_key("snd")),
+                              201, what="E's send")["id"])
+    expect(call(srv, "POST", "/v1/risk/aml/sweep", None, token=risk), 200, what="sweep")
+    q = "/v1/risk/cases?subject=%s&scenario=large_transaction" % e.user_id
+    found = expect(call(srv, "GET", q, token=risk), 200, what="E's cases")["data"]
+    check_eq(len(found), 1, "E's large send opened one case")
+    w.b_ids["cases"] = found[0]["id"]
+
+
+def _cases_refusals(w, method, path, body, roles):
+    m1, _m2 = w.merchants()
+    for ids in (w.b_ids, UNKNOWN):
+        url = fill(path, ids)
+        _forbidden(w.as_a(method, url, body), "A %s %s" % (method, path))
+        _forbidden(w.as_m1("owner", method, url, body), "M1's owner on %s" % path)
+        for role in roles:
+            _forbidden(call(w.srv, method, url, body, token=w.tokens[role]),
+                       "%s on %s %s" % (role, method, path))
+
+
+def r_cases_read(w, method, path, scope):
+    """Staff read the case, its report and the list; customers and merchants get 403; an
+    unknown case 404."""
+    check_eq(set(scope), {"support", "risk", "admin", "auditor"}, "scope of %s" % path)
+    _cases_refusals(w, method, path, None, ())
+    for role in ("support", "risk", "admin", "auditor"):
+        expect(call(w.srv, method, fill(path, w.b_ids), token=w.tokens[role]), 200,
+               what="%s reading %s" % (role, path))
+    if "{id}" in path:
+        expect(call(w.srv, method, fill(path, UNKNOWN), token=w.tokens["risk"]), 404,
+               "not_found", "an unknown case")
+    w.check_b_unchanged("reading cases")
+
+
+_CASE_WRITES = {"assign": (lambda w: {"assignee": w.admin.user_id}, 200),
+                "notes": (lambda w: {"text": "access check"}, 201),
+                "evidence": (lambda w: {"operation_id": w.e_ops[1]}, 201),
+                "decision": (lambda w: {"decision": "clear", "reason": "access check"}, 200)}
+
+
+def r_cases_write(w, method, path, scope):
+    """Risk and admin only; the write works for risk on E's case, an unknown case is 404."""
+    check_eq(set(scope), {"risk", "admin"}, "scope of %s" % path)
+    body, status = _CASE_WRITES[path.rsplit("/", 1)[1]]
+    _cases_refusals(w, method, path, body(w), ("support", "auditor"))
+    expect(call(w.srv, method, fill(path, UNKNOWN), body(w), token=w.tokens["risk"],
+                key=new_key("case")), 404, "not_found", "an unknown case")
+    expect(call(w.srv, method, fill(path, w.b_ids), body(w), token=w.tokens["risk"],
+                key=new_key("case")), status, what="risk on %s" % path)
+    w.check_b_unchanged("case writes")
+
+
+def r_cases_sweep(w, method, path, scope):
+    check_eq(set(scope), {"risk", "admin"}, "scope of %s" % path)
+    _cases_refusals(w, method, path, None, ("support", "auditor"))
+    got = expect(call(w.srv, method, path, token=w.tokens["risk"]), 200, what="sweep")
+    check_eq(got["subjects_skipped"], 0, "the sweep scanned everyone")
+    w.check_b_unchanged("sweeps")
+
+
+# Monitoring rules and decisions (test_rules.py covers them in depth). Staff routes: customers
+# and merchants get 403 with B's ids or unknown ones; support and auditors read but do not write;
+# risk and admin write. B's payment to M2 was scored, so its decision is B's id for the decision
+# detail; the rule made here never matches (amount_minor < 0), so it changes no payment.
+
+UNKNOWN["rules"] = "no_such_rule_zz"
+UNKNOWN["decisions"] = "pay_00000000ZZZZZ"
+
+
+def rules_setup(w):
+    w.b_ids["rules"] = "access_rule_%s" % _run
+    expect(call(w.srv, "POST", "/v1/risk/rules",
+                {"id": w.b_ids["rules"], "condition": "amount_minor < 0", "action": "allow",
+                 "reason": "never"}, token=w.tokens["risk"], key=new_key("rule")), 201,
+           what="the access check's rule")
+    w.b_ids["decisions"] = w.b.pay_m2
+
+
+def _rules_state(w):
+    got = expect(call(w.srv, "GET", "/v1/risk/rules/" + w.b_ids["rules"], token=w.tokens["risk"]),
+                 200, what="the access rule")
+    return got["rule"], len(got["history"])
+
+
+_RULE_BODY = {"condition": "amount_minor < 0", "action": "allow", "reason": "never"}
+
+
+def _rules_body(path):
+    if path == "/v1/risk/rules":
+        return dict(_RULE_BODY, id="access_tmp_%s" % _run)
+    if path.endswith("/dry-run"):
+        return {"condition": "payee_new", "action": "review"}
+    return None if path.endswith("/delete") else dict(_RULE_BODY)
+
+
+def _rules_refusals(w, method, path, body, roles):
+    m1, _m2 = w.merchants()
+    for ids in (w.b_ids, UNKNOWN):
+        url = fill(path, ids)
+        _forbidden(w.as_a(method, url, body, key=new_key("rule")), "A %s %s" % (method, path))
+        _forbidden(w.as_m1("owner", method, url, body, key=new_key("rule")),
+                   "M1's owner on %s" % path)
+        for role in roles:
+            _forbidden(call(w.srv, method, url, body, token=w.tokens[role], key=new_key("rule")),
+                       "%s on %s %s" % (role, method, path))
+
+
+def r_rules_read(w, method, path, scope):
+    """Staff read the rules, the features, the decisions and B's decision; customers and
+    merchants get 403; an unknown rule or operation 404."""
+    check_eq(set(scope), {"support", "risk", "admin", "auditor"}, "scope of %s" % path)
+    _rules_refusals(w, method, path, None, ())
+    for role in ("support", "risk", "admin", "auditor"):
+        expect(call(w.srv, method, fill(path, w.b_ids), token=w.tokens[role]), 200,
+               what="%s reading %s" % (role, path))
+    if "{id}" in path:
+        expect(call(w.srv, method, fill(path, UNKNOWN), token=w.tokens["risk"]), 404,
+               "not_found", "an unknown one on %s" % path)
+    w.check_b_unchanged("reading rules and decisions")
+
+
+def r_rules_write(w, method, path, scope):
+    """Risk and admin only: A, M1's owner, support and auditors change no rule; risk's writes
+    work (a temporary rule is made and deleted); an unknown rule is 404."""
+    check_eq(set(scope), {"risk", "admin"}, "scope of %s" % path)
+    body = _rules_body(path)
+    before = _rules_state(w)
+    _rules_refusals(w, method, path, body, ("support", "auditor"))
+    check_eq(_rules_state(w), before, "the rule after the refusals")
+    risk = w.tokens["risk"]
+    if "{id}" in path:
+        expect(call(w.srv, method, fill(path, UNKNOWN), body, token=risk, key=new_key("rule")),
+               404, "not_found", "risk on an unknown rule")
+        tmp = "access_tmp_%s" % _run
+        expect(call(w.srv, "POST", "/v1/risk/rules", dict(_RULE_BODY, id=tmp), token=risk,
+                    key=new_key("rule")), 201, what="a temporary rule")
+        expect(call(w.srv, method, fill(path, {"rules": tmp}), body, token=risk,
+                    key=new_key("rule")), 200, what="risk on %s" % path)
+        if not path.endswith("/delete"):
+            expect(call(w.srv, "POST", "/v1/risk/rules/%s/delete" % tmp, None, token=risk,
+                        key=new_key("rule")), 200, what="the temporary rule deleted")
+    elif path.endswith("/dry-run"):
+        expect(call(w.srv, method, path, body, token=risk), 200, what="risk's dry run")
+    else:
+        expect(call(w.srv, method, path, body, token=risk, key=new_key("rule")), 201,
+               what="risk creates a rule")
+        expect(call(w.srv, "POST", "/v1/risk/rules/%s/delete" % body["id"], None, token=risk,
+                    key=new_key("rule")), 200, what="and deletes it")
+    w.check_b_unchanged("rule writes")
+
+
+# --- routes: reviews. An analyst's decision on a movement monitoring held: risk and admin only;
+# an operation not under review (B's payment) answers as an unknown one, and nothing changes.
+
+UNKNOWN["reviews"] = "snd_00000000ZZZZZ"
+
+
+def r_risk_review(w, method, path, scope):
+    """Risk and admin decide; A, M1's owner, support and auditors get 403; B's payment, which
+    is not under review, answers 404 like an unknown operation and stays as it was."""
+    check_eq(set(scope), {"risk", "admin"}, "scope of %s" % path)
+    body = {"decision": "decline", "reason": "access check"}
+    m1, _m2 = w.merchants()
+    for ids in (w.b_ids, UNKNOWN):
+        _forbidden(w.as_a(method, fill(path, ids), body), "A on %s" % path)
+        _forbidden(w.as_m1("owner", method, fill(path, ids), body), "M1's owner on %s" % path)
+        for role in ("support", "auditor"):
+            _forbidden(call(w.srv, method, fill(path, ids), body, token=w.tokens[role]),
+                       "%s on %s" % (role, path))
+        expect(call(w.srv, method, fill(path, ids), body, token=w.tokens["risk"],
+                    key=new_key("rev")), 404, "not_found", "risk on an operation not under review")
+    w.check_b_unchanged("review decisions tried on B's payment")
+
+
+# --- routes: kyc. The customer routes name no one else: A's answers are A's own and hold nothing
+# of B's (B has a pending submission, A a draft). Staff routes: customers and merchants get 403
+# with B's id or an unknown one; a document of B's under A's id answers 404 like an unknown one;
+# support reads, risk decides (A's submission), and B's submission stays as it was.
+
+UNKNOWN["kyc"] = "usr_00000000ZZZZZ"
+KYC_B_NUMBER = "BNUM77ZZQ1"
+
+
+def _kyc_b64(tag):
+    import base64
+    return base64.b64encode(b"\xff\xd8\xff\xe0" + tag.encode() * 8).decode()
+
+
+def kyc_setup(w):
+    """B's details (an ID number and legal name only B has), passport and pending submission;
+    A's draft (details and a passport)."""
+    for p, number, name in ((w.b, KYC_B_NUMBER, "Barnabas Quigglesworth"),
+                            (w.a, "AN0MBER42", "Alyssa Aardvark")):
+        expect(call(w.srv, "POST", "/v1/me/kyc/details",
+                    {"legal_name": name, "id_type": "passport", "id_number": number,
+                     "date_of_birth": "1990-01-31", "country": "GB"}, token=p.token), 200,
+               what="KYC details")
+        expect(call(w.srv, "POST", "/v1/me/kyc/documents",
+                    {"kind": "passport", "content_type": "image/jpeg",
+                     "content": _kyc_b64(p.user_id)}, token=p.token), 201, what="a passport")
+    got = expect(call(w.srv, "POST", "/v1/me/kyc/submit", {}, token=w.b.token), 200,
+                 what="B submits")
+    w.kyc_b_sub = got["submission"]["id"]
+    w.kyc_b_doc = got["submission"]["documents"][0]["id"]
+    w.b_ids["kyc"] = w.b.user_id
+    w.b_marks += [KYC_B_NUMBER, "Quigglesworth", w.kyc_b_sub, w.kyc_b_doc]
+    w.kyc_b_before = _kyc_b_view(w)
+
+
+def _kyc_b_view(w):
+    got = expect(call(w.srv, "GET", "/v1/risk/kyc/" + w.b.user_id, token=w.tokens["risk"]), 200,
+                 what="B's KYC record")
+    return got["tier"], got["state"], got["current"]["id"], got["current"]["documents_n"]
+
+
+def _kyc_b_unchanged(w, what):
+    check_eq(_kyc_b_view(w), w.kyc_b_before, "B's KYC record after " + what)
+
+
+def _kyc_doc_path(path, user, doc):
+    return fill(path, {"kyc": user}).replace("{doc_id}", doc)
+
+
+def r_kyc_me(w, method, path, scope):
+    """A's own tier, draft and documents; nothing of B's."""
+    _need_customer(scope, path)
+    got = expect(w.as_a(method, path), 200, what="A's KYC")
+    check_eq((got["tier"], got["submission"]["state"]), (0, "draft"), "A's own draft")
+    check("AN0MBER42" not in json.dumps(got), "A's ID number is masked even to A")
+
+
+def r_kyc_details(w, method, path, scope):
+    _need_customer(scope, path)
+    got = expect(w.as_a(method, path, {"legal_name": "Alyssa Aardvark", "id_type": "id_card",
+                                       "id_number": "AN0MBER42", "date_of_birth": "1990-01-31",
+                                       "country": "FR"}), 200, what="A's details")
+    check_eq(got["submission"]["details"]["country"], "FR", "A's own details changed")
+    _kyc_b_unchanged(w, "A's details")
+
+
+def r_kyc_document(w, method, path, scope):
+    _need_customer(scope, path)
+    got = expect(w.as_a(method, path, {"kind": "selfie", "content_type": "image/jpeg",
+                                       "content": _kyc_b64("selfie")}), 201, what="A's upload")
+    check(got["submission_id"] != w.kyc_b_sub, "A's document goes to A's draft")
+    _kyc_b_unchanged(w, "A's upload")
+
+
+def r_kyc_submit(w, method, path, scope):
+    _need_customer(scope, path)
+    got = expect(w.as_a(method, path, {}), 200, what="A submits")
+    check_eq(got["state"], "pending", "A's own submission")
+    _kyc_b_unchanged(w, "A's submit")
+
+
+def _kyc_refusals(w, method, path, body=None):
+    m1, _m2 = w.merchants()
+    for ids in (w.b_ids, UNKNOWN):
+        url = _kyc_doc_path(path, ids["kyc"], w.kyc_b_doc)
+        _forbidden(w.as_a(method, url, body), "A on %s" % url)
+        _forbidden(w.as_m1("owner", method, url, body), "M1's owner on %s" % url)
+
+
+def r_kyc_queue(w, method, path, scope):
+    """Staff list the queue (no personal data in it); customers and merchants get 403."""
+    check_eq(set(scope), {"support", "risk", "admin", "auditor"}, "scope of %s" % path)
+    _kyc_refusals(w, method, path)
+    for role in ("support", "auditor"):
+        got = expect(call(w.srv, method, path, token=w.tokens[role]), 200, what=role + " lists")
+        check(w.b.user_id in {i["user_id"] for i in got["data"]}, "B is queued")
+        check(KYC_B_NUMBER not in json.dumps(got), "no ID number in the queue")
+
+
+def r_kyc_staff_read(w, method, path, scope):
+    """Support, risk, admin read B's record and document; B's document under A's id answers as
+    an unknown one; customers and merchants get 403."""
+    check_eq(set(scope), {"support", "risk", "admin"}, "scope of %s" % path)
+    _kyc_refusals(w, method, path)
+    document = "{doc_id}" in path
+    got = call(w.srv, method, _kyc_doc_path(path, w.b.user_id, w.kyc_b_doc),
+               token=w.tokens["support"])
+    check_eq(got[0], 200, "support reads B's %s" % ("document" if document else "record"))
+    if document:
+        unknown = call(w.srv, method, _kyc_doc_path(path, w.a.user_id, "kyd_00000000ZZZZZ"),
+                       token=w.tokens["risk"])
+        check(unknown[0] == 404 and unknown[1].get("code") == "not_found",
+              "an unknown document: %d %s" % unknown[:2])
+        _problem_eq(call(w.srv, method, _kyc_doc_path(path, w.a.user_id, w.kyc_b_doc),
+                         token=w.tokens["risk"]), unknown, "B's document under A's id")
+    _kyc_b_unchanged(w, "staff reads")
+
+
+def r_kyc_decision(w, method, path, scope):
+    """Risk and admin decide: risk approves A's submission; B's id with A's submission id is a
+    conflict and decides nothing; customers, merchants and support get 403."""
+    check_eq(set(scope), {"risk", "admin"}, "scope of %s" % path)
+    body = {"decision": "approve", "reason": "access check"}
+    _kyc_refusals(w, method, path, body)
+    _forbidden(call(w.srv, method, fill(path, w.b_ids), body, token=w.tokens["support"],
+                    key=new_key("kyc")), "support deciding")
+    a_sub = expect(call(w.srv, "GET", "/v1/me/kyc", token=w.a.token), 200)["submission"]["id"]
+    expect(call(w.srv, method, fill(path, w.b_ids), dict(body, submission_id=a_sub),
+                token=w.tokens["risk"], key=new_key("kyc")), 409, "conflict",
+           "B's id with A's submission")
+    got = expect(call(w.srv, method, fill(path, {"kyc": w.a.user_id}),
+                      dict(body, submission_id=a_sub), token=w.tokens["risk"],
+                      key=new_key("kyc")), 200, what="risk approves A")
+    check_eq((got["user_id"], got["tier"]), (w.a.user_id, 2), "A approved")
+    _kyc_b_unchanged(w, "decisions")
+    w.check_b_unchanged("KYC decisions")
+
+
+# --- routes: screening. Sanctions lists and screenings (test_screening.py covers them in depth):
+# customers and merchants get 403 with B's id or an unknown one; support and auditors read but
+# do not write; risk loads a list that names no one here, runs a re-screening, screens ad hoc and
+# finds B not blocked (clearing B is a conflict that changes nothing); an unknown party is 404.
+
+_SCREENING_LIST = {"name": "access_list", "kind": "simple",
+                   "content": "name\nAccesstest Nobodyish Zzyzx\n"}
+
+
+def _screening_body(path):
+    if path == "/v1/risk/lists":
+        return _SCREENING_LIST
+    if path == "/v1/risk/screen":
+        return {"name": "Accesstest Nobodyish Zzyzx"}
+    if path.endswith("/clear"):
+        return {"reason": "access check"}
+    return None
+
+
+def _screening_refusals(w, method, path, roles):
+    body = _screening_body(path) if method == "POST" else None
+    m1, _m2 = w.merchants()
+    for ids in (w.b_ids, UNKNOWN):
+        url = fill(path, ids)
+        _forbidden(w.as_a(method, url, body, key=new_key("scr")), "A %s %s" % (method, path))
+        _forbidden(w.as_m1("owner", method, url, body, key=new_key("scr")),
+                   "M1's owner on %s" % path)
+        for role in roles:
+            _forbidden(call(w.srv, method, url, body, token=w.tokens[role], key=new_key("scr")),
+                       "%s on %s %s" % (role, method, path))
+
+
+def r_screening_read(w, method, path, scope):
+    """Staff read the lists, the status and B's screening; A and M1's owner get 403; an unknown
+    party is 404."""
+    check_eq(set(scope), {"support", "risk", "admin", "auditor"}, "scope of %s" % path)
+    _screening_refusals(w, method, path, ())
+    for role in ("support", "risk", "admin", "auditor"):
+        expect(call(w.srv, method, fill(path, w.b_ids), token=w.tokens[role]), 200,
+               what="%s reading %s" % (role, path))
+    if "{id}" in path:
+        got = expect(call(w.srv, method, fill(path, w.b_ids), token=w.tokens["risk"]), 200)
+        check_eq((got["party"], got["block"]["blocked"]), (w.b.user_id, False), "B's view")
+        expect(call(w.srv, method, fill(path, UNKNOWN), token=w.tokens["risk"]), 404,
+               "not_found", "an unknown party's screening")
+    w.check_b_unchanged("reading screenings")
+
+
+def r_screening_write(w, method, path, scope):
+    """Risk and admin only: A, M1's owner, support and auditors load, run, clear and screen
+    nothing; risk's calls work and leave B as it was."""
+    check_eq(set(scope), {"risk", "admin"}, "scope of %s" % path)
+    _screening_refusals(w, method, path, ("support", "auditor"))
+    risk, body = w.tokens["risk"], _screening_body(path)
+    if path == "/v1/risk/lists":
+        expect(call(w.srv, method, path, body, token=risk, key=new_key("scr")), 201,
+               what="risk loads a list")
+    elif path.endswith("/run"):
+        expect(call(w.srv, method, path, token=risk), 202, what="risk runs a re-screening")
+    elif path.endswith("/clear"):
+        expect(call(w.srv, method, fill(path, w.b_ids), body, token=risk, key=new_key("scr")),
+               409, "conflict", "B is not blocked")
+        expect(call(w.srv, method, fill(path, UNKNOWN), body, token=risk, key=new_key("scr")),
+               404, "not_found", "an unknown party")
+    else:
+        got = expect(call(w.srv, method, path, body, token=risk), 200, what="risk screens")
+        check(isinstance(got.get("hits"), list), "an ad-hoc answer: %s" % got)
+    w.check_b_unchanged("screening writes")
+
+
 # (check, order): routes run in increasing order; state-changing ones last.
 ROUTES = {
+    "GET /v1/me/kyc": (r_kyc_me, 1),
+    "POST /v1/me/kyc/details": (r_kyc_details, 2),
+    "POST /v1/me/kyc/documents": (r_kyc_document, 2),
+    "POST /v1/me/kyc/submit": (r_kyc_submit, 3),
+    "GET /v1/risk/kyc": (r_kyc_queue, 1),
+    "GET /v1/risk/kyc/{id}": (r_kyc_staff_read, 1),
+    "GET /v1/risk/kyc/{id}/documents/{doc_id}": (r_kyc_staff_read, 1),
+    "POST /v1/risk/kyc/{id}/decision": (r_kyc_decision, 4),
     "GET /healthz": (r_healthz, 0),
     "GET /metrics": (r_staff, 0),
     "GET /v1/ledger/currencies": (r_currencies, 0),
@@ -2070,6 +2542,35 @@ ROUTES = {
     "GET /v1/merchant/holds/{id}": (r_paycode_hold_get, 1),
     "POST /v1/merchant/holds/{id}/capture": (r_paycode_hold_capture, 4),
     "POST /v1/merchant/holds/{id}/release": (r_paycode_hold_release, 4),
+    "POST /v1/risk/reviews/{id}/decision": (r_risk_review, 1),
+    "POST /v1/risk/parties/{id}/freeze": (r_risk_freeze_write, 1),
+    "POST /v1/risk/parties/{id}/unfreeze": (r_risk_freeze_write, 1),
+    "GET /v1/risk/parties/{id}/freeze": (r_risk_freeze_read, 1),
+    "GET /v1/risk/freezes": (r_risk_freeze_read, 1),
+    "GET /v1/risk/cases": (r_cases_read, 1),
+    "GET /v1/risk/cases/{id}": (r_cases_read, 1),
+    "GET /v1/risk/cases/{id}/report": (r_cases_read, 1),
+    "POST /v1/risk/cases/{id}/assign": (r_cases_write, 1),
+    "POST /v1/risk/cases/{id}/notes": (r_cases_write, 1),
+    "POST /v1/risk/cases/{id}/evidence": (r_cases_write, 1),
+    "POST /v1/risk/cases/{id}/decision": (r_cases_write, 2),
+    "POST /v1/risk/aml/sweep": (r_cases_sweep, 1),
+    "GET /v1/risk/features": (r_rules_read, 1),
+    "GET /v1/risk/rules": (r_rules_read, 1),
+    "GET /v1/risk/rules/{id}": (r_rules_read, 1),
+    "POST /v1/risk/rules": (r_rules_write, 1),
+    "POST /v1/risk/rules/dry-run": (r_rules_write, 1),
+    "POST /v1/risk/rules/{id}": (r_rules_write, 1),
+    "POST /v1/risk/rules/{id}/delete": (r_rules_write, 1),
+    "GET /v1/risk/decisions": (r_rules_read, 1),
+    "GET /v1/risk/decisions/{id}": (r_rules_read, 1),
+    "POST /v1/risk/lists": (r_screening_write, 1),
+    "GET /v1/risk/lists": (r_screening_read, 1),
+    "POST /v1/risk/screening/run": (r_screening_write, 1),
+    "GET /v1/risk/screening/status": (r_screening_read, 1),
+    "GET /v1/risk/parties/{id}/screening": (r_screening_read, 1),
+    "POST /v1/risk/parties/{id}/screening/clear": (r_screening_write, 1),
+    "POST /v1/risk/screen": (r_screening_write, 1),
 }
 
 

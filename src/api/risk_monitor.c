@@ -1,0 +1,603 @@
+/*
+ * risk_monitor.c - scoring money movements before they are recorded, and holding the ones
+ * sent to review until an analyst decides (risk_monitor.h has the contract).
+ */
+#include "api/risk_monitor.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api/pay.h"
+#include "api/risk_kyc.h"
+#include "api/risk_rules.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "money/money.h"
+#include "risk/decisions.h"
+#include "risk/rules.h"
+#include "risk/velocity.h"
+
+#define RISK_REASON_CHARS_MAX 500 /* an analyst's reason for a review decision */
+#define RISK_NEW_DEVICE_AGE_S 86400
+
+/* Features ------------------------------------------------------------------------------------- */
+
+/* The customer or merchant whose movement this is: the payer, or a top-up's customer. */
+static const char *subject_of(const struct pay_op *op)
+{
+    return op->payer[0] != '\0' ? op->payer : op->payee;
+}
+
+/* The kind as the rules language names it; NULL for what is not scored (refunds). */
+static const char *rules_kind(uint8_t kind)
+{
+    switch (kind) {
+    case PAY_KIND_TOPUP:
+        return "topup";
+    case PAY_KIND_WITHDRAWAL:
+        return "withdrawal";
+    case PAY_KIND_SEND:
+        return "send";
+    case PAY_KIND_PAYMENT:
+    case PAY_KIND_HOLD: /* a merchant's hold is a payment the customer makes in two steps */
+        return "payment";
+    case PAY_KIND_PAYOUT:
+        return "payout";
+    case PAY_KIND_CONVERSION:
+        return "conversion";
+    default:
+        return NULL;
+    }
+}
+
+static const char *payee_kind_of(const struct pay_op *op)
+{
+    if (op->kind == PAY_KIND_WITHDRAWAL || op->kind == PAY_KIND_PAYOUT)
+        return "bank";
+    if (op->kind == PAY_KIND_TOPUP || op->payee[0] == '\0')
+        return "none";
+    return strncmp(op->payee, "mer_", 4) == 0 ? "merchant" : "user";
+}
+
+/* The four velocity keys of op, currency included: "u:<subject>|EUR", ... ("" when unknown). */
+struct risk_keys {
+    char k[RULES_KEYS_N][VELOCITY_KEY_BYTES_MAX + 1];
+};
+
+static void keys_build(const struct api_risk_ctx *ctx, const struct pay_op *op,
+                       struct risk_keys *keys)
+{
+    memset(keys, 0, sizeof(*keys));
+    const struct api_principal *p = ctx->req != NULL ? api_principal(ctx->req) : NULL;
+    bool own = p != NULL && !p->bootstrap && strcmp(p->user.user_id, subject_of(op)) == 0;
+    snprintf(keys->k[RULES_KEY_USER], sizeof(keys->k[0]), "u:%s|%s", subject_of(op),
+             op->currency);
+    if (own && p->user.session_id[0] != '\0') /* not a merchant charging a customer's code */
+        snprintf(keys->k[RULES_KEY_DEVICE], sizeof(keys->k[0]), "d:%s|%s", p->user.session_id,
+                 op->currency);
+    if (own && ctx->req->client_ip[0] != '\0')
+        snprintf(keys->k[RULES_KEY_IP], sizeof(keys->k[0]), "i:%s|%s", ctx->req->client_ip,
+                 op->currency);
+    if (op->payee[0] != '\0' && op->kind != PAY_KIND_TOPUP)
+        snprintf(keys->k[RULES_KEY_PAYEE], sizeof(keys->k[0]), "p:%s|%s", op->payee,
+                 op->currency);
+}
+
+static void velocity_fill(struct api *api, const struct risk_keys *keys, int64_t now_s,
+                          struct risk_features *f)
+{
+    for (size_t i = 0; i < RULES_KEYS_N; i++)
+        if (keys->k[i][0] != '\0')
+            cf_best_effort(velocity_read(api->velocity, keys->k[i], now_s, &f->velocity[i]));
+}
+
+/* The customer's verification tier. home_country stays "" (unknown): the KYC country of
+ * residence is sealed with the details and not read on the payment path. */
+static enum cf_err kyc_facts(struct api *api, const char *user_id, int64_t *tier, char country[4])
+{
+    int t = 0;
+    country[0] = '\0';
+    enum cf_err err = api->kyc != NULL ? risk_kyc_tier_get(api->kyc, user_id, &t) : CF_OK;
+    if (err == CF_OK)
+        *tier = t;
+    return err;
+}
+
+/* What identity, payments and KYC know of the subject and the payee. */
+static enum cf_err facts_fill(struct api *api, const struct api_risk_ctx *ctx,
+                              const struct pay_op *op, int64_t now_us, struct risk_features *f)
+{
+    const char *subject = subject_of(op);
+    enum cf_err err = CF_OK;
+    if (strncmp(subject, "usr_", 4) == 0) {
+        struct identity_profile prof;
+        if ((err = identity_profile_get(api->identity, subject, &prof)) != CF_OK)
+            return err;
+        f->account_age_s = (now_us - prof.created_at_us) / 1000000;
+        char country[4] = "";
+        if ((err = kyc_facts(api, subject, &f->kyc_tier, country)) != CF_OK)
+            return err;
+        cf_best_effort(rules_features_text_set(f->home_country, country, strlen(country)));
+    }
+    const struct api_principal *p = ctx->req != NULL ? api_principal(ctx->req) : NULL;
+    bool own = p != NULL && !p->bootstrap && strcmp(p->user.user_id, subject) == 0;
+    if (own && op->payee[0] != '\0' && op->kind != PAY_KIND_TOPUP &&
+        strcmp(op->payee, subject) != 0) {
+        bool known = false;
+        if ((err = identity_payee_known(api->identity, &p->user, op->payee, &known)) != CF_OK)
+            return err;
+        f->payee_new = !known;
+    }
+    if (strncmp(op->payee, "mer_", 4) == 0) {
+        struct pay_merchant m;
+        if (payments_merchant_get(api->payments, op->payee, false, &m) == CF_OK)
+            f->mcc = strtol(m.mcc, NULL, 10);
+    }
+    return CF_OK;
+}
+
+static enum cf_err features_build(struct api *api, const struct api_risk_ctx *ctx,
+                                  const struct pay_op *op, const struct risk_keys *keys,
+                                  int64_t now_us, struct risk_features *f)
+{
+    memset(f, 0, sizeof(*f));
+    const char *kind = rules_kind(op->kind);
+    const char *payee_kind = payee_kind_of(op);
+    CF_ASSERT(kind != NULL);
+    f->amount_minor = op->amount_minor;
+    time_t t = (time_t)(now_us / 1000000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    f->hour_utc = tm.tm_hour;
+    enum cf_err err = rules_features_text_set(f->currency, op->currency, strlen(op->currency));
+    if (err == CF_OK)
+        err = rules_features_text_set(f->kind, kind, strlen(kind));
+    if (err == CF_OK)
+        err = rules_features_text_set(f->payee_kind, payee_kind, strlen(payee_kind));
+    if (err == CF_OK)
+        err = facts_fill(api, ctx, op, now_us, f);
+    if (err != CF_OK)
+        return err;
+    velocity_fill(api, keys, now_us / 1000000, f);
+    /* a device (session) that has not moved money in a day, for a customer who has */
+    f->device_new = keys->k[RULES_KEY_DEVICE][0] != '\0' &&
+                    f->velocity[RULES_KEY_DEVICE].count[VELOCITY_WINDOW_24H] == 0 &&
+                    f->account_age_s > RISK_NEW_DEVICE_AGE_S &&
+                    f->velocity[RULES_KEY_USER].count[VELOCITY_WINDOW_24H] > 0;
+    f->country_mismatch = f->ip_country[0] != '\0' && f->home_country[0] != '\0' &&
+                          strcmp(f->ip_country, f->home_country) != 0;
+    return CF_OK;
+}
+
+/* Decisions ------------------------------------------------------------------------------------ */
+
+static enum cf_err decision_record(struct api *api, const struct pay_op *op,
+                                   const struct risk_features *f, const struct rules_decision *d,
+                                   bool review, int64_t now_us)
+{
+    struct risk_decision_rec *rec = calloc(1, sizeof(*rec));
+    if (rec == NULL)
+        return CF_ERR_NOMEM;
+    snprintf(rec->op_id, sizeof(rec->op_id), "%s", op->id);
+    snprintf(rec->party, sizeof(rec->party), "%s", subject_of(op));
+    snprintf(rec->kind, sizeof(rec->kind), "%s", f->kind);
+    rec->amount_minor = op->amount_minor;
+    snprintf(rec->currency, sizeof(rec->currency), "%s", op->currency);
+    risk_decision_rec_from(rec, d);
+    rec->features = *f;
+    rec->review_state = review ? RISK_REVIEW_PENDING : RISK_REVIEW_NONE;
+    rec->created_at_us = now_us;
+    enum cf_err err = risk_decisions_put(api->risk_decisions, rec);
+    free(rec);
+    return err;
+}
+
+/* A challenge is answered by a step-up bound to this movement, or not at all. */
+static enum cf_err challenge_answer(struct api *api, const struct api_risk_ctx *ctx,
+                                    const struct pay_op *op)
+{
+    if (ctx->stepped_up)
+        return CF_OK;
+    const struct api_principal *p = ctx->req != NULL ? api_principal(ctx->req) : NULL;
+    if (p == NULL || p->bootstrap || ctx->step_up_action == NULL ||
+        strcmp(p->user.user_id, subject_of(op)) != 0)
+        return CF_ERR_RISK_BLOCKED; /* no one here can answer one */
+    static const struct identity_verification none;
+    struct identity_action a = {.action = ctx->step_up_action,
+                                .amount_minor = ctx->step_up_amount_minor > 0
+                                                    ? ctx->step_up_amount_minor
+                                                    : op->amount_minor,
+                                .currency = op->currency,
+                                .payee = ctx->bound_to != NULL ? ctx->bound_to : op->payee};
+    struct identity_ctx ictx;
+    api_ctx(ctx->req, &ictx);
+    return identity_challenge_consume(api->identity, &ictx, &p->user, &a,
+                                      ctx->v != NULL ? ctx->v : &none, op->idem);
+}
+
+static void velocity_count(struct api *api, const struct risk_keys *keys, const struct pay_op *op,
+                           int64_t now_s)
+{
+    for (size_t i = 0; i < RULES_KEYS_N; i++)
+        if (keys->k[i][0] != '\0' &&
+            velocity_record(api->velocity, keys->k[i], op->amount_minor, now_s) != CF_OK)
+            cf_log(LOG_WARN, "velocity not counted", "op", op->id, NULL);
+}
+
+/* Gateway operations cannot wait for an analyst with the money held inside Coffer. */
+static bool reviewable(uint8_t kind)
+{
+    return kind == PAY_KIND_SEND || kind == PAY_KIND_PAYMENT || kind == PAY_KIND_CONVERSION;
+}
+
+enum cf_err api_risk_score(struct api *api, const struct api_risk_ctx *ctx,
+                           const struct pay_op *op, bool *review_out)
+{
+    CF_ASSERT(api != NULL && ctx != NULL && op != NULL && op->id[0] != '\0');
+    *review_out = false;
+    if (!api->risk_monitoring || rules_kind(op->kind) == NULL)
+        return CF_OK;
+    int64_t now_us = cf_clock_now_us(&cf_clock_real);
+    struct risk_keys keys;
+    struct risk_features f;
+    struct rules_decision d;
+    keys_build(ctx, op, &keys);
+    enum cf_err err = features_build(api, ctx, op, &keys, now_us, &f);
+    if (err != CF_OK)
+        return err;
+    const struct rules_set *set = api_risk_rules_acquire(api);
+    rules_evaluate(set, &f, &d);
+    api_risk_rules_release(api, set);
+    bool review = d.action == RULES_ACTION_REVIEW && reviewable(op->kind);
+    if ((err = decision_record(api, op, &f, &d, review, now_us)) != CF_OK)
+        return err;
+    if (d.action == RULES_ACTION_BLOCK ||
+        (d.action == RULES_ACTION_REVIEW && !review))
+        return CF_ERR_RISK_BLOCKED;
+    if (d.action == RULES_ACTION_CHALLENGE && (err = challenge_answer(api, ctx, op)) != CF_OK)
+        return err;
+    velocity_count(api, &keys, op, now_us / 1000000);
+    *review_out = review;
+    return CF_OK;
+}
+
+bool api_risk_under_review(struct api *api, const struct pay_op *op)
+{
+    return op->review;
+}
+
+/* KYC limits ----------------------------------------------------------------------------------- */
+
+/* The KYC feature a customer uses by paying out with kind; NULL for what is not tiered. */
+static const char *kyc_feature_out(uint8_t kind)
+{
+    switch (kind) {
+    case PAY_KIND_WITHDRAWAL:
+        return "withdrawal";
+    case PAY_KIND_SEND:
+        return "send";
+    case PAY_KIND_PAYMENT:
+    case PAY_KIND_HOLD:
+        return "payment";
+    case PAY_KIND_CONVERSION:
+        return "conversion";
+    default:
+        return NULL;
+    }
+}
+
+/* The payee wallet's stored balance plus credit must stay within max_balance. */
+static enum cf_err balance_room(struct api *api, struct arena *arena, uint64_t account_id,
+                                int64_t credit_minor, int64_t max_balance_minor)
+{
+    if (max_balance_minor < 0 || account_id == 0)
+        return CF_OK;
+    CF_ASSERT(arena != NULL); /* customers receive through requests, which have one */
+    struct store_reader *r = NULL;
+    struct store_account_row row;
+    enum cf_err err = api->store->ops->r_open(api->store, &r);
+    if (err != CF_OK)
+        return err;
+    err = api->store->ops->r_account_get(r, account_id, &row, arena);
+    api->store->ops->r_close(r);
+    if (err != CF_OK)
+        return err == CF_ERR_NOT_FOUND ? CF_OK : err; /* opened by this operation: empty */
+    int64_t balance = ledger_account_balance(&row.account);
+    return balance > max_balance_minor - credit_minor ? CF_ERR_LIMIT_EXCEEDED : CF_OK;
+}
+
+/* The receiving customer's tier: receiving open, and room under its maximum balance. */
+static enum cf_err limits_incoming(struct api *api, struct arena *arena, const struct pay_op *op)
+{
+    bool receives = strncmp(op->payee, "usr_", 4) == 0 && strcmp(op->payee, op->payer) != 0 &&
+                    op->kind != PAY_KIND_REFUND;
+    if (!receives)
+        return CF_OK;
+    int tier = 0;
+    struct risk_kyc_limit l;
+    const char *feature = op->kind == PAY_KIND_TOPUP ? "topup" : "receive";
+    enum cf_err err = api_kyc_check(api, op->payee, feature, 0, op->credit_currency, &tier, &l);
+    if (err == CF_ERR_FORBIDDEN)
+        return CF_ERR_LIMIT_EXCEEDED;
+    if (err != CF_OK)
+        return err;
+    return balance_room(api, arena, op->payee_account, op->credit_minor, l.max_balance_minor);
+}
+
+/* The UTC day and month now_us falls in, as their first microseconds. */
+static void period_starts(int64_t now_us, int64_t *day_us, int64_t *month_us)
+{
+    time_t t = (time_t)(now_us / 1000000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    int64_t day_s = (int64_t)t - tm.tm_hour * 3600 - tm.tm_min * 60 - tm.tm_sec;
+    *day_us = day_s * 1000000;
+    *month_us = (day_s - (int64_t)(tm.tm_mday - 1) * 86400) * 1000000;
+}
+
+enum cf_err api_risk_limits(struct api *api, struct arena *arena, struct pay_op *op)
+{
+    if (!api->kyc_enforce || api->kyc == NULL)
+        return CF_OK;
+    const char *feature = kyc_feature_out(op->kind);
+    if (feature != NULL && strncmp(op->payer, "usr_", 4) == 0) {
+        int tier = 0;
+        struct risk_kyc_limit l;
+        enum cf_err err =
+            api_kyc_check(api, op->payer, feature, op->amount_minor, op->currency, &tier, &l);
+        if (err == CF_ERR_FORBIDDEN)
+            return CF_ERR_LIMIT_EXCEEDED;
+        if (err != CF_OK)
+            return err;
+        if (op->kind != PAY_KIND_CONVERSION) { /* the money stays the customer's */
+            op->limits_on = true;
+            op->daily_out_minor = l.daily_out_minor;
+            op->monthly_out_minor = l.monthly_out_minor;
+            period_starts(cf_clock_now_us(&cf_clock_real), &op->day_start_us,
+                          &op->month_start_us);
+        }
+    }
+    return limits_incoming(api, arena, op);
+}
+
+/* Review holds ---------------------------------------------------------------------------------- */
+
+/* What the payer pays in all: the legs out of its account (a send's amount and fee). */
+static enum cf_err payer_total(struct api *api, struct arena *arena, const struct pay_op *op,
+                               int64_t *total_out)
+{
+    struct ledger_leg legs[API_PAY_LEGS_MAX];
+    size_t n = 0;
+    int64_t total = 0;
+    enum cf_err err = api_pay_legs(api, arena, op, legs, &n);
+    for (size_t i = 0; i < n && err == CF_OK; i++)
+        if (legs[i].debit_id == op->payer_account)
+            err = money_add(total, legs[i].amount, &total);
+    if (err == CF_OK && total <= 0)
+        err = CF_ERR_INTERNAL;
+    if (err == CF_OK)
+        *total_out = total;
+    return err;
+}
+
+/* Submits a keyed step of op and answers the ledger's refusal in *refused; *seq_out gets the
+ * journal entry the answer names (resolve: a post's or void's). */
+static enum cf_err step_submit(struct api *api, struct arena *arena, struct writer_cmd *cmd,
+                               bool resolve, enum cf_err *refused, uint64_t *seq_out)
+{
+    enum cf_err err = api_submit_wait(api, cmd, arena);
+    if (err != CF_OK)
+        return err;
+    *refused = api_pay_step_outcome(cmd);
+    *seq_out = *refused == CF_OK ? api_pay_entry_seq(cmd, resolve) : 0;
+    return CF_OK;
+}
+
+enum cf_err api_risk_review_hold(struct api *api, struct arena *arena, struct pay_op *op)
+{
+    CF_ASSERT(op->review && op->status == PAY_STATUS_PROCESSING);
+    uint64_t review_acct = 0, seq = 0;
+    int64_t total = 0;
+    enum cf_err refused = CF_OK;
+    enum cf_err err = payer_total(api, arena, op, &total);
+    if (err == CF_OK)
+        err = api_pay_system(api, arena, PAY_SYS_RISK_REVIEW, op->currency, &review_acct);
+    struct writer_cmd *cmd = err == CF_OK ? api_pay_step_cmd(arena, op, "hold") : NULL;
+    struct ledger_leg *leg = arena_calloc(arena, 1, sizeof(*leg));
+    if (err == CF_OK && (cmd == NULL || leg == NULL))
+        err = CF_ERR_NOMEM;
+    if (err != CF_OK)
+        return err;
+    api_pay_leg_set(leg, op->payer_account, review_acct, total, op->currency, "risk_review");
+    leg->pending = true;
+    cmd->type = WRITER_CMD_TRANSFER;
+    cmd->legs = leg;
+    cmd->legs_n = 1;
+    if ((err = step_submit(api, arena, cmd, false, &refused, &seq)) != CF_OK)
+        return err; /* never ran: stays PROCESSING */
+    struct pay_op_update u = {.status = PAY_STATUS_PENDING, .hold_seq = seq};
+    if (refused != CF_OK) {
+        u.status = PAY_STATUS_FAILED;
+        u.error = cf_err_code(refused);
+    }
+    err = payments_op_update(api->payments, op->id, 1u << PAY_STATUS_PROCESSING, &u,
+                             cf_clock_now_us(&cf_clock_real));
+    if (err == CF_ERR_CONFLICT)
+        err = CF_OK;
+    if (err == CF_OK)
+        err = payments_op_get(api->payments, op->id, op);
+    return err;
+}
+
+/* An analyst's decision ------------------------------------------------------------------------ */
+
+/* Posts or voids op's review hold ("op:<id>:post" / ":void"). */
+static enum cf_err hold_resolve(struct api *api, struct arena *arena, const struct pay_op *op,
+                                bool post, enum cf_err *refused)
+{
+    struct writer_cmd *cmd = api_pay_step_cmd(arena, op, post ? "post" : "void");
+    uint64_t seq = 0;
+    if (cmd == NULL)
+        return CF_ERR_NOMEM;
+    cmd->type = post ? WRITER_CMD_POST : WRITER_CMD_VOID;
+    cmd->target_id = op->hold_seq;
+    return step_submit(api, arena, cmd, true, refused, &seq);
+}
+
+/* Runs op's legs from the review clearing (where the posted hold put the payer's money) under
+ * "op:<id>"; a refusal sends the money back to the payer ("op:<id>:return"). */
+static enum cf_err legs_from_review(struct api *api, struct arena *arena, const struct pay_op *op,
+                                    struct pay_op_update *u)
+{
+    struct pay_op from = *op;
+    struct ledger_leg *legs = arena_calloc(arena, API_PAY_LEGS_MAX, sizeof(*legs));
+    size_t n = 0;
+    int64_t total = 0;
+    enum cf_err err = legs == NULL ? CF_ERR_NOMEM : payer_total(api, arena, op, &total);
+    if (err == CF_OK)
+        err = api_pay_system(api, arena, PAY_SYS_RISK_REVIEW, op->currency, &from.payer_account);
+    if (err == CF_OK)
+        err = api_pay_legs(api, arena, &from, legs, &n);
+    struct writer_cmd *cmd = err == CF_OK ? api_pay_step_cmd(arena, op, "legs") : NULL;
+    if (err == CF_OK && cmd == NULL)
+        err = CF_ERR_NOMEM;
+    if (err != CF_OK)
+        return err;
+    cmd->type = WRITER_CMD_TRANSFER;
+    cmd->legs = legs;
+    cmd->legs_n = n;
+    cmd->variant = API_VARIANT_LEGS;
+    enum cf_err refused = CF_OK;
+    uint64_t seq = 0;
+    if ((err = step_submit(api, arena, cmd, false, &refused, &seq)) != CF_OK)
+        return err;
+    u->status = refused == CF_OK ? PAY_STATUS_COMPLETED : PAY_STATUS_FAILED;
+    u->ledger_seq = refused == CF_OK ? api_pay_group_seq(cmd) : 0;
+    u->error = refused == CF_OK ? NULL : cf_err_code(refused);
+    if (refused == CF_OK)
+        return CF_OK;
+    struct writer_cmd *back = api_pay_step_cmd(arena, op, "return");
+    struct ledger_leg *leg = arena_calloc(arena, 1, sizeof(*leg));
+    if (back == NULL || leg == NULL)
+        return CF_ERR_NOMEM;
+    api_pay_leg_set(leg, from.payer_account, op->payer_account, total, op->currency,
+                    "risk_review_return");
+    back->type = WRITER_CMD_TRANSFER;
+    back->legs = leg;
+    back->legs_n = 1;
+    if ((err = step_submit(api, arena, back, false, &refused, &seq)) == CF_OK && refused != CF_OK)
+        err = refused; /* cannot happen: the clearing holds exactly this money */
+    return err;
+}
+
+/* Carries out an analyst's decision on a PENDING operation under review. Every step is keyed,
+ * so repeating the request after a crash finishes what the first one began. */
+static enum cf_err review_apply(struct api *api, struct arena *arena, struct pay_op *op,
+                                bool approve)
+{
+    enum cf_err refused = CF_OK;
+    struct pay_op_update u = {.status = PAY_STATUS_FAILED,
+                              .error = cf_err_code(CF_ERR_RISK_BLOCKED)};
+    enum cf_err err = hold_resolve(api, arena, op, approve, &refused);
+    if (err == CF_OK && refused != CF_OK)
+        err = refused; /* a hold that is not pending any more: recorded, nothing to do */
+    if (err == CF_OK && approve)
+        err = legs_from_review(api, arena, op, &u);
+    if (err != CF_OK)
+        return err;
+    err = payments_op_update(api->payments, op->id, 1u << PAY_STATUS_PENDING, &u,
+                             cf_clock_now_us(&cf_clock_real));
+    if (err == CF_ERR_CONFLICT)
+        err = CF_OK; /* a repeated decision finished it first */
+    if (err == CF_OK)
+        err = payments_op_get(api->payments, op->id, op);
+    return err;
+}
+
+/* {decision: approve|decline, reason} */
+static enum cf_err decision_decode(struct http_request *req, bool *approve, char *reason,
+                                   size_t reason_bytes, const char **detail)
+{
+    static const char *const fields[] = {"decision", "reason", NULL};
+    json_t *root = NULL;
+    const char *s = NULL;
+    size_t n = 0;
+    enum cf_err err = api_json_object(req, &root, detail);
+    if (err == CF_OK && (err = api_json_fields(root, fields, detail)) != CF_OK)
+        *detail = api_detail_keep(req, *detail);
+    if (err == CF_OK) {
+        *detail = "decision";
+        err = api_json_string(root, "decision", true, 16, &s, &n);
+        if (err == CF_OK && !(n == 7 && memcmp(s, "approve", 7) == 0) &&
+            !(n == 7 && memcmp(s, "decline", 7) == 0))
+            err = CF_ERR_INVALID_FIELD;
+        *approve = err == CF_OK && s[0] == 'a';
+    }
+    if (err == CF_OK) {
+        *detail = "reason";
+        err = api_json_string(root, "reason", true, reason_bytes - 1, &s, &n);
+        if (err == CF_OK && n == 0)
+            err = CF_ERR_INVALID_FIELD;
+        if (err == CF_OK)
+            snprintf(reason, reason_bytes, "%.*s", (int)n, s);
+    }
+    json_decref(root);
+    if (err == CF_OK)
+        *detail = NULL;
+    return err;
+}
+
+static void review_decision_run(struct http_request *req, struct http_response *resp)
+{
+    struct api *api = req->app;
+    char reason[RISK_REASON_CHARS_MAX * 4 + 1];
+    const char *detail = NULL;
+    bool approve = false;
+    struct pay_op op;
+    enum cf_err err = decision_decode(req, &approve, reason, sizeof(reason), &detail);
+    if (err == CF_OK && (err = payments_op_get(api->payments, req->params[0], &op)) == CF_OK &&
+        !op.review)
+        err = CF_ERR_NOT_FOUND; /* not an operation under review */
+    if (err == CF_OK) {
+        err = risk_decisions_review_set(api->risk_decisions, op.id, RISK_REVIEW_PENDING,
+                                        approve ? RISK_REVIEW_APPROVED : RISK_REVIEW_DECLINED,
+                                        api_actor(req), reason, cf_clock_now_us(&cf_clock_real));
+        struct risk_decision_rec *rec = calloc(1, sizeof(*rec));
+        if (err == CF_ERR_CONFLICT && rec != NULL &&
+            risk_decisions_get(api->risk_decisions, op.id, rec) == CF_OK &&
+            rec->review_state == (approve ? RISK_REVIEW_APPROVED : RISK_REVIEW_DECLINED))
+            err = CF_OK; /* the same decision again: finish what it began */
+        free(rec);
+    }
+    if (err == CF_OK && op.status == PAY_STATUS_PENDING)
+        err = review_apply(api, req->arena, &op, approve);
+    if (err != CF_OK) {
+        api_pay_problem_reply(req, resp, err, detail);
+        return;
+    }
+    struct identity_ctx ctx;
+    api_ctx(req, &ctx);
+    cf_best_effort(identity_audit(api->identity, &ctx, api_actor(req),
+                                  approve ? "risk.review_approve" : "risk.review_decline", op.id,
+                                  "ok", pay_status_name(op.status)));
+    api_pay_op_reply(req, resp, 200, &op, NULL);
+}
+
+enum http_action api_risk_review_decision(struct http_request *req, struct http_response *resp)
+{
+    return api_offload(req, resp, review_decision_run);
+}
+
+enum cf_err api_risk_monitor_open(struct api *api, size_t velocity_keys_max)
+{
+    CF_ASSERT(api->velocity == NULL);
+    return velocity_open(velocity_keys_max, &api->velocity);
+}
+
+void api_risk_monitor_close(struct api *api)
+{
+    velocity_close(api->velocity);
+    api->velocity = NULL;
+}

@@ -1,0 +1,92 @@
+/*
+ * risk_monitor.h - real-time monitoring of money movements (risk_monitor.c).
+ *
+ * Every operation a payment route records passes api_pay_op_record, which scores it here
+ * BEFORE it is recorded, so nothing has moved when the answer is no:
+ *
+ *   1. The feature vector (risk/rules.h, struct risk_features; docs/RISK.md, "Features") is
+ *      built from the operation, the caller's request (IP address, session as the device) and
+ *      what Coffer knows of the customer (account age, payees paid before, KYC tier and
+ *      country), plus the velocity counters of the customer, the device, the IP address and the
+ *      payee in the operation's currency (risk/velocity.h, in memory).
+ *   2. The active rules set (api/risk_rules.h) decides: allow, challenge, review or block, with
+ *      the matching rules' ids and reason codes.
+ *   3. The decision, its matches and the feature vector are recorded (risk/decisions.h) before
+ *      anything else happens: staff read them, and dry runs replay new rules over them.
+ *   4. allow: the operation proceeds. challenge: it proceeds only with a step-up bound to it
+ *      (the route's action, the amount, the currency and the payee as the customer named it):
+ *      step_up_required until the customer answers one; where no one can answer (a scheduled
+ *      payout, a charge a merchant makes), a challenge blocks. block: risk_blocked (403) with
+ *      the customer's safe message; staff see the rules. review: a transfer between wallets
+ *      (send, payment, conversion) is recorded and its payer's money held as a pending transfer
+ *      into the review clearing account until an analyst decides (POST
+ *      /v1/risk/reviews/{operation_id}/decision: approve posts the hold and runs the legs from
+ *      the clearing account, decline voids it); a gateway operation (top-up, withdrawal, payout)
+ *      under review is refused like a block (its money is outside Coffer) and waits in the
+ *      decisions list for an analyst to look at.
+ *   5. An operation that goes on is counted in the velocity counters.
+ *
+ * Refunds are not scored (the money goes back to whoever paid it). Monitoring off (config
+ * `monitoring off`) skips all of it. Everything here runs on the API's workers.
+ */
+#ifndef COFFER_API_RISK_MONITOR_H
+#define COFFER_API_RISK_MONITOR_H
+
+#include <stdbool.h>
+
+#include "api/api.h"
+#include "payments/payments.h"
+
+/* Velocity keys kept in memory by default (about 3 KB each once used). */
+#define API_RISK_VELOCITY_KEYS_DEFAULT 32768
+
+/* The system account that holds money under review (one per currency, opened on first use). */
+#define PAY_SYS_RISK_REVIEW "risk_review"
+
+/* Who asks for a money movement, and what step-up the route can still ask for. */
+struct api_risk_ctx {
+    const struct http_request *req;        /* NULL for the scheduler */
+    const char *step_up_action;            /* the route's step-up action; NULL: none can be asked */
+    const char *bound_to;                  /* the payee as the customer named it; NULL: op's payee */
+    int64_t step_up_amount_minor;          /* what the step-up binds; 0: the operation's amount */
+    const struct identity_verification *v; /* the request's verification; NULL or empty: none */
+    bool stepped_up;                       /* the route took a step-up for this operation already */
+};
+
+/* Opens the velocity counters (keys_max keys) and the review clearing; at start. */
+CF_WARN_UNUSED enum cf_err api_risk_monitor_open(struct api *api, size_t velocity_keys_max);
+void api_risk_monitor_close(struct api *api);
+
+/*
+ * Scores op (complete, not yet recorded) as described above. CF_OK to go on, with *review_out
+ * set when the money must be held for an analyst; CF_ERR_RISK_BLOCKED; a step-up error
+ * (step_up_required, invalid_code, ...) for a challenge not answered. Storage errors when the
+ * decision could not be recorded (the operation must not go on unscored).
+ */
+CF_WARN_UNUSED enum cf_err api_risk_score(struct api *api, const struct api_risk_ctx *ctx,
+                                          const struct pay_op *op, bool *review_out);
+
+/*
+ * The customer's KYC tier limits on op (config `kyc_enforce`, on by default): the feature open
+ * at the payer's tier and the amount within its largest single movement (limit_exceeded, 403,
+ * refused now); the daily and monthly outgoing totals, set on op for payments_op_begin, which
+ * checks them in the transaction that records it, under a per-payer lock; for a customer
+ * receiving (a top-up, a send), receiving open at its tier and its wallet's stored balance plus
+ * the credit within its maximum balance (checked now: two credits at once may both pass).
+ */
+CF_WARN_UNUSED enum cf_err api_risk_limits(struct api *api, struct arena *arena, struct pay_op *op);
+
+/* Whether op is held for review (its decision says so): recovery asks after a crash. */
+bool api_risk_under_review(struct api *api, const struct pay_op *op);
+
+/* Holds a PROCESSING operation under review: its payer's money into the review clearing as one
+ * pending transfer (key "op:<id>:hold"), then PENDING. *op is re-read. An error means the
+ * ledger never answered (the operation stays PROCESSING; recovery holds it again). */
+CF_WARN_UNUSED enum cf_err api_risk_review_hold(struct api *api, struct arena *arena,
+                                                struct pay_op *op);
+
+/* POST /v1/risk/reviews/{operation_id}/decision {decision: approve|decline, reason} (risk,
+ * admin; Idempotency-Key). */
+enum http_action api_risk_review_decision(struct http_request *req, struct http_response *resp);
+
+#endif

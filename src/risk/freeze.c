@@ -1,0 +1,607 @@
+/*
+ * freeze.c - account freezes: the schema, the handle, freezing and unfreezing, reads; see
+ * freeze.h.
+ *
+ * Two tables: risk_freeze_events (append-only; `row` orders history) and risk_freezes (one row
+ * per frozen party, naming its freeze event and copying the event's few columns the payment
+ * path reads, so a check is one primary-key read without a join). A put inserts the event and
+ * the row in one transaction: two puts for one party meet on the primary key, and the loser
+ * (CF_ERR_STORAGE_CONFLICT on PostgreSQL) re-reads to answer its key's replay or a conflict. A
+ * clear reads the row FOR UPDATE, appends the unfreeze event and deletes the row.
+ */
+#include "risk/freeze.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/ids.h"
+#include "crypto/vault.h"
+#include "store/sql/sql.h"
+
+/* The sealed reason's largest size. */
+#define REASON_SEALED_BYTES_MAX (RISK_FREEZE_REASON_BYTES_MAX + VAULT_OVERHEAD_BYTES)
+/* "risk_freeze:<event id>:reason" */
+#define REASON_AAD_BYTES (RISK_FREEZE_ID_BYTES_MAX + 32)
+
+struct risk_freeze {
+    struct sqldb *db;
+    risk_freeze_vault_fn vault; /* the current master keys (they may be rotated while running) */
+    void *vault_ctx;
+};
+
+/* Schema ------------------------------------------------------------------------------------- */
+
+/* %1$s: the blob type; %2$s: the row key (an auto-incrementing integer primary key). */
+#define FREEZE_SCHEMA                                                                              \
+    "CREATE TABLE risk_freeze_events (row %2$s, id TEXT NOT NULL UNIQUE, party TEXT NOT NULL, "    \
+    "kind INTEGER NOT NULL, reason_sealed %1$s NOT NULL, blocks_incoming INTEGER NOT NULL, "       \
+    "freeze_id TEXT NOT NULL, by_user TEXT NOT NULL, at_us BIGINT NOT NULL, idem TEXT UNIQUE, "    \
+    "request_hash %1$s);"                                                                          \
+    "CREATE INDEX risk_freeze_events_party ON risk_freeze_events(party, row);"                     \
+    "CREATE TABLE risk_freezes (party TEXT PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, "           \
+    "event_row BIGINT NOT NULL, blocks_incoming INTEGER NOT NULL, by_user TEXT NOT NULL, "         \
+    "at_us BIGINT NOT NULL);"                                                                      \
+    "CREATE INDEX risk_freezes_row ON risk_freezes(event_row);"
+
+static char schema_sqlite[2048];
+static char schema_postgres[2048];
+
+static enum cf_err schema_migrate(struct sqldb *db)
+{
+    int a = snprintf(schema_sqlite, sizeof(schema_sqlite), FREEZE_SCHEMA, "BLOB",
+                     "INTEGER PRIMARY KEY AUTOINCREMENT");
+    int b = snprintf(schema_postgres, sizeof(schema_postgres), FREEZE_SCHEMA, "BYTEA",
+                     "BIGSERIAL PRIMARY KEY");
+    CF_ASSERT(a > 0 && (size_t)a < sizeof(schema_sqlite) && b > 0 &&
+              (size_t)b < sizeof(schema_postgres));
+    const struct sql_migration m[] = {{1, schema_sqlite, schema_postgres}};
+    return sqldb_migrate(db, "risk_freeze", m, sizeof(m) / sizeof(m[0]));
+}
+
+enum cf_err risk_freeze_open(struct sqldb *db, risk_freeze_vault_fn vault, void *vault_ctx,
+                             struct risk_freeze **out)
+{
+    CF_ASSERT(db != NULL && vault != NULL && out != NULL);
+    enum cf_err err = schema_migrate(db);
+    if (err != CF_OK)
+        return err;
+    struct risk_freeze *f = calloc(1, sizeof(*f));
+    if (f == NULL)
+        return CF_ERR_NOMEM;
+    f->db = db;
+    f->vault = vault;
+    f->vault_ctx = vault_ctx;
+    *out = f;
+    return CF_OK;
+}
+
+void risk_freeze_close(struct risk_freeze *f) { free(f); }
+
+/* Validation --------------------------------------------------------------------------------- */
+
+bool risk_freeze_party_valid(const char *text)
+{
+    uint64_t v = 0;
+    if (text == NULL)
+        return false;
+    if (strncmp(text, "usr_", 4) == 0)
+        return id_parse("usr_", text, strlen(text), &v) == CF_OK;
+    if (strncmp(text, "mer_", 4) == 0)
+        return id_parse("mer_", text, strlen(text), &v) == CF_OK;
+    return false;
+}
+
+/* 1..max-1 bytes of printable ASCII without spaces: a staff id, a key, a process's name. */
+static bool token_valid(const char *text, size_t bytes_max)
+{
+    size_t n = text != NULL ? strnlen(text, bytes_max) : 0;
+    if (n == 0 || n >= bytes_max)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (text[i] < 0x21 || text[i] > 0x7e)
+            return false;
+    }
+    return true;
+}
+
+/* The code point of the UTF-8 sequence at s (n bytes left) and its length; 0 when malformed
+ * (overlong, a surrogate, above U+10FFFF, truncated). */
+static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
+{
+    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
+    size_t len = 0;
+    if (s[0] < 0x80)
+        len = 1;
+    else if ((s[0] & 0xe0) == 0xc0)
+        len = 2;
+    else if ((s[0] & 0xf0) == 0xe0)
+        len = 3;
+    else if ((s[0] & 0xf8) == 0xf0)
+        len = 4;
+    if (len == 0 || len > n)
+        return 0;
+    uint32_t c = len == 1 ? s[0] : s[0] & (0x7fu >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        c = (c << 6) | (s[i] & 0x3fu);
+    }
+    if (c < min_cp[len] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+        return 0;
+    *cp = c;
+    return len;
+}
+
+bool risk_freeze_reason_valid(const char *text, const char **detail_out)
+{
+    const char *why = "reason: 1 to 500 characters";
+    size_t n = text != NULL ? strnlen(text, RISK_FREEZE_REASON_BYTES_MAX) : 0;
+    size_t chars = 0;
+    bool ok = n > 0 && n < RISK_FREEZE_REASON_BYTES_MAX;
+    for (size_t i = 0; ok && i < n;) {
+        uint32_t cp = 0;
+        size_t len = utf8_next((const unsigned char *)text + i, n - i, &cp);
+        bool control =
+            (cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r') || (cp >= 0x7f && cp <= 0x9f);
+        if (len == 0 || control) {
+            why = len == 0 ? "reason: not valid UTF-8" : "reason: no control characters";
+            ok = false;
+        }
+        i += len;
+        chars++;
+    }
+    ok = ok && chars <= RISK_FREEZE_REASON_CHARS_MAX;
+    if (!ok && detail_out != NULL)
+        *detail_out = why;
+    return ok;
+}
+
+/* Shared helpers ----------------------------------------------------------------------------- */
+
+static void copy_text(char *dst, size_t dst_bytes, const char *src)
+{
+    snprintf(dst, dst_bytes, "%s", src != NULL ? src : "");
+}
+
+static enum cf_err tx_end(struct sqltx *tx, enum cf_err err)
+{
+    if (err != CF_OK) {
+        sql_rollback(tx);
+        return err;
+    }
+    return sql_commit(tx);
+}
+
+static void reason_aad(const char *event_id, char aad[REASON_AAD_BYTES])
+{
+    int n = snprintf(aad, REASON_AAD_BYTES, "risk_freeze:%s:reason", event_id);
+    CF_ASSERT(n > 0 && n < REASON_AAD_BYTES);
+}
+
+static enum cf_err reason_seal(struct risk_freeze *f, const char *event_id, const char *reason,
+                               uint8_t out[REASON_SEALED_BYTES_MAX], size_t *len_out)
+{
+    const struct vault *v = f->vault(f->vault_ctx, 0);
+    if (v == NULL)
+        return CF_ERR_CONFIG;
+    char aad[REASON_AAD_BYTES];
+    reason_aad(event_id, aad);
+    return vault_seal(v, reason, strlen(reason), aad, strlen(aad), out, REASON_SEALED_BYTES_MAX,
+                      len_out);
+}
+
+static enum cf_err reason_open(struct risk_freeze *f, const char *event_id, const uint8_t *ct,
+                               size_t n, char out[RISK_FREEZE_REASON_BYTES_MAX])
+{
+    const struct vault *v = ct != NULL ? f->vault(f->vault_ctx, vault_sealed_key_id(ct, n)) : NULL;
+    if (v == NULL)
+        return CF_ERR_CORRUPT;
+    char aad[REASON_AAD_BYTES];
+    reason_aad(event_id, aad);
+    size_t len = 0;
+    enum cf_err err = vault_open(v, ct, n, aad, strlen(aad), (uint8_t *)out,
+                                 RISK_FREEZE_REASON_BYTES_MAX - 1, &len);
+    if (err != CF_OK)
+        return CF_ERR_CORRUPT;
+    out[len] = '\0';
+    return CF_OK;
+}
+
+/* A fresh event id with prefix. */
+static void event_id_new(const char *prefix, char out[RISK_FREEZE_ID_BYTES_MAX])
+{
+    uint64_t v = 0;
+    while (v == 0)
+        hash_random(&v, sizeof(v));
+    char text[ID_TEXT_BYTES_MAX];
+    id_format(prefix, v, text);
+    copy_text(out, RISK_FREEZE_ID_BYTES_MAX, text);
+    CF_ASSERT(strlen(out) == strlen(text)); /* never truncated */
+}
+
+/* Events ------------------------------------------------------------------------------------- */
+
+#define EV_COLS                                                                                    \
+    "row, id, kind, party, reason_sealed, blocks_incoming, freeze_id, by_user, at_us, idem, "      \
+    "request_hash"
+#define EV_COLS_E                                                                                  \
+    "e.row, e.id, e.kind, e.party, e.reason_sealed, e.blocks_incoming, e.freeze_id, e.by_user, "   \
+    "e.at_us, e.idem, e.request_hash"
+
+/* An event as read, with what idempotency needs. */
+struct event_read {
+    struct risk_freeze_event ev;
+    bool keyed;
+    uint8_t request_hash[HASH_BYTES];
+};
+
+static enum cf_err event_from_row(struct risk_freeze *f, const struct sql_rows *r, size_t i,
+                                  bool open, struct event_read *out)
+{
+    struct risk_freeze_event *ev = &out->ev;
+    size_t c = 0, sealed_len = 0, hash_len = 0;
+    memset(out, 0, sizeof(*out));
+    ev->row = (uint64_t)sql_row_int(r, i, c++);
+    copy_text(ev->id, sizeof(ev->id), sql_row_text(r, i, c++));
+    ev->kind = (uint8_t)sql_row_int(r, i, c++);
+    copy_text(ev->party, sizeof(ev->party), sql_row_text(r, i, c++));
+    const uint8_t *sealed = sql_row_blob(r, i, c++, &sealed_len);
+    ev->blocks_incoming = sql_row_int(r, i, c++) != 0;
+    copy_text(ev->freeze_id, sizeof(ev->freeze_id), sql_row_text(r, i, c++));
+    copy_text(ev->by, sizeof(ev->by), sql_row_text(r, i, c++));
+    ev->at_us = sql_row_int(r, i, c++);
+    out->keyed = !sql_row_null(r, i, c++);
+    const uint8_t *h = sql_row_blob(r, i, c++, &hash_len);
+    if (h != NULL && hash_len == HASH_BYTES)
+        memcpy(out->request_hash, h, HASH_BYTES);
+    CF_ASSERT(c == sql_rows_cols(r));
+    if (ev->kind != RISK_FREEZE_EVENT_FREEZE && ev->kind != RISK_FREEZE_EVENT_UNFREEZE)
+        return CF_ERR_CORRUPT;
+    return open ? reason_open(f, ev->id, sealed, sealed_len, ev->reason) : CF_OK;
+}
+
+/* The first row of a query of events ($1 = key); CF_ERR_NOT_FOUND when none. */
+static enum cf_err event_select(struct risk_freeze *f, struct sqltx *tx, const char *sql,
+                                const char *key, bool open, struct event_read *out)
+{
+    struct sql_value v[] = {SQL_T(key)};
+    struct sql_rows *r = NULL;
+    enum cf_err err = sql_query(tx, sql, v, 1, &r);
+    if (err != CF_OK)
+        return err;
+    err = sql_rows_n(r) == 0 ? CF_ERR_NOT_FOUND : event_from_row(f, r, 0, open, out);
+    sql_rows_free(r);
+    return err;
+}
+
+/* The event idem's key made, checked against this request (its kind, party and hash): CF_OK (a
+ * replay), CF_ERR_NOT_FOUND (a new key) or CF_ERR_IDEM_KEY_REUSED. */
+static enum cf_err event_by_idem(struct risk_freeze *f, struct sqltx *tx,
+                                 const struct risk_freeze_idem *idem, uint8_t kind,
+                                 const char *party, struct event_read *out)
+{
+    enum cf_err err = event_select(
+        f, tx, "SELECT " EV_COLS " FROM risk_freeze_events WHERE idem = $1", idem->key, true, out);
+    if (err == CF_OK && (out->ev.kind != kind || strcmp(out->ev.party, party) != 0 ||
+                         !hash_equal(out->request_hash, idem->request_hash, HASH_BYTES)))
+        return CF_ERR_IDEM_KEY_REUSED;
+    return err;
+}
+
+/* Appends ev (its id, kind, party, setting, freeze_id, by and time set; reason in plaintext) and
+ * reads back its row. */
+static enum cf_err event_insert(struct risk_freeze *f, struct sqltx *tx,
+                                struct risk_freeze_event *ev, const struct risk_freeze_idem *idem)
+{
+    uint8_t sealed[REASON_SEALED_BYTES_MAX];
+    size_t sealed_len = 0;
+    enum cf_err err = reason_seal(f, ev->id, ev->reason, sealed, &sealed_len);
+    if (err != CF_OK)
+        return err;
+    struct sql_value v[] = {
+        SQL_T(ev->id),
+        SQL_T(ev->party),
+        SQL_I(ev->kind),
+        SQL_B(sealed, sealed_len),
+        SQL_I(ev->blocks_incoming ? 1 : 0),
+        SQL_T(ev->freeze_id),
+        SQL_T(ev->by),
+        SQL_I(ev->at_us),
+        idem != NULL ? SQL_T(idem->key) : SQL_NUL,
+        idem != NULL ? SQL_B(idem->request_hash, HASH_BYTES) : SQL_NUL,
+    };
+    err = sql_exec(tx,
+                   "INSERT INTO risk_freeze_events (id, party, kind, reason_sealed, "
+                   "blocks_incoming, freeze_id, by_user, at_us, idem, request_hash) VALUES "
+                   "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                   v, 10, NULL);
+    struct sql_value w[] = {SQL_T(ev->id)};
+    struct sql_rows *r = NULL;
+    if (err == CF_OK)
+        err = sql_query(tx, "SELECT row FROM risk_freeze_events WHERE id = $1", w, 1, &r);
+    if (err == CF_OK && sql_rows_n(r) != 1)
+        err = CF_ERR_INTERNAL;
+    if (err == CF_OK)
+        ev->row = (uint64_t)sql_row_int(r, 0, 0);
+    sql_rows_free(r);
+    return err;
+}
+
+/* Checks the arguments of put and clear. */
+static enum cf_err args_check(const char *party, const char *reason, const char *by,
+                              const struct risk_freeze_idem *idem)
+{
+    if (!risk_freeze_party_valid(party) || !risk_freeze_reason_valid(reason, NULL) ||
+        !token_valid(by, RISK_FREEZE_PARTY_BYTES_MAX))
+        return CF_ERR_INVALID_FIELD;
+    if (idem != NULL && !token_valid(idem->key, RISK_FREEZE_IDEM_BYTES_MAX))
+        return CF_ERR_INVALID_FIELD;
+    return CF_OK;
+}
+
+/* The event a new put or clear appends. */
+static void event_init(struct risk_freeze_event *ev, uint8_t kind, const char *party,
+                       const char *reason, const char *by, int64_t now_us)
+{
+    memset(ev, 0, sizeof(*ev));
+    event_id_new(kind == RISK_FREEZE_EVENT_FREEZE ? RISK_FREEZE_ID_PREFIX : RISK_UNFREEZE_ID_PREFIX,
+                 ev->id);
+    ev->kind = kind;
+    copy_text(ev->party, sizeof(ev->party), party);
+    copy_text(ev->reason, sizeof(ev->reason), reason);
+    copy_text(ev->by, sizeof(ev->by), by);
+    ev->at_us = now_us;
+}
+
+/* Freezing ----------------------------------------------------------------------------------- */
+
+/* Whether party has a current row (read FOR UPDATE: a clear waits on it). */
+static enum cf_err current_exists(struct sqltx *tx, const char *party, bool *exists)
+{
+    struct sql_value v[] = {SQL_T(party)};
+    struct sql_rows *r = NULL;
+    enum cf_err err =
+        sql_query(tx, "SELECT event_id FROM risk_freezes WHERE party = $1 FOR UPDATE", v, 1, &r);
+    if (err == CF_OK)
+        *exists = sql_rows_n(r) > 0;
+    sql_rows_free(r);
+    return err;
+}
+
+/* One put attempt in one transaction. */
+static enum cf_err put_tx(struct risk_freeze *f, struct risk_freeze_event *ev,
+                          const struct risk_freeze_idem *idem, struct event_read *stored,
+                          bool *replay)
+{
+    struct sqltx *tx = NULL;
+    bool exists = false;
+    enum cf_err err = sql_begin(f->db, &tx);
+    if (err != CF_OK)
+        return err;
+    if (idem != NULL &&
+        (err = event_by_idem(f, tx, idem, ev->kind, ev->party, stored)) != CF_ERR_NOT_FOUND) {
+        sql_rollback(tx);
+        *replay = err == CF_OK;
+        return err;
+    }
+    err = current_exists(tx, ev->party, &exists);
+    if (err == CF_OK && exists && idem != NULL) {
+        /* a put that committed after the first look may have been this key's */
+        err = event_by_idem(f, tx, idem, ev->kind, ev->party, stored);
+        *replay = err == CF_OK;
+        sql_rollback(tx);
+        return err == CF_ERR_NOT_FOUND ? CF_ERR_CONFLICT : err;
+    }
+    if (err == CF_OK && exists)
+        err = CF_ERR_CONFLICT;
+    if (err == CF_OK)
+        err = event_insert(f, tx, ev, idem);
+    struct sql_value v[] = {SQL_T(ev->party), SQL_T(ev->id),
+                            SQL_I(ev->row),   SQL_I(ev->blocks_incoming ? 1 : 0),
+                            SQL_T(ev->by),    SQL_I(ev->at_us)};
+    if (err == CF_OK)
+        err = sql_exec(tx,
+                       "INSERT INTO risk_freezes (party, event_id, event_row, blocks_incoming, "
+                       "by_user, at_us) VALUES ($1, $2, $3, $4, $5, $6)",
+                       v, 6, NULL);
+    return tx_end(tx, err);
+}
+
+enum cf_err risk_freeze_put(struct risk_freeze *f, const char *party, const char *reason,
+                            bool blocks_incoming, const char *by,
+                            const struct risk_freeze_idem *idem, int64_t now_us,
+                            struct risk_freeze_event *out, bool *replay_out)
+{
+    CF_ASSERT(f != NULL && out != NULL);
+    enum cf_err err = args_check(party, reason, by, idem);
+    if (err != CF_OK)
+        return err;
+    struct event_read *stored = calloc(2, sizeof(*stored)); /* [0] the new one, [1] a replay's */
+    if (stored == NULL)
+        return CF_ERR_NOMEM;
+    struct risk_freeze_event *ev = &stored[0].ev;
+    event_init(ev, RISK_FREEZE_EVENT_FREEZE, party, reason, by, now_us);
+    ev->blocks_incoming = blocks_incoming;
+    bool replay = false;
+    err = put_tx(f, ev, idem, &stored[1], &replay);
+    if (err == CF_ERR_STORAGE_CONFLICT) /* another put of this party or key won: which one? */
+        err = put_tx(f, ev, idem, &stored[1], &replay);
+    if (err == CF_OK) {
+        *out = replay ? stored[1].ev : *ev;
+        if (replay_out != NULL)
+            *replay_out = replay;
+        CF_ASSERT(out->kind == RISK_FREEZE_EVENT_FREEZE && out->row > 0);
+    }
+    hash_wipe(stored, 2 * sizeof(*stored));
+    free(stored);
+    return err;
+}
+
+/* Unfreezing --------------------------------------------------------------------------------- */
+
+/* One clear attempt in one transaction. */
+static enum cf_err clear_tx(struct risk_freeze *f, struct risk_freeze_event *ev,
+                            const struct risk_freeze_idem *idem, struct event_read *stored,
+                            bool *replay)
+{
+    struct sqltx *tx = NULL;
+    enum cf_err err = sql_begin(f->db, &tx);
+    if (err != CF_OK)
+        return err;
+    if (idem != NULL &&
+        (err = event_by_idem(f, tx, idem, ev->kind, ev->party, stored)) != CF_ERR_NOT_FOUND) {
+        sql_rollback(tx);
+        *replay = err == CF_OK;
+        return err;
+    }
+    struct sql_value v[] = {SQL_T(ev->party)};
+    struct sql_rows *r = NULL;
+    err = sql_query(tx, "SELECT event_id FROM risk_freezes WHERE party = $1 FOR UPDATE", v, 1, &r);
+    if (err == CF_OK && sql_rows_n(r) == 0)
+        err = CF_ERR_NOT_FOUND;
+    if (err == CF_OK)
+        copy_text(ev->freeze_id, sizeof(ev->freeze_id), sql_row_text(r, 0, 0));
+    sql_rows_free(r);
+    if (err == CF_ERR_NOT_FOUND && idem != NULL) {
+        /* the row lock waited for a clear that committed meanwhile: was it this key's? */
+        err = event_by_idem(f, tx, idem, ev->kind, ev->party, stored);
+        *replay = err == CF_OK;
+        sql_rollback(tx);
+        return err;
+    }
+    if (err == CF_OK)
+        err = event_insert(f, tx, ev, idem);
+    struct sql_value w[] = {SQL_T(ev->party), SQL_T(ev->freeze_id)};
+    int64_t changed = 0;
+    if (err == CF_OK)
+        err = sql_exec(tx, "DELETE FROM risk_freezes WHERE party = $1 AND event_id = $2", w, 2,
+                       &changed);
+    if (err == CF_OK && changed != 1)
+        err = CF_ERR_NOT_FOUND; /* cleared meanwhile (the row lock makes this unreachable) */
+    return tx_end(tx, err);
+}
+
+enum cf_err risk_freeze_clear(struct risk_freeze *f, const char *party, const char *reason,
+                              const char *by, const struct risk_freeze_idem *idem, int64_t now_us,
+                              struct risk_freeze_event *out, bool *replay_out)
+{
+    CF_ASSERT(f != NULL && out != NULL);
+    enum cf_err err = args_check(party, reason, by, idem);
+    if (err != CF_OK)
+        return err;
+    struct event_read *stored = calloc(2, sizeof(*stored)); /* [0] the new one, [1] a replay's */
+    if (stored == NULL)
+        return CF_ERR_NOMEM;
+    struct risk_freeze_event *ev = &stored[0].ev;
+    event_init(ev, RISK_FREEZE_EVENT_UNFREEZE, party, reason, by, now_us);
+    bool replay = false;
+    err = clear_tx(f, ev, idem, &stored[1], &replay);
+    if (err == CF_ERR_STORAGE_CONFLICT) /* two clears with one key: the second replays */
+        err = clear_tx(f, ev, idem, &stored[1], &replay);
+    if (err == CF_OK) {
+        *out = replay ? stored[1].ev : *ev;
+        if (replay_out != NULL)
+            *replay_out = replay;
+        CF_ASSERT(out->kind == RISK_FREEZE_EVENT_UNFREEZE && (replay || out->freeze_id[0] != '\0'));
+    }
+    hash_wipe(stored, 2 * sizeof(*stored));
+    free(stored);
+    return err;
+}
+
+/* Reads -------------------------------------------------------------------------------------- */
+
+static enum cf_err current_read(struct risk_freeze *f, const char *party, bool open,
+                                struct risk_freeze_event *out)
+{
+    if (!risk_freeze_party_valid(party))
+        return CF_ERR_NOT_FOUND;
+    struct event_read *got = calloc(1, sizeof(*got));
+    if (got == NULL)
+        return CF_ERR_NOMEM;
+    struct sqltx *tx = NULL;
+    enum cf_err err = sql_begin(f->db, &tx);
+    if (err == CF_OK) {
+        err = event_select(f, tx,
+                           "SELECT " EV_COLS_E " FROM risk_freezes c JOIN risk_freeze_events e "
+                           "ON e.id = c.event_id WHERE c.party = $1",
+                           party, open, got);
+        sql_rollback(tx);
+    }
+    if (err == CF_OK && got->ev.kind != RISK_FREEZE_EVENT_FREEZE)
+        err = CF_ERR_CORRUPT; /* a current row names a freeze event, never an unfreeze */
+    if (err == CF_OK)
+        *out = got->ev;
+    hash_wipe(got, sizeof(*got));
+    free(got);
+    return err;
+}
+
+enum cf_err risk_freeze_get(struct risk_freeze *f, const char *party, struct risk_freeze_event *out)
+{
+    return current_read(f, party, true, out);
+}
+
+enum cf_err risk_freeze_peek(struct risk_freeze *f, const char *party,
+                             struct risk_freeze_event *out)
+{
+    return current_read(f, party, false, out);
+}
+
+/* Runs a query of events and copies up to max of them into out. */
+static enum cf_err events_query(struct risk_freeze *f, const char *sql, const struct sql_value *v,
+                                size_t v_n, bool open, struct risk_freeze_event *out, size_t max,
+                                size_t *n_out)
+{
+    struct event_read *one = calloc(1, sizeof(*one));
+    if (one == NULL)
+        return CF_ERR_NOMEM;
+    struct sqltx *tx = NULL;
+    struct sql_rows *r = NULL;
+    enum cf_err err = sql_begin(f->db, &tx);
+    if (err == CF_OK) {
+        err = sql_query(tx, sql, v, v_n, &r);
+        sql_rollback(tx);
+    }
+    size_t rows = err == CF_OK ? sql_rows_n(r) : 0, n = 0;
+    for (size_t i = 0; i < rows && i < max && err == CF_OK; i++) {
+        if ((err = event_from_row(f, r, i, open, one)) == CF_OK)
+            out[n++] = one->ev;
+    }
+    sql_rows_free(r);
+    hash_wipe(one, sizeof(*one));
+    free(one);
+    if (err == CF_OK)
+        *n_out = n;
+    return err;
+}
+
+enum cf_err risk_freeze_history(struct risk_freeze *f, const char *party,
+                                struct risk_freeze_event *out, size_t max, size_t *n_out)
+{
+    CF_ASSERT(f != NULL && max <= RISK_FREEZE_HISTORY_MAX && n_out != NULL);
+    if (!risk_freeze_party_valid(party)) {
+        *n_out = 0;
+        return CF_OK;
+    }
+    struct sql_value v[] = {SQL_T(party), SQL_I(max)};
+    return events_query(f,
+                        "SELECT " EV_COLS " FROM risk_freeze_events WHERE party = $1 "
+                        "ORDER BY row DESC LIMIT $2",
+                        v, 2, true, out, max, n_out);
+}
+
+enum cf_err risk_freeze_list(struct risk_freeze *f, uint64_t before_row,
+                             struct risk_freeze_event *out, size_t max, size_t *n_out)
+{
+    CF_ASSERT(f != NULL && max <= RISK_FREEZE_LIST_MAX && n_out != NULL);
+    uint64_t below =
+        before_row > 0 && before_row <= (uint64_t)INT64_MAX ? before_row : (uint64_t)INT64_MAX;
+    struct sql_value v[] = {SQL_I(below), SQL_I(max)};
+    return events_query(f,
+                        "SELECT " EV_COLS_E " FROM risk_freezes c JOIN risk_freeze_events e "
+                        "ON e.id = c.event_id WHERE c.event_row < $1 "
+                        "ORDER BY c.event_row DESC LIMIT $2",
+                        v, 2, false, out, max, n_out);
+}
