@@ -610,7 +610,8 @@ enum cf_err api_pay_op_record(struct api *api, const struct api_risk_ctx *rc, st
     CF_ASSERT(api != NULL && rc != NULL && op != NULL && replay != NULL);
     struct pay_op stored;
     bool existed = false, review = false;
-    enum cf_err err = payments_op_by_idem(api->payments, op->idem, &stored);
+    enum cf_err err = rc->fresh ? CF_ERR_NOT_FOUND /* the route just looked */
+                                : payments_op_by_idem(api->payments, op->idem, &stored);
     if (err == CF_OK) {
         existed = true;
     } else if (err == CF_ERR_NOT_FOUND) { /* new: limits, then scored, before it is recorded */

@@ -456,7 +456,10 @@ static enum cf_err payment_start(struct http_request *req, const struct pay_body
     struct api_risk_ctx rc = {.req = req,
                               .step_up_action = "payment",
                               .bound_to = s->merchant.merchant_id,
-                              .v = &b->v};
+                              .v = &b->v,
+                              .fresh = true,
+                              .payee_seen = *new_payee ? API_RISK_PAYEE_NEW : API_RISK_PAYEE_KNOWN,
+                              .mcc = strtol(s->merchant.mcc, NULL, 10)};
     if (err == CF_OK)
         err = api_pay_op_record(api, &rc, op, replay);
     if ((err != CF_OK || *replay) && b->quote_id != NULL)
@@ -689,9 +692,13 @@ static void send_execute(struct http_request *req, struct http_response *resp,
     if (err == CF_OK && new_payee) /* a first payee is screened (a hit holds their payouts) */
         cf_best_effort(api_risk_screen_party(api, req->arena, p.to.user_id, NULL, NULL, NULL,
                                              "payee", NULL));
-    struct api_risk_ctx rc = {
-        .req = req, .step_up_action = "send", .bound_to = b.to, .v = &b.v,
-        .step_up_amount_minor = total};
+    struct api_risk_ctx rc = {.req = req,
+                              .step_up_action = "send",
+                              .bound_to = b.to,
+                              .v = &b.v,
+                              .step_up_amount_minor = total,
+                              .fresh = true,
+                              .payee_seen = new_payee ? API_RISK_PAYEE_NEW : API_RISK_PAYEE_KNOWN};
     if (err == CF_OK)
         err = api_pay_op_record(api, &rc, &op, &replay);
     if (err != CF_OK) {

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "api/pay.h"
+#include "api/risk_common.h"
 #include "api/risk_freeze.h"
 #include "api/risk_screening.h"
 #include "core/clock.h"
@@ -629,15 +630,9 @@ static void cases_list_run(struct http_request *req, struct http_response *resp)
     struct api *api = req->app;
     struct risk_case_filter f = {0};
     size_t limit = 0, n = 0;
-    bool has_cursor = false;
     const char *detail = NULL;
-    enum cf_err err = api_page_params(req, &limit, &f.before_row, &has_cursor);
-    if (err == CF_OK && limit > RISK_CASE_LIST_MAX) {
-        err = CF_ERR_INVALID_PAGE_SIZE;
-        detail = "limit: 1 to 100";
-    }
-    if (err == CF_OK && has_cursor && f.before_row == 0)
-        err = CF_ERR_INVALID_CURSOR;
+    enum cf_err err = api_risk_page_params(req, RISK_CASE_LIST_MAX, "limit: 1 to 100", &limit,
+                                           &f.before_row, &detail);
     if (err == CF_OK)
         err = filter_read(req, &f, &detail);
     struct risk_case *cases = err == CF_OK ? calloc(limit, sizeof(*cases)) : NULL;
@@ -649,20 +644,9 @@ static void cases_list_run(struct http_request *req, struct http_response *resp)
     json_t *data = json_array();
     for (size_t i = 0; i < n && err == CF_OK; i++)
         json_array_append_new(data, case_json(&cases[i], false));
-    json_t *o = json_pack("{s:o}", "data", data);
-    if (o != NULL && err == CF_OK) {
-        char c[ID_TEXT_BYTES_MAX];
-        if (n == limit && n > 0)
-            cursor_format(cases[n - 1].row, c);
-        json_object_set_new(o, "next_cursor", n == limit && n > 0 ? json_string(c) : json_null());
-    }
+    uint64_t last_row = n > 0 ? cases[n - 1].row : 0;
     free(cases);
-    if (err != CF_OK || o == NULL) {
-        json_decref(o);
-        api_pay_problem_reply(req, resp, err != CF_OK ? err : CF_ERR_NOMEM, detail);
-        return;
-    }
-    api_reply_object(req, resp, 200, o);
+    api_risk_page_reply(req, resp, err, detail, data, n, limit, last_row);
 }
 
 enum http_action api_risk_cases_list(struct http_request *req, struct http_response *resp)
@@ -761,13 +745,7 @@ static void case_get_run(struct http_request *req, struct http_response *resp)
     }
     if (op != NULL)
         view_free(&v);
-    if (err == CF_OK && o == NULL)
-        err = CF_ERR_NOMEM;
-    if (err != CF_OK) {
-        api_problem(req, resp, err, NULL);
-        return;
-    }
-    api_reply_object(req, resp, 200, o);
+    api_risk_object_reply(req, resp, err, NULL, 200, o);
 }
 
 enum http_action api_risk_case_get(struct http_request *req, struct http_response *resp)
@@ -1083,27 +1061,12 @@ enum http_action api_risk_case_decide(struct http_request *req, struct http_resp
 
 /* Routes: the sweep -------------------------------------------------------------------------- */
 
-/* The sweep takes no body, or an empty object. */
-static enum cf_err sweep_body_check(struct http_request *req, const char **detail)
-{
-    static const char *const none[] = {NULL};
-    if (req->body_len == 0)
-        return CF_OK;
-    json_t *root = NULL;
-    enum cf_err err = api_json_object(req, &root, detail);
-    if (err == CF_OK)
-        err = api_json_fields(root, none, detail);
-    *detail = api_detail_keep(req, *detail); /* it may point into root */
-    json_decref(root);
-    return err;
-}
-
 static void sweep_http_run(struct http_request *req, struct http_response *resp)
 {
     struct api *api = req->app;
     struct api_aml_stats st;
     const char *detail = NULL;
-    enum cf_err err = sweep_body_check(req, &detail);
+    enum cf_err err = api_risk_empty_body(req, &detail);
     if (err != CF_OK) {
         api_problem(req, resp, err, detail);
         return;

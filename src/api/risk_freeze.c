@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "api/pay.h"
+#include "api/risk_common.h"
 #include "core/clock.h"
 #include "core/ids.h"
 
@@ -503,13 +504,7 @@ static void freeze_get_run(struct http_request *req, struct http_response *resp)
     if (ev != NULL)
         hash_wipe(ev, (API_RISK_HISTORY_SHOWN + 1) * sizeof(*ev)); /* reasons */
     free(ev);
-    if (err == CF_OK && o == NULL)
-        err = CF_ERR_NOMEM;
-    if (err != CF_OK) {
-        api_problem(req, resp, err, NULL);
-        return;
-    }
-    api_reply_object(req, resp, 200, o);
+    api_risk_object_reply(req, resp, err, NULL, 200, o);
 }
 
 enum http_action api_risk_freeze_get(struct http_request *req, struct http_response *resp)
@@ -522,15 +517,9 @@ static void freezes_list_run(struct http_request *req, struct http_response *res
     struct api *api = req->app;
     size_t limit = 0, n = 0;
     uint64_t before = 0;
-    bool has_cursor = false;
-    enum cf_err err = api_page_params(req, &limit, &before, &has_cursor);
     const char *detail = NULL;
-    if (err == CF_OK && limit > RISK_FREEZE_LIST_MAX) {
-        err = CF_ERR_INVALID_PAGE_SIZE;
-        detail = "limit: 1 to 100";
-    }
-    if (err == CF_OK && has_cursor && before == 0)
-        err = CF_ERR_INVALID_CURSOR;
+    enum cf_err err = api_risk_page_params(req, RISK_FREEZE_LIST_MAX, "limit: 1 to 100", &limit,
+                                           &before, &detail);
     struct risk_freeze_event *ev = err == CF_OK ? calloc(limit, sizeof(*ev)) : NULL;
     if (err == CF_OK && ev == NULL)
         err = CF_ERR_NOMEM;
@@ -540,20 +529,9 @@ static void freezes_list_run(struct http_request *req, struct http_response *res
     json_t *data = json_array();
     for (size_t i = 0; i < n && err == CF_OK; i++)
         json_array_append_new(data, event_json(&ev[i], false));
-    json_t *o = json_pack("{s:o}", "data", data);
-    if (o != NULL && err == CF_OK) {
-        char c[ID_TEXT_BYTES_MAX];
-        if (n == limit && n > 0)
-            cursor_format(ev[n - 1].row, c);
-        json_object_set_new(o, "next_cursor", n == limit && n > 0 ? json_string(c) : json_null());
-    }
+    uint64_t last_row = n > 0 ? ev[n - 1].row : 0;
     free(ev);
-    if (err != CF_OK || o == NULL) {
-        json_decref(o);
-        api_pay_problem_reply(req, resp, err != CF_OK ? err : CF_ERR_NOMEM, detail);
-        return;
-    }
-    api_reply_object(req, resp, 200, o);
+    api_risk_page_reply(req, resp, err, detail, data, n, limit, last_row);
 }
 
 enum http_action api_risk_freezes_list(struct http_request *req, struct http_response *resp)

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "api/pay.h"
+#include "api/risk_common.h"
 #include "api/risk_screening.h"
 #include "core/clock.h"
 #include "core/ids.h"
@@ -285,13 +286,7 @@ static void me_reply(struct http_request *req, struct http_response *resp)
     if (v != NULL)
         hash_wipe(v, sizeof(*v));
     free(v);
-    if (err == CF_OK && o == NULL)
-        err = CF_ERR_NOMEM;
-    if (err != CF_OK) {
-        api_pay_problem_reply(req, resp, err, NULL);
-        return;
-    }
-    api_reply_object(req, resp, 200, o);
+    api_risk_object_reply(req, resp, err, NULL, 200, o);
 }
 
 static void me_kyc_run(struct http_request *req, struct http_response *resp)
@@ -477,13 +472,7 @@ static void document_run(struct http_request *req, struct http_response *resp)
         hash_wipe(b.bytes, b.n);
     free(b.bytes);
     json_t *o = err == CF_OK ? document_json(&d) : NULL;
-    if (err == CF_OK && o == NULL)
-        err = CF_ERR_NOMEM;
-    if (err != CF_OK) {
-        api_pay_problem_reply(req, resp, err, detail);
-        return;
-    }
-    api_reply_object(req, resp, 201, o);
+    api_risk_object_reply(req, resp, err, detail, 201, o);
 }
 
 enum http_action api_me_kyc_document(struct http_request *req, struct http_response *resp)
@@ -493,21 +482,6 @@ enum http_action api_me_kyc_document(struct http_request *req, struct http_respo
 
 /* Submitting --------------------------------------------------------------------------------- */
 
-/* No body, or an empty object. */
-static enum cf_err empty_decode(struct http_request *req, const char **detail)
-{
-    static const char *const fields[] = {NULL};
-    if (req->body_len == 0)
-        return CF_OK;
-    json_t *root = NULL;
-    enum cf_err err = api_json_object(req, &root, detail);
-    if (err == CF_OK)
-        err = api_json_fields(root, fields, detail);
-    *detail = api_detail_keep(req, *detail);
-    json_decref(root);
-    return err;
-}
-
 static void submit_run(struct http_request *req, struct http_response *resp)
 {
     struct api *api = req->app;
@@ -515,7 +489,7 @@ static void submit_run(struct http_request *req, struct http_response *resp)
     struct risk_kyc_submission *s = malloc(sizeof(*s));
     enum cf_err err = s == NULL          ? CF_ERR_NOMEM
                       : api->kyc == NULL ? CF_ERR_CONFIG
-                                         : empty_decode(req, &detail);
+                                         : api_risk_empty_body(req, &detail);
     if (err == CF_OK)
         err = risk_kyc_submit(api->kyc, me, api_pay_now_us(), s, &detail);
     if (err == CF_OK) {
@@ -541,7 +515,7 @@ enum http_action api_me_kyc_submit(struct http_request *req, struct http_respons
 static enum cf_err list_params(struct http_request *req, uint8_t *state, size_t *limit,
                                uint64_t *cursor, const char **detail)
 {
-    bool has_cursor = false, has_limit = http_request_query(req, "limit") != NULL;
+    bool has_limit = http_request_query(req, "limit") != NULL;
     const char *s = http_request_query(req, "state");
     *state = RISK_KYC_PENDING;
     if (s != NULL && (risk_kyc_state_parse(s, state) != CF_OK ||
@@ -550,13 +524,8 @@ static enum cf_err list_params(struct http_request *req, uint8_t *state, size_t 
         *detail = "state: pending, approved or rejected";
         return CF_ERR_INVALID_FIELD;
     }
-    enum cf_err err = api_page_params(req, limit, cursor, &has_cursor);
-    if (err == CF_OK && *limit > RISK_KYC_LIST_MAX) {
-        *detail = "limit: 1 to 100";
-        err = CF_ERR_INVALID_PAGE_SIZE;
-    }
-    if (err == CF_OK && has_cursor && *cursor == 0)
-        err = CF_ERR_INVALID_CURSOR;
+    enum cf_err err =
+        api_risk_page_params(req, RISK_KYC_LIST_MAX, "limit: 1 to 100", limit, cursor, detail);
     if (err == CF_OK && !has_limit)
         *limit = API_KYC_LIST_DEFAULT;
     return err;
@@ -588,20 +557,9 @@ static void list_run(struct http_request *req, struct http_response *resp)
     json_t *data = json_array();
     for (size_t i = 0; i < n && err == CF_OK && data != NULL; i++)
         json_array_append_new(data, queue_item_json(&subs[i]));
-    json_t *o = json_pack("{s:o}", "data", data);
-    if (o != NULL && err == CF_OK) {
-        char c[ID_TEXT_BYTES_MAX];
-        if (n == limit && n > 0)
-            cursor_format(subs[n - 1].queue_row, c);
-        json_object_set_new(o, "next_cursor", n == limit && n > 0 ? json_string(c) : json_null());
-    }
+    uint64_t last_row = n > 0 ? subs[n - 1].queue_row : 0;
     free(subs);
-    if (err != CF_OK || o == NULL) {
-        json_decref(o);
-        api_pay_problem_reply(req, resp, err != CF_OK ? err : CF_ERR_NOMEM, detail);
-        return;
-    }
-    api_reply_object(req, resp, 200, o);
+    api_risk_page_reply(req, resp, err, detail, data, n, limit, last_row);
 }
 
 enum http_action api_risk_kyc_list(struct http_request *req, struct http_response *resp)
@@ -664,13 +622,7 @@ static void get_run(struct http_request *req, struct http_response *resp)
         hash_wipe(hist, API_KYC_HISTORY_SHOWN * sizeof(*hist));
     free(v);
     free(hist);
-    if (err == CF_OK && o == NULL)
-        err = CF_ERR_NOMEM;
-    if (err != CF_OK) {
-        api_problem(req, resp, err, NULL);
-        return;
-    }
-    api_reply_object(req, resp, 200, o);
+    api_risk_object_reply(req, resp, err, NULL, 200, o);
 }
 
 enum http_action api_risk_kyc_get(struct http_request *req, struct http_response *resp)

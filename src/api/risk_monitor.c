@@ -85,12 +85,18 @@ static void keys_build(const struct api_risk_ctx *ctx, const struct pay_op *op,
                  op->currency);
 }
 
-static void velocity_fill(struct api *api, const struct risk_keys *keys, int64_t now_s,
-                          struct risk_features *f)
+static void velocity_fill(struct api *api, const struct pay_op *op, const struct risk_keys *keys,
+                          int64_t now_s, struct risk_features *f)
 {
     for (size_t i = 0; i < RULES_KEYS_N; i++)
         if (keys->k[i][0] != '\0')
             cf_best_effort(velocity_read(api->velocity, keys->k[i], now_s, &f->velocity[i]));
+    char key[VELOCITY_KEY_BYTES_MAX + 1];
+    struct velocity_counts failed;
+    snprintf(key, sizeof(key), "f:%s", subject_of(op));
+    if (strncmp(subject_of(op), "usr_", 4) == 0 &&
+        velocity_read(api->velocity, key, now_s, &failed) == CF_OK)
+        f->failed_signins_24h = failed.count[VELOCITY_WINDOW_24H];
 }
 
 /* The customer's verification tier. home_country stays "" (unknown): the KYC country of
@@ -123,14 +129,18 @@ static enum cf_err facts_fill(struct api *api, const struct api_risk_ctx *ctx,
     }
     const struct api_principal *p = ctx->req != NULL ? api_principal(ctx->req) : NULL;
     bool own = p != NULL && !p->bootstrap && strcmp(p->user.user_id, subject) == 0;
-    if (own && op->payee[0] != '\0' && op->kind != PAY_KIND_TOPUP &&
-        strcmp(op->payee, subject) != 0) {
+    if (ctx->payee_seen != API_RISK_PAYEE_ASK) {
+        f->payee_new = ctx->payee_seen == API_RISK_PAYEE_NEW;
+    } else if (own && op->payee[0] != '\0' && op->kind != PAY_KIND_TOPUP &&
+               strcmp(op->payee, subject) != 0) {
         bool known = false;
         if ((err = identity_payee_known(api->identity, &p->user, op->payee, &known)) != CF_OK)
             return err;
         f->payee_new = !known;
     }
-    if (strncmp(op->payee, "mer_", 4) == 0) {
+    if (ctx->mcc > 0) {
+        f->mcc = ctx->mcc;
+    } else if (strncmp(op->payee, "mer_", 4) == 0) {
         struct pay_merchant m;
         if (payments_merchant_get(api->payments, op->payee, false, &m) == CF_OK)
             f->mcc = strtol(m.mcc, NULL, 10);
@@ -160,7 +170,7 @@ static enum cf_err features_build(struct api *api, const struct api_risk_ctx *ct
         err = facts_fill(api, ctx, op, now_us, f);
     if (err != CF_OK)
         return err;
-    velocity_fill(api, keys, now_us / 1000000, f);
+    velocity_fill(api, op, keys, now_us / 1000000, f);
     /* a device (session) that has not moved money in a day, for a customer who has */
     f->device_new = keys->k[RULES_KEY_DEVICE][0] != '\0' &&
                     f->velocity[RULES_KEY_DEVICE].count[VELOCITY_WINDOW_24H] == 0 &&
@@ -590,14 +600,28 @@ enum http_action api_risk_review_decision(struct http_request *req, struct http_
     return api_offload(req, resp, review_decision_run);
 }
 
+/* Identity's failure hook: a known customer's failed sign-in, counted under "f:<user>". */
+static void sign_in_failed(void *ctx, const char *user_id, int64_t now_us)
+{
+    struct api *api = ctx;
+    char key[VELOCITY_KEY_BYTES_MAX + 1];
+    snprintf(key, sizeof(key), "f:%s", user_id);
+    if (velocity_record(api->velocity, key, 0, now_us / 1000000) != CF_OK)
+        cf_log(LOG_WARN, "failed sign-in not counted", NULL);
+}
+
 enum cf_err api_risk_monitor_open(struct api *api, size_t velocity_keys_max)
 {
     CF_ASSERT(api->velocity == NULL);
-    return velocity_open(velocity_keys_max, &api->velocity);
+    enum cf_err err = velocity_open(velocity_keys_max, &api->velocity);
+    if (err == CF_OK)
+        identity_on_sign_in_failure(api->identity, sign_in_failed, api);
+    return err;
 }
 
 void api_risk_monitor_close(struct api *api)
 {
+    identity_on_sign_in_failure(api->identity, NULL, NULL);
     velocity_close(api->velocity);
     api->velocity = NULL;
 }

@@ -6,8 +6,8 @@
  *
  *   1. The feature vector (risk/rules.h, struct risk_features; docs/RISK.md, "Features") is
  *      built from the operation, the caller's request (IP address, session as the device) and
- *      what Coffer knows of the customer (account age, payees paid before, KYC tier and
- *      country), plus the velocity counters of the customer, the device, the IP address and the
+ *      what Coffer knows of the customer (account age, payees paid before, KYC tier, failed
+ *      sign-ins in 24 hours as identity reports them), plus the velocity counters of the customer, the device, the IP address and the
  *      payee in the operation's currency (risk/velocity.h, in memory).
  *   2. The active rules set (api/risk_rules.h) decides: allow, challenge, review or block, with
  *      the matching rules' ids and reason codes.
@@ -51,7 +51,14 @@ struct api_risk_ctx {
     int64_t step_up_amount_minor;          /* what the step-up binds; 0: the operation's amount */
     const struct identity_verification *v; /* the request's verification; NULL or empty: none */
     bool stepped_up;                       /* the route took a step-up for this operation already */
+    /* What the route knows already, so scoring need not ask again (zero: ask): */
+    bool fresh;         /* the route just found the Idempotency-Key unused (api_pay_op_stored) */
+    uint8_t payee_seen; /* API_RISK_PAYEE_* */
+    int64_t mcc;        /* the payee merchant's category code */
 };
+#define API_RISK_PAYEE_ASK 0
+#define API_RISK_PAYEE_KNOWN 1
+#define API_RISK_PAYEE_NEW 2
 
 /* Opens the velocity counters (keys_max keys) and the review clearing; at start. */
 CF_WARN_UNUSED enum cf_err api_risk_monitor_open(struct api *api, size_t velocity_keys_max);

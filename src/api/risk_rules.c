@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "api/pay.h"
+#include "api/risk_common.h"
 #include "core/clock.h"
 #include "core/ids.h"
 #include "core/log.h"
@@ -879,17 +880,11 @@ static void decisions_list_run(struct http_request *req, struct http_response *r
     struct api *api = req->app;
     struct risk_decisions_filter f = {0};
     size_t limit = 0, n = 0;
-    bool has_cursor = false;
     const char *detail = NULL;
-    enum cf_err err = api_page_params(req, &limit, &f.before_row, &has_cursor);
+    enum cf_err err = api_risk_page_params(req, RISK_DECISIONS_LIST_MAX, "limit: 1 to 100", &limit,
+                                           &f.before_row, &detail);
     if (err == CF_OK && http_request_query(req, "limit") == NULL)
         limit = API_RISK_DECISIONS_PAGE_DEFAULT;
-    if (err == CF_OK && limit > RISK_DECISIONS_LIST_MAX) {
-        err = CF_ERR_INVALID_PAGE_SIZE;
-        detail = "limit: 1 to 100";
-    }
-    if (err == CF_OK && has_cursor && f.before_row == 0)
-        err = CF_ERR_INVALID_CURSOR;
     if (err == CF_OK)
         err = decisions_filter_read(req, &f, &detail);
     struct risk_decision_rec *recs = err == CF_OK ? calloc(limit, sizeof(*recs)) : NULL;
@@ -902,20 +897,9 @@ static void decisions_list_run(struct http_request *req, struct http_response *r
     json_t *data = json_array();
     for (size_t i = 0; i < n && err == CF_OK; i++)
         json_array_append_new(data, decision_json(&recs[i]));
-    json_t *o = json_pack("{s:o}", "data", data);
-    if (o != NULL && err == CF_OK) {
-        char c[ID_TEXT_BYTES_MAX];
-        if (n == limit && n > 0)
-            cursor_format(recs[n - 1].row, c);
-        json_object_set_new(o, "next_cursor", n == limit && n > 0 ? json_string(c) : json_null());
-    }
+    uint64_t last_row = n > 0 ? recs[n - 1].row : 0;
     free(recs);
-    if (err != CF_OK || o == NULL) {
-        json_decref(o);
-        api_pay_problem_reply(req, resp, err != CF_OK ? err : CF_ERR_NOMEM, detail);
-        return;
-    }
-    api_reply_object(req, resp, 200, o);
+    api_risk_page_reply(req, resp, err, detail, data, n, limit, last_row);
 }
 
 enum http_action api_risk_decisions_list(struct http_request *req, struct http_response *resp)

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "api/pay.h"
+#include "api/risk_common.h"
 #include "core/clock.h"
 #include "core/ids.h"
 #include "core/log.h"
@@ -1460,13 +1461,7 @@ static void party_screening_run(struct http_request *req, struct http_response *
     if (v != NULL)
         hash_wipe(v, sizeof(*v)); /* reasons */
     free(v);
-    if (err == CF_OK && o == NULL)
-        err = CF_ERR_NOMEM;
-    if (err != CF_OK) {
-        api_problem(req, resp, err, NULL);
-        return;
-    }
-    api_reply_object(req, resp, 200, o);
+    api_risk_object_reply(req, resp, err, NULL, 200, o);
 }
 
 enum http_action api_risk_party_screening(struct http_request *req, struct http_response *resp)

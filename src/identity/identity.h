@@ -193,6 +193,11 @@ struct identity_totp_enrolment {
 CF_WARN_UNUSED enum cf_err identity_enroll_begin(struct identity *id, const char *mfa_token,
                                                  struct identity_totp_enrolment *out);
 
+/* Called with a known user's id after each failed sign-in (a wrong password or second factor),
+ * on the failing thread; for monitoring. Set once, before serving. */
+typedef void (*identity_failure_fn)(void *ctx, const char *user_id, int64_t now_us);
+void identity_on_sign_in_failure(struct identity *id, identity_failure_fn fn, void *ctx);
+
 /* Sessions --------------------------------------------------------------------------------------
  */
 

@@ -65,6 +65,8 @@ struct identity {
     struct notifier *notifier;
     struct identity_config cfg;
     struct throttle *throttle;
+    identity_failure_fn on_failure; /* set before serving (identity_on_sign_in_failure) */
+    void *on_failure_ctx;
     struct session_cache *cache;
     struct auditq *auditq;
 };

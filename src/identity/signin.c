@@ -405,9 +405,24 @@ static enum cf_err sign_in_lookup(struct identity *id, const char *norm, struct 
     return err;
 }
 
+void identity_on_sign_in_failure(struct identity *id, identity_failure_fn fn, void *ctx)
+{
+    id->on_failure = fn;
+    id->on_failure_ctx = ctx;
+}
+
+/* Tells the failure hook about a known user's failed sign-in. */
+static void failure_notify(struct identity *id, const char *user_id)
+{
+    if (id->on_failure != NULL && user_id != NULL && strncmp(user_id, "usr_", 4) == 0)
+        id->on_failure(id->on_failure_ctx, user_id, identity_now_us(id));
+}
+
 static enum cf_err sign_in_record(struct identity *id, const struct identity_ctx *ctx,
                                   const char *actor, const char *outcome, const char *detail)
 {
+    if (strcmp(outcome, "failed") == 0)
+        failure_notify(id, actor);
     return identity_audit(id, ctx, actor, "auth.sign_in", actor, outcome, detail);
 }
 
@@ -520,6 +535,7 @@ static enum cf_err mfa_session_load(struct identity *id, struct sqltx *tx, const
 static void mfa_failure(struct identity *id, const struct identity_ctx *ctx, const char *session_id,
                         const char *user_id)
 {
+    failure_notify(id, user_id);
     struct sqltx *tx = NULL;
     if (sql_begin(id->db, &tx) != CF_OK)
         return;

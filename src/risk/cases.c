@@ -25,6 +25,7 @@
 
 #include "core/ids.h"
 #include "crypto/vault.h"
+#include "risk/internal.h"
 #include "store/sql/sql.h"
 
 #define TX_TRIES 3 /* a transaction that lost a unique-key race runs again, then finds the winner  \
@@ -69,26 +70,11 @@ struct risk_cases {
     "CREATE TABLE risk_case_marks (name TEXT PRIMARY KEY, at_us BIGINT NOT NULL, "                 \
     "row_pos BIGINT NOT NULL, updated_at_us BIGINT NOT NULL);"
 
-static char schema_sqlite[4096];
-static char schema_postgres[4096];
-
-static enum cf_err schema_migrate(struct sqldb *db)
-{
-    int a = snprintf(schema_sqlite, sizeof(schema_sqlite), CASES_SCHEMA, "BLOB",
-                     "INTEGER PRIMARY KEY AUTOINCREMENT");
-    int b = snprintf(schema_postgres, sizeof(schema_postgres), CASES_SCHEMA, "BYTEA",
-                     "BIGSERIAL PRIMARY KEY");
-    CF_ASSERT(a > 0 && (size_t)a < sizeof(schema_sqlite) && b > 0 &&
-              (size_t)b < sizeof(schema_postgres));
-    const struct sql_migration m[] = {{1, schema_sqlite, schema_postgres}};
-    return sqldb_migrate(db, "risk_cases", m, sizeof(m) / sizeof(m[0]));
-}
-
 enum cf_err risk_cases_open(struct sqldb *db, risk_cases_vault_fn vault, void *vault_ctx,
                             struct risk_cases **out)
 {
     CF_ASSERT(db != NULL && vault != NULL && out != NULL);
-    enum cf_err err = schema_migrate(db);
+    enum cf_err err = risk_schema_migrate(db, "risk_cases", CASES_SCHEMA);
     if (err != CF_OK)
         return err;
     struct risk_cases *c = calloc(1, sizeof(*c));
@@ -158,17 +144,7 @@ uint8_t risk_cases_priority(uint8_t kind, const char *scenario)
 
 /* Validation --------------------------------------------------------------------------------- */
 
-bool risk_cases_party_valid(const char *text)
-{
-    uint64_t v = 0;
-    if (text == NULL)
-        return false;
-    if (strncmp(text, "usr_", 4) == 0)
-        return id_parse("usr_", text, strlen(text), &v) == CF_OK;
-    if (strncmp(text, "mer_", 4) == 0)
-        return id_parse("mer_", text, strlen(text), &v) == CF_OK;
-    return false;
-}
+bool risk_cases_party_valid(const char *text) { return risk_party_valid(text); }
 
 /* 1..bytes_max-1 bytes, each accepted by `ok`. */
 static bool chars_valid(const char *text, size_t bytes_max, bool (*ok)(char))
@@ -203,34 +179,6 @@ bool risk_cases_op_valid(const char *text)
     return chars_valid(text, RISK_CASE_OP_BYTES_MAX, id_char);
 }
 
-/* The code point of the UTF-8 sequence at s (n bytes left) and its length; 0 when malformed
- * (overlong, a surrogate, above U+10FFFF, truncated). */
-static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
-    size_t len = 0;
-    if (s[0] < 0x80)
-        len = 1;
-    else if ((s[0] & 0xe0) == 0xc0)
-        len = 2;
-    else if ((s[0] & 0xf0) == 0xe0)
-        len = 3;
-    else if ((s[0] & 0xf8) == 0xf0)
-        len = 4;
-    if (len == 0 || len > n)
-        return 0;
-    uint32_t c = len == 1 ? s[0] : s[0] & (0x7fu >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        c = (c << 6) | (s[i] & 0x3fu);
-    }
-    if (c < min_cp[len] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    *cp = c;
-    return len;
-}
-
 bool risk_cases_text_valid(const char *text, size_t max_chars, const char *field,
                            const char **detail_out)
 {
@@ -240,27 +188,12 @@ bool risk_cases_text_valid(const char *text, size_t max_chars, const char *field
         {"text: 1 to 2000 characters", "text: not valid UTF-8", "text: no control characters"},
         {"reason: 1 to 500 characters", "reason: not valid UTF-8", "reason: no control characters"},
     };
-    size_t field_i = strcmp(field, "reason") == 0 ? 1 : 0, why = 0; /* why: an index of texts */
-    size_t bytes_max = 4 * max_chars + 1;
-    size_t n = text != NULL ? strnlen(text, bytes_max) : 0;
-    size_t chars = 0;
-    bool ok = n > 0 && n < bytes_max;
-    for (size_t i = 0; ok && i < n;) {
-        uint32_t cp = 0;
-        size_t len = utf8_next((const unsigned char *)text + i, n - i, &cp);
-        bool control =
-            (cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r') || (cp >= 0x7f && cp <= 0x9f);
-        if (len == 0 || control) {
-            why = len == 0 ? 1 : 2;
-            ok = false;
-        }
-        i += len;
-        chars++;
-    }
-    ok = ok && chars <= max_chars;
-    if (!ok && detail_out != NULL)
-        *detail_out = texts[field_i][why];
-    return ok;
+    size_t field_i = strcmp(field, "reason") == 0 ? 1 : 0;
+    enum risk_text_verdict v =
+        risk_text_check(text, 4 * max_chars + 1, max_chars, RISK_TEXT_LINES, NULL);
+    if (v != RISK_TEXT_OK && detail_out != NULL)
+        *detail_out = texts[field_i][v - RISK_TEXT_LENGTH];
+    return v == RISK_TEXT_OK;
 }
 
 static bool alert_valid(const struct risk_case_alert *a)
@@ -284,20 +217,6 @@ static bool alert_valid(const struct risk_case_alert *a)
 
 /* Shared helpers ----------------------------------------------------------------------------- */
 
-static void copy_text(char *dst, size_t dst_bytes, const char *src)
-{
-    snprintf(dst, dst_bytes, "%s", src != NULL ? src : "");
-}
-
-static enum cf_err tx_end(struct sqltx *tx, enum cf_err err)
-{
-    if (err != CF_OK) {
-        sql_rollback(tx);
-        return err;
-    }
-    return sql_commit(tx);
-}
-
 static void aad_make(const char *id, const char *what, char aad[AAD_BYTES])
 {
     int n = snprintf(aad, AAD_BYTES, "risk_case:%s:%s", id, what);
@@ -308,12 +227,9 @@ static void aad_make(const char *id, const char *what, char aad[AAD_BYTES])
 static enum cf_err text_seal(struct risk_cases *c, const char *id, const char *what,
                              const char *text, uint8_t *out, size_t out_bytes, size_t *len_out)
 {
-    const struct vault *v = c->vault(c->vault_ctx, 0);
-    if (v == NULL)
-        return CF_ERR_CONFIG;
     char aad[AAD_BYTES];
     aad_make(id, what, aad);
-    return vault_seal(v, text, strlen(text), aad, strlen(aad), out, out_bytes, len_out);
+    return risk_seal(c->vault, c->vault_ctx, aad, text, strlen(text), out, out_bytes, len_out);
 }
 
 /* Opens a sealed text into out (out_bytes, NUL-terminated); "" for NULL. */
@@ -324,28 +240,9 @@ static enum cf_err text_open(struct risk_cases *c, const char *id, const char *w
         out[0] = '\0';
         return CF_OK;
     }
-    const struct vault *v = c->vault(c->vault_ctx, vault_sealed_key_id(ct, n));
-    if (v == NULL)
-        return CF_ERR_CORRUPT;
     char aad[AAD_BYTES];
     aad_make(id, what, aad);
-    size_t len = 0;
-    enum cf_err err = vault_open(v, ct, n, aad, strlen(aad), (uint8_t *)out, out_bytes - 1, &len);
-    if (err != CF_OK)
-        return CF_ERR_CORRUPT;
-    out[len] = '\0';
-    return CF_OK;
-}
-
-static void id_new(const char *prefix, char out[RISK_CASE_ID_BYTES_MAX])
-{
-    uint64_t v = 0;
-    while (v == 0)
-        hash_random(&v, sizeof(v));
-    char text[ID_TEXT_BYTES_MAX];
-    id_format(prefix, v, text);
-    copy_text(out, RISK_CASE_ID_BYTES_MAX, text);
-    CF_ASSERT(strlen(out) == strlen(text)); /* never truncated */
+    return risk_unseal_text(c->vault, c->vault_ctx, aad, ct, n, out, out_bytes);
 }
 
 static bool case_id_valid(const char *id)
@@ -379,18 +276,18 @@ static enum cf_err case_from_row(struct risk_cases *c, const struct sql_rows *r,
     size_t col = 0, sealed_len = 0;
     memset(out, 0, sizeof(*out));
     out->row = (uint64_t)sql_row_int(r, i, col++);
-    copy_text(out->id, sizeof(out->id), sql_row_text(r, i, col++));
+    risk_text_copy(out->id, sizeof(out->id), sql_row_text(r, i, col++));
     out->kind = (uint8_t)sql_row_int(r, i, col++);
     out->status = (uint8_t)sql_row_int(r, i, col++);
     out->priority = (uint8_t)sql_row_int(r, i, col++);
     out->decision = (uint8_t)sql_row_int(r, i, col++);
-    copy_text(out->subject, sizeof(out->subject), sql_row_text(r, i, col++));
-    copy_text(out->scenario, sizeof(out->scenario), sql_row_text(r, i, col++));
-    copy_text(out->dedup_key, sizeof(out->dedup_key), sql_row_text(r, i, col++));
-    copy_text(out->detail, sizeof(out->detail), sql_row_text(r, i, col++));
-    copy_text(out->assignee, sizeof(out->assignee), sql_row_text(r, i, col++));
+    risk_text_copy(out->subject, sizeof(out->subject), sql_row_text(r, i, col++));
+    risk_text_copy(out->scenario, sizeof(out->scenario), sql_row_text(r, i, col++));
+    risk_text_copy(out->dedup_key, sizeof(out->dedup_key), sql_row_text(r, i, col++));
+    risk_text_copy(out->detail, sizeof(out->detail), sql_row_text(r, i, col++));
+    risk_text_copy(out->assignee, sizeof(out->assignee), sql_row_text(r, i, col++));
     const uint8_t *sealed = sql_row_blob(r, i, col++, &sealed_len);
-    copy_text(out->decided_by, sizeof(out->decided_by), sql_row_text(r, i, col++));
+    risk_text_copy(out->decided_by, sizeof(out->decided_by), sql_row_text(r, i, col++));
     out->decided_at_us = sql_row_int(r, i, col++);
     out->alerts_n = (uint32_t)sql_row_int(r, i, col++);
     out->evidence_n = (uint32_t)sql_row_int(r, i, col++);
@@ -438,7 +335,7 @@ static enum cf_err evidence_ids(struct sqltx *tx, const char *case_id,
         return err;
     size_t n = sql_rows_n(r);
     for (size_t i = 0; i < n; i++)
-        copy_text(ids[i], RISK_CASE_OP_BYTES_MAX, sql_row_text(r, i, 0));
+        risk_text_copy(ids[i], RISK_CASE_OP_BYTES_MAX, sql_row_text(r, i, 0));
     sql_rows_free(r);
     *n_out = n;
     CF_ASSERT(n <= RISK_CASE_EVIDENCE_MAX);
@@ -479,7 +376,7 @@ static enum cf_err evidence_link(struct sqltx *tx, const char *case_id,
             continue;
         err = evidence_insert(tx, case_id, op, by, now_us);
         if (err == CF_OK) {
-            copy_text(held[(*held_n)++], RISK_CASE_OP_BYTES_MAX, op);
+            risk_text_copy(held[(*held_n)++], RISK_CASE_OP_BYTES_MAX, op);
             added++;
         }
     }
@@ -504,11 +401,11 @@ static void event_from_row(const struct sql_rows *r, size_t i, struct event_read
     size_t col = 0, hash_len = 0;
     memset(out, 0, sizeof(*out));
     out->ev.row = (uint64_t)sql_row_int(r, i, col++);
-    copy_text(out->ev.case_id, sizeof(out->ev.case_id), sql_row_text(r, i, col++));
+    risk_text_copy(out->ev.case_id, sizeof(out->ev.case_id), sql_row_text(r, i, col++));
     out->ev.type = (uint8_t)sql_row_int(r, i, col++);
-    copy_text(out->ev.ref, sizeof(out->ev.ref), sql_row_text(r, i, col++));
+    risk_text_copy(out->ev.ref, sizeof(out->ev.ref), sql_row_text(r, i, col++));
     out->ev.count = (uint32_t)sql_row_int(r, i, col++);
-    copy_text(out->ev.by, sizeof(out->ev.by), sql_row_text(r, i, col++));
+    risk_text_copy(out->ev.by, sizeof(out->ev.by), sql_row_text(r, i, col++));
     out->ev.at_us = sql_row_int(r, i, col++);
     out->keyed = !sql_row_null(r, i, col++);
     const uint8_t *h = sql_row_blob(r, i, col++, &hash_len);
@@ -552,11 +449,11 @@ static void event_init(struct risk_case_event *ev, const char *case_id, uint8_t 
                        const char *ref, uint32_t count, const char *by, int64_t now_us)
 {
     memset(ev, 0, sizeof(*ev));
-    copy_text(ev->case_id, sizeof(ev->case_id), case_id);
+    risk_text_copy(ev->case_id, sizeof(ev->case_id), case_id);
     ev->type = type;
-    copy_text(ev->ref, sizeof(ev->ref), ref);
+    risk_text_copy(ev->ref, sizeof(ev->ref), ref);
     ev->count = count;
-    copy_text(ev->by, sizeof(ev->by), by);
+    risk_text_copy(ev->by, sizeof(ev->by), by);
     ev->at_us = now_us;
 }
 
@@ -613,7 +510,7 @@ static enum cf_err alert_decided(struct risk_cases *c, struct sqltx *tx,
         *covered = true;
         for (size_t i = 0; i < a->evidence_n && *covered; i++)
             *covered = ids_hold(held, held_n, a->evidence_ops[i]);
-        copy_text(id_out, RISK_CASE_ID_BYTES_MAX, last->id);
+        risk_text_copy(id_out, RISK_CASE_ID_BYTES_MAX, last->id);
     }
     free(last);
     return err == CF_ERR_NOT_FOUND ? CF_OK : err;
@@ -625,7 +522,7 @@ static enum cf_err alert_open(struct sqltx *tx, const struct risk_case_alert *a,
                               char id_out[RISK_CASE_ID_BYTES_MAX])
 {
     char id[RISK_CASE_ID_BYTES_MAX];
-    id_new(RISK_CASE_ID_PREFIX, id);
+    risk_id_new(RISK_CASE_ID_PREFIX, id, RISK_CASE_ID_BYTES_MAX);
     struct sql_value v[] = {
         SQL_T(id),
         SQL_I(a->kind),
@@ -655,7 +552,7 @@ static enum cf_err alert_open(struct sqltx *tx, const struct risk_case_alert *a,
     if (err == CF_OK)
         err = event_insert(tx, &ev, NULL);
     if (err == CF_OK)
-        copy_text(id_out, RISK_CASE_ID_BYTES_MAX, id);
+        risk_text_copy(id_out, RISK_CASE_ID_BYTES_MAX, id);
     return err;
 }
 
@@ -672,8 +569,8 @@ static enum cf_err alert_tx(struct risk_cases *c, const struct risk_case_alert *
                       a->dedup_key, false, cur);
     if (err == CF_OK) {
         out->existed = true;
-        copy_text(out->case_id, sizeof(out->case_id), cur->id);
-        return tx_end(tx, alert_add(tx, cur, a, by, now_us, held));
+        risk_text_copy(out->case_id, sizeof(out->case_id), cur->id);
+        return risk_tx_end(tx, alert_add(tx, cur, a, by, now_us, held));
     }
     bool covered = false;
     if (err == CF_ERR_NOT_FOUND)
@@ -686,7 +583,7 @@ static enum cf_err alert_tx(struct risk_cases *c, const struct risk_case_alert *
     out->existed = false;
     if (err == CF_OK)
         err = alert_open(tx, a, by, now_us, held, out->case_id);
-    return tx_end(tx, err);
+    return risk_tx_end(tx, err);
 }
 
 enum cf_err risk_cases_alert(struct risk_cases *c, const struct risk_case_alert *a, int64_t now_us,
@@ -708,7 +605,7 @@ enum cf_err risk_cases_alert(struct risk_cases *c, const struct risk_case_alert 
     if (err != CF_OK)
         return err;
     CF_ASSERT(case_id_valid(out.case_id));
-    copy_text(case_id_out, RISK_CASE_ID_BYTES_MAX, out.case_id);
+    risk_text_copy(case_id_out, RISK_CASE_ID_BYTES_MAX, out.case_id);
     *existed = out.existed;
     return CF_OK;
 }
@@ -861,7 +758,7 @@ static enum cf_err apply_note(struct risk_cases *c, struct sqltx *tx, const stru
     if (cur->notes_n >= RISK_CASE_NOTES_MAX)
         return CF_ERR_RANGE_TOO_LARGE;
     char note_id[RISK_CASE_ID_BYTES_MAX];
-    id_new(RISK_CASE_NOTE_ID_PREFIX, note_id);
+    risk_id_new(RISK_CASE_NOTE_ID_PREFIX, note_id, RISK_CASE_ID_BYTES_MAX);
     uint8_t *sealed = malloc(NOTE_SEALED_BYTES_MAX);
     size_t sealed_len = 0;
     enum cf_err err = sealed == NULL ? CF_ERR_NOMEM
@@ -963,7 +860,7 @@ static enum cf_err write_tx(struct risk_cases *c, const struct write_req *w, str
     if (err == CF_OK)
         err = event_insert(tx, ev, w->idem);
     *replay = false;
-    return tx_end(tx, err);
+    return risk_tx_end(tx, err);
 }
 
 static enum cf_err write_check(const struct write_req *w)
@@ -1112,9 +1009,9 @@ enum cf_err risk_cases_notes(struct risk_cases *c, const char *id, struct risk_c
         struct risk_case_note *note = &out[got];
         size_t sealed_len = 0;
         note->row = (uint64_t)sql_row_int(r, i, 0);
-        copy_text(note->id, sizeof(note->id), sql_row_text(r, i, 1));
+        risk_text_copy(note->id, sizeof(note->id), sql_row_text(r, i, 1));
         const uint8_t *sealed = sql_row_blob(r, i, 2, &sealed_len);
-        copy_text(note->by, sizeof(note->by), sql_row_text(r, i, 3));
+        risk_text_copy(note->by, sizeof(note->by), sql_row_text(r, i, 3));
         note->at_us = sql_row_int(r, i, 4);
         err = sealed == NULL ? CF_ERR_CORRUPT
                              : text_open(c, note->id, "note", sealed, sealed_len, note->text,
@@ -1141,8 +1038,8 @@ enum cf_err risk_cases_evidence(struct risk_cases *c, const char *id,
     size_t n = sql_rows_n(r);
     for (size_t i = 0; i < n && i < max; i++) {
         out[i].row = (uint64_t)sql_row_int(r, i, 0);
-        copy_text(out[i].operation_id, sizeof(out[i].operation_id), sql_row_text(r, i, 1));
-        copy_text(out[i].by, sizeof(out[i].by), sql_row_text(r, i, 2));
+        risk_text_copy(out[i].operation_id, sizeof(out[i].operation_id), sql_row_text(r, i, 1));
+        risk_text_copy(out[i].by, sizeof(out[i].by), sql_row_text(r, i, 2));
         out[i].added_at_us = sql_row_int(r, i, 3);
     }
     *n_out = n < max ? n : max;
@@ -1219,7 +1116,7 @@ static enum cf_err mark_tx(struct risk_cases *c, const char *name,
                        "INSERT INTO risk_case_marks (name, at_us, row_pos, updated_at_us) "
                        "VALUES ($1, $2, $3, $4)",
                        v, 4, NULL);
-    return tx_end(tx, err);
+    return risk_tx_end(tx, err);
 }
 
 enum cf_err risk_cases_mark_set(struct risk_cases *c, const char *name,

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "crypto/vault.h"
+#include "risk/internal.h"
 #include "store/sql/sql.h"
 
 /* The sealed reason's largest size. */
@@ -428,27 +429,12 @@ static enum cf_err matches_read(const char *text, struct risk_decision_rec *rec)
     "CREATE INDEX risk_decisions_action ON risk_decisions(action, row);"                           \
     "CREATE INDEX risk_decisions_party ON risk_decisions(party, row);"
 
-static char schema_sqlite[2048];
-static char schema_postgres[2048];
-
-static enum cf_err schema_migrate(struct sqldb *db)
-{
-    int a = snprintf(schema_sqlite, sizeof(schema_sqlite), DECISIONS_SCHEMA, "BLOB",
-                     "INTEGER PRIMARY KEY AUTOINCREMENT");
-    int b = snprintf(schema_postgres, sizeof(schema_postgres), DECISIONS_SCHEMA, "BYTEA",
-                     "BIGSERIAL PRIMARY KEY");
-    CF_ASSERT(a > 0 && (size_t)a < sizeof(schema_sqlite) && b > 0 &&
-              (size_t)b < sizeof(schema_postgres));
-    const struct sql_migration m[] = {{1, schema_sqlite, schema_postgres}};
-    return sqldb_migrate(db, "risk_decisions", m, sizeof(m) / sizeof(m[0]));
-}
-
 enum cf_err risk_decisions_open(struct sqldb *db, risk_decisions_vault_fn vault, void *vault_ctx,
                                 struct risk_decisions **out)
 {
     CF_ASSERT(db != NULL && vault != NULL && out != NULL);
     CF_ASSERT(slots_match_registry()); /* the stored form names every feature of rules.c */
-    enum cf_err err = schema_migrate(db);
+    enum cf_err err = risk_schema_migrate(db, "risk_decisions", DECISIONS_SCHEMA);
     if (err != CF_OK)
         return err;
     struct risk_decisions *d = calloc(1, sizeof(*d));
@@ -485,69 +471,16 @@ enum cf_err risk_review_state_parse(const char *text, size_t len, uint8_t *out)
     return CF_ERR_INVALID_FIELD;
 }
 
-/* 1..max-1 bytes of printable ASCII without spaces (empty_ok: 0 bytes too). */
-static bool token_valid(const char *text, size_t bytes_max, bool empty_ok)
-{
-    size_t n = text != NULL ? strnlen(text, bytes_max) : bytes_max;
-    if ((n == 0 && !empty_ok) || n >= bytes_max)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (text[i] < 0x21 || text[i] > 0x7e)
-            return false;
-    }
-    return true;
-}
-
-/* The code point of the UTF-8 sequence at s (n bytes left) and its length; 0 when malformed
- * (overlong, a surrogate, above U+10FFFF, truncated). */
-static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
-    size_t len = 0;
-    if (s[0] < 0x80)
-        len = 1;
-    else if ((s[0] & 0xe0) == 0xc0)
-        len = 2;
-    else if ((s[0] & 0xf0) == 0xe0)
-        len = 3;
-    else if ((s[0] & 0xf8) == 0xf0)
-        len = 4;
-    if (len == 0 || len > n)
-        return 0;
-    uint32_t c = len == 1 ? s[0] : s[0] & (0x7fu >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        c = (c << 6) | (s[i] & 0x3fu);
-    }
-    if (c < min_cp[len] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    *cp = c;
-    return len;
-}
-
 bool risk_decisions_reason_valid(const char *text, const char **detail_out)
 {
-    const char *why = "reason: at most 500 characters";
-    size_t n = text != NULL ? strnlen(text, RISK_DECISIONS_REASON_BYTES_MAX) : 0;
-    size_t chars = 0;
-    bool ok = n < RISK_DECISIONS_REASON_BYTES_MAX;
-    for (size_t i = 0; ok && i < n;) {
-        uint32_t cp = 0;
-        size_t len = utf8_next((const unsigned char *)text + i, n - i, &cp);
-        bool control =
-            (cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r') || (cp >= 0x7f && cp <= 0x9f);
-        if (len == 0 || control) {
-            why = len == 0 ? "reason: not valid UTF-8" : "reason: no control characters";
-            ok = false;
-        }
-        i += len;
-        chars++;
-    }
-    ok = ok && chars <= RISK_DECISIONS_REASON_CHARS_MAX;
-    if (!ok && detail_out != NULL)
-        *detail_out = why;
-    return ok;
+    static const char *const why[] = {"", "reason: at most 500 characters",
+                                      "reason: not valid UTF-8", "reason: no control characters"};
+    enum risk_text_verdict v =
+        risk_text_check(text, RISK_DECISIONS_REASON_BYTES_MAX, RISK_DECISIONS_REASON_CHARS_MAX,
+                        RISK_TEXT_LINES | RISK_TEXT_EMPTY, NULL);
+    if (v != RISK_TEXT_OK && detail_out != NULL)
+        *detail_out = why[v];
+    return v == RISK_TEXT_OK;
 }
 
 void risk_decision_rec_from(struct risk_decision_rec *rec, const struct rules_decision *decision)
@@ -565,10 +498,10 @@ void risk_decision_rec_from(struct risk_decision_rec *rec, const struct rules_de
 /* Whether text (of a bytes_max field) is a NUL-terminated stored text: 1..max-1 printable. */
 static bool rec_texts_valid(const struct risk_decision_rec *rec)
 {
-    return token_valid(rec->op_id, sizeof(rec->op_id), false) &&
-           token_valid(rec->party, sizeof(rec->party), true) &&
-           token_valid(rec->kind, sizeof(rec->kind), false) &&
-           token_valid(rec->currency, sizeof(rec->currency), false);
+    return risk_token_valid(rec->op_id, sizeof(rec->op_id), false) &&
+           risk_token_valid(rec->party, sizeof(rec->party), true) &&
+           risk_token_valid(rec->kind, sizeof(rec->kind), false) &&
+           risk_token_valid(rec->currency, sizeof(rec->currency), false);
 }
 
 static bool rec_valid(const struct risk_decision_rec *rec)
@@ -595,20 +528,6 @@ static bool rec_valid(const struct risk_decision_rec *rec)
 
 /* Shared helpers ------------------------------------------------------------------------------ */
 
-static void copy_text(char *dst, size_t dst_bytes, const char *src)
-{
-    snprintf(dst, dst_bytes, "%s", src != NULL ? src : "");
-}
-
-static enum cf_err tx_end(struct sqltx *tx, enum cf_err err)
-{
-    if (err != CF_OK) {
-        sql_rollback(tx);
-        return err;
-    }
-    return sql_commit(tx);
-}
-
 static void reason_aad(const char *op_id, char aad[REASON_AAD_BYTES])
 {
     int n = snprintf(aad, REASON_AAD_BYTES, "risk_decisions:%s:review_reason", op_id);
@@ -618,30 +537,19 @@ static void reason_aad(const char *op_id, char aad[REASON_AAD_BYTES])
 static enum cf_err reason_seal(struct risk_decisions *d, const char *op_id, const char *reason,
                                uint8_t out[REASON_SEALED_BYTES_MAX], size_t *len_out)
 {
-    const struct vault *v = d->vault(d->vault_ctx, 0);
-    if (v == NULL)
-        return CF_ERR_CONFIG;
     char aad[REASON_AAD_BYTES];
     reason_aad(op_id, aad);
-    return vault_seal(v, reason, strlen(reason), aad, strlen(aad), out, REASON_SEALED_BYTES_MAX,
-                      len_out);
+    return risk_seal(d->vault, d->vault_ctx, aad, reason, strlen(reason), out,
+                     REASON_SEALED_BYTES_MAX, len_out);
 }
 
 static enum cf_err reason_open(struct risk_decisions *d, const char *op_id, const uint8_t *ct,
                                size_t n, char out[RISK_DECISIONS_REASON_BYTES_MAX])
 {
-    const struct vault *v = ct != NULL ? d->vault(d->vault_ctx, vault_sealed_key_id(ct, n)) : NULL;
-    if (v == NULL)
-        return CF_ERR_CORRUPT;
     char aad[REASON_AAD_BYTES];
     reason_aad(op_id, aad);
-    size_t len = 0;
-    enum cf_err err = vault_open(v, ct, n, aad, strlen(aad), (uint8_t *)out,
-                                 RISK_DECISIONS_REASON_BYTES_MAX - 1, &len);
-    if (err != CF_OK)
-        return CF_ERR_CORRUPT;
-    out[len] = '\0';
-    return CF_OK;
+    return risk_unseal_text(d->vault, d->vault_ctx, aad, ct, n, out,
+                            RISK_DECISIONS_REASON_BYTES_MAX);
 }
 
 /* Rows ---------------------------------------------------------------------------------------- */
@@ -658,11 +566,11 @@ static enum cf_err rec_from_row(struct risk_decisions *d, const struct sql_rows 
     size_t c = 0, sealed_len = 0;
     memset(out, 0, sizeof(*out));
     out->row = (uint64_t)sql_row_int(r, i, c++);
-    copy_text(out->op_id, sizeof(out->op_id), sql_row_text(r, i, c++));
-    copy_text(out->party, sizeof(out->party), sql_row_text(r, i, c++));
-    copy_text(out->kind, sizeof(out->kind), sql_row_text(r, i, c++));
+    risk_text_copy(out->op_id, sizeof(out->op_id), sql_row_text(r, i, c++));
+    risk_text_copy(out->party, sizeof(out->party), sql_row_text(r, i, c++));
+    risk_text_copy(out->kind, sizeof(out->kind), sql_row_text(r, i, c++));
     out->amount_minor = sql_row_int(r, i, c++);
-    copy_text(out->currency, sizeof(out->currency), sql_row_text(r, i, c++));
+    risk_text_copy(out->currency, sizeof(out->currency), sql_row_text(r, i, c++));
     int64_t action = sql_row_int(r, i, c++);
     out->set_version = (uint64_t)sql_row_int(r, i, c++);
     enum cf_err err = matches_read(sql_row_text(r, i, c++), out);
@@ -672,7 +580,7 @@ static enum cf_err rec_from_row(struct risk_decisions *d, const struct sql_rows 
     else
         c++;
     int64_t state = sql_row_int(r, i, c++);
-    copy_text(out->reviewer, sizeof(out->reviewer), sql_row_text(r, i, c++));
+    risk_text_copy(out->reviewer, sizeof(out->reviewer), sql_row_text(r, i, c++));
     const uint8_t *sealed = sql_row_blob(r, i, c++, &sealed_len);
     out->created_at_us = sql_row_int(r, i, c++);
     out->decided_at_us = sql_row_int(r, i, c++);
@@ -702,7 +610,9 @@ enum cf_err risk_decisions_put(struct risk_decisions *d, const struct risk_decis
     if (err == CF_OK) {
         features_write(&rec->features, features);
         matches_write(rec, matches);
-        err = sql_begin(d->db, &tx);
+        /* only a held movement's row gates money: the others are a log (see the header) */
+        err = rec->review_state == RISK_REVIEW_PENDING ? sql_begin(d->db, &tx)
+                                                       : sql_begin_relaxed(d->db, &tx);
     }
     if (err == CF_OK) {
         struct sql_value p[] = {
@@ -718,7 +628,7 @@ enum cf_err risk_decisions_put(struct risk_decisions *d, const struct risk_decis
                        "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '', NULL, $12, 0) "
                        "ON CONFLICT (op_id) DO NOTHING",
                        p, 12, NULL);
-        err = tx_end(tx, err);
+        err = risk_tx_end(tx, err);
     }
     if (err == CF_ERR_STORAGE_CONFLICT) /* a put of the same op won meanwhile: it stands */
         err = CF_OK;
@@ -756,7 +666,7 @@ enum cf_err risk_decisions_get(struct risk_decisions *d, const char *op_id,
                                struct risk_decision_rec *out)
 {
     CF_ASSERT(d != NULL && out != NULL);
-    if (!token_valid(op_id, RISK_DECISIONS_OP_BYTES_MAX, false))
+    if (!risk_token_valid(op_id, RISK_DECISIONS_OP_BYTES_MAX, false))
         return CF_ERR_NOT_FOUND;
     struct risk_decision_rec *got = calloc(1, sizeof(*got));
     if (got == NULL)
@@ -782,8 +692,8 @@ enum cf_err risk_decisions_review_set(struct risk_decisions *d, const char *op_i
 {
     CF_ASSERT(d != NULL && from_state < RISK_REVIEW_STATES_N && to_state < RISK_REVIEW_STATES_N);
     CF_ASSERT(from_state != to_state && now_us >= 0);
-    if (!token_valid(op_id, RISK_DECISIONS_OP_BYTES_MAX, false) ||
-        !token_valid(by, RISK_DECISIONS_PARTY_BYTES_MAX, false) ||
+    if (!risk_token_valid(op_id, RISK_DECISIONS_OP_BYTES_MAX, false) ||
+        !risk_token_valid(by, RISK_DECISIONS_PARTY_BYTES_MAX, false) ||
         !risk_decisions_reason_valid(reason, NULL))
         return CF_ERR_INVALID_FIELD;
     uint8_t sealed[REASON_SEALED_BYTES_MAX];
@@ -815,7 +725,7 @@ enum cf_err risk_decisions_review_set(struct risk_decisions *d, const char *op_i
         sql_rows_free(r);
     }
     CF_ASSERT(err != CF_OK || changed == 1);
-    return tx_end(tx, err);
+    return risk_tx_end(tx, err);
 }
 
 /* Appends " AND <cond>" with the next parameter number to sql, and the value to p. */
@@ -838,7 +748,7 @@ enum cf_err risk_decisions_list(struct risk_decisions *d, const struct risk_deci
         f = &none;
     if ((f->action_set && f->action >= RULES_ACTIONS_N) ||
         (f->review_set && f->review_state >= RISK_REVIEW_STATES_N) ||
-        (f->party != NULL && !token_valid(f->party, RISK_DECISIONS_PARTY_BYTES_MAX, false)) ||
+        (f->party != NULL && !risk_token_valid(f->party, RISK_DECISIONS_PARTY_BYTES_MAX, false)) ||
         f->from_us < 0 || f->to_us < 0 || f->before_row > (uint64_t)INT64_MAX)
         return CF_ERR_INVALID_FIELD;
     char sql[1024] = "SELECT " D_COLS " FROM risk_decisions WHERE 1 = 1";
@@ -886,7 +796,7 @@ static enum cf_err recent_page(struct risk_decisions *d, int64_t since_us, uint6
     CF_ASSERT(rows <= want);
     for (size_t i = 0; i < rows && err == CF_OK; i++) {
         err = features_read(sql_row_text(r, i, 2), &out[*n]);
-        copy_text(op_ids[*n], RISK_DECISIONS_OP_BYTES_MAX, sql_row_text(r, i, 1));
+        risk_text_copy(op_ids[*n], RISK_DECISIONS_OP_BYTES_MAX, sql_row_text(r, i, 1));
         *below_row = (uint64_t)sql_row_int(r, i, 0);
         if (err == CF_OK)
             (*n)++;

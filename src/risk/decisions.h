@@ -158,7 +158,11 @@ void risk_decisions_features_text(const struct risk_features *f,
  * Records rec (its row, reviewer, review_reason and decided_at_us are ignored; review_state
  * must be NONE or PENDING; op_id 1..RISK_DECISIONS_OP_BYTES_MAX - 1 printable ASCII bytes,
  * party likewise or "" for none, kind and currency non-empty and printable, amount >= 0).
- * Idempotent on op id: the same op again is CF_OK and changes nothing.
+ * Idempotent on op id: the same op again is CF_OK and changes nothing. A row with review_state
+ * PENDING (money held until an analyst decides) is committed durably; any other is committed
+ * relaxed (sql_begin_relaxed: no wait for the disk), because it records what happened without
+ * gating money, and the payment path writes one per movement: a power loss may lose the last
+ * few such rows (their operations stand; a dry run then sees fewer decisions).
  */
 CF_WARN_UNUSED enum cf_err risk_decisions_put(struct risk_decisions *d,
                                               const struct risk_decision_rec *rec);

@@ -17,6 +17,7 @@
 
 #include "core/ids.h"
 #include "crypto/vault.h"
+#include "risk/internal.h"
 #include "store/sql/sql.h"
 
 /* The sealed reason's largest size. */
@@ -44,26 +45,11 @@ struct risk_freeze {
     "at_us BIGINT NOT NULL);"                                                                      \
     "CREATE INDEX risk_freezes_row ON risk_freezes(event_row);"
 
-static char schema_sqlite[2048];
-static char schema_postgres[2048];
-
-static enum cf_err schema_migrate(struct sqldb *db)
-{
-    int a = snprintf(schema_sqlite, sizeof(schema_sqlite), FREEZE_SCHEMA, "BLOB",
-                     "INTEGER PRIMARY KEY AUTOINCREMENT");
-    int b = snprintf(schema_postgres, sizeof(schema_postgres), FREEZE_SCHEMA, "BYTEA",
-                     "BIGSERIAL PRIMARY KEY");
-    CF_ASSERT(a > 0 && (size_t)a < sizeof(schema_sqlite) && b > 0 &&
-              (size_t)b < sizeof(schema_postgres));
-    const struct sql_migration m[] = {{1, schema_sqlite, schema_postgres}};
-    return sqldb_migrate(db, "risk_freeze", m, sizeof(m) / sizeof(m[0]));
-}
-
 enum cf_err risk_freeze_open(struct sqldb *db, risk_freeze_vault_fn vault, void *vault_ctx,
                              struct risk_freeze **out)
 {
     CF_ASSERT(db != NULL && vault != NULL && out != NULL);
-    enum cf_err err = schema_migrate(db);
+    enum cf_err err = risk_schema_migrate(db, "risk_freeze", FREEZE_SCHEMA);
     if (err != CF_OK)
         return err;
     struct risk_freeze *f = calloc(1, sizeof(*f));
@@ -80,98 +66,20 @@ void risk_freeze_close(struct risk_freeze *f) { free(f); }
 
 /* Validation --------------------------------------------------------------------------------- */
 
-bool risk_freeze_party_valid(const char *text)
-{
-    uint64_t v = 0;
-    if (text == NULL)
-        return false;
-    if (strncmp(text, "usr_", 4) == 0)
-        return id_parse("usr_", text, strlen(text), &v) == CF_OK;
-    if (strncmp(text, "mer_", 4) == 0)
-        return id_parse("mer_", text, strlen(text), &v) == CF_OK;
-    return false;
-}
-
-/* 1..max-1 bytes of printable ASCII without spaces: a staff id, a key, a process's name. */
-static bool token_valid(const char *text, size_t bytes_max)
-{
-    size_t n = text != NULL ? strnlen(text, bytes_max) : 0;
-    if (n == 0 || n >= bytes_max)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (text[i] < 0x21 || text[i] > 0x7e)
-            return false;
-    }
-    return true;
-}
-
-/* The code point of the UTF-8 sequence at s (n bytes left) and its length; 0 when malformed
- * (overlong, a surrogate, above U+10FFFF, truncated). */
-static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
-    size_t len = 0;
-    if (s[0] < 0x80)
-        len = 1;
-    else if ((s[0] & 0xe0) == 0xc0)
-        len = 2;
-    else if ((s[0] & 0xf0) == 0xe0)
-        len = 3;
-    else if ((s[0] & 0xf8) == 0xf0)
-        len = 4;
-    if (len == 0 || len > n)
-        return 0;
-    uint32_t c = len == 1 ? s[0] : s[0] & (0x7fu >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        c = (c << 6) | (s[i] & 0x3fu);
-    }
-    if (c < min_cp[len] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    *cp = c;
-    return len;
-}
+bool risk_freeze_party_valid(const char *text) { return risk_party_valid(text); }
 
 bool risk_freeze_reason_valid(const char *text, const char **detail_out)
 {
-    const char *why = "reason: 1 to 500 characters";
-    size_t n = text != NULL ? strnlen(text, RISK_FREEZE_REASON_BYTES_MAX) : 0;
-    size_t chars = 0;
-    bool ok = n > 0 && n < RISK_FREEZE_REASON_BYTES_MAX;
-    for (size_t i = 0; ok && i < n;) {
-        uint32_t cp = 0;
-        size_t len = utf8_next((const unsigned char *)text + i, n - i, &cp);
-        bool control =
-            (cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r') || (cp >= 0x7f && cp <= 0x9f);
-        if (len == 0 || control) {
-            why = len == 0 ? "reason: not valid UTF-8" : "reason: no control characters";
-            ok = false;
-        }
-        i += len;
-        chars++;
-    }
-    ok = ok && chars <= RISK_FREEZE_REASON_CHARS_MAX;
-    if (!ok && detail_out != NULL)
-        *detail_out = why;
-    return ok;
+    static const char *const why[] = {"", "reason: 1 to 500 characters", "reason: not valid UTF-8",
+                                      "reason: no control characters"};
+    enum risk_text_verdict v = risk_text_check(text, RISK_FREEZE_REASON_BYTES_MAX,
+                                               RISK_FREEZE_REASON_CHARS_MAX, RISK_TEXT_LINES, NULL);
+    if (v != RISK_TEXT_OK && detail_out != NULL)
+        *detail_out = why[v];
+    return v == RISK_TEXT_OK;
 }
 
 /* Shared helpers ----------------------------------------------------------------------------- */
-
-static void copy_text(char *dst, size_t dst_bytes, const char *src)
-{
-    snprintf(dst, dst_bytes, "%s", src != NULL ? src : "");
-}
-
-static enum cf_err tx_end(struct sqltx *tx, enum cf_err err)
-{
-    if (err != CF_OK) {
-        sql_rollback(tx);
-        return err;
-    }
-    return sql_commit(tx);
-}
 
 static void reason_aad(const char *event_id, char aad[REASON_AAD_BYTES])
 {
@@ -182,42 +90,18 @@ static void reason_aad(const char *event_id, char aad[REASON_AAD_BYTES])
 static enum cf_err reason_seal(struct risk_freeze *f, const char *event_id, const char *reason,
                                uint8_t out[REASON_SEALED_BYTES_MAX], size_t *len_out)
 {
-    const struct vault *v = f->vault(f->vault_ctx, 0);
-    if (v == NULL)
-        return CF_ERR_CONFIG;
     char aad[REASON_AAD_BYTES];
     reason_aad(event_id, aad);
-    return vault_seal(v, reason, strlen(reason), aad, strlen(aad), out, REASON_SEALED_BYTES_MAX,
-                      len_out);
+    return risk_seal(f->vault, f->vault_ctx, aad, reason, strlen(reason), out,
+                     REASON_SEALED_BYTES_MAX, len_out);
 }
 
 static enum cf_err reason_open(struct risk_freeze *f, const char *event_id, const uint8_t *ct,
                                size_t n, char out[RISK_FREEZE_REASON_BYTES_MAX])
 {
-    const struct vault *v = ct != NULL ? f->vault(f->vault_ctx, vault_sealed_key_id(ct, n)) : NULL;
-    if (v == NULL)
-        return CF_ERR_CORRUPT;
     char aad[REASON_AAD_BYTES];
     reason_aad(event_id, aad);
-    size_t len = 0;
-    enum cf_err err = vault_open(v, ct, n, aad, strlen(aad), (uint8_t *)out,
-                                 RISK_FREEZE_REASON_BYTES_MAX - 1, &len);
-    if (err != CF_OK)
-        return CF_ERR_CORRUPT;
-    out[len] = '\0';
-    return CF_OK;
-}
-
-/* A fresh event id with prefix. */
-static void event_id_new(const char *prefix, char out[RISK_FREEZE_ID_BYTES_MAX])
-{
-    uint64_t v = 0;
-    while (v == 0)
-        hash_random(&v, sizeof(v));
-    char text[ID_TEXT_BYTES_MAX];
-    id_format(prefix, v, text);
-    copy_text(out, RISK_FREEZE_ID_BYTES_MAX, text);
-    CF_ASSERT(strlen(out) == strlen(text)); /* never truncated */
+    return risk_unseal_text(f->vault, f->vault_ctx, aad, ct, n, out, RISK_FREEZE_REASON_BYTES_MAX);
 }
 
 /* Events ------------------------------------------------------------------------------------- */
@@ -243,13 +127,13 @@ static enum cf_err event_from_row(struct risk_freeze *f, const struct sql_rows *
     size_t c = 0, sealed_len = 0, hash_len = 0;
     memset(out, 0, sizeof(*out));
     ev->row = (uint64_t)sql_row_int(r, i, c++);
-    copy_text(ev->id, sizeof(ev->id), sql_row_text(r, i, c++));
+    risk_text_copy(ev->id, sizeof(ev->id), sql_row_text(r, i, c++));
     ev->kind = (uint8_t)sql_row_int(r, i, c++);
-    copy_text(ev->party, sizeof(ev->party), sql_row_text(r, i, c++));
+    risk_text_copy(ev->party, sizeof(ev->party), sql_row_text(r, i, c++));
     const uint8_t *sealed = sql_row_blob(r, i, c++, &sealed_len);
     ev->blocks_incoming = sql_row_int(r, i, c++) != 0;
-    copy_text(ev->freeze_id, sizeof(ev->freeze_id), sql_row_text(r, i, c++));
-    copy_text(ev->by, sizeof(ev->by), sql_row_text(r, i, c++));
+    risk_text_copy(ev->freeze_id, sizeof(ev->freeze_id), sql_row_text(r, i, c++));
+    risk_text_copy(ev->by, sizeof(ev->by), sql_row_text(r, i, c++));
     ev->at_us = sql_row_int(r, i, c++);
     out->keyed = !sql_row_null(r, i, c++);
     const uint8_t *h = sql_row_blob(r, i, c++, &hash_len);
@@ -316,16 +200,8 @@ static enum cf_err event_insert(struct risk_freeze *f, struct sqltx *tx,
                    "blocks_incoming, freeze_id, by_user, at_us, idem, request_hash) VALUES "
                    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                    v, 10, NULL);
-    struct sql_value w[] = {SQL_T(ev->id)};
-    struct sql_rows *r = NULL;
-    if (err == CF_OK)
-        err = sql_query(tx, "SELECT row FROM risk_freeze_events WHERE id = $1", w, 1, &r);
-    if (err == CF_OK && sql_rows_n(r) != 1)
-        err = CF_ERR_INTERNAL;
-    if (err == CF_OK)
-        ev->row = (uint64_t)sql_row_int(r, 0, 0);
-    sql_rows_free(r);
-    return err;
+    return risk_row_of(tx, err, "SELECT row FROM risk_freeze_events WHERE id = $1", ev->id,
+                       &ev->row);
 }
 
 /* Checks the arguments of put and clear. */
@@ -333,9 +209,9 @@ static enum cf_err args_check(const char *party, const char *reason, const char 
                               const struct risk_freeze_idem *idem)
 {
     if (!risk_freeze_party_valid(party) || !risk_freeze_reason_valid(reason, NULL) ||
-        !token_valid(by, RISK_FREEZE_PARTY_BYTES_MAX))
+        !risk_token_valid(by, RISK_FREEZE_PARTY_BYTES_MAX, false))
         return CF_ERR_INVALID_FIELD;
-    if (idem != NULL && !token_valid(idem->key, RISK_FREEZE_IDEM_BYTES_MAX))
+    if (idem != NULL && !risk_token_valid(idem->key, RISK_FREEZE_IDEM_BYTES_MAX, false))
         return CF_ERR_INVALID_FIELD;
     return CF_OK;
 }
@@ -345,12 +221,12 @@ static void event_init(struct risk_freeze_event *ev, uint8_t kind, const char *p
                        const char *reason, const char *by, int64_t now_us)
 {
     memset(ev, 0, sizeof(*ev));
-    event_id_new(kind == RISK_FREEZE_EVENT_FREEZE ? RISK_FREEZE_ID_PREFIX : RISK_UNFREEZE_ID_PREFIX,
-                 ev->id);
+    risk_id_new(kind == RISK_FREEZE_EVENT_FREEZE ? RISK_FREEZE_ID_PREFIX : RISK_UNFREEZE_ID_PREFIX,
+                ev->id, RISK_FREEZE_ID_BYTES_MAX);
     ev->kind = kind;
-    copy_text(ev->party, sizeof(ev->party), party);
-    copy_text(ev->reason, sizeof(ev->reason), reason);
-    copy_text(ev->by, sizeof(ev->by), by);
+    risk_text_copy(ev->party, sizeof(ev->party), party);
+    risk_text_copy(ev->reason, sizeof(ev->reason), reason);
+    risk_text_copy(ev->by, sizeof(ev->by), by);
     ev->at_us = now_us;
 }
 
@@ -405,7 +281,7 @@ static enum cf_err put_tx(struct risk_freeze *f, struct risk_freeze_event *ev,
                        "INSERT INTO risk_freezes (party, event_id, event_row, blocks_incoming, "
                        "by_user, at_us) VALUES ($1, $2, $3, $4, $5, $6)",
                        v, 6, NULL);
-    return tx_end(tx, err);
+    return risk_tx_end(tx, err);
 }
 
 enum cf_err risk_freeze_put(struct risk_freeze *f, const char *party, const char *reason,
@@ -461,7 +337,7 @@ static enum cf_err clear_tx(struct risk_freeze *f, struct risk_freeze_event *ev,
     if (err == CF_OK && sql_rows_n(r) == 0)
         err = CF_ERR_NOT_FOUND;
     if (err == CF_OK)
-        copy_text(ev->freeze_id, sizeof(ev->freeze_id), sql_row_text(r, 0, 0));
+        risk_text_copy(ev->freeze_id, sizeof(ev->freeze_id), sql_row_text(r, 0, 0));
     sql_rows_free(r);
     if (err == CF_ERR_NOT_FOUND && idem != NULL) {
         /* the row lock waited for a clear that committed meanwhile: was it this key's? */
@@ -479,7 +355,7 @@ static enum cf_err clear_tx(struct risk_freeze *f, struct risk_freeze_event *ev,
                        &changed);
     if (err == CF_OK && changed != 1)
         err = CF_ERR_NOT_FOUND; /* cleared meanwhile (the row lock makes this unreachable) */
-    return tx_end(tx, err);
+    return risk_tx_end(tx, err);
 }
 
 enum cf_err risk_freeze_clear(struct risk_freeze *f, const char *party, const char *reason,

@@ -26,6 +26,7 @@
 #include "core/ids.h"
 #include "crypto/vault.h"
 #include "money/currency.h"
+#include "risk/internal.h"
 #include "store/sql/sql.h"
 
 /* "1\n<name>\n<id type>\n<id number>\n<dob>\n<nationality>\n<country>" */
@@ -484,59 +485,13 @@ bool risk_kyc_within(int64_t amount_minor, int64_t limit_minor)
 
 /* Validation --------------------------------------------------------------------------------- */
 
-/* The code point of the UTF-8 sequence at s (n bytes left) and its length; 0 when malformed
- * (overlong, a surrogate, above U+10FFFF, truncated). */
-static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
-    size_t len = 0;
-    if (s[0] < 0x80)
-        len = 1;
-    else if ((s[0] & 0xe0) == 0xc0)
-        len = 2;
-    else if ((s[0] & 0xf0) == 0xe0)
-        len = 3;
-    else if ((s[0] & 0xf8) == 0xf0)
-        len = 4;
-    if (len == 0 || len > n)
-        return 0;
-    uint32_t c = len == 1 ? s[0] : s[0] & (0x7fu >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        c = (c << 6) | (s[i] & 0x3fu);
-    }
-    if (c < min_cp[len] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    *cp = c;
-    return len;
-}
-
-/* C0 and C1 controls (but tab, CR, LF when lines is set), and the invisible format characters
- * that can make a name read as another in a staff screen (zero widths, bidi overrides). */
-static bool control_char(uint32_t cp, bool lines)
-{
-    if (lines && (cp == '\t' || cp == '\n' || cp == '\r'))
-        return false;
-    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || (cp >= 0x200b && cp <= 0x200f) ||
-           (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2060 && cp <= 0x206f) || cp == 0xfeff;
-}
-
-/* Whether text is 1..chars_max characters of UTF-8 without control characters (see above). */
+/* Whether text is 1..chars_max characters of UTF-8 without C0 and C1 controls (but tab, CR, LF
+ * when lines is set) and without the invisible format characters that can make a name read as
+ * another in a staff screen (zero widths, bidi overrides). */
 static bool text_valid(const char *text, size_t chars_max, bool lines)
 {
-    size_t bytes_max = 4 * chars_max + 1;
-    size_t n = text != NULL ? strnlen(text, bytes_max) : 0, chars = 0;
-    if (n == 0 || n >= bytes_max)
-        return false;
-    for (size_t i = 0; i < n; chars++) {
-        uint32_t cp = 0;
-        size_t len = utf8_next((const unsigned char *)text + i, n - i, &cp);
-        if (len == 0 || control_char(cp, lines))
-            return false;
-        i += len;
-    }
-    return chars <= chars_max;
+    unsigned flags = RISK_TEXT_INVISIBLE | (lines ? RISK_TEXT_LINES : 0);
+    return risk_text_check(text, 4 * chars_max + 1, chars_max, flags, NULL) == RISK_TEXT_OK;
 }
 
 bool risk_kyc_reason_valid(const char *text, bool customer, const char **detail_out)
@@ -743,26 +698,11 @@ enum cf_err risk_kyc_base64_decode(const char *text, size_t len, uint8_t *out, s
     "reason_sealed %1$s, customer_reason_sealed %1$s, idem TEXT UNIQUE, request_hash %1$s);"       \
     "CREATE INDEX risk_kyc_events_user ON risk_kyc_events(user_id, row);"
 
-static char schema_sqlite[4096];
-static char schema_postgres[4096];
-
-static enum cf_err schema_migrate(struct sqldb *db)
-{
-    int a = snprintf(schema_sqlite, sizeof(schema_sqlite), KYC_SCHEMA, "BLOB",
-                     "INTEGER PRIMARY KEY AUTOINCREMENT");
-    int b = snprintf(schema_postgres, sizeof(schema_postgres), KYC_SCHEMA, "BYTEA",
-                     "BIGSERIAL PRIMARY KEY");
-    CF_ASSERT(a > 0 && (size_t)a < sizeof(schema_sqlite) && b > 0 &&
-              (size_t)b < sizeof(schema_postgres));
-    const struct sql_migration m[] = {{1, schema_sqlite, schema_postgres}};
-    return sqldb_migrate(db, "risk_kyc", m, sizeof(m) / sizeof(m[0]));
-}
-
 enum cf_err risk_kyc_open(struct sqldb *db, risk_kyc_vault_fn vault, void *vault_ctx,
                           const struct risk_kyc_config *cfg, struct risk_kyc **out)
 {
     CF_ASSERT(db != NULL && vault != NULL && out != NULL);
-    enum cf_err err = schema_migrate(db);
+    enum cf_err err = risk_schema_migrate(db, "risk_kyc", KYC_SCHEMA);
     if (err != CF_OK)
         return err;
     struct risk_kyc *k = calloc(1, sizeof(*k));
@@ -832,81 +772,10 @@ static void cache_forget(struct risk_kyc *k, const char *user_id)
 
 /* Shared helpers ----------------------------------------------------------------------------- */
 
-static void copy_text(char *dst, size_t dst_bytes, const char *src)
-{
-    snprintf(dst, dst_bytes, "%s", src != NULL ? src : "");
-}
-
-/* 1..max-1 bytes of printable ASCII without spaces: a staff id, a key. */
-static bool token_valid(const char *text, size_t bytes_max)
-{
-    size_t n = text != NULL ? strnlen(text, bytes_max) : 0;
-    if (n == 0 || n >= bytes_max)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (text[i] < 0x21 || text[i] > 0x7e)
-            return false;
-    }
-    return true;
-}
-
-static enum cf_err tx_end(struct sqltx *tx, enum cf_err err)
-{
-    if (err != CF_OK) {
-        sql_rollback(tx);
-        return err;
-    }
-    return sql_commit(tx);
-}
-
-/* A fresh id with prefix. */
-static void id_new(const char *prefix, char out[RISK_KYC_ID_BYTES_MAX])
-{
-    uint64_t v = 0;
-    while (v == 0)
-        hash_random(&v, sizeof(v));
-    char text[ID_TEXT_BYTES_MAX];
-    id_format(prefix, v, text);
-    copy_text(out, RISK_KYC_ID_BYTES_MAX, text);
-    CF_ASSERT(strlen(out) == strlen(text)); /* never truncated */
-}
-
 static void aad_make(char aad[AAD_BYTES], const char *user, const char *id, const char *what)
 {
     int n = snprintf(aad, AAD_BYTES, "risk_kyc:%s:%s:%s", user, id, what);
     CF_ASSERT(n > 0 && n < AAD_BYTES);
-}
-
-/* Seals pt (n bytes) with the active master key under aad into out (out_bytes). */
-static enum cf_err seal(struct risk_kyc *k, const char *aad, const void *pt, size_t n, uint8_t *out,
-                        size_t out_bytes, size_t *len_out)
-{
-    const struct vault *v = k->vault(k->vault_ctx, 0);
-    if (v == NULL)
-        return CF_ERR_CONFIG;
-    return vault_seal(v, pt, n, aad, strlen(aad), out, out_bytes, len_out);
-}
-
-/* Opens what seal sealed; CF_ERR_CORRUPT when it does not open. */
-static enum cf_err unseal(struct risk_kyc *k, const char *aad, const uint8_t *ct, size_t n,
-                          uint8_t *out, size_t out_bytes, size_t *len_out)
-{
-    const struct vault *v = ct != NULL ? k->vault(k->vault_ctx, vault_sealed_key_id(ct, n)) : NULL;
-    if (v == NULL)
-        return CF_ERR_CORRUPT;
-    enum cf_err err = vault_open(v, ct, n, aad, strlen(aad), out, out_bytes, len_out);
-    return err == CF_OK ? CF_OK : CF_ERR_CORRUPT;
-}
-
-/* A sealed text (a reason) into out (out_bytes, NUL-terminated). */
-static enum cf_err unseal_text(struct risk_kyc *k, const char *aad, const uint8_t *ct, size_t n,
-                               char *out, size_t out_bytes)
-{
-    size_t len = 0;
-    enum cf_err err = unseal(k, aad, ct, n, (uint8_t *)out, out_bytes - 1, &len);
-    if (err == CF_OK)
-        out[len] = '\0';
-    return err;
 }
 
 /* Details: text form --------------------------------------------------------------------------- */
@@ -938,12 +807,12 @@ static enum cf_err details_parse(char *text, struct risk_kyc_details *d)
         strlen(f[6]) >= sizeof(d->country))
         return CF_ERR_CORRUPT;
     memset(d, 0, sizeof(*d));
-    copy_text(d->legal_name, sizeof(d->legal_name), f[1]);
+    risk_text_copy(d->legal_name, sizeof(d->legal_name), f[1]);
     d->id_type = (uint8_t)(f[2][0] - '0');
-    copy_text(d->id_number, sizeof(d->id_number), f[3]);
-    copy_text(d->date_of_birth, sizeof(d->date_of_birth), f[4]);
-    copy_text(d->nationality, sizeof(d->nationality), f[5]);
-    copy_text(d->country, sizeof(d->country), f[6]);
+    risk_text_copy(d->id_number, sizeof(d->id_number), f[3]);
+    risk_text_copy(d->date_of_birth, sizeof(d->date_of_birth), f[4]);
+    risk_text_copy(d->nationality, sizeof(d->nationality), f[5]);
+    risk_text_copy(d->country, sizeof(d->country), f[6]);
     return risk_kyc_doc_kind_is_identity(d->id_type) ? CF_OK : CF_ERR_CORRUPT;
 }
 
@@ -954,7 +823,8 @@ static enum cf_err details_seal(struct risk_kyc *k, const char *user, const char
     char text[DETAILS_TEXT_BYTES_MAX], aad[AAD_BYTES];
     size_t n = details_format(d, text);
     aad_make(aad, user, sub_id, "details");
-    enum cf_err err = seal(k, aad, text, n, out, DETAILS_SEALED_BYTES_MAX, len_out);
+    enum cf_err err =
+        risk_seal(k->vault, k->vault_ctx, aad, text, n, out, DETAILS_SEALED_BYTES_MAX, len_out);
     hash_wipe(text, sizeof(text));
     return err;
 }
@@ -964,7 +834,7 @@ static enum cf_err details_open(struct risk_kyc *k, const char *user, const char
 {
     char text[DETAILS_TEXT_BYTES_MAX], aad[AAD_BYTES];
     aad_make(aad, user, sub_id, "details");
-    enum cf_err err = unseal_text(k, aad, ct, ct_len, text, sizeof(text));
+    enum cf_err err = risk_unseal_text(k->vault, k->vault_ctx, aad, ct, ct_len, text, sizeof(text));
     if (err == CF_OK)
         err = details_parse(text, out);
     hash_wipe(text, sizeof(text));
@@ -1002,7 +872,8 @@ static enum cf_err doc_seal(struct risk_kyc *k, const char *user, const char *do
         char aad[AAD_BYTES];
         size_t len = 0;
         chunk_aad(aad, user, doc_id, i, chunks);
-        err = seal(k, aad, bytes + i * DOC_CHUNK_BYTES, part, buf + at, total - at, &len);
+        err = risk_seal(k->vault, k->vault_ctx, aad, bytes + i * DOC_CHUNK_BYTES, part, buf + at,
+                        total - at, &len);
         at += len;
     }
     if (err != CF_OK) {
@@ -1034,8 +905,8 @@ static enum cf_err doc_open(struct risk_kyc *k, const char *user, const char *do
         char aad[AAD_BYTES];
         size_t len = 0;
         chunk_aad(aad, user, doc_id, i, chunks);
-        err = unseal(k, aad, ct + at, part + VAULT_OVERHEAD_BYTES, buf + i * DOC_CHUNK_BYTES, part,
-                     &len);
+        err = risk_unseal(k->vault, k->vault_ctx, aad, ct + at, part + VAULT_OVERHEAD_BYTES,
+                          buf + i * DOC_CHUNK_BYTES, part, &len);
         if (err == CF_OK && len != part)
             err = CF_ERR_CORRUPT;
         at += part + VAULT_OVERHEAD_BYTES;
@@ -1063,8 +934,8 @@ static enum cf_err customer_from(const struct sql_rows *r, struct customer_row *
     if (tier < 0 || tier > RISK_KYC_TIER_MAX)
         return CF_ERR_CORRUPT;
     out->tier = (int)tier;
-    copy_text(out->open_id, sizeof(out->open_id), sql_row_text(r, 0, 1));
-    copy_text(out->latest_id, sizeof(out->latest_id), sql_row_text(r, 0, 2));
+    risk_text_copy(out->open_id, sizeof(out->open_id), sql_row_text(r, 0, 1));
+    risk_text_copy(out->latest_id, sizeof(out->latest_id), sql_row_text(r, 0, 2));
     return CF_OK;
 }
 
@@ -1124,15 +995,15 @@ static enum cf_err sub_from(struct risk_kyc *k, const struct sql_rows *r, size_t
     size_t c = 0, sealed_len = 0;
     memset(out, 0, sizeof(*out));
     out->row = (uint64_t)sql_row_int(r, i, c++);
-    copy_text(out->id, sizeof(out->id), sql_row_text(r, i, c++));
-    copy_text(out->user_id, sizeof(out->user_id), sql_row_text(r, i, c++));
+    risk_text_copy(out->id, sizeof(out->id), sql_row_text(r, i, c++));
+    risk_text_copy(out->user_id, sizeof(out->user_id), sql_row_text(r, i, c++));
     int64_t state = sql_row_int(r, i, c++);
     const uint8_t *sealed = sql_row_blob(r, i, c++, &sealed_len);
     out->created_at_us = sql_row_int(r, i, c++);
     out->submitted_at_us = sql_row_int(r, i, c++);
     out->decided_at_us = sql_row_int(r, i, c++);
-    copy_text(out->decided_by, sizeof(out->decided_by), sql_row_text(r, i, c++));
-    copy_text(out->decision_id, sizeof(out->decision_id), sql_row_text(r, i, c++));
+    risk_text_copy(out->decided_by, sizeof(out->decided_by), sql_row_text(r, i, c++));
+    risk_text_copy(out->decision_id, sizeof(out->decision_id), sql_row_text(r, i, c++));
     out->queue_row = (uint64_t)sql_row_int(r, i, c++);
     int64_t docs = sql_row_int(r, i, c++);
     CF_ASSERT(c == sql_rows_cols(r));
@@ -1185,12 +1056,14 @@ static enum cf_err event_reasons_open(struct risk_kyc *k, const struct sql_rows 
     enum cf_err err = CF_OK;
     if (ct != NULL && staff) {
         aad_make(aad, ev->user_id, ev->id, "reason");
-        err = unseal_text(k, aad, ct, len, ev->reason, sizeof(ev->reason));
+        err =
+            risk_unseal_text(k->vault, k->vault_ctx, aad, ct, len, ev->reason, sizeof(ev->reason));
     }
     ct = sql_row_blob(r, i, col + 1, &len);
     if (ct != NULL && err == CF_OK) {
         aad_make(aad, ev->user_id, ev->id, "customer_reason");
-        err = unseal_text(k, aad, ct, len, ev->customer_reason, sizeof(ev->customer_reason));
+        err = risk_unseal_text(k->vault, k->vault_ctx, aad, ct, len, ev->customer_reason,
+                               sizeof(ev->customer_reason));
     }
     return err;
 }
@@ -1202,12 +1075,12 @@ static enum cf_err event_from(struct risk_kyc *k, const struct sql_rows *r, size
     size_t c = 0, hash_len = 0;
     memset(out, 0, sizeof(*out));
     ev->row = (uint64_t)sql_row_int(r, i, c++);
-    copy_text(ev->id, sizeof(ev->id), sql_row_text(r, i, c++));
-    copy_text(ev->user_id, sizeof(ev->user_id), sql_row_text(r, i, c++));
-    copy_text(ev->submission_id, sizeof(ev->submission_id), sql_row_text(r, i, c++));
-    copy_text(ev->document_id, sizeof(ev->document_id), sql_row_text(r, i, c++));
+    risk_text_copy(ev->id, sizeof(ev->id), sql_row_text(r, i, c++));
+    risk_text_copy(ev->user_id, sizeof(ev->user_id), sql_row_text(r, i, c++));
+    risk_text_copy(ev->submission_id, sizeof(ev->submission_id), sql_row_text(r, i, c++));
+    risk_text_copy(ev->document_id, sizeof(ev->document_id), sql_row_text(r, i, c++));
     int64_t kind = sql_row_int(r, i, c++), tier = sql_row_int(r, i, c++);
-    copy_text(ev->by, sizeof(ev->by), sql_row_text(r, i, c++));
+    risk_text_copy(ev->by, sizeof(ev->by), sql_row_text(r, i, c++));
     ev->at_us = sql_row_int(r, i, c++);
     size_t reasons_col = c;
     c += 2;
@@ -1247,11 +1120,11 @@ static void event_init(struct event_new *e, uint8_t kind, const char *user, cons
                        const char *by, int tier, int64_t now_us)
 {
     memset(e, 0, sizeof(*e));
-    id_new(RISK_KYC_EVENT_PREFIX, e->ev.id);
+    risk_id_new(RISK_KYC_EVENT_PREFIX, e->ev.id, RISK_KYC_ID_BYTES_MAX);
     e->ev.kind = kind;
-    copy_text(e->ev.user_id, sizeof(e->ev.user_id), user);
-    copy_text(e->ev.submission_id, sizeof(e->ev.submission_id), sub_id);
-    copy_text(e->ev.by, sizeof(e->ev.by), by);
+    risk_text_copy(e->ev.user_id, sizeof(e->ev.user_id), user);
+    risk_text_copy(e->ev.submission_id, sizeof(e->ev.submission_id), sub_id);
+    risk_text_copy(e->ev.by, sizeof(e->ev.by), by);
     e->ev.tier = tier;
     e->ev.at_us = now_us;
 }
@@ -1265,7 +1138,8 @@ static enum cf_err reason_seal(struct risk_kyc *k, const struct risk_kyc_event *
         return CF_OK;
     char aad[AAD_BYTES];
     aad_make(aad, ev->user_id, ev->id, what);
-    return seal(k, aad, text, strlen(text), out, REASON_SEALED_BYTES_MAX, len_out);
+    return risk_seal(k->vault, k->vault_ctx, aad, text, strlen(text), out, REASON_SEALED_BYTES_MAX,
+                     len_out);
 }
 
 /* Appends e and reads back its row into e->ev.row. */
@@ -1301,16 +1175,7 @@ static enum cf_err event_insert(struct risk_kyc *k, struct sqltx *tx, struct eve
                        "request_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                        v, 12, NULL);
     free(sealed);
-    struct sql_value w[] = {SQL_T(ev->id)};
-    struct sql_rows *r = NULL;
-    if (err == CF_OK)
-        err = sql_query(tx, "SELECT row FROM risk_kyc_events WHERE id = $1", w, 1, &r);
-    if (err == CF_OK && sql_rows_n(r) != 1)
-        err = CF_ERR_INTERNAL;
-    if (err == CF_OK)
-        ev->row = (uint64_t)sql_row_int(r, 0, 0);
-    sql_rows_free(r);
-    return err;
+    return risk_row_of(tx, err, "SELECT row FROM risk_kyc_events WHERE id = $1", ev->id, &ev->row);
 }
 
 /* Drafts ------------------------------------------------------------------------------------- */
@@ -1357,7 +1222,7 @@ static enum cf_err draft_ensure(struct risk_kyc *k, struct sqltx *tx, const char
     char id[RISK_KYC_ID_BYTES_MAX];
     uint8_t sealed[DETAILS_SEALED_BYTES_MAX];
     size_t sealed_len = 0;
-    id_new(RISK_KYC_SUBMISSION_PREFIX, id);
+    risk_id_new(RISK_KYC_SUBMISSION_PREFIX, id, RISK_KYC_ID_BYTES_MAX);
     enum cf_err err = details_carry(k, tx, user, c->latest_id, id, sealed, &sealed_len);
     struct sql_value v[] = {SQL_T(id), SQL_T(user), SQL_I(RISK_KYC_DRAFT),
                             sealed_len > 0 ? SQL_B(sealed, sealed_len) : SQL_NUL, SQL_I(now_us)};
@@ -1370,7 +1235,7 @@ static enum cf_err draft_ensure(struct risk_kyc *k, struct sqltx *tx, const char
     if (err == CF_OK)
         err = sub_read(k, tx, user, id, false, out);
     if (err == CF_OK)
-        copy_text(c->open_id, sizeof(c->open_id), id);
+        risk_text_copy(c->open_id, sizeof(c->open_id), id);
     CF_ASSERT(err != CF_OK || out->state == RISK_KYC_DRAFT);
     return err;
 }
@@ -1419,7 +1284,7 @@ static enum cf_err details_tx(struct risk_kyc *k, struct details_job *j)
     free(e);
     j->tier = c.tier;
     j->draft.has_details = true;
-    return tx_end(tx, err);
+    return risk_tx_end(tx, err);
 }
 
 enum cf_err risk_kyc_details_put(struct risk_kyc *k, const char *user_id,
@@ -1479,7 +1344,7 @@ static enum cf_err doc_tx(struct risk_kyc *k, struct doc_job *j)
     }
     if (err == CF_OK) {
         struct risk_kyc_document *d = &j->doc;
-        copy_text(d->submission_id, sizeof(d->submission_id), draft->id);
+        risk_text_copy(d->submission_id, sizeof(d->submission_id), draft->id);
         struct sql_value v[] = {SQL_T(d->id),
                                 SQL_T(d->submission_id),
                                 SQL_T(d->user_id),
@@ -1501,12 +1366,12 @@ static enum cf_err doc_tx(struct risk_kyc *k, struct doc_job *j)
         err = CF_ERR_NOMEM;
     if (err == CF_OK) {
         event_init(e, RISK_KYC_EVENT_DOCUMENT, j->user, draft->id, j->user, c.tier, j->doc.at_us);
-        copy_text(e->ev.document_id, sizeof(e->ev.document_id), j->doc.id);
+        risk_text_copy(e->ev.document_id, sizeof(e->ev.document_id), j->doc.id);
         err = event_insert(k, tx, e);
     }
     free(e);
     free(draft);
-    return tx_end(tx, err);
+    return risk_tx_end(tx, err);
 }
 
 /* Checks a document's kind, content type and bytes. */
@@ -1545,8 +1410,8 @@ enum cf_err risk_kyc_document_add(struct risk_kyc *k, const char *user_id, uint8
     if (err != CF_OK)
         return err;
     struct doc_job j = {.user = user_id};
-    id_new(RISK_KYC_DOCUMENT_PREFIX, j.doc.id);
-    copy_text(j.doc.user_id, sizeof(j.doc.user_id), user_id);
+    risk_id_new(RISK_KYC_DOCUMENT_PREFIX, j.doc.id, RISK_KYC_ID_BYTES_MAX);
+    risk_text_copy(j.doc.user_id, sizeof(j.doc.user_id), user_id);
     j.doc.kind = kind;
     j.doc.content = content;
     j.doc.size_bytes = (int64_t)n;
@@ -1644,13 +1509,13 @@ static enum cf_err submit_tx(struct risk_kyc *k, const char *user, int64_t now_u
                        v, 4, NULL);
     }
     if (err == CF_OK) {
-        copy_text(c.latest_id, sizeof(c.latest_id), s->id);
+        risk_text_copy(c.latest_id, sizeof(c.latest_id), s->id);
         err = customer_update(tx, user, &c, now_us);
     }
     if (err == CF_OK)
         err = sub_read(k, tx, user, s->id, false, s);
     free(e);
-    return tx_end(tx, err);
+    return risk_tx_end(tx, err);
 }
 
 enum cf_err risk_kyc_submit(struct risk_kyc *k, const char *user_id, int64_t now_us,
@@ -1735,7 +1600,7 @@ static enum cf_err decide_apply(struct risk_kyc *k, struct sqltx *tx, struct dec
     struct risk_kyc_event *ev = &j->e.ev;
     c->tier = j->approve ? RISK_KYC_TIER_MAX : c->tier;
     ev->tier = c->tier;
-    copy_text(ev->submission_id, sizeof(ev->submission_id), s->id);
+    risk_text_copy(ev->submission_id, sizeof(ev->submission_id), s->id);
     enum cf_err err = event_insert(k, tx, &j->e);
     struct sql_value v[] = {
         SQL_T(s->id),     SQL_I(j->approve ? RISK_KYC_APPROVED : RISK_KYC_REJECTED),
@@ -1748,7 +1613,7 @@ static enum cf_err decide_apply(struct risk_kyc *k, struct sqltx *tx, struct dec
                        v, 6, NULL);
     if (err == CF_OK) {
         c->open_id[0] = '\0';
-        copy_text(c->latest_id, sizeof(c->latest_id), s->id);
+        risk_text_copy(c->latest_id, sizeof(c->latest_id), s->id);
         err = customer_update(tx, j->user, c, ev->at_us);
     }
     j->tier = c->tier;
@@ -1788,21 +1653,21 @@ static enum cf_err decide_tx(struct risk_kyc *k, struct decide_job *j)
     if (err == CF_OK)
         err = decide_apply(k, tx, j, &c, s);
     free(s);
-    return tx_end(tx, err);
+    return risk_tx_end(tx, err);
 }
 
 static enum cf_err decide_args(const char *user_id, const char *reason, const char *customer_reason,
                                const char *by, const struct risk_kyc_idem *idem,
                                const char **detail_out)
 {
-    if (user_number(user_id) == 0 || !token_valid(by, RISK_KYC_USER_BYTES_MAX))
+    if (user_number(user_id) == 0 || !risk_token_valid(by, RISK_KYC_USER_BYTES_MAX, false))
         return CF_ERR_INVALID_FIELD;
     if (!risk_kyc_reason_valid(reason, false, detail_out))
         return CF_ERR_INVALID_FIELD;
     if (customer_reason != NULL && customer_reason[0] != '\0' &&
         !risk_kyc_reason_valid(customer_reason, true, detail_out))
         return CF_ERR_INVALID_FIELD;
-    if (idem != NULL && !token_valid(idem->key, RISK_KYC_IDEM_BYTES_MAX))
+    if (idem != NULL && !risk_token_valid(idem->key, RISK_KYC_IDEM_BYTES_MAX, false))
         return CF_ERR_INVALID_FIELD;
     return CF_OK;
 }
@@ -1825,8 +1690,8 @@ enum cf_err risk_kyc_decide(struct risk_kyc *k, const char *user_id, const char 
     j->approve = approve;
     event_init(&j->e, approve ? RISK_KYC_EVENT_APPROVE : RISK_KYC_EVENT_REJECT, user_id, "", by, 0,
                now_us);
-    copy_text(j->e.ev.reason, sizeof(j->e.ev.reason), reason);
-    copy_text(j->e.ev.customer_reason, sizeof(j->e.ev.customer_reason), customer_reason);
+    risk_text_copy(j->e.ev.reason, sizeof(j->e.ev.reason), reason);
+    risk_text_copy(j->e.ev.customer_reason, sizeof(j->e.ev.customer_reason), customer_reason);
     j->e.idem = idem;
     err = decide_tx(k, j);
     if (err == CF_ERR_STORAGE_CONFLICT) /* two decisions with one key: the second replays */
@@ -1945,7 +1810,7 @@ static enum cf_err refresh_tx(struct risk_kyc *k, const char *user, int64_t now_
     }
     free(e);
     *tier = err == CF_OK ? c.tier : 0;
-    return tx_end(tx, err == CF_ERR_NOT_FOUND ? CF_OK : err);
+    return risk_tx_end(tx, err == CF_ERR_NOT_FOUND ? CF_OK : err);
 }
 
 enum cf_err risk_kyc_tier_refresh(struct risk_kyc *k, const char *user_id, bool phone_verified,
@@ -1986,8 +1851,8 @@ static enum cf_err sub_reasons(struct risk_kyc *k, struct sqltx *tx, bool staff,
     if (err == CF_OK && strcmp(got->ev.user_id, s->user_id) != 0)
         err = CF_ERR_CORRUPT;
     if (err == CF_OK) {
-        copy_text(s->reason, sizeof(s->reason), got->ev.reason);
-        copy_text(s->customer_reason, sizeof(s->customer_reason), got->ev.customer_reason);
+        risk_text_copy(s->reason, sizeof(s->reason), got->ev.reason);
+        risk_text_copy(s->customer_reason, sizeof(s->customer_reason), got->ev.customer_reason);
     }
     hash_wipe(got, sizeof(*got));
     free(got);
@@ -2011,9 +1876,9 @@ static enum cf_err docs_list(struct sqltx *tx, const char *id, struct risk_kyc_d
         struct risk_kyc_document *d = &out[i];
         memset(d, 0, sizeof(*d));
         d->row = (uint64_t)sql_row_int(r, i, 0);
-        copy_text(d->id, sizeof(d->id), sql_row_text(r, i, 1));
-        copy_text(d->submission_id, sizeof(d->submission_id), sql_row_text(r, i, 2));
-        copy_text(d->user_id, sizeof(d->user_id), sql_row_text(r, i, 3));
+        risk_text_copy(d->id, sizeof(d->id), sql_row_text(r, i, 1));
+        risk_text_copy(d->submission_id, sizeof(d->submission_id), sql_row_text(r, i, 2));
+        risk_text_copy(d->user_id, sizeof(d->user_id), sql_row_text(r, i, 3));
         int64_t kind = sql_row_int(r, i, 4), content = sql_row_int(r, i, 5);
         d->size_bytes = sql_row_int(r, i, 6);
         d->at_us = sql_row_int(r, i, 7);
@@ -2066,7 +1931,7 @@ enum cf_err risk_kyc_view_get(struct risk_kyc *k, const char *user_id, bool staf
     struct risk_kyc_view *v = calloc(1, sizeof(*v));
     if (v == NULL)
         return CF_ERR_NOMEM;
-    copy_text(v->user_id, sizeof(v->user_id), user_id);
+    risk_text_copy(v->user_id, sizeof(v->user_id), user_id);
     enum cf_err err = CF_OK;
     if (user_number(user_id) != 0) {
         struct sqltx *tx = NULL;
@@ -2182,9 +2047,9 @@ enum cf_err risk_kyc_document_read(struct risk_kyc *k, const char *user_id, cons
     if (err == CF_OK) {
         memset(&d, 0, sizeof(d));
         d.row = (uint64_t)sql_row_int(r, 0, 0);
-        copy_text(d.id, sizeof(d.id), sql_row_text(r, 0, 1));
-        copy_text(d.submission_id, sizeof(d.submission_id), sql_row_text(r, 0, 2));
-        copy_text(d.user_id, sizeof(d.user_id), sql_row_text(r, 0, 3));
+        risk_text_copy(d.id, sizeof(d.id), sql_row_text(r, 0, 1));
+        risk_text_copy(d.submission_id, sizeof(d.submission_id), sql_row_text(r, 0, 2));
+        risk_text_copy(d.user_id, sizeof(d.user_id), sql_row_text(r, 0, 3));
         d.kind = (uint8_t)sql_row_int(r, 0, 4);
         d.content = (uint8_t)sql_row_int(r, 0, 5);
         d.size_bytes = sql_row_int(r, 0, 6);

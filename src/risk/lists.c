@@ -19,6 +19,7 @@
 
 #include "core/ids.h"
 #include "crypto/vault.h"
+#include "risk/internal.h"
 #include "store/sql/sql.h"
 
 /* The sealed reason's largest size. */
@@ -66,26 +67,11 @@ struct risk_lists {
     "by_user TEXT NOT NULL, at_us BIGINT NOT NULL, idem TEXT UNIQUE, request_hash %1$s);"          \
     "CREATE INDEX risk_screen_events_subject ON risk_screen_events(subject, row);"
 
-static char schema_sqlite[4096];
-static char schema_postgres[4096];
-
-static enum cf_err schema_migrate(struct sqldb *db)
-{
-    int a = snprintf(schema_sqlite, sizeof(schema_sqlite), LISTS_SCHEMA, "BLOB",
-                     "INTEGER PRIMARY KEY AUTOINCREMENT");
-    int b = snprintf(schema_postgres, sizeof(schema_postgres), LISTS_SCHEMA, "BYTEA",
-                     "BIGSERIAL PRIMARY KEY");
-    CF_ASSERT(a > 0 && (size_t)a < sizeof(schema_sqlite) && b > 0 &&
-              (size_t)b < sizeof(schema_postgres));
-    const struct sql_migration m[] = {{1, schema_sqlite, schema_postgres}};
-    return sqldb_migrate(db, "risk_lists", m, sizeof(m) / sizeof(m[0]));
-}
-
 enum cf_err risk_lists_open(struct sqldb *db, risk_lists_vault_fn vault, void *vault_ctx,
                             struct risk_lists **out)
 {
     CF_ASSERT(db != NULL && vault != NULL && out != NULL);
-    enum cf_err err = schema_migrate(db);
+    enum cf_err err = risk_schema_migrate(db, "risk_lists", LISTS_SCHEMA);
     if (err != CF_OK)
         return err;
     struct risk_lists *l = calloc(1, sizeof(*l));
@@ -147,17 +133,7 @@ bool risk_lists_name_valid(const char *text)
     return true;
 }
 
-bool risk_lists_party_valid(const char *text)
-{
-    uint64_t v = 0;
-    if (text == NULL)
-        return false;
-    if (strncmp(text, "usr_", 4) == 0)
-        return id_parse("usr_", text, strlen(text), &v) == CF_OK;
-    if (strncmp(text, "mer_", 4) == 0)
-        return id_parse("mer_", text, strlen(text), &v) == CF_OK;
-    return false;
-}
+bool risk_lists_party_valid(const char *text) { return risk_party_valid(text); }
 
 bool risk_lists_trigger_valid(const char *text)
 {
@@ -168,72 +144,16 @@ bool risk_lists_trigger_valid(const char *text)
     return false;
 }
 
-/* 1..max-1 bytes of printable ASCII without spaces: a staff id, a key, a process's name. */
-static bool token_valid(const char *text, size_t bytes_max)
+/* Whether text (NUL-terminated, 1..bytes_max - 1 bytes) is UTF-8 without control characters. */
+static bool text_valid(const char *text, size_t bytes_max)
 {
-    size_t n = text != NULL ? strnlen(text, bytes_max) : 0;
-    if (n == 0 || n >= bytes_max)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (text[i] < 0x21 || text[i] > 0x7e)
-            return false;
-    }
-    return true;
-}
-
-/* The code point of the UTF-8 sequence at s (n bytes left) and its length; 0 when malformed
- * (overlong, a surrogate, above U+10FFFF, truncated). */
-static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
-    size_t len = 0;
-    if (s[0] < 0x80)
-        len = 1;
-    else if ((s[0] & 0xe0) == 0xc0)
-        len = 2;
-    else if ((s[0] & 0xf0) == 0xe0)
-        len = 3;
-    else if ((s[0] & 0xf8) == 0xf0)
-        len = 4;
-    if (len == 0 || len > n)
-        return 0;
-    uint32_t c = len == 1 ? s[0] : s[0] & (0x7fu >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        c = (c << 6) | (s[i] & 0x3fu);
-    }
-    if (c < min_cp[len] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    *cp = c;
-    return len;
-}
-
-/* Whether text (NUL-terminated, 1..bytes_max - 1 bytes) is UTF-8 without control characters;
- * *chars_out (may be NULL) gets its characters. tab, CR and LF pass when lines is set. */
-static bool text_valid(const char *text, size_t bytes_max, bool lines, size_t *chars_out)
-{
-    size_t n = text != NULL ? strnlen(text, bytes_max) : 0, chars = 0;
-    if (n == 0 || n >= bytes_max)
-        return false;
-    for (size_t i = 0; i < n; chars++) {
-        uint32_t cp = 0;
-        size_t len = utf8_next((const unsigned char *)text + i, n - i, &cp);
-        bool line = lines && (cp == '\t' || cp == '\n' || cp == '\r');
-        if (len == 0 || ((cp < 0x20 || (cp >= 0x7f && cp <= 0x9f)) && !line))
-            return false;
-        i += len;
-    }
-    if (chars_out != NULL)
-        *chars_out = chars;
-    return true;
+    return risk_text_check(text, bytes_max, SIZE_MAX, 0, NULL) == RISK_TEXT_OK;
 }
 
 bool risk_lists_reason_valid(const char *text, const char **detail_out)
 {
-    size_t chars = 0;
-    bool ok = text_valid(text, RISK_LISTS_REASON_BYTES_MAX, true, &chars) &&
-              chars <= RISK_LISTS_REASON_CHARS_MAX;
+    bool ok = risk_text_check(text, RISK_LISTS_REASON_BYTES_MAX, RISK_LISTS_REASON_CHARS_MAX,
+                              RISK_TEXT_LINES, NULL) == RISK_TEXT_OK;
     if (!ok && detail_out != NULL)
         *detail_out = "reason: 1 to 500 characters of UTF-8 without control characters";
     return ok;
@@ -265,20 +185,6 @@ void risk_lists_hit_ref(const char *list, const char *entry_id, char out[RISK_LI
 
 /* Shared helpers ----------------------------------------------------------------------------- */
 
-static void copy_text(char *dst, size_t dst_bytes, const char *src)
-{
-    snprintf(dst, dst_bytes, "%s", src != NULL ? src : "");
-}
-
-static enum cf_err tx_end(struct sqltx *tx, enum cf_err err)
-{
-    if (err != CF_OK) {
-        sql_rollback(tx);
-        return err;
-    }
-    return sql_commit(tx);
-}
-
 static void version_format(uint64_t v, char out[VERSION_TEXT_BYTES])
 {
     int n = snprintf(out, VERSION_TEXT_BYTES, "%016" PRIx64, v);
@@ -301,18 +207,6 @@ static bool version_parse(const char *text, uint64_t *out)
     return i == VERSION_TEXT_BYTES - 1;
 }
 
-/* A fresh id with prefix. */
-static void event_id_new(const char *prefix, char out[RISK_LISTS_ID_BYTES_MAX])
-{
-    uint64_t v = 0;
-    while (v == 0)
-        hash_random(&v, sizeof(v));
-    char text[ID_TEXT_BYTES_MAX];
-    id_format(prefix, v, text);
-    copy_text(out, RISK_LISTS_ID_BYTES_MAX, text);
-    CF_ASSERT(strlen(out) == strlen(text)); /* never truncated */
-}
-
 static void reason_aad(const char *event_id, char aad[REASON_AAD_BYTES])
 {
     int n = snprintf(aad, REASON_AAD_BYTES, "risk_lists:%s:reason", event_id);
@@ -322,30 +216,18 @@ static void reason_aad(const char *event_id, char aad[REASON_AAD_BYTES])
 static enum cf_err reason_seal(struct risk_lists *l, const char *event_id, const char *reason,
                                uint8_t out[REASON_SEALED_BYTES_MAX], size_t *len_out)
 {
-    const struct vault *v = l->vault(l->vault_ctx, 0);
-    if (v == NULL)
-        return CF_ERR_CONFIG;
     char aad[REASON_AAD_BYTES];
     reason_aad(event_id, aad);
-    return vault_seal(v, reason, strlen(reason), aad, strlen(aad), out, REASON_SEALED_BYTES_MAX,
-                      len_out);
+    return risk_seal(l->vault, l->vault_ctx, aad, reason, strlen(reason), out,
+                     REASON_SEALED_BYTES_MAX, len_out);
 }
 
 static enum cf_err reason_open(struct risk_lists *l, const char *event_id, const uint8_t *ct,
                                size_t n, char out[RISK_LISTS_REASON_BYTES_MAX])
 {
-    const struct vault *v = ct != NULL ? l->vault(l->vault_ctx, vault_sealed_key_id(ct, n)) : NULL;
-    if (v == NULL)
-        return CF_ERR_CORRUPT;
     char aad[REASON_AAD_BYTES];
     reason_aad(event_id, aad);
-    size_t len = 0;
-    enum cf_err err = vault_open(v, ct, n, aad, strlen(aad), (uint8_t *)out,
-                                 RISK_LISTS_REASON_BYTES_MAX - 1, &len);
-    if (err != CF_OK)
-        return CF_ERR_CORRUPT;
-    out[len] = '\0';
-    return CF_OK;
+    return risk_unseal_text(l->vault, l->vault_ctx, aad, ct, n, out, RISK_LISTS_REASON_BYTES_MAX);
 }
 
 /* Runs a read-only query in its own transaction; *r_out to free with sql_rows_free. */
@@ -372,14 +254,14 @@ static enum cf_err load_from_row(const struct sql_rows *r, size_t i, struct risk
     size_t c = 0;
     memset(out, 0, sizeof(*out));
     out->row = (uint64_t)sql_row_int(r, i, c++);
-    copy_text(out->load_id, sizeof(out->load_id), sql_row_text(r, i, c++));
-    copy_text(out->name, sizeof(out->name), sql_row_text(r, i, c++));
+    risk_text_copy(out->load_id, sizeof(out->load_id), sql_row_text(r, i, c++));
+    risk_text_copy(out->name, sizeof(out->name), sql_row_text(r, i, c++));
     out->kind = (uint8_t)sql_row_int(r, i, c++);
     bool version_ok = version_parse(sql_row_text(r, i, c++), &out->version);
     int64_t entries = sql_row_int(r, i, c++);
     int64_t content = sql_row_int(r, i, c++), alt = sql_row_int(r, i, c++);
     out->changed = sql_row_int(r, i, c++) != 0;
-    copy_text(out->loaded_by, sizeof(out->loaded_by), sql_row_text(r, i, c++));
+    risk_text_copy(out->loaded_by, sizeof(out->loaded_by), sql_row_text(r, i, c++));
     out->loaded_at_us = sql_row_int(r, i, c++);
     CF_ASSERT(c == LOAD_COLS_N);
     if (!version_ok || risk_lists_kind_name(out->kind)[0] == '\0' || entries < 0 ||
@@ -419,7 +301,7 @@ enum cf_err risk_lists_load_by_idem(struct risk_lists *l, const struct risk_list
                                     const char *name, struct risk_list *out)
 {
     CF_ASSERT(l != NULL && idem != NULL && out != NULL);
-    if (!token_valid(idem->key, RISK_LISTS_IDEM_BYTES_MAX))
+    if (!risk_token_valid(idem->key, RISK_LISTS_IDEM_BYTES_MAX, false))
         return CF_ERR_INVALID_FIELD;
     struct sqltx *tx = NULL;
     enum cf_err err = sql_begin(l->db, &tx);
@@ -437,9 +319,9 @@ static enum cf_err load_check(const struct risk_list_load *in, const char *by,
         in->content == NULL || in->content_len > WATCHLIST_FILE_BYTES_MAX ||
         in->alt_len > WATCHLIST_FILE_BYTES_MAX || (in->alt == NULL && in->alt_len > 0) ||
         (in->alt != NULL && in->kind != RISK_LISTS_SDN) || in->entries > WATCHLIST_ENTRIES_MAX ||
-        !token_valid(by, RISK_LISTS_PARTY_BYTES_MAX))
+        !risk_token_valid(by, RISK_LISTS_PARTY_BYTES_MAX, false))
         return CF_ERR_INVALID_FIELD;
-    if (idem != NULL && !token_valid(idem->key, RISK_LISTS_IDEM_BYTES_MAX))
+    if (idem != NULL && !risk_token_valid(idem->key, RISK_LISTS_IDEM_BYTES_MAX, false))
         return CF_ERR_INVALID_FIELD;
     return CF_OK;
 }
@@ -496,16 +378,8 @@ static enum cf_err load_insert(struct sqltx *tx, struct risk_list *out,
                                "request_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "
                                "$11, $12)",
                                v, 12, NULL);
-    struct sql_value w[] = {SQL_T(out->load_id)};
-    struct sql_rows *r = NULL;
-    if (err == CF_OK)
-        err = sql_query(tx, "SELECT row FROM risk_list_loads WHERE id = $1", w, 1, &r);
-    if (err == CF_OK && sql_rows_n(r) != 1)
-        err = CF_ERR_INTERNAL;
-    if (err == CF_OK)
-        out->row = (uint64_t)sql_row_int(r, 0, 0);
-    sql_rows_free(r);
-    return err;
+    return risk_row_of(tx, err, "SELECT row FROM risk_list_loads WHERE id = $1", out->load_id,
+                       &out->row);
 }
 
 /* Replaces (or adds) the name's current bytes, naming the load. */
@@ -557,7 +431,7 @@ static enum cf_err put_tx(struct risk_lists *l, const struct risk_list_load *in,
     if (err == CF_OK)
         err = sql_exec(tx, "UPDATE risk_lists_lock SET loads = loads + 1 WHERE id = 1", NULL, 0,
                        NULL);
-    return tx_end(tx, err);
+    return risk_tx_end(tx, err);
 }
 
 enum cf_err risk_lists_put(struct risk_lists *l, const struct risk_list_load *in, const char *by,
@@ -570,14 +444,14 @@ enum cf_err risk_lists_put(struct risk_lists *l, const struct risk_list_load *in
         return err;
     struct risk_list made;
     memset(&made, 0, sizeof(made));
-    event_id_new(RISK_LISTS_LOAD_PREFIX, made.load_id);
-    copy_text(made.name, sizeof(made.name), in->name);
+    risk_id_new(RISK_LISTS_LOAD_PREFIX, made.load_id, RISK_LISTS_ID_BYTES_MAX);
+    risk_text_copy(made.name, sizeof(made.name), in->name);
     made.kind = in->kind;
     made.version = in->version;
     made.entries = in->entries;
     made.content_bytes = in->content_len;
     made.alt_bytes = in->alt != NULL ? in->alt_len : 0;
-    copy_text(made.loaded_by, sizeof(made.loaded_by), by);
+    risk_text_copy(made.loaded_by, sizeof(made.loaded_by), by);
     made.loaded_at_us = now_us;
     bool replay = false;
     err = put_tx(l, in, idem, &made, &replay);
@@ -738,8 +612,8 @@ static enum cf_err screening_from_row(const struct sql_rows *r, struct risk_scre
     size_t c = 0;
     memset(s, 0, sizeof(*s));
     memset(b, 0, sizeof(*b));
-    copy_text(s->subject, sizeof(s->subject), sql_row_text(r, 0, c++));
-    copy_text(s->trigger, sizeof(s->trigger), sql_row_text(r, 0, c++));
+    risk_text_copy(s->subject, sizeof(s->subject), sql_row_text(r, 0, c++));
+    risk_text_copy(s->trigger, sizeof(s->trigger), sql_row_text(r, 0, c++));
     s->outcome = (uint8_t)sql_row_int(r, 0, c++);
     s->at_us = sql_row_int(r, 0, c++);
     bool lists_ok = lists_parse(sql_row_text(r, 0, c++), s->lists, &s->lists_n);
@@ -747,8 +621,8 @@ static enum cf_err screening_from_row(const struct sql_rows *r, struct risk_scre
     for (size_t i = 0; i < 4; i++)
         counts[i] = sql_row_int(r, 0, c++);
     b->blocked = sql_row_int(r, 0, c++) != 0;
-    copy_text(b->event_id, sizeof(b->event_id), sql_row_text(r, 0, c++));
-    copy_text(b->case_id, sizeof(b->case_id), sql_row_text(r, 0, c++));
+    risk_text_copy(b->event_id, sizeof(b->event_id), sql_row_text(r, 0, c++));
+    risk_text_copy(b->case_id, sizeof(b->case_id), sql_row_text(r, 0, c++));
     b->since_us = sql_row_int(r, 0, c++);
     b->screened_at_us = s->at_us;
     CF_ASSERT(c == sql_rows_cols(r));
@@ -788,10 +662,10 @@ static enum cf_err hit_from_row(const struct sql_rows *r, size_t i, struct risk_
 {
     size_t c = 0;
     memset(h, 0, sizeof(*h));
-    copy_text(h->list, sizeof(h->list), sql_row_text(r, i, c++));
-    copy_text(h->entry_id, sizeof(h->entry_id), sql_row_text(r, i, c++));
-    copy_text(h->ref, sizeof(h->ref), sql_row_text(r, i, c++));
-    copy_text(h->matched_name, sizeof(h->matched_name), sql_row_text(r, i, c++));
+    risk_text_copy(h->list, sizeof(h->list), sql_row_text(r, i, c++));
+    risk_text_copy(h->entry_id, sizeof(h->entry_id), sql_row_text(r, i, c++));
+    risk_text_copy(h->ref, sizeof(h->ref), sql_row_text(r, i, c++));
+    risk_text_copy(h->matched_name, sizeof(h->matched_name), sql_row_text(r, i, c++));
     int64_t score = sql_row_int(r, i, c++), name_score = sql_row_int(r, i, c++);
     int64_t dob = sql_row_int(r, i, c++), country = sql_row_int(r, i, c++);
     CF_ASSERT(c == sql_rows_cols(r));
@@ -859,8 +733,8 @@ enum cf_err risk_lists_block_peek(struct risk_lists *l, const char *subject,
     if (err == CF_OK) {
         memset(out, 0, sizeof(*out));
         out->blocked = sql_row_int(r, 0, 0) != 0;
-        copy_text(out->event_id, sizeof(out->event_id), sql_row_text(r, 0, 1));
-        copy_text(out->case_id, sizeof(out->case_id), sql_row_text(r, 0, 2));
+        risk_text_copy(out->event_id, sizeof(out->event_id), sql_row_text(r, 0, 1));
+        risk_text_copy(out->case_id, sizeof(out->case_id), sql_row_text(r, 0, 2));
         out->since_us = sql_row_int(r, 0, 3);
         out->screened_at_us = sql_row_int(r, 0, 4);
     }
@@ -880,7 +754,7 @@ enum cf_err risk_lists_subjects(struct risk_lists *l, const char *after,
                                  v, 2, &r);
     size_t n = 0;
     for (size_t i = 0; err == CF_OK && i < sql_rows_n(r) && i < max; i++)
-        copy_text(out[n++], RISK_LISTS_PARTY_BYTES_MAX, sql_row_text(r, i, 0));
+        risk_text_copy(out[n++], RISK_LISTS_PARTY_BYTES_MAX, sql_row_text(r, i, 0));
     sql_rows_free(r);
     if (err == CF_OK)
         *n_out = n;
@@ -893,9 +767,9 @@ static bool hit_valid(const struct risk_screen_hit *h)
 {
     size_t id_len = strnlen(h->entry_id, RISK_LISTS_ENTRY_BYTES_MAX);
     return risk_lists_name_valid(h->list) && id_len >= 1 && id_len <= WATCHLIST_ID_BYTES_MAX &&
-           text_valid(h->entry_id, RISK_LISTS_ENTRY_BYTES_MAX, false, NULL) &&
-           text_valid(h->matched_name, RISK_LISTS_MATCHED_BYTES_MAX, false, NULL) &&
-           h->score >= 0 && h->score <= SCREEN_SCORE_MAX && h->name_score >= 0 &&
+           text_valid(h->entry_id, RISK_LISTS_ENTRY_BYTES_MAX) &&
+           text_valid(h->matched_name, RISK_LISTS_MATCHED_BYTES_MAX) && h->score >= 0 &&
+           h->score <= SCREEN_SCORE_MAX && h->name_score >= 0 &&
            h->name_score <= SCREEN_SCORE_MAX && h->dob <= WATCHLIST_CONFLICT &&
            h->country <= WATCHLIST_CONFLICT;
 }
@@ -1004,16 +878,8 @@ static enum cf_err event_insert(struct risk_lists *l, struct sqltx *tx,
                    "reason_sealed, by_user, at_us, idem, request_hash) VALUES ($1, $2, $3, $4, "
                    "$5, $6, $7, $8, $9, $10)",
                    v, 10, NULL);
-    struct sql_value w[] = {SQL_T(ev->id)};
-    struct sql_rows *r = NULL;
-    if (err == CF_OK)
-        err = sql_query(tx, "SELECT row FROM risk_screen_events WHERE id = $1", w, 1, &r);
-    if (err == CF_OK && sql_rows_n(r) != 1)
-        err = CF_ERR_INTERNAL;
-    if (err == CF_OK)
-        ev->row = (uint64_t)sql_row_int(r, 0, 0);
-    sql_rows_free(r);
-    return err;
+    return risk_row_of(tx, err, "SELECT row FROM risk_screen_events WHERE id = $1", ev->id,
+                       &ev->row);
 }
 
 /* Records the block of subject at at_us; *b becomes it. */
@@ -1022,10 +888,10 @@ static enum cf_err block_record(struct risk_lists *l, struct sqltx *tx, const ch
 {
     struct risk_screen_event ev;
     memset(&ev, 0, sizeof(ev));
-    event_id_new(RISK_LISTS_BLOCK_PREFIX, ev.id);
+    risk_id_new(RISK_LISTS_BLOCK_PREFIX, ev.id, RISK_LISTS_ID_BYTES_MAX);
     ev.kind = RISK_LISTS_EVENT_BLOCK;
-    copy_text(ev.subject, sizeof(ev.subject), subject);
-    copy_text(ev.by, sizeof(ev.by), BLOCK_BY);
+    risk_text_copy(ev.subject, sizeof(ev.subject), subject);
+    risk_text_copy(ev.by, sizeof(ev.by), BLOCK_BY);
     ev.at_us = at_us;
     enum cf_err err = event_insert(l, tx, &ev, NULL);
     struct sql_value v[] = {SQL_T(subject), SQL_T(ev.id), SQL_I(at_us)};
@@ -1036,7 +902,7 @@ static enum cf_err block_record(struct risk_lists *l, struct sqltx *tx, const ch
                        v, 3, NULL);
     if (err == CF_OK) {
         b->blocked = true;
-        copy_text(b->event_id, sizeof(b->event_id), ev.id);
+        risk_text_copy(b->event_id, sizeof(b->event_id), ev.id);
         b->case_id[0] = '\0';
         b->since_us = at_us;
     }
@@ -1071,7 +937,7 @@ static enum cf_err screening_put_tx(struct risk_lists *l, const struct risk_scre
     if (*blocked_now)
         err = block_record(l, tx, s->subject, s->at_us, b);
     b->screened_at_us = s->at_us;
-    return tx_end(tx, err);
+    return risk_tx_end(tx, err);
 }
 
 enum cf_err risk_lists_screening_put(struct risk_lists *l, const struct risk_screening *s,
@@ -1090,7 +956,7 @@ enum cf_err risk_lists_screening_put(struct risk_lists *l, const struct risk_scr
         risk_lists_hit_ref(hits[i].list, hits[i].entry_id, refs[i]);
     size_t refs_n = n;
     if (s->unscreenable_n > 0)
-        copy_text(refs[refs_n++], RISK_LISTS_REF_BYTES_MAX, RISK_LISTS_REF_UNSCREENABLE);
+        risk_text_copy(refs[refs_n++], RISK_LISTS_REF_BYTES_MAX, RISK_LISTS_REF_UNSCREENABLE);
     struct risk_screen_block b;
     bool blocked_now = false;
     err = screening_put_tx(l, s, hits, n, refs, refs_n, &b, &blocked_now);
@@ -1110,8 +976,9 @@ enum cf_err risk_lists_block_case_set(struct risk_lists *l, const char *subject,
                                       const char *event_id, const char *case_id)
 {
     CF_ASSERT(l != NULL);
-    if (!risk_lists_party_valid(subject) || !token_valid(event_id, RISK_LISTS_ID_BYTES_MAX) ||
-        !token_valid(case_id, RISK_LISTS_ID_BYTES_MAX))
+    if (!risk_lists_party_valid(subject) ||
+        !risk_token_valid(event_id, RISK_LISTS_ID_BYTES_MAX, false) ||
+        !risk_token_valid(case_id, RISK_LISTS_ID_BYTES_MAX, false))
         return CF_ERR_INVALID_FIELD;
     struct sql_value v[] = {SQL_T(subject), SQL_T(event_id), SQL_T(case_id)};
     struct sqltx *tx = NULL;
@@ -1122,7 +989,7 @@ enum cf_err risk_lists_block_case_set(struct risk_lists *l, const char *subject,
                    "UPDATE risk_screenings SET block_case = $3 WHERE subject = $1 AND "
                    "blocked = 1 AND block_event = $2",
                    v, 3, NULL);
-    return tx_end(tx, err);
+    return risk_tx_end(tx, err);
 }
 
 /* Clearing ----------------------------------------------------------------------------------- */
@@ -1139,13 +1006,13 @@ static enum cf_err event_from_row(struct risk_lists *l, const struct sql_rows *r
     size_t c = 0, sealed_len = 0, hash_len = 0;
     memset(ev, 0, sizeof(*ev));
     ev->row = (uint64_t)sql_row_int(r, i, c++);
-    copy_text(ev->id, sizeof(ev->id), sql_row_text(r, i, c++));
+    risk_text_copy(ev->id, sizeof(ev->id), sql_row_text(r, i, c++));
     ev->kind = (uint8_t)sql_row_int(r, i, c++);
-    copy_text(ev->subject, sizeof(ev->subject), sql_row_text(r, i, c++));
-    copy_text(ev->case_id, sizeof(ev->case_id), sql_row_text(r, i, c++));
-    copy_text(ev->block_id, sizeof(ev->block_id), sql_row_text(r, i, c++));
+    risk_text_copy(ev->subject, sizeof(ev->subject), sql_row_text(r, i, c++));
+    risk_text_copy(ev->case_id, sizeof(ev->case_id), sql_row_text(r, i, c++));
+    risk_text_copy(ev->block_id, sizeof(ev->block_id), sql_row_text(r, i, c++));
     const uint8_t *sealed = sql_row_blob(r, i, c++, &sealed_len);
-    copy_text(ev->by, sizeof(ev->by), sql_row_text(r, i, c++));
+    risk_text_copy(ev->by, sizeof(ev->by), sql_row_text(r, i, c++));
     ev->at_us = sql_row_int(r, i, c++);
     const uint8_t *h = sql_row_blob(r, i, c++, &hash_len);
     CF_ASSERT(c == sql_rows_cols(r));
@@ -1234,7 +1101,7 @@ static enum cf_err clear_tx(struct risk_lists *l, struct risk_screen_event *ev,
         strcmp(ev->case_id, b.case_id) != 0)
         err = CF_ERR_CONFLICT;
     if (err == CF_OK) {
-        copy_text(ev->block_id, sizeof(ev->block_id), b.event_id);
+        risk_text_copy(ev->block_id, sizeof(ev->block_id), b.event_id);
         err = event_insert(l, tx, ev, idem);
     }
     if (err == CF_OK)
@@ -1245,7 +1112,7 @@ static enum cf_err clear_tx(struct risk_lists *l, struct risk_screen_event *ev,
                        "UPDATE risk_screenings SET blocked = 0, block_event = '', "
                        "block_case = '', block_since_us = 0 WHERE subject = $1",
                        v, 1, NULL);
-    return tx_end(tx, err);
+    return risk_tx_end(tx, err);
 }
 
 enum cf_err risk_lists_block_clear(struct risk_lists *l, const char *subject, const char *reason,
@@ -1255,19 +1122,19 @@ enum cf_err risk_lists_block_clear(struct risk_lists *l, const char *subject, co
 {
     CF_ASSERT(l != NULL && out != NULL);
     if (!risk_lists_party_valid(subject) || !risk_lists_reason_valid(reason, NULL) ||
-        !token_valid(by, RISK_LISTS_PARTY_BYTES_MAX) ||
-        (case_id != NULL && !token_valid(case_id, RISK_LISTS_ID_BYTES_MAX)) ||
-        (idem != NULL && !token_valid(idem->key, RISK_LISTS_IDEM_BYTES_MAX)))
+        !risk_token_valid(by, RISK_LISTS_PARTY_BYTES_MAX, false) ||
+        (case_id != NULL && !risk_token_valid(case_id, RISK_LISTS_ID_BYTES_MAX, false)) ||
+        (idem != NULL && !risk_token_valid(idem->key, RISK_LISTS_IDEM_BYTES_MAX, false)))
         return CF_ERR_INVALID_FIELD;
     struct risk_screen_event *ev = calloc(2, sizeof(*ev)); /* [0] the new one, [1] a replay's */
     if (ev == NULL)
         return CF_ERR_NOMEM;
-    event_id_new(RISK_LISTS_CLEAR_PREFIX, ev[0].id);
+    risk_id_new(RISK_LISTS_CLEAR_PREFIX, ev[0].id, RISK_LISTS_ID_BYTES_MAX);
     ev[0].kind = RISK_LISTS_EVENT_CLEAR;
-    copy_text(ev[0].subject, sizeof(ev[0].subject), subject);
-    copy_text(ev[0].case_id, sizeof(ev[0].case_id), case_id);
-    copy_text(ev[0].reason, sizeof(ev[0].reason), reason);
-    copy_text(ev[0].by, sizeof(ev[0].by), by);
+    risk_text_copy(ev[0].subject, sizeof(ev[0].subject), subject);
+    risk_text_copy(ev[0].case_id, sizeof(ev[0].case_id), case_id);
+    risk_text_copy(ev[0].reason, sizeof(ev[0].reason), reason);
+    risk_text_copy(ev[0].by, sizeof(ev[0].by), by);
     ev[0].at_us = now_us;
     bool replay = false;
     enum cf_err err = clear_tx(l, &ev[0], idem, &ev[1], &replay);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "risk/internal.h"
 #include "store/sql/sql.h"
 
 struct risk_rules_store {
@@ -37,25 +38,10 @@ struct risk_rules_store {
     "CREATE TABLE risk_rules_meta (k INTEGER PRIMARY KEY, set_version BIGINT NOT NULL);"           \
     "INSERT INTO risk_rules_meta (k, set_version) VALUES (1, 0);"
 
-static char schema_sqlite[2048];
-static char schema_postgres[2048];
-
-static enum cf_err schema_migrate(struct sqldb *db)
-{
-    int a = snprintf(schema_sqlite, sizeof(schema_sqlite), RULES_SCHEMA, "BLOB",
-                     "INTEGER PRIMARY KEY AUTOINCREMENT");
-    int b = snprintf(schema_postgres, sizeof(schema_postgres), RULES_SCHEMA, "BYTEA",
-                     "BIGSERIAL PRIMARY KEY");
-    CF_ASSERT(a > 0 && (size_t)a < sizeof(schema_sqlite) && b > 0 &&
-              (size_t)b < sizeof(schema_postgres));
-    const struct sql_migration m[] = {{1, schema_sqlite, schema_postgres}};
-    return sqldb_migrate(db, "risk_rules", m, sizeof(m) / sizeof(m[0]));
-}
-
 enum cf_err risk_rules_store_open(struct sqldb *db, struct risk_rules_store **out)
 {
     CF_ASSERT(db != NULL && out != NULL);
-    enum cf_err err = schema_migrate(db);
+    enum cf_err err = risk_schema_migrate(db, "risk_rules", RULES_SCHEMA);
     if (err != CF_OK)
         return err;
     struct risk_rules_store *s = calloc(1, sizeof(*s));
@@ -105,33 +91,6 @@ static bool id_valid(const char *id, size_t len)
     return true;
 }
 
-/* 1..max-1 bytes of printable ASCII without spaces: a staff id, a key, a process's name. */
-static bool token_valid(const char *text, size_t bytes_max)
-{
-    size_t n = text != NULL ? strnlen(text, bytes_max) : 0;
-    if (n == 0 || n >= bytes_max)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (text[i] < 0x21 || text[i] > 0x7e)
-            return false;
-    }
-    return true;
-}
-
-static void copy_text(char *dst, size_t dst_bytes, const char *src)
-{
-    snprintf(dst, dst_bytes, "%s", src != NULL ? src : "");
-}
-
-static enum cf_err tx_end(struct sqltx *tx, enum cf_err err)
-{
-    if (err != CF_OK) {
-        sql_rollback(tx);
-        return err;
-    }
-    return sql_commit(tx);
-}
-
 static void error_set(struct rules_error *e, const char *field, const char *message)
 {
     if (e != NULL)
@@ -159,15 +118,15 @@ static enum cf_err version_from_row(const struct sql_rows *r, size_t i, struct v
     struct risk_rules_version *v = &out->v;
     size_t c = 0, hash_len = 0;
     memset(out, 0, sizeof(*out));
-    copy_text(v->id, sizeof(v->id), sql_row_text(r, i, c++));
+    risk_text_copy(v->id, sizeof(v->id), sql_row_text(r, i, c++));
     int64_t version = sql_row_int(r, i, c++);
-    copy_text(v->condition, sizeof(v->condition), sql_row_text(r, i, c++));
+    risk_text_copy(v->condition, sizeof(v->condition), sql_row_text(r, i, c++));
     int64_t action = sql_row_int(r, i, c++);
-    copy_text(v->reason, sizeof(v->reason), sql_row_text(r, i, c++));
-    copy_text(v->description, sizeof(v->description), sql_row_text(r, i, c++));
+    risk_text_copy(v->reason, sizeof(v->reason), sql_row_text(r, i, c++));
+    risk_text_copy(v->description, sizeof(v->description), sql_row_text(r, i, c++));
     v->enabled = sql_row_int(r, i, c++) != 0;
     int64_t change = sql_row_int(r, i, c++);
-    copy_text(v->changed_by, sizeof(v->changed_by), sql_row_text(r, i, c++));
+    risk_text_copy(v->changed_by, sizeof(v->changed_by), sql_row_text(r, i, c++));
     v->changed_at_us = sql_row_int(r, i, c++);
     int64_t set_version = sql_row_int(r, i, c++);
     out->keyed = !sql_row_null(r, i, c++);
@@ -346,7 +305,7 @@ static enum cf_err change_plan(struct sqltx *tx, struct change *c, uint32_t head
     c->next = c->stored.v;
     c->next.version = keep.version;
     c->next.change = keep.change;
-    copy_text(c->next.changed_by, sizeof(c->next.changed_by), keep.changed_by);
+    risk_text_copy(c->next.changed_by, sizeof(c->next.changed_by), keep.changed_by);
     c->next.changed_at_us = keep.changed_at_us;
     c->next.set_version = keep.set_version;
     if (c->kind == RISK_RULES_CHANGE_DISABLE || c->kind == RISK_RULES_CHANGE_ENABLE) {
@@ -422,7 +381,7 @@ static enum cf_err change_tx(struct risk_rules_store *s, struct change *c)
         err = change_plan(tx, c, head, deleted);
     if (err == CF_OK)
         err = change_write(tx, c);
-    return tx_end(tx, err);
+    return risk_tx_end(tx, err);
 }
 
 /* Checks the arguments and fills the texts of c->next (compiling create and update). */
@@ -430,9 +389,10 @@ static enum cf_err change_prepare(const struct rules_rule_def *def, enum risk_ru
                                   const char *by, int64_t now_us, struct change *c)
 {
     struct risk_rules_version *v = &c->next;
-    if (!token_valid(by, RISK_RULES_BY_BYTES_MAX) ||
-        (c->idem != NULL && !token_valid(c->idem->key, RISK_RULES_IDEM_BYTES_MAX))) {
-        error_set(&c->error, token_valid(by, RISK_RULES_BY_BYTES_MAX) ? "idempotency_key" : "by",
+    if (!risk_token_valid(by, RISK_RULES_BY_BYTES_MAX, false) ||
+        (c->idem != NULL && !risk_token_valid(c->idem->key, RISK_RULES_IDEM_BYTES_MAX, false))) {
+        error_set(&c->error,
+                  risk_token_valid(by, RISK_RULES_BY_BYTES_MAX, false) ? "idempotency_key" : "by",
                   "malformed");
         return CF_ERR_INVALID_FIELD;
     }
@@ -442,11 +402,11 @@ static enum cf_err change_prepare(const struct rules_rule_def *def, enum risk_ru
             return CF_ERR_NOMEM;
         enum cf_err err = rules_rule_compile(def, rule, &c->error);
         if (err == CF_OK) {
-            copy_text(v->id, sizeof(v->id), rule->id);
-            copy_text(v->condition, sizeof(v->condition), rule->condition);
+            risk_text_copy(v->id, sizeof(v->id), rule->id);
+            risk_text_copy(v->condition, sizeof(v->condition), rule->condition);
             v->action = (uint8_t)rule->action;
-            copy_text(v->reason, sizeof(v->reason), rule->reason);
-            copy_text(v->description, sizeof(v->description), rule->description);
+            risk_text_copy(v->reason, sizeof(v->reason), rule->reason);
+            risk_text_copy(v->description, sizeof(v->description), rule->description);
             v->enabled = rule->enabled;
         }
         free(rule);
@@ -461,7 +421,7 @@ static enum cf_err change_prepare(const struct rules_rule_def *def, enum risk_ru
         v->id[def->id_len] = '\0';
     }
     v->change = (uint8_t)kind;
-    copy_text(v->changed_by, sizeof(v->changed_by), by);
+    risk_text_copy(v->changed_by, sizeof(v->changed_by), by);
     v->changed_at_us = now_us;
     c->id = v->id;
     return CF_OK;
@@ -635,7 +595,7 @@ enum cf_err risk_rules_store_set_build(struct risk_rules_store *s, struct rules_
         if (rules_rule_compile(&def, &rules[i], &e) != CF_OK) {
             err = CF_ERR_CORRUPT;
             if (bad_id_out != NULL)
-                copy_text(bad_id_out, RULES_ID_BYTES_MAX + 1, v[i].id);
+                risk_text_copy(bad_id_out, RULES_ID_BYTES_MAX + 1, v[i].id);
         }
     }
     struct rules_set *set = NULL;

@@ -128,6 +128,30 @@ def test_velocity(ctx):
     srv.check_verify()
 
 
+def test_failed_signins(ctx):
+    """failed_signins_24h counts a customer's wrong passwords: after two, a rule that blocks on
+    them refuses the customer's payment, while another customer pays."""
+    srv = shared(ctx)
+    m = ph.merchant(srv, name="Sign-in Shop", currency="EUR")
+    cust = ph.customer(srv, "Fay Failed")
+    fund(srv, cust.token, 5000, "EUR")
+    rule(srv, "failed_signins" + RUN, 'kind == "payment" and failed_signins_24h >= 2', "block",
+         "takeover_suspected")
+    static = ph.qr(srv, m)
+    expect(ph.pay(srv, cust.token, static["payload"], amount=100), 201, what="before")
+    for _ in range(2):
+        expect(call(srv, "POST", "/v1/auth/sign-in",
+                    {"login": cust.login, "password": "not the password"}), 401,
+               "invalid_credentials", "a wrong password")
+    expect(ph.pay(srv, cust.token, static["payload"], amount=100), 403, "risk_blocked",
+           "after two failed sign-ins")
+    other = ph.customer(srv, "Gil Good")
+    fund(srv, other.token, 1000, "EUR")
+    expect(ph.pay(srv, other.token, static["payload"], amount=100), 201, what="someone else")
+    drop(srv, "failed_signins" + RUN)
+    srv.check_verify()
+
+
 def test_challenge(ctx):
     """A challenge rule asks for a step-up even below the step-up amount; with one bound to the
     payment it goes through."""
@@ -249,6 +273,7 @@ def test_kyc_limits(ctx):
 TESTS = [
     test_block_and_allow,
     test_velocity,
+    test_failed_signins,
     test_challenge,
     test_review,
     test_dry_run_over_decisions,

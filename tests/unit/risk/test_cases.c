@@ -23,7 +23,7 @@
 
 #include <cmocka.h> /* after the four above, which it needs */
 
-#include "../identity/testdb.h" /* the throwaway database: SQLite, or PostgreSQL */
+#include "risk_fixture.h" /* the throwaway database and the vault */
 
 #include <pthread.h>
 #include <stdio.h>
@@ -37,7 +37,6 @@
 #include "store/sql/sql.h"
 
 #define T0_US 1700000000000000LL
-#define TARGET_BYTES_MAX 1024
 #define RACE_THREADS 8
 #define LIST_CASES 7
 #define LIST_PAGE 3
@@ -48,33 +47,11 @@
 #define REASON "Pattern explained by documents seen on the call; nothing suspicious"
 
 struct fx {
-    char target[TARGET_BYTES_MAX];
-    char pg_name[TESTDB_NAME_BYTES]; /* "" for SQLite */
-    char dir[TESTDB_DIR_BYTES];
-    struct sqldb *db;
-    struct vault *vault; /* key 1 only */
+    struct risk_fx b; /* the database and the vault (key 1 only) */
     struct risk_cases *c;
 };
 
 /* Fixture -------------------------------------------------------------------------------------- */
-
-static struct vault *vault_one_key(void)
-{
-    char *text = malloc(VAULT_KEYFILE_BYTES_MAX);
-    struct vault *v = NULL;
-    bool ok = text != NULL && vault_keyfile_new(NULL, text, VAULT_KEYFILE_BYTES_MAX) == CF_OK &&
-              vault_load(text, strlen(text), &v) == CF_OK;
-    if (text != NULL)
-        hash_wipe(text, VAULT_KEYFILE_BYTES_MAX);
-    free(text);
-    return ok ? v : NULL;
-}
-
-static const struct vault *fx_vault(void *ctx, uint32_t key_id)
-{
-    struct fx *x = ctx;
-    return key_id == 0 || vault_has_key(x->vault, key_id) ? x->vault : NULL;
-}
 
 static int fx_setup(void **state)
 {
@@ -82,44 +59,21 @@ static int fx_setup(void **state)
     if (x == NULL)
         return -1;
     *state = x;
-    x->vault = vault_one_key();
-    if (x->vault == NULL ||
-        !testdb_create("rc", false, x->dir, x->pg_name, x->target, sizeof(x->target)) ||
-        sqldb_open(x->target, &x->db) != CF_OK)
+    if (risk_fx_open(&x->b, "rc", false, true) != 0)
         return -1;
-    return risk_cases_open(x->db, fx_vault, x, &x->c) == CF_OK ? 0 : -1;
+    return risk_cases_open(x->b.db, risk_fx_vault, &x->b, &x->c) == CF_OK ? 0 : -1;
 }
 
 static int fx_teardown(void **state)
 {
     struct fx *x = *state;
     risk_cases_close(x->c);
-    if (x->db != NULL)
-        sqldb_close(x->db);
-    vault_free(x->vault);
-    testdb_drop(x->dir, x->pg_name);
+    risk_fx_close(&x->b);
     free(x);
     return 0;
 }
 
 /* Helpers -------------------------------------------------------------------------------------- */
-
-static void party(const char *prefix, uint64_t n, char out[ID_TEXT_BYTES_MAX])
-{
-    id_format(prefix, n, out);
-}
-
-static int64_t raw_count(struct fx *x, const char *sql)
-{
-    struct sqltx *tx = NULL;
-    struct sql_rows *r = NULL;
-    assert_int_equal(sql_begin(x->db, &tx), CF_OK);
-    assert_int_equal(sql_query(tx, sql, NULL, 0, &r), CF_OK);
-    sql_rollback(tx);
-    int64_t n = sql_row_int(r, 0, 0);
-    sql_rows_free(r);
-    return n;
-}
 
 static struct risk_case_idem idem_of(const char *key, const char *request)
 {
@@ -163,7 +117,7 @@ static void test_alert_dedup(void **state)
 {
     struct fx *x = *state;
     char s[ID_TEXT_BYTES_MAX], id[24], id2[24];
-    party("usr_", 11, s);
+    risk_fx_party("usr_", 11, s);
     const char *first[] = {"snd_A1", "snd_A2", "snd_A2", "snd_A3"}; /* a repeat: linked once */
     bool existed = true;
     assert_int_equal(alert(x, s, "structuring:k1", "structuring", first, 4, T0_US, id, &existed),
@@ -224,7 +178,7 @@ static void test_alert_dedup(void **state)
     assert_int_equal(alert(x, s, "fan_in:k1", "fan_in", second, 2, T0_US, id2, &existed), CF_OK);
     assert_false(existed);
     assert_string_not_equal(id2, id);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_cases"), 2);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_cases"), 2);
 
     /* sanctions hits are high priority, dormancy low */
     struct risk_case_alert hit = {.kind = RISK_CASE_SANCTIONS,
@@ -244,7 +198,7 @@ static void test_alert_validation(void **state)
 {
     struct fx *x = *state;
     char s[ID_TEXT_BYTES_MAX], id[24] = "untouched";
-    party("mer_", 12, s);
+    risk_fx_party("mer_", 12, s);
     const char *ops[] = {"pay_1"}, *bad_ops[] = {"pay 1"};
     bool existed = false;
     assert_int_equal(
@@ -267,7 +221,7 @@ static void test_alert_validation(void **state)
     struct risk_case_alert a = {.kind = 9, .subject = s, .dedup_key = "k", .scenario = "x"};
     assert_int_equal(risk_cases_alert(x->c, &a, T0_US, id, &existed), CF_ERR_INVALID_FIELD);
     assert_string_equal(id, "untouched");
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_cases"), 0);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_cases"), 0);
 }
 
 /* A closed case's key -------------------------------------------------------------------------- */
@@ -286,7 +240,7 @@ static void test_new_case_after_close(void **state)
 {
     struct fx *x = *state;
     char s[ID_TEXT_BYTES_MAX], id[24], again[24];
-    party("usr_", 21, s);
+    risk_fx_party("usr_", 21, s);
     const char *ops[] = {"snd_B1", "snd_B2", "snd_B3"};
     bool existed = true;
     assert_int_equal(alert(x, s, "structuring:k2", "structuring", ops, 3, T0_US, id, &existed),
@@ -304,7 +258,7 @@ static void test_new_case_after_close(void **state)
         alert(x, s, "structuring:k2", "structuring", ops, 2, T0_US + 200, again, &existed), CF_OK);
     assert_true(existed);
     assert_string_equal(again, id);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_cases"), 1);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_cases"), 1);
     assert_int_equal(get(x, id).evidence_n, 3); /* a closed case takes nothing */
 
     /* the pattern grew after the decision: a new case, with every operation of the alert */
@@ -338,8 +292,9 @@ static void test_new_case_after_close(void **state)
     hit.dedup_key = "sanctions:v2"; /* the detector's new key: a new case */
     assert_int_equal(risk_cases_alert(x->c, &hit, T0_US + 600, again, &existed), CF_OK);
     assert_false(existed);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_cases"), 4);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_cases WHERE open_key IS NOT NULL"), 2);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_cases"), 4);
+    assert_int_equal(
+        risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_cases WHERE open_key IS NOT NULL"), 2);
 }
 
 /* Evidence ------------------------------------------------------------------------------------- */
@@ -348,7 +303,7 @@ static void test_evidence_unique(void **state)
 {
     struct fx *x = *state;
     char s[ID_TEXT_BYTES_MAX], id[24];
-    party("usr_", 31, s);
+    risk_fx_party("usr_", 31, s);
     const char *ops[] = {"snd_C1"};
     bool existed = true, replay = true;
     assert_int_equal(alert(x, s, "fan_out:k3", "fan_out", ops, 1, T0_US, id, &existed), CF_OK);
@@ -365,7 +320,7 @@ static void test_evidence_unique(void **state)
     assert_int_equal(risk_cases_evidence_add(x->c, id, "bad op", STAFF, NULL, T0_US, &ev, NULL),
                      CF_ERR_INVALID_FIELD);
     assert_int_equal(get(x, id).evidence_n, 2);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_case_evidence"), 2);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_case_evidence"), 2);
 
     /* the cap: alerts stop adding at RISK_CASE_EVIDENCE_MAX, a staff link is refused */
     static char names[RISK_CASE_EVIDENCE_MAX + RISK_CASE_ALERT_EVIDENCE_MAX][16];
@@ -383,7 +338,7 @@ static void test_evidence_unique(void **state)
         assert_string_equal(got, id);
     }
     assert_int_equal(get(x, id).evidence_n, RISK_CASE_EVIDENCE_MAX);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_case_evidence"),
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_case_evidence"),
                      RISK_CASE_EVIDENCE_MAX);
     assert_int_equal(risk_cases_evidence_add(x->c, id, "snd_Z9", STAFF, NULL, T0_US, &ev, NULL),
                      CF_ERR_RANGE_TOO_LARGE);
@@ -395,7 +350,7 @@ static void test_staff_writes(void **state)
 {
     struct fx *x = *state;
     char s[ID_TEXT_BYTES_MAX], id[24];
-    party("mer_", 41, s);
+    risk_fx_party("mer_", 41, s);
     const char *ops[] = {"pay_D1"};
     bool existed = true, replay = true;
     assert_int_equal(
@@ -434,7 +389,7 @@ static void test_staff_writes(void **state)
     /* sealed at rest: the note's words are nowhere in its row */
     struct sqltx *tx = NULL;
     struct sql_rows *r = NULL;
-    assert_int_equal(sql_begin(x->db, &tx), CF_OK);
+    assert_int_equal(sql_begin(x->b.db, &tx), CF_OK);
     assert_int_equal(sql_query(tx, "SELECT text_sealed FROM risk_case_notes", NULL, 0, &r), CF_OK);
     size_t len = 0;
     const uint8_t *blob = sql_row_blob(r, 0, 0, &len);
@@ -473,8 +428,8 @@ static void test_staff_writes(void **state)
     assert_int_equal(hist[3].type, RISK_CASE_EVENT_DECIDED);
     assert_string_equal(hist[3].ref, "report");
     /* the reason is sealed too, and only get opens it */
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_cases WHERE reason_sealed IS NULL"),
-                     0);
+    assert_int_equal(
+        risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_cases WHERE reason_sealed IS NULL"), 0);
     struct risk_case_filter f = {0};
     struct risk_case listed[1];
     assert_int_equal(risk_cases_list(x->c, &f, listed, 1, &n), CF_OK);
@@ -486,7 +441,7 @@ static void test_idempotency(void **state)
 {
     struct fx *x = *state;
     char s[ID_TEXT_BYTES_MAX], id[24], id2[24];
-    party("usr_", 51, s);
+    risk_fx_party("usr_", 51, s);
     const char *ops[] = {"snd_E1"};
     bool existed = false, replay = false;
     assert_int_equal(alert(x, s, "k5", "structuring", ops, 1, T0_US, id, &existed), CF_OK);
@@ -525,8 +480,8 @@ static void test_idempotency(void **state)
     struct risk_case_idem bad = {.key = "has space"};
     assert_int_equal(risk_cases_note_add(x->c, id2, NOTE, STAFF, &bad, T0_US, &again, NULL),
                      CF_ERR_INVALID_FIELD);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_case_events WHERE idem IS NOT NULL"),
-                     2);
+    assert_int_equal(
+        risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_case_events WHERE idem IS NOT NULL"), 2);
 }
 
 /* Lists ---------------------------------------------------------------------------------------- */
@@ -542,8 +497,8 @@ static void test_filters(void **state)
 {
     struct fx *x = *state;
     char a[ID_TEXT_BYTES_MAX], b[ID_TEXT_BYTES_MAX], ids[4][24];
-    party("usr_", 61, a);
-    party("mer_", 62, b);
+    risk_fx_party("usr_", 61, a);
+    risk_fx_party("mer_", 62, b);
     const char *ops[] = {"snd_F1"};
     bool existed = false;
     assert_int_equal(alert(x, a, "s1", "structuring", ops, 1, T0_US, ids[0], &existed), CF_OK);
@@ -597,7 +552,7 @@ static void test_pages(void **state)
 {
     struct fx *x = *state;
     char s[ID_TEXT_BYTES_MAX], ids[LIST_CASES][24], key[16];
-    party("usr_", 71, s);
+    risk_fx_party("usr_", 71, s);
     const char *ops[] = {"snd_G1"};
     bool existed = false;
     for (int i = 0; i < LIST_CASES; i++) {
@@ -722,7 +677,7 @@ static void test_race(void **state)
 {
     struct fx *x = *state;
     char s[ID_TEXT_BYTES_MAX];
-    party("usr_", 81, s);
+    risk_fx_party("usr_", 81, s);
     pthread_barrier_t start;
     assert_int_equal(pthread_barrier_init(&start, NULL, RACE_THREADS), 0);
     pthread_t th[RACE_THREADS];
@@ -741,7 +696,7 @@ static void test_race(void **state)
     }
     pthread_barrier_destroy(&start);
     assert_int_equal(opened, 1);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_cases"), 1);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_cases"), 1);
     assert_int_equal(get(x, w[0].id).evidence_n, RACE_THREADS);
 }
 

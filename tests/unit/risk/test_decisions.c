@@ -24,7 +24,7 @@
 
 #include <cmocka.h> /* after the four above, which it needs */
 
-#include "../identity/testdb.h" /* the throwaway database: SQLite, or PostgreSQL */
+#include "risk_fixture.h" /* the throwaway database and the vault */
 
 #include <pthread.h>
 #include <stdio.h>
@@ -37,7 +37,6 @@
 #include "store/sql/sql.h"
 
 #define T0_US 1700000000000000LL
-#define TARGET_BYTES_MAX 1024
 #define RACE_THREADS 8
 #define RECENT_N 12000 /* more than two pages of recent_features */
 #define STAFF "usr_000000000000R"
@@ -45,31 +44,9 @@
 #define NOTE "called the customer: the payee is their landlord, lease on file"
 
 struct fx {
-    char target[TARGET_BYTES_MAX];
-    char pg_name[TESTDB_NAME_BYTES]; /* "" for SQLite */
-    char dir[TESTDB_DIR_BYTES];
-    struct sqldb *db;
-    struct vault *vault;
+    struct risk_fx b; /* the database and the vault (key 1 only) */
     struct risk_decisions *d;
 };
-
-static struct vault *vault_one_key(void)
-{
-    char *text = malloc(VAULT_KEYFILE_BYTES_MAX);
-    struct vault *v = NULL;
-    bool ok = text != NULL && vault_keyfile_new(NULL, text, VAULT_KEYFILE_BYTES_MAX) == CF_OK &&
-              vault_load(text, strlen(text), &v) == CF_OK;
-    if (text != NULL)
-        hash_wipe(text, VAULT_KEYFILE_BYTES_MAX);
-    free(text);
-    return ok ? v : NULL;
-}
-
-static const struct vault *fx_vault(void *ctx, uint32_t key_id)
-{
-    struct fx *x = ctx;
-    return key_id == 0 || vault_has_key(x->vault, key_id) ? x->vault : NULL;
-}
 
 static int fx_setup(void **state)
 {
@@ -77,22 +54,16 @@ static int fx_setup(void **state)
     if (x == NULL)
         return -1;
     *state = x;
-    x->vault = vault_one_key();
-    if (x->vault == NULL ||
-        !testdb_create("rd", false, x->dir, x->pg_name, x->target, sizeof(x->target)) ||
-        sqldb_open(x->target, &x->db) != CF_OK)
+    if (risk_fx_open(&x->b, "rd", false, true) != 0)
         return -1;
-    return risk_decisions_open(x->db, fx_vault, x, &x->d) == CF_OK ? 0 : -1;
+    return risk_decisions_open(x->b.db, risk_fx_vault, &x->b, &x->d) == CF_OK ? 0 : -1;
 }
 
 static int fx_teardown(void **state)
 {
     struct fx *x = *state;
     risk_decisions_close(x->d);
-    if (x->db != NULL)
-        sqldb_close(x->db);
-    vault_free(x->vault);
-    testdb_drop(x->dir, x->pg_name);
+    risk_fx_close(&x->b);
     free(x);
     return 0;
 }
@@ -137,26 +108,6 @@ static void put(struct fx *x, int n, const char *party, enum rules_action action
     struct risk_decision_rec *r = rec_new(n, party, action);
     assert_int_equal(risk_decisions_put(x->d, r), CF_OK);
     free(r);
-}
-
-static int64_t raw_count(struct fx *x, const char *sql)
-{
-    struct sqltx *tx = NULL;
-    struct sql_rows *r = NULL;
-    assert_int_equal(sql_begin(x->db, &tx), CF_OK);
-    assert_int_equal(sql_query(tx, sql, NULL, 0, &r), CF_OK);
-    sql_rollback(tx);
-    int64_t n = sql_row_int(r, 0, 0);
-    sql_rows_free(r);
-    return n;
-}
-
-static void raw_exec(struct fx *x, const char *sql, const struct sql_value *p, size_t n)
-{
-    struct sqltx *tx = NULL;
-    assert_int_equal(sql_begin(x->db, &tx), CF_OK);
-    assert_int_equal(sql_exec(tx, sql, p, n, NULL), CF_OK);
-    assert_int_equal(sql_commit(tx), CF_OK);
 }
 
 /* Tests ---------------------------------------------------------------------------------------- */
@@ -237,7 +188,7 @@ static void test_stored_form(void **state)
         SQL_T("{\"hour_utc\": 5, \"future_feature\": \"x\", \"v\": 1, \"payee_new\": true, "
               "\"currency\": \"USD\", \"count_1m_ip\": -3}"),
         SQL_T(r->op_id)};
-    raw_exec(x, "UPDATE risk_decisions SET features = $1 WHERE op_id = $2", p, 2);
+    risk_fx_exec(&x->b, "UPDATE risk_decisions SET features = $1 WHERE op_id = $2", p, 2);
     struct risk_decision_rec *got = calloc(1, sizeof(*got));
     assert_int_equal(risk_decisions_get(x->d, r->op_id, got), CF_OK);
     assert_int_equal(got->features.hour_utc, 5);
@@ -250,12 +201,13 @@ static void test_stored_form(void **state)
                                       "{\"v\":1,\"currency\":\"ABCDEFGHIJKLMNOPQ\"}", "[]"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct sql_value q[] = {SQL_T(bad[i]), SQL_T(r->op_id)};
-        raw_exec(x, "UPDATE risk_decisions SET features = $1 WHERE op_id = $2", q, 2);
+        risk_fx_exec(&x->b, "UPDATE risk_decisions SET features = $1 WHERE op_id = $2", q, 2);
         assert_int_equal(risk_decisions_get(x->d, r->op_id, got), CF_ERR_CORRUPT);
     }
     struct sql_value q[] = {SQL_T("block:a:b,"), SQL_T(r->op_id)};
-    raw_exec(x, "UPDATE risk_decisions SET features = '{\"v\":1}', matches = $1 WHERE op_id = $2",
-             q, 2);
+    risk_fx_exec(&x->b,
+                 "UPDATE risk_decisions SET features = '{\"v\":1}', matches = $1 WHERE op_id = $2",
+                 q, 2);
     assert_int_equal(risk_decisions_get(x->d, r->op_id, got), CF_ERR_CORRUPT);
     free(got);
     free(text);
@@ -276,7 +228,7 @@ static void test_put_idempotent(void **state)
     assert_int_equal(got->action, RULES_ACTION_REVIEW);
     assert_int_equal(got->amount_minor, 1000);
     assert_int_equal(got->review_state, RISK_REVIEW_PENDING);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_decisions"), 1);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_decisions"), 1);
 
     /* malformed records write nothing */
     struct risk_decision_rec *b = rec_new(2, PAYER, RULES_ACTION_ALLOW);
@@ -307,7 +259,7 @@ static void test_put_idempotent(void **state)
     b->created_at_us = T0_US;
     b->party[0] = '\0'; /* no payer is allowed */
     assert_int_equal(risk_decisions_put(x->d, b), CF_OK);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_decisions"), 2);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_decisions"), 2);
     free(b);
     free(got);
     free(again);
@@ -362,12 +314,12 @@ static void test_review(void **state)
     assert_string_equal(got->review_reason, "");
 
     /* sealed at rest: no plaintext, and it does not open under another op's aad */
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_decisions WHERE "
-                                  "review_reason_sealed IS NOT NULL"),
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_decisions WHERE "
+                                          "review_reason_sealed IS NOT NULL"),
                      1);
     struct sqltx *tx = NULL;
     struct sql_rows *rows = NULL;
-    assert_int_equal(sql_begin(x->db, &tx), CF_OK);
+    assert_int_equal(sql_begin(x->b.db, &tx), CF_OK);
     assert_int_equal(sql_query(tx,
                                "SELECT review_reason_sealed FROM risk_decisions WHERE op_id = "
                                "'op_00000001'",
@@ -380,8 +332,9 @@ static void test_review(void **state)
     for (size_t i = 0; i + 6 <= len; i++)
         assert_false(memcmp(ct + i, "called", 6) == 0);
     struct sql_value p[] = {SQL_B(ct, len)};
-    raw_exec(x, "UPDATE risk_decisions SET review_reason_sealed = $1 WHERE op_id = 'op_00000002'",
-             p, 1);
+    risk_fx_exec(&x->b,
+                 "UPDATE risk_decisions SET review_reason_sealed = $1 WHERE op_id = 'op_00000002'",
+                 p, 1);
     sql_rows_free(rows);
     assert_int_equal(risk_decisions_get(x->d, "op_00000002", got), CF_ERR_CORRUPT);
 
@@ -467,7 +420,7 @@ static void test_recent_and_dry_run(void **state)
     struct risk_decision_rec *r = rec_new(0, PAYER, RULES_ACTION_ALLOW);
     char *features = malloc(RISK_DECISIONS_FEATURES_TEXT_BYTES_MAX);
     struct sqltx *tx = NULL;
-    assert_int_equal(sql_begin(x->db, &tx), CF_OK);
+    assert_int_equal(sql_begin(x->b.db, &tx), CF_OK);
     for (int i = 1; i <= RECENT_N; i++) {
         char op[32];
         snprintf(op, sizeof(op), "op_%08d", i);
@@ -584,7 +537,7 @@ static void test_races(void **state)
     race(x, false, w);
     for (int i = 0; i < RACE_THREADS; i++)
         assert_int_equal(w[i].err, CF_OK);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_decisions"), 1);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_decisions"), 1);
     race(x, true, w);
     int made = 0;
     for (int i = 0; i < RACE_THREADS; i++) {

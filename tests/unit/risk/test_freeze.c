@@ -23,7 +23,7 @@
 
 #include <cmocka.h> /* after the four above, which it needs */
 
-#include "../identity/testdb.h" /* the throwaway database: SQLite, or PostgreSQL */
+#include "risk_fixture.h" /* the throwaway database and the vault */
 
 #include <pthread.h>
 #include <stdio.h>
@@ -37,7 +37,6 @@
 #include "store/sql/sql.h"
 
 #define T0_US 1700000000000000LL
-#define TARGET_BYTES_MAX 1024
 #define RAW_BYTES_MAX 4096 /* a sealed reason read back raw */
 #define RACE_THREADS 8
 #define LIST_PARTIES 7
@@ -47,34 +46,11 @@
 #define STAFF "usr_000000000000R"
 
 struct fx {
-    char target[TARGET_BYTES_MAX];
-    char pg_name[TESTDB_NAME_BYTES]; /* "" for SQLite */
-    char dir[TESTDB_DIR_BYTES];
-    struct sqldb *db;
-    struct vault *vault; /* key 1 only */
+    struct risk_fx b; /* the database and the vault (key 1 only) */
     struct risk_freeze *f;
 };
 
 /* Fixture -------------------------------------------------------------------------------------- */
-
-static struct vault *vault_one_key(void)
-{
-    char *text = malloc(VAULT_KEYFILE_BYTES_MAX);
-    struct vault *v = NULL;
-    bool ok = text != NULL && vault_keyfile_new(NULL, text, VAULT_KEYFILE_BYTES_MAX) == CF_OK &&
-              vault_load(text, strlen(text), &v) == CF_OK;
-    if (text != NULL)
-        hash_wipe(text, VAULT_KEYFILE_BYTES_MAX);
-    free(text);
-    return ok ? v : NULL;
-}
-
-/* risk_freeze_vault_fn: the one vault, for sealing (0) and for the ids it holds. */
-static const struct vault *fx_vault(void *ctx, uint32_t key_id)
-{
-    struct fx *x = ctx;
-    return key_id == 0 || vault_has_key(x->vault, key_id) ? x->vault : NULL;
-}
 
 static int fx_setup(void **state)
 {
@@ -82,45 +58,21 @@ static int fx_setup(void **state)
     if (x == NULL)
         return -1;
     *state = x;
-    x->vault = vault_one_key();
-    if (x->vault == NULL ||
-        !testdb_create("rf", false, x->dir, x->pg_name, x->target, sizeof(x->target)) ||
-        sqldb_open(x->target, &x->db) != CF_OK)
+    if (risk_fx_open(&x->b, "rf", false, true) != 0)
         return -1;
-    return risk_freeze_open(x->db, fx_vault, x, &x->f) == CF_OK ? 0 : -1;
+    return risk_freeze_open(x->b.db, risk_fx_vault, &x->b, &x->f) == CF_OK ? 0 : -1;
 }
 
 static int fx_teardown(void **state)
 {
     struct fx *x = *state;
     risk_freeze_close(x->f);
-    if (x->db != NULL)
-        sqldb_close(x->db);
-    vault_free(x->vault);
-    testdb_drop(x->dir, x->pg_name);
+    risk_fx_close(&x->b);
     free(x);
     return 0;
 }
 
 /* Helpers -------------------------------------------------------------------------------------- */
-
-/* The party id prefix + n ("usr_000000000000A"-like). */
-static void party(const char *prefix, uint64_t n, char out[ID_TEXT_BYTES_MAX])
-{
-    id_format(prefix, n, out);
-}
-
-static int64_t raw_count(struct fx *x, const char *sql)
-{
-    struct sqltx *tx = NULL;
-    struct sql_rows *r = NULL;
-    assert_int_equal(sql_begin(x->db, &tx), CF_OK);
-    assert_int_equal(sql_query(tx, sql, NULL, 0, &r), CF_OK);
-    sql_rollback(tx);
-    int64_t n = sql_row_int(r, 0, 0);
-    sql_rows_free(r);
-    return n;
-}
 
 static struct risk_freeze_idem idem_of(const char *key, const char *request)
 {
@@ -145,7 +97,7 @@ static void test_put_get_clear(void **state)
 {
     struct fx *x = *state;
     char p[ID_TEXT_BYTES_MAX];
-    party("usr_", 41, p);
+    risk_fx_party("usr_", 41, p);
     struct risk_freeze_event fr, got, un, again;
     assert_int_equal(risk_freeze_get(x->f, p, &got), CF_ERR_NOT_FOUND);
     put_ok(x, p, REASON, true, T0_US, &fr);
@@ -172,7 +124,7 @@ static void test_put_get_clear(void **state)
     /* frozen already: a conflict, nothing written */
     assert_int_equal(risk_freeze_put(x->f, p, "again", false, STAFF, NULL, T0_US + 1, &again, NULL),
                      CF_ERR_CONFLICT);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_freeze_events"), 1);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_freeze_events"), 1);
 
     bool replay = true;
     assert_int_equal(risk_freeze_clear(x->f, p, "cards returned by the bank", "usr_000000000000S",
@@ -209,7 +161,7 @@ static void test_put_get_clear(void **state)
 
     /* another party is untouched; a merchant is a party too */
     char m[ID_TEXT_BYTES_MAX];
-    party("mer_", 7, m);
+    risk_fx_party("mer_", 7, m);
     assert_int_equal(risk_freeze_history(x->f, m, hist, RISK_FREEZE_HISTORY_MAX, &n), CF_OK);
     assert_int_equal(n, 0);
     put_ok(x, m, "sanctions list hit, pending review", false, T0_US, &fr);
@@ -229,7 +181,7 @@ static void test_validation(void **state)
 {
     struct fx *x = *state;
     char p[ID_TEXT_BYTES_MAX];
-    party("usr_", 42, p);
+    risk_fx_party("usr_", 42, p);
     static const char *const bad_parties[] = {"",
                                               "usr_",
                                               "usr_x",
@@ -288,8 +240,8 @@ static void test_validation(void **state)
     assert_int_equal(risk_freeze_clear(x->f, "usr_x", REASON, STAFF, NULL, T0_US, &out, NULL),
                      CF_ERR_INVALID_FIELD);
     assert_int_equal(risk_freeze_get(x->f, "usr_x", &out), CF_ERR_NOT_FOUND);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_freeze_events"), 0);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_freezes"), 0);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_freeze_events"), 0);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_freezes"), 0);
 
     /* a process may act too */
     assert_int_equal(put_try(x, p, REASON, "aml:case_9", NULL), CF_OK);
@@ -301,7 +253,7 @@ static void test_idempotency(void **state)
 {
     struct fx *x = *state;
     char p[ID_TEXT_BYTES_MAX];
-    party("mer_", 43, p);
+    risk_fx_party("mer_", 43, p);
     struct risk_freeze_idem k1 = idem_of(STAFF ":k1", "freeze body 1");
     struct risk_freeze_event fr, again, un, un2;
     bool replay = true;
@@ -317,14 +269,14 @@ static void test_idempotency(void **state)
     assert_string_equal(again.reason, REASON);
     assert_true(again.blocks_incoming);
     assert_int_equal(again.at_us, T0_US);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_freeze_events"), 1);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_freeze_events"), 1);
     /* the same key for another request */
     struct risk_freeze_idem other = idem_of(STAFF ":k1", "freeze body 2");
     assert_int_equal(risk_freeze_put(x->f, p, REASON, true, STAFF, &other, T0_US, &again, NULL),
                      CF_ERR_IDEM_KEY_REUSED);
     /* the same key and request for another party */
     char q[ID_TEXT_BYTES_MAX];
-    party("mer_", 48, q);
+    risk_fx_party("mer_", 48, q);
     assert_int_equal(risk_freeze_put(x->f, q, REASON, true, STAFF, &k1, T0_US, &again, NULL),
                      CF_ERR_IDEM_KEY_REUSED);
     assert_int_equal(risk_freeze_peek(x->f, q, &again), CF_ERR_NOT_FOUND);
@@ -350,7 +302,7 @@ static void test_idempotency(void **state)
     assert_true(replay);
     assert_string_equal(again.id, fr.id);
     assert_int_equal(risk_freeze_peek(x->f, p, &again), CF_ERR_NOT_FOUND);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_freeze_events"), 2);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_freeze_events"), 2);
 }
 
 /* Sealing -------------------------------------------------------------------------------------- */
@@ -360,7 +312,7 @@ static bool raw_reason(struct fx *x, const char *id, uint8_t out[RAW_BYTES_MAX],
     struct sqltx *tx = NULL;
     struct sql_rows *r = NULL;
     struct sql_value v[] = {SQL_T(id)};
-    assert_int_equal(sql_begin(x->db, &tx), CF_OK);
+    assert_int_equal(sql_begin(x->b.db, &tx), CF_OK);
     assert_int_equal(
         sql_query(tx, "SELECT reason_sealed FROM risk_freeze_events WHERE id = $1", v, 1, &r),
         CF_OK);
@@ -388,8 +340,8 @@ static void test_reason_sealed(void **state)
 {
     struct fx *x = *state;
     char a[ID_TEXT_BYTES_MAX], b[ID_TEXT_BYTES_MAX];
-    party("usr_", 44, a);
-    party("usr_", 45, b);
+    risk_fx_party("usr_", 44, a);
+    risk_fx_party("usr_", 45, b);
     struct risk_freeze_event fa, fb, got;
     put_ok(x, a, REASON, false, T0_US, &fa);
     put_ok(x, b, "a different note", false, T0_US, &fb);
@@ -402,7 +354,7 @@ static void test_reason_sealed(void **state)
     char aad[64], text[RISK_FREEZE_REASON_BYTES_MAX];
     snprintf(aad, sizeof(aad), "risk_freeze:%s:reason", fa.id);
     size_t out_len = 0;
-    assert_int_equal(vault_open(x->vault, raw, len, aad, strlen(aad), (uint8_t *)text,
+    assert_int_equal(vault_open(x->b.vault, raw, len, aad, strlen(aad), (uint8_t *)text,
                                 sizeof(text) - 1, &out_len),
                      CF_OK);
     text[out_len] = '\0';
@@ -412,7 +364,7 @@ static void test_reason_sealed(void **state)
     struct sqltx *tx = NULL;
     struct sql_value v[] = {SQL_B(raw, len), SQL_T(fb.id)};
     int64_t changed = 0;
-    assert_int_equal(sql_begin(x->db, &tx), CF_OK);
+    assert_int_equal(sql_begin(x->b.db, &tx), CF_OK);
     assert_int_equal(sql_exec(tx, "UPDATE risk_freeze_events SET reason_sealed = $1 WHERE id = $2",
                               v, 2, &changed),
                      CF_OK);
@@ -432,7 +384,7 @@ static void test_list_pages(void **state)
     char ids[LIST_PARTIES][ID_TEXT_BYTES_MAX];
     struct risk_freeze_event ev;
     for (int i = 0; i < LIST_PARTIES; i++) {
-        party(i % 2 == 0 ? "usr_" : "mer_", 100 + (uint64_t)i, ids[i]);
+        risk_fx_party(i % 2 == 0 ? "usr_" : "mer_", 100 + (uint64_t)i, ids[i]);
         put_ok(x, ids[i], REASON, i == 3, T0_US + i, &ev);
     }
     /* one unfrozen: not listed */
@@ -533,22 +485,22 @@ static void test_races(void **state)
 {
     struct fx *x = *state;
     char p[ID_TEXT_BYTES_MAX], q[ID_TEXT_BYTES_MAX], made[24] = "";
-    party("usr_", 46, p);
-    party("mer_", 47, q);
+    risk_fx_party("usr_", 46, p);
+    risk_fx_party("mer_", 47, q);
     assert_int_equal(race(x, p, false, false, made), 1);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_freeze_events"), 1);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_freeze_events"), 1);
     struct risk_freeze_event got;
     assert_int_equal(risk_freeze_peek(x->f, p, &got), CF_OK);
     assert_string_equal(got.id, made);
 
     assert_int_equal(race(x, q, true, false, made), 1);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_freeze_events"), 2);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_freeze_events"), 2);
 
     assert_int_equal(race(x, p, false, true, made), 1);
     assert_int_equal(risk_freeze_peek(x->f, p, &got), CF_ERR_NOT_FOUND);
     assert_int_equal(race(x, q, true, true, made), 1);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_freeze_events"), 4);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_freezes"), 0);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_freeze_events"), 4);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_freezes"), 0);
 }
 
 #define FX(t) cmocka_unit_test_setup_teardown(t, fx_setup, fx_teardown)

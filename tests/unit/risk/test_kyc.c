@@ -27,7 +27,7 @@
 
 #include <cmocka.h> /* after the four above, which it needs */
 
-#include "../identity/testdb.h" /* the throwaway database: SQLite, or PostgreSQL */
+#include "risk_fixture.h" /* the throwaway database and the vault */
 
 #include <pthread.h>
 #include <stdio.h>
@@ -44,40 +44,17 @@
 
 #define T0_US 1700000000000000LL /* 2023-11-14 */
 #define DAY_US (86400LL * 1000000LL)
-#define TARGET_BYTES_MAX 1024
 #define RACE_THREADS 8
 #define LIST_CUSTOMERS 5
 #define STAFF "usr_000000000000R"
 #define ID_NUMBER "P1234567X9"
 
 struct fx {
-    char target[TARGET_BYTES_MAX];
-    char pg_name[TESTDB_NAME_BYTES]; /* "" for SQLite */
-    char dir[TESTDB_DIR_BYTES];
-    struct sqldb *db;
-    struct vault *vault; /* key 1 only */
+    struct risk_fx b; /* the database and the vault (key 1 only) */
     struct risk_kyc *k;
 };
 
 /* Fixture -------------------------------------------------------------------------------------- */
-
-static struct vault *vault_one_key(void)
-{
-    char *text = malloc(VAULT_KEYFILE_BYTES_MAX);
-    struct vault *v = NULL;
-    bool ok = text != NULL && vault_keyfile_new(NULL, text, VAULT_KEYFILE_BYTES_MAX) == CF_OK &&
-              vault_load(text, strlen(text), &v) == CF_OK;
-    if (text != NULL)
-        hash_wipe(text, VAULT_KEYFILE_BYTES_MAX);
-    free(text);
-    return ok ? v : NULL;
-}
-
-static const struct vault *fx_vault(void *ctx, uint32_t key_id)
-{
-    struct fx *x = ctx;
-    return key_id == 0 || vault_has_key(x->vault, key_id) ? x->vault : NULL;
-}
 
 static int fx_setup(void **state)
 {
@@ -85,22 +62,16 @@ static int fx_setup(void **state)
     if (x == NULL)
         return -1;
     *state = x;
-    x->vault = vault_one_key();
-    if (x->vault == NULL ||
-        !testdb_create("kyc", false, x->dir, x->pg_name, x->target, sizeof(x->target)) ||
-        sqldb_open(x->target, &x->db) != CF_OK)
+    if (risk_fx_open(&x->b, "kyc", false, true) != 0)
         return -1;
-    return risk_kyc_open(x->db, fx_vault, x, NULL, &x->k) == CF_OK ? 0 : -1;
+    return risk_kyc_open(x->b.db, risk_fx_vault, &x->b, NULL, &x->k) == CF_OK ? 0 : -1;
 }
 
 static int fx_teardown(void **state)
 {
     struct fx *x = *state;
     risk_kyc_close(x->k);
-    if (x->db != NULL)
-        sqldb_close(x->db);
-    vault_free(x->vault);
-    testdb_drop(x->dir, x->pg_name);
+    risk_fx_close(&x->b);
     free(x);
     return 0;
 }
@@ -133,32 +104,12 @@ static uint8_t *jpeg(size_t n, unsigned seed)
     return b;
 }
 
-static int64_t raw_count(struct fx *x, const char *sql)
-{
-    struct sqltx *tx = NULL;
-    struct sql_rows *r = NULL;
-    assert_int_equal(sql_begin(x->db, &tx), CF_OK);
-    assert_int_equal(sql_query(tx, sql, NULL, 0, &r), CF_OK);
-    sql_rollback(tx);
-    int64_t n = sql_row_int(r, 0, 0);
-    sql_rows_free(r);
-    return n;
-}
-
-static void raw_exec(struct fx *x, const char *sql)
-{
-    struct sqltx *tx = NULL;
-    assert_int_equal(sql_begin(x->db, &tx), CF_OK);
-    assert_int_equal(sql_exec(tx, sql, NULL, 0, NULL), CF_OK);
-    assert_int_equal(sql_commit(tx), CF_OK);
-}
-
 /* Whether any blob of a column (sql: one column) holds needle. */
 static bool raw_blob_holds(struct fx *x, const char *sql, const void *needle, size_t n)
 {
     struct sqltx *tx = NULL;
     struct sql_rows *r = NULL;
-    assert_int_equal(sql_begin(x->db, &tx), CF_OK);
+    assert_int_equal(sql_begin(x->b.db, &tx), CF_OK);
     assert_int_equal(sql_query(tx, sql, NULL, 0, &r), CF_OK);
     sql_rollback(tx);
     bool found = false;
@@ -763,7 +714,7 @@ static void test_reject(void **state)
     assert_string_equal(v->current.details.legal_name, "Grace Hopper");
     assert_int_equal(v->documents_n, 1);
     assert_int_equal(v->documents[0].kind, RISK_KYC_DOC_SELFIE);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_kyc_submissions"), 2);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_kyc_submissions"), 2);
     free(v);
 }
 
@@ -789,7 +740,7 @@ static void test_documents(void **state)
     assert_string_equal(detail, "content: its bytes are not of the content_type given");
     assert_int_equal(risk_kyc_document_add(x->k, u, 9, RISK_KYC_JPEG, b, 100, T0_US, &d, &detail),
                      CF_ERR_INVALID_FIELD);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_kyc_documents"), 0);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_kyc_documents"), 0);
 
     /* the largest (four sealing chunks), one just over a chunk, small ones: byte for byte */
     static const size_t sizes[] = {RISK_KYC_DOC_BYTES_MAX,
@@ -828,7 +779,8 @@ static void test_documents(void **state)
                                            T0_US, &d, &detail),
                      CF_ERR_CONFLICT);
     assert_string_equal(detail, "a submission holds at most 6 documents");
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_kyc_documents"), RISK_KYC_DOCS_MAX);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_kyc_documents"),
+                     RISK_KYC_DOCS_MAX);
     free(b);
 }
 
@@ -864,14 +816,14 @@ static void test_sealed_at_rest(void **state)
              "UPDATE risk_kyc_documents SET content_sealed = (SELECT content_sealed FROM "
              "risk_kyc_documents WHERE id = '%s') WHERE id = '%s'",
              dw.id, du.id);
-    raw_exec(x, sql);
+    risk_fx_exec(&x->b, sql, NULL, 0);
     uint8_t *got = NULL;
     size_t n = 0;
     struct risk_kyc_document meta;
     assert_int_equal(risk_kyc_document_read(x->k, u, du.id, &meta, &got, &n), CF_ERR_CORRUPT);
     snprintf(sql, sizeof(sql), "UPDATE risk_kyc_documents SET size_bytes = 4095 WHERE id = '%s'",
              dw.id);
-    raw_exec(x, sql);
+    risk_fx_exec(&x->b, sql, NULL, 0);
     assert_int_equal(risk_kyc_document_read(x->k, w, dw.id, &meta, &got, &n), CF_ERR_CORRUPT);
     assert_null(got);
 
@@ -879,7 +831,7 @@ static void test_sealed_at_rest(void **state)
              "UPDATE risk_kyc_submissions SET details_sealed = (SELECT details_sealed FROM "
              "risk_kyc_submissions WHERE user_id = '%s') WHERE user_id = '%s'",
              w, u);
-    raw_exec(x, sql);
+    risk_fx_exec(&x->b, sql, NULL, 0);
     struct risk_kyc_view *v = malloc(sizeof(*v));
     assert_non_null(v);
     assert_int_equal(risk_kyc_view_get(x->k, u, true, v), CF_ERR_CORRUPT);
@@ -944,8 +896,9 @@ static void test_decide_keys(void **state)
                      CF_ERR_IDEM_KEY_REUSED);
     assert_int_equal(risk_kyc_tier_get(x->k, w, &tier), CF_OK);
     assert_int_equal(tier, 1);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_kyc_events WHERE kind >= 4 AND "
-                                  "kind <= 5"),
+    assert_int_equal(risk_fx_count(&x->b,
+                                   "SELECT COUNT(*) FROM risk_kyc_events WHERE kind >= 4 AND "
+                                   "kind <= 5"),
                      1);
 }
 
@@ -1059,16 +1012,17 @@ static void test_races(void **state)
         assert_int_equal(r[i].err, CF_OK);
         assert_string_equal(r[i].ev.id, r[0].ev.id);
     }
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_kyc_events WHERE kind = 4"), 2);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_kyc_events WHERE kind = 4"),
+                     2);
 
     race(x, d, false, race_details, r); /* the first put makes the draft, the others use it */
     for (int i = 0; i < RACE_THREADS; i++)
         assert_int_equal(r[i].err, CF_OK);
     char sql[160];
     snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM risk_kyc_submissions WHERE user_id = '%s'", d);
-    assert_int_equal(raw_count(x, sql), 1);
+    assert_int_equal(risk_fx_count(&x->b, sql), 1);
     snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM risk_kyc_events WHERE user_id = '%s'", d);
-    assert_int_equal(raw_count(x, sql), RACE_THREADS);
+    assert_int_equal(risk_fx_count(&x->b, sql), RACE_THREADS);
     free(r);
 }
 
@@ -1079,7 +1033,7 @@ static void test_two_handles(void **state)
 {
     struct fx *x = *state;
     struct risk_kyc *other = NULL;
-    assert_int_equal(risk_kyc_open(x->db, fx_vault, x, NULL, &other), CF_OK);
+    assert_int_equal(risk_kyc_open(x->b.db, risk_fx_vault, &x->b, NULL, &other), CF_OK);
     char u[ID_TEXT_BYTES_MAX];
     user(51, u);
     int tier = -1;

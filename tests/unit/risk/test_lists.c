@@ -30,7 +30,7 @@
 
 #include <cmocka.h> /* after the four above, which it needs */
 
-#include "../identity/testdb.h" /* the throwaway database: SQLite, or PostgreSQL */
+#include "risk_fixture.h" /* the throwaway database and the vault */
 
 #include <pthread.h>
 #include <stdio.h>
@@ -44,7 +44,6 @@
 #include "store/sql/sql.h"
 
 #define T0_US 1700000000000000LL
-#define TARGET_BYTES_MAX 1024
 #define RAW_BYTES_MAX 8192
 #define RACE_THREADS 8
 #define PAGE_SUBJECTS 7
@@ -57,34 +56,11 @@
 #define ALT "1,2,\"aka\",\"DOE, Johnny\",-0- \n"
 
 struct fx {
-    char target[TARGET_BYTES_MAX];
-    char pg_name[TESTDB_NAME_BYTES]; /* "" for SQLite */
-    char dir[TESTDB_DIR_BYTES];
-    struct sqldb *db;
-    struct vault *vault; /* key 1 only */
+    struct risk_fx b; /* the database and the vault (key 1 only) */
     struct risk_lists *l;
 };
 
 /* Fixture -------------------------------------------------------------------------------------- */
-
-static struct vault *vault_one_key(void)
-{
-    char *text = malloc(VAULT_KEYFILE_BYTES_MAX);
-    struct vault *v = NULL;
-    bool ok = text != NULL && vault_keyfile_new(NULL, text, VAULT_KEYFILE_BYTES_MAX) == CF_OK &&
-              vault_load(text, strlen(text), &v) == CF_OK;
-    if (text != NULL)
-        hash_wipe(text, VAULT_KEYFILE_BYTES_MAX);
-    free(text);
-    return ok ? v : NULL;
-}
-
-/* risk_lists_vault_fn: the one vault, for sealing (0) and for the ids it holds. */
-static const struct vault *fx_vault(void *ctx, uint32_t key_id)
-{
-    struct fx *x = ctx;
-    return key_id == 0 || vault_has_key(x->vault, key_id) ? x->vault : NULL;
-}
 
 static int fx_setup(void **state)
 {
@@ -92,44 +68,21 @@ static int fx_setup(void **state)
     if (x == NULL)
         return -1;
     *state = x;
-    x->vault = vault_one_key();
-    if (x->vault == NULL ||
-        !testdb_create("rl", true, x->dir, x->pg_name, x->target, sizeof(x->target)) ||
-        sqldb_open(x->target, &x->db) != CF_OK)
+    if (risk_fx_open(&x->b, "rl", true, true) != 0)
         return -1;
-    return risk_lists_open(x->db, fx_vault, x, &x->l) == CF_OK ? 0 : -1;
+    return risk_lists_open(x->b.db, risk_fx_vault, &x->b, &x->l) == CF_OK ? 0 : -1;
 }
 
 static int fx_teardown(void **state)
 {
     struct fx *x = *state;
     risk_lists_close(x->l);
-    if (x->db != NULL)
-        sqldb_close(x->db);
-    vault_free(x->vault);
-    testdb_drop(x->dir, x->pg_name);
+    risk_fx_close(&x->b);
     free(x);
     return 0;
 }
 
 /* Helpers -------------------------------------------------------------------------------------- */
-
-static void party(const char *prefix, uint64_t n, char out[ID_TEXT_BYTES_MAX])
-{
-    id_format(prefix, n, out);
-}
-
-static int64_t raw_count(struct fx *x, const char *sql)
-{
-    struct sqltx *tx = NULL;
-    struct sql_rows *r = NULL;
-    assert_int_equal(sql_begin(x->db, &tx), CF_OK);
-    assert_int_equal(sql_query(tx, sql, NULL, 0, &r), CF_OK);
-    sql_rollback(tx);
-    int64_t n = sql_row_int(r, 0, 0);
-    sql_rows_free(r);
-    return n;
-}
 
 static struct risk_lists_idem idem_of(const char *key, const char *request)
 {
@@ -278,7 +231,7 @@ static void test_lists_load(void **state)
         risk_lists_bytes(x->l, "nothing", &meta, &content, &content_len, &alt, &alt_len),
         CF_ERR_NOT_FOUND);
 
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_list_loads"), 2);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_list_loads"), 2);
 }
 
 static void test_lists_reload(void **state)
@@ -311,8 +264,8 @@ static void test_lists_reload(void **state)
     assert_int_equal(meta.entries, 1);
     assert_string_equal(meta.load_id, d.load_id);
     free(content);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_list_loads"), 4);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_lists"), 2);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_list_loads"), 4);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_lists"), 2);
 }
 
 static void test_lists_limit_and_validation(void **state)
@@ -352,7 +305,8 @@ static void test_lists_limit_and_validation(void **state)
     struct risk_lists_idem bad_key = idem_of("", "r");
     assert_int_equal(risk_lists_put(x->l, &in, STAFF, &bad_key, T0_US, &got, NULL),
                      CF_ERR_INVALID_FIELD);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_list_loads"), RISK_LISTS_MAX + 1);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_list_loads"),
+                     RISK_LISTS_MAX + 1);
     assert_int_equal(risk_lists_kind_parse("sdn"), RISK_LISTS_SDN);
     assert_int_equal(risk_lists_kind_parse("simple"), RISK_LISTS_SIMPLE);
     assert_int_equal(risk_lists_kind_parse("csv"), 0);
@@ -386,7 +340,7 @@ static void test_lists_idempotency(void **state)
     struct risk_list_load named = simple_load("another", SIMPLE, 7);
     assert_int_equal(risk_lists_put(x->l, &named, STAFF, &k, T0_US + 3, &again, &replay),
                      CF_ERR_IDEM_KEY_REUSED);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_list_loads"), 2);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_list_loads"), 2);
     struct risk_list meta;
     char *content = NULL, *alt = NULL;
     size_t content_len = 0, alt_len = 0;
@@ -402,7 +356,7 @@ static void test_screening_block(void **state)
 {
     struct fx *x = *state;
     char p[ID_TEXT_BYTES_MAX];
-    party("usr_", 41, p);
+    risk_fx_party("usr_", 41, p);
     struct risk_screening s;
     struct risk_screen_hit got[RISK_LISTS_HITS_MAX];
     struct risk_screen_block b;
@@ -463,7 +417,7 @@ static void test_screening_clear(void **state)
 {
     struct fx *x = *state;
     char p[ID_TEXT_BYTES_MAX], block_id[RISK_LISTS_ID_BYTES_MAX];
-    party("usr_", 41, p);
+    risk_fx_party("usr_", 41, p);
     struct risk_screening s;
     struct risk_screen_hit got[RISK_LISTS_HITS_MAX], hits[2];
     struct risk_screen_block b;
@@ -504,7 +458,7 @@ static void test_screening_clear(void **state)
     assert_int_equal(s.outcome, RISK_LISTS_REVIEW);
     clear_ok(x, p, NULL, T0_US + 12, &ev);
     assert_false(screen(x, p, T0_US + 13, NULL, 0, 1, &b));
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_screen_cleared"), 4);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_screen_cleared"), 4);
 
     struct risk_screen_event evs[RISK_LISTS_EVENTS_MAX];
     size_t n = 0;
@@ -522,7 +476,7 @@ static void test_screening_validation(void **state)
 {
     struct fx *x = *state;
     char p[ID_TEXT_BYTES_MAX];
-    party("mer_", 42, p);
+    risk_fx_party("mer_", 42, p);
     struct risk_screen_hit h = hit_of("ofac_sdn", "90001", "HADDAD", 940);
     struct risk_screen_block b;
     struct risk_screening s = screening_of("usr_bad", T0_US, 1, 0);
@@ -546,8 +500,8 @@ static void test_screening_validation(void **state)
     bad = h;
     snprintf(bad.list, sizeof(bad.list), "Bad List");
     assert_int_equal(risk_lists_screening_put(x->l, &s, &bad, 1, &b, NULL), CF_ERR_INVALID_FIELD);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_screenings"), 0);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_screen_events"), 0);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_screenings"), 0);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_screen_events"), 0);
 
     assert_true(risk_lists_trigger_valid("merchant_onboarding"));
     assert_false(risk_lists_trigger_valid("Registration"));
@@ -571,8 +525,8 @@ static void test_clear_idempotency_and_sealing(void **state)
 {
     struct fx *x = *state;
     char p[ID_TEXT_BYTES_MAX], q[ID_TEXT_BYTES_MAX];
-    party("usr_", 43, p);
-    party("usr_", 44, q);
+    risk_fx_party("usr_", 43, p);
+    risk_fx_party("usr_", 44, q);
     struct risk_screen_hit h = hit_of("ofac_sdn", "90001", "HADDAD", 940);
     struct risk_screen_block b;
     assert_true(screen(x, p, T0_US, &h, 1, 0, &b));
@@ -604,7 +558,7 @@ static void test_clear_idempotency_and_sealing(void **state)
     struct sqltx *tx = NULL;
     struct sql_rows *r = NULL;
     struct sql_value v[] = {SQL_T(first.id)};
-    assert_int_equal(sql_begin(x->db, &tx), CF_OK);
+    assert_int_equal(sql_begin(x->b.db, &tx), CF_OK);
     assert_int_equal(
         sql_query(tx, "SELECT reason_sealed FROM risk_screen_events WHERE id = $1", v, 1, &r),
         CF_OK);
@@ -619,7 +573,7 @@ static void test_clear_idempotency_and_sealing(void **state)
     struct risk_screen_event other;
     clear_ok(x, q, NULL, T0_US + 4, &other);
     struct sql_value w[] = {SQL_B(copy, len), SQL_T(other.id)};
-    assert_int_equal(sql_begin(x->db, &tx), CF_OK);
+    assert_int_equal(sql_begin(x->b.db, &tx), CF_OK);
     assert_int_equal(
         sql_exec(tx, "UPDATE risk_screen_events SET reason_sealed = $1 WHERE id = $2", w, 2, NULL),
         CF_OK);
@@ -663,7 +617,7 @@ static void test_subject_pages(void **state)
     struct risk_screen_block b;
     char want[PAGE_SUBJECTS][ID_TEXT_BYTES_MAX];
     for (int i = 0; i < PAGE_SUBJECTS; i++) {
-        party(i % 2 == 0 ? "usr_" : "mer_", 100 + (uint64_t)i, want[i]);
+        risk_fx_party(i % 2 == 0 ? "usr_" : "mer_", 100 + (uint64_t)i, want[i]);
         screen(x, want[i], T0_US + i, NULL, 0, 0, &b);
     }
     char page[PAGE][RISK_LISTS_PARTY_BYTES_MAX], after[RISK_LISTS_PARTY_BYTES_MAX] = "";
@@ -755,14 +709,14 @@ static void test_races(void **state)
 {
     struct fx *x = *state;
     char p[ID_TEXT_BYTES_MAX];
-    party("usr_", 45, p);
+    risk_fx_party("usr_", 45, p);
     assert_int_equal(race(x, p, RACE_SCREEN), 1);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_screen_events"), 1);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_screenings"), 1);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_screen_events"), 1);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_screenings"), 1);
     assert_int_equal(race(x, p, RACE_CLEAR), 1);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_screen_events"), 2);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_screen_events"), 2);
     assert_int_equal(race(x, p, RACE_LOAD), 1);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_list_loads"), 1);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_list_loads"), 1);
 }
 
 #define FX(t) cmocka_unit_test_setup_teardown(t, fx_setup, fx_teardown)

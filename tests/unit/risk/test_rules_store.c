@@ -25,7 +25,7 @@
 
 #include <cmocka.h> /* after the four above, which it needs */
 
-#include "../identity/testdb.h" /* the throwaway database: SQLite, or PostgreSQL */
+#include "risk_fixture.h" /* the throwaway database */
 
 #include <pthread.h>
 #include <stdio.h>
@@ -37,15 +37,11 @@
 #include "store/sql/sql.h"
 
 #define T0_US 1700000000000000LL
-#define TARGET_BYTES_MAX 1024
 #define RACE_THREADS 8
 #define STAFF "usr_000000000000R"
 
 struct fx {
-    char target[TARGET_BYTES_MAX];
-    char pg_name[TESTDB_NAME_BYTES]; /* "" for SQLite */
-    char dir[TESTDB_DIR_BYTES];
-    struct sqldb *db;
+    struct risk_fx b; /* the database */
     struct risk_rules_store *s;
 };
 
@@ -55,19 +51,16 @@ static int fx_setup(void **state)
     if (x == NULL)
         return -1;
     *state = x;
-    if (!testdb_create("rs", false, x->dir, x->pg_name, x->target, sizeof(x->target)) ||
-        sqldb_open(x->target, &x->db) != CF_OK)
+    if (risk_fx_open(&x->b, "rs", false, false) != 0)
         return -1;
-    return risk_rules_store_open(x->db, &x->s) == CF_OK ? 0 : -1;
+    return risk_rules_store_open(x->b.db, &x->s) == CF_OK ? 0 : -1;
 }
 
 static int fx_teardown(void **state)
 {
     struct fx *x = *state;
     risk_rules_store_close(x->s);
-    if (x->db != NULL)
-        sqldb_close(x->db);
-    testdb_drop(x->dir, x->pg_name);
+    risk_fx_close(&x->b);
     free(x);
     return 0;
 }
@@ -100,18 +93,6 @@ static uint64_t set_version(struct fx *x)
     uint64_t v = 99;
     assert_int_equal(risk_rules_store_set_version(x->s, &v), CF_OK);
     return v;
-}
-
-static int64_t raw_count(struct fx *x, const char *sql)
-{
-    struct sqltx *tx = NULL;
-    struct sql_rows *r = NULL;
-    assert_int_equal(sql_begin(x->db, &tx), CF_OK);
-    assert_int_equal(sql_query(tx, sql, NULL, 0, &r), CF_OK);
-    sql_rollback(tx);
-    int64_t n = sql_row_int(r, 0, 0);
-    sql_rows_free(r);
-    return n;
 }
 
 static struct risk_features eur(int64_t amount_minor)
@@ -249,7 +230,7 @@ static void test_refusals(void **state)
     assert_string_equal(e.field, "id");
     assert_int_equal(change(x, &d, RISK_RULES_CHANGE_DELETE, T0_US, &v), CF_ERR_INVALID_FIELD);
     assert_int_equal(set_version(x), 0);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_rule_versions"), 0);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_rule_versions"), 0);
 
     d = def_of("r1", "payee_new", RULES_ACTION_BLOCK, "x", true);
     assert_int_equal(risk_rules_store_change(x->s, &d, RISK_RULES_CHANGE_CREATE, "", NULL, T0_US,
@@ -278,7 +259,7 @@ static void test_refusals(void **state)
     d.condition_len = 4;
     assert_int_equal(change(x, &d, RISK_RULES_CHANGE_UPDATE, T0_US, &v), CF_ERR_INVALID_FIELD);
     assert_int_equal(set_version(x), 1);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_rule_versions"), 1);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_rule_versions"), 1);
     assert_int_equal(risk_rules_store_get(x->s, "r1", 2, &v), CF_OK);
     assert_string_equal(v.condition, "payee_new"); /* the refused update left it */
     assert_int_equal(risk_rules_store_get(x->s, "R1", 2, &v), CF_ERR_NOT_FOUND);
@@ -327,7 +308,7 @@ static void test_idempotency(void **state)
                                              T0_US, &w, &sv, &replay, NULL),
                      CF_ERR_IDEM_KEY_REUSED);
     assert_int_equal(set_version(x), 2);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_rule_versions"), 2);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_rule_versions"), 2);
 }
 
 static void test_limit(void **state)
@@ -425,7 +406,7 @@ static void test_corrupt_rule(void **state)
     struct rules_rule_def d = def_of("r1", "payee_new", RULES_ACTION_BLOCK, "p", true);
     assert_int_equal(change(x, &d, RISK_RULES_CHANGE_CREATE, T0_US, &v), CF_OK);
     struct sqltx *tx = NULL;
-    assert_int_equal(sql_begin(x->db, &tx), CF_OK); /* a feature that left the registry */
+    assert_int_equal(sql_begin(x->b.db, &tx), CF_OK); /* a feature that left the registry */
     assert_int_equal(
         sql_exec(tx, "UPDATE risk_rule_versions SET condition = 'gone_feature'", NULL, 0, NULL),
         CF_OK);
@@ -500,7 +481,7 @@ static void test_races(void **state)
         seen[w[i].set_version] = true;
     }
     assert_int_equal(set_version(x), RACE_THREADS + 1);
-    assert_int_equal(raw_count(x, "SELECT COUNT(*) FROM risk_rule_heads WHERE deleted = 0"),
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_rule_heads WHERE deleted = 0"),
                      RACE_THREADS + 1);
 }
 
