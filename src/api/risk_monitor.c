@@ -19,7 +19,6 @@
 #include "risk/rules.h"
 #include "risk/velocity.h"
 
-#define RISK_REASON_CHARS_MAX 500 /* an analyst's reason for a review decision */
 #define RISK_NEW_DEVICE_AGE_S 86400
 
 /* Features ------------------------------------------------------------------------------------- */
@@ -271,11 +270,6 @@ enum cf_err api_risk_score(struct api *api, const struct api_risk_ctx *ctx,
     velocity_count(api, &keys, op, now_us / 1000000);
     *review_out = review;
     return CF_OK;
-}
-
-bool api_risk_under_review(struct api *api, const struct pay_op *op)
-{
-    return op->review;
 }
 
 /* KYC limits ----------------------------------------------------------------------------------- */
@@ -549,9 +543,11 @@ static enum cf_err decision_decode(struct http_request *req, bool *approve, char
         *detail = "reason";
         err = api_json_string(root, "reason", true, reason_bytes - 1, &s, &n);
         if (err == CF_OK && n == 0)
-            err = CF_ERR_INVALID_FIELD;
+            err = CF_ERR_INVALID_FIELD; /* an analyst says why */
         if (err == CF_OK)
             snprintf(reason, reason_bytes, "%.*s", (int)n, s);
+        if (err == CF_OK && !risk_decisions_reason_valid(reason, detail))
+            err = CF_ERR_INVALID_FIELD; /* empty, too long, or control characters */
     }
     json_decref(root);
     if (err == CF_OK)
@@ -562,7 +558,7 @@ static enum cf_err decision_decode(struct http_request *req, bool *approve, char
 static void review_decision_run(struct http_request *req, struct http_response *resp)
 {
     struct api *api = req->app;
-    char reason[RISK_REASON_CHARS_MAX * 4 + 1];
+    char reason[RISK_DECISIONS_REASON_BYTES_MAX];
     const char *detail = NULL;
     bool approve = false;
     struct pay_op op;

@@ -83,9 +83,6 @@ CF_WARN_UNUSED enum cf_err api_risk_score(struct api *api, const struct api_risk
  */
 CF_WARN_UNUSED enum cf_err api_risk_limits(struct api *api, struct arena *arena, struct pay_op *op);
 
-/* Whether op is held for review (its decision says so): recovery asks after a crash. */
-bool api_risk_under_review(struct api *api, const struct pay_op *op);
-
 /* Holds a PROCESSING operation under review: its payer's money into the review clearing as one
  * pending transfer (key "op:<id>:hold"), then PENDING. *op is re-read. An error means the
  * ledger never answered (the operation stays PROCESSING; recovery holds it again). */
