@@ -63,6 +63,7 @@ static const char *payee_kind_of(const struct pay_op *op)
 /* The four velocity keys of op, currency included: "u:<subject>|EUR", ... ("" when unknown). */
 struct risk_keys {
     char k[RULES_KEYS_N][VELOCITY_KEY_BYTES_MAX + 1];
+    char country[RULES_TEXT_BYTES_MAX]; /* the client's, when the request is the subject's own */
 };
 
 static void keys_build(const struct api_risk_ctx *ctx, const struct pay_op *op,
@@ -76,6 +77,8 @@ static void keys_build(const struct api_risk_ctx *ctx, const struct pay_op *op,
     if (own && p->user.session_id[0] != '\0') /* not a merchant charging a customer's code */
         snprintf(keys->k[RULES_KEY_DEVICE], sizeof(keys->k[0]), "d:%s|%s", p->user.session_id,
                  op->currency);
+    if (own && ctx->req->client_country[0] != '\0')
+        cf_best_effort(rules_features_text_set(keys->country, ctx->req->client_country, 2));
     if (own && ctx->req->client_ip[0] != '\0')
         snprintf(keys->k[RULES_KEY_IP], sizeof(keys->k[0]), "i:%s|%s", ctx->req->client_ip,
                  op->currency);
@@ -175,6 +178,7 @@ static enum cf_err features_build(struct api *api, const struct api_risk_ctx *ct
                     f->velocity[RULES_KEY_DEVICE].count[VELOCITY_WINDOW_24H] == 0 &&
                     f->account_age_s > RISK_NEW_DEVICE_AGE_S &&
                     f->velocity[RULES_KEY_USER].count[VELOCITY_WINDOW_24H] > 0;
+    memcpy(f->ip_country, keys->country, sizeof(f->ip_country));
     f->country_mismatch = f->ip_country[0] != '\0' && f->home_country[0] != '\0' &&
                           strcmp(f->ip_country, f->home_country) != 0;
     return CF_OK;

@@ -474,7 +474,10 @@ static int cmd_serve(const struct config *c)
                                     .routes_n = api_routes_n,
                                     .authorize = api_authorize,
                                     .problem = api_problem,
-                                    .app = api};
+                                    .app = api,
+                                    .country_header = c->client_country_header[0] != '\0'
+                                                          ? c->client_country_header
+                                                          : NULL};
     if (err == CF_OK)
         err = http_server_start(&hc, &srv);
     bool https = tls.cert_pem != NULL;

@@ -151,6 +151,13 @@ static enum cf_err config_set_payments(struct config *c, const char *key, const 
         return parse_bool(key, value, &c->refund_returns_fee);
     if (strcmp(key, "freeze_blocks_incoming") == 0)
         return parse_bool(key, value, &c->freeze_blocks_incoming);
+    if (strcmp(key, "client_country_header") == 0) {
+        for (const char *p = value; *p != '\0'; p++)
+            if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+                  (*p >= '0' && *p <= '9') || *p == '-'))
+                return CF_ERR_CONFIG; /* a header name: letters, digits, dashes */
+        return copy_str(c->client_country_header, sizeof(c->client_country_header), key, value);
+    }
     if (strcmp(key, "kyc_enforce") == 0)
         return parse_bool(key, value, &c->kyc_enforce);
     if (strcmp(key, "monitoring") == 0) { /* on or off (or a boolean) */
@@ -262,6 +269,7 @@ enum cf_err config_load_env(struct config *c)
         {"COFFER_FREEZE_BLOCKS_INCOMING", "freeze_blocks_incoming"},
         {"COFFER_MONITORING", "monitoring"},
         {"COFFER_KYC_ENFORCE", "kyc_enforce"},
+        {"COFFER_CLIENT_COUNTRY_HEADER", "client_country_header"},
         {"COFFER_SCREENING_THRESHOLD", "screening_threshold"},
         {"COFFER_KYC_LIMITS", "kyc_limits"},
         {"COFFER_KYC_FEATURES", "kyc_features"},

@@ -40,6 +40,9 @@
  *   monitoring COFFER_MONITORING on                    score every money movement against the
  *                                                       risk rules before it commits (on|off;
  *                                                       api/risk_monitor.h, api/risk_rules.h)
+ *   client_country_header COFFER_CLIENT_COUNTRY_HEADER (none)  the header a trusted proxy sets
+ *                                                       to the client's country (ISO 3166
+ *                                                       alpha-2): monitoring's ip_country
  *   kyc_enforce   COFFER_KYC_ENFORCE   1                apply the KYC tier limits and features
  *                                                       to customers' money movements
  *   kyc_limits    COFFER_KYC_LIMITS    (see below)      per-tier limits: "tier<N> <CUR|*>
@@ -95,6 +98,7 @@ struct config {
     char assets[512];
     char db[CONFIG_PATH_BYTES_MAX];
     char tls_cert[CONFIG_PATH_BYTES_MAX]; /* "" = none */
+    char client_country_header[64];       /* a trusted proxy's country header; "" = none */
     char tls_key[CONFIG_PATH_BYTES_MAX];  /* "" = none */
     bool insecure_http;
     char master_key_file[CONFIG_PATH_BYTES_MAX]; /* "" = DATA/master.key */

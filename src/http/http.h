@@ -92,6 +92,7 @@ struct http_request {
     const char *idempotency_key;                  /* raw header or NULL */
     const char *user_agent;                       /* raw header or NULL */
     const char *signature;                        /* raw Coffer-Signature header or NULL */
+    char client_country[3]; /* ISO 3166 alpha-2 from the config's country header, else "" */
     char client_ip[HTTP_CLIENT_IP_BYTES_MAX + 1]; /* the peer's address, text */
     void *principal; /* set by the authorize callback: who is calling */
     char request_id[HTTP_REQUEST_ID_BYTES_MAX + 1];
@@ -133,6 +134,9 @@ struct http_server_config {
     http_authorize_fn authorize;
     http_problem_fn problem;
     void *app;
+    /* The header a trusted proxy in front sets to the client's country (ISO 3166 alpha-2, e.g.
+     * "CF-IPCountry"); NULL: none. Only two capital letters are taken from it. */
+    const char *country_header;
 };
 
 struct http_server;

@@ -103,6 +103,18 @@ static bool content_type_ok(struct MHD_Connection *conn, const struct http_route
 }
 
 /* The peer's address as text, for audit records and throttling. */
+/* The client's country as the configured proxy header says it: two capital letters, else "". */
+static void client_country_set(struct conn_req *cr, struct MHD_Connection *conn)
+{
+    const char *name = cr->srv->cfg.country_header;
+    const char *v = name != NULL ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND, name) : NULL;
+    cr->req.client_country[0] = '\0';
+    if (v != NULL && v[0] >= 'A' && v[0] <= 'Z' && v[1] >= 'A' && v[1] <= 'Z' && v[2] == '\0') {
+        memcpy(cr->req.client_country, v, 2);
+        cr->req.client_country[2] = '\0';
+    }
+}
+
 static void client_ip_set(struct conn_req *cr, struct MHD_Connection *conn)
 {
     const union MHD_ConnectionInfo *ci =
@@ -249,6 +261,7 @@ static enum MHD_Result dispatch(struct conn_req *cr, struct MHD_Connection *conn
         cr->req.user_agent =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_USER_AGENT);
         cr->req.signature = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Coffer-Signature");
+        client_country_set(cr, conn);
         err = cr->srv->cfg.authorize(cr->srv->cfg.app, &cr->req);
     }
     if (err != CF_OK) {

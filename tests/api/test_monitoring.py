@@ -24,6 +24,7 @@ from harness import check, check_eq, new_key  # noqa: E402
 from pay_helpers import call, expect, fund, balance  # noqa: E402
 
 ENV = {"COFFER_CURRENCIES": "EUR", "COFFER_DEFAULT_CURRENCY": "EUR",
+       "COFFER_CLIENT_COUNTRY_HEADER": "X-Client-Country",
        "COFFER_STEP_UP_AMOUNT_MINOR": "1000000",
        "COFFER_GATEWAY_SECRET": "test-gateway-secret-0123456789"}
 # Limits on, with a small daily limit at tier 0 so a race can be set up.
@@ -152,6 +153,29 @@ def test_failed_signins(ctx):
     srv.check_verify()
 
 
+def test_client_country(ctx):
+    """ip_country comes from the configured proxy header: a rule on it blocks a payment that
+    says KP, and lets the same customer pay without it; a malformed value counts as unknown."""
+    srv = shared(ctx)
+    m = ph.merchant(srv, name="Country Corner", currency="EUR")
+    cust = ph.customer(srv, "Kim Country")
+    fund(srv, cust.token, 5000, "EUR")
+    rule(srv, "country_kp" + RUN, 'kind == "payment" and ip_country == "KP"', "block",
+         "sanctioned_country")
+    static = ph.qr(srv, m)
+
+    def pay_from(country):
+        headers = {"X-Client-Country": country} if country else None
+        return call(srv, "POST", "/v1/me/payments",
+                    {"payload": static["payload"], "amount_minor": 100}, token=cust.token,
+                    key=new_key("pay"), headers=headers)
+    expect(pay_from("KP"), 403, "risk_blocked", "a payment from KP")
+    expect(pay_from("kp1"), 201, what="a malformed country is unknown")
+    expect(pay_from(None), 201, what="no country header")
+    drop(srv, "country_kp" + RUN)
+    srv.check_verify()
+
+
 def test_challenge(ctx):
     """A challenge rule asks for a step-up even below the step-up amount; with one bound to the
     payment it goes through."""
@@ -274,6 +298,7 @@ TESTS = [
     test_block_and_allow,
     test_velocity,
     test_failed_signins,
+    test_client_country,
     test_challenge,
     test_review,
     test_dry_run_over_decisions,
