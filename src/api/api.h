@@ -39,6 +39,7 @@ struct risk_rules_store;
 struct risk_decisions;
 struct api_risk_monitor;
 struct velocity;
+struct api_risk_ages;
 struct risk_lists;
 struct api_screening;
 
@@ -80,6 +81,7 @@ struct api {
     struct api_risk_monitor *monitor;      /* the active rules set (api/risk_rules.h) */
     bool risk_monitoring;                  /* config `monitoring`: score money movements */
     struct velocity *velocity;             /* monitoring's velocity counters (api/risk_monitor.h) */
+    struct api_risk_ages *risk_ages;       /* customers' account creation times (risk_monitor.c) */
     bool kyc_enforce;                      /* config `kyc_enforce`: apply the KYC tier limits */
     struct risk_lists *risk_lists;     /* screening at rest (risk/lists.h; with payments) */
     struct api_screening *screening;   /* the lists in memory (api/risk_screening.h) */

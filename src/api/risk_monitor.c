@@ -4,6 +4,7 @@
  */
 #include "api/risk_monitor.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,18 @@
 #include "risk/velocity.h"
 
 #define RISK_NEW_DEVICE_AGE_S 86400
+#define RISK_AGES_N 4096 /* customers whose account creation time is kept (direct-mapped) */
+
+/* Account creation times by customer: they never change, and reading one from identity loads
+ * (and opens) the whole sealed user row, which the payment path should not do every time. */
+struct api_risk_ages {
+    pthread_mutex_t mu;
+    uint8_t seed[VELOCITY_SEED_BYTES]; /* slots by SipHash of the user id under it */
+    struct {
+        char user_id[ID_TEXT_BYTES_MAX];
+        int64_t created_at_us;
+    } slot[RISK_AGES_N];
+};
 
 /* Features ------------------------------------------------------------------------------------- */
 
@@ -113,6 +126,34 @@ static enum cf_err kyc_facts(struct api *api, const char *user_id, int64_t *tier
     return err;
 }
 
+/* When the customer's account was opened: from the cache, else from identity (then kept). */
+static enum cf_err account_created(struct api *api, const char *user_id, int64_t *created_us)
+{
+    struct api_risk_ages *a = api->risk_ages;
+    size_t i = (size_t)(velocity_siphash24(a->seed, user_id, strlen(user_id)) % RISK_AGES_N);
+    bool hit = false;
+    CF_ASSERT(pthread_mutex_lock(&a->mu) == 0);
+    if (strcmp(a->slot[i].user_id, user_id) == 0) {
+        *created_us = a->slot[i].created_at_us;
+        hit = true;
+    }
+    CF_ASSERT(pthread_mutex_unlock(&a->mu) == 0);
+    if (hit)
+        return CF_OK;
+    struct identity_profile prof;
+    enum cf_err err = identity_profile_get(api->identity, user_id, &prof);
+    hash_wipe(prof.name, sizeof(prof.name)); /* personal data this does not need */
+    hash_wipe(prof.login, sizeof(prof.login));
+    if (err != CF_OK)
+        return err;
+    CF_ASSERT(pthread_mutex_lock(&a->mu) == 0);
+    snprintf(a->slot[i].user_id, sizeof(a->slot[i].user_id), "%s", user_id);
+    a->slot[i].created_at_us = prof.created_at_us;
+    CF_ASSERT(pthread_mutex_unlock(&a->mu) == 0);
+    *created_us = prof.created_at_us;
+    return CF_OK;
+}
+
 /* What identity, payments and KYC know of the subject and the payee. */
 static enum cf_err facts_fill(struct api *api, const struct api_risk_ctx *ctx,
                               const struct pay_op *op, int64_t now_us, struct risk_features *f)
@@ -120,10 +161,10 @@ static enum cf_err facts_fill(struct api *api, const struct api_risk_ctx *ctx,
     const char *subject = subject_of(op);
     enum cf_err err = CF_OK;
     if (strncmp(subject, "usr_", 4) == 0) {
-        struct identity_profile prof;
-        if ((err = identity_profile_get(api->identity, subject, &prof)) != CF_OK)
+        int64_t created_us = 0;
+        if ((err = account_created(api, subject, &created_us)) != CF_OK)
             return err;
-        f->account_age_s = (now_us - prof.created_at_us) / 1000000;
+        f->account_age_s = (now_us - created_us) / 1000000;
         char country[4] = "";
         if ((err = kyc_facts(api, subject, &f->kyc_tier, country)) != CF_OK)
             return err;
@@ -521,6 +562,9 @@ static enum cf_err review_apply(struct api *api, struct arena *arena, struct pay
         err = CF_OK; /* a repeated decision finished it first */
     if (err == CF_OK)
         err = payments_op_get(api->payments, op->id, op);
+    if (err == CF_OK && op->status == PAY_STATUS_FAILED && op->kind == PAY_KIND_PAYMENT &&
+        strncmp(op->reference, "qr_", 3) == 0) /* the merchant's dynamic code may be paid again */
+        cf_best_effort(payments_qr_release(api->payments, op->reference, op->id));
     return err;
 }
 
@@ -612,7 +656,12 @@ static void sign_in_failed(void *ctx, const char *user_id, int64_t now_us)
 
 enum cf_err api_risk_monitor_open(struct api *api, size_t velocity_keys_max)
 {
-    CF_ASSERT(api->velocity == NULL);
+    CF_ASSERT(api->velocity == NULL && api->risk_ages == NULL);
+    api->risk_ages = calloc(1, sizeof(*api->risk_ages));
+    if (api->risk_ages == NULL)
+        return CF_ERR_NOMEM;
+    CF_ASSERT(pthread_mutex_init(&api->risk_ages->mu, NULL) == 0);
+    hash_random(api->risk_ages->seed, sizeof(api->risk_ages->seed));
     enum cf_err err = velocity_open(velocity_keys_max, &api->velocity);
     if (err == CF_OK)
         identity_on_sign_in_failure(api->identity, sign_in_failed, api);
@@ -622,6 +671,10 @@ enum cf_err api_risk_monitor_open(struct api *api, size_t velocity_keys_max)
 void api_risk_monitor_close(struct api *api)
 {
     identity_on_sign_in_failure(api->identity, NULL, NULL);
+    if (api->risk_ages != NULL)
+        pthread_mutex_destroy(&api->risk_ages->mu);
+    free(api->risk_ages);
+    api->risk_ages = NULL;
     velocity_close(api->velocity);
     api->velocity = NULL;
 }

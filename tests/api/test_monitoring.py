@@ -246,6 +246,21 @@ def test_review(ctx):
                 {"decision": "approve", "reason": "x"}, token=analyst(srv).token,
                 key=new_key("rev")), 404, "not_found", "an operation not under review")
     drop(srv, "review_send" + RUN)
+
+    # a payment of a merchant's dynamic code, declined: the code may be paid again
+    rule(srv, "review_pay" + RUN, 'kind == "payment" and amount_minor == 4321', "review",
+         "manual_check")
+    m = ph.merchant(srv, name="Review Market", currency="EUR")
+    code = ph.qr(srv, m, amount_minor=4321)
+    held3 = expect(ph.pay(srv, sender.token, code["payload"]), 202, what="a payment under review")
+    expect(call(srv, "POST", "/v1/me/qr/scan", {"payload": code["payload"]}, token=sender.token),
+           422, "qr_expired", "the code is taken while the payment is held")
+    expect(call(srv, "POST", "/v1/risk/reviews/%s/decision" % held3["id"],
+                {"decision": "decline", "reason": "card testing"}, token=analyst(srv).token,
+                key=new_key("rev")), 200, what="decline the payment")
+    expect(call(srv, "POST", "/v1/me/qr/scan", {"payload": code["payload"]}, token=sender.token),
+           200, what="the code is free again")
+    drop(srv, "review_pay" + RUN)
     srv.check_verify()
 
 
