@@ -36,12 +36,11 @@
 
 #include "api/api.h"
 #include "payments/payments.h"
+#include "api/risk_limits.h"
+#include "api/risk_review.h"
 
 /* Velocity keys kept in memory by default (about 3 KB each once used). */
 #define API_RISK_VELOCITY_KEYS_DEFAULT 32768
-
-/* The system account that holds money under review (one per currency, opened on first use). */
-#define PAY_SYS_RISK_REVIEW "risk_review"
 
 /* Who asks for a money movement, and what step-up the route can still ask for. */
 struct api_risk_ctx {
@@ -72,25 +71,5 @@ void api_risk_monitor_close(struct api *api);
  */
 CF_WARN_UNUSED enum cf_err api_risk_score(struct api *api, const struct api_risk_ctx *ctx,
                                           const struct pay_op *op, bool *review_out);
-
-/*
- * The customer's KYC tier limits on op (config `kyc_enforce`, on by default): the feature open
- * at the payer's tier and the amount within its largest single movement (limit_exceeded, 403,
- * refused now); the daily and monthly outgoing totals, set on op for payments_op_begin, which
- * checks them in the transaction that records it, under a per-payer lock; for a customer
- * receiving (a top-up, a send), receiving open at its tier and its wallet's stored balance plus
- * the credit within its maximum balance (checked now: two credits at once may both pass).
- */
-CF_WARN_UNUSED enum cf_err api_risk_limits(struct api *api, struct arena *arena, struct pay_op *op);
-
-/* Holds a PROCESSING operation under review: its payer's money into the review clearing as one
- * pending transfer (key "op:<id>:hold"), then PENDING. *op is re-read. An error means the
- * ledger never answered (the operation stays PROCESSING; recovery holds it again). */
-CF_WARN_UNUSED enum cf_err api_risk_review_hold(struct api *api, struct arena *arena,
-                                                struct pay_op *op);
-
-/* POST /v1/risk/reviews/{operation_id}/decision {decision: approve|decline, reason} (risk,
- * admin; Idempotency-Key). */
-enum http_action api_risk_review_decision(struct http_request *req, struct http_response *resp);
 
 #endif
