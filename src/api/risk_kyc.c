@@ -14,6 +14,7 @@
 
 #include "api/pay.h"
 #include "api/risk_common.h"
+#include "api/risk_monitor.h"
 #include "api/risk_screening.h"
 #include "core/clock.h"
 #include "core/ids.h"
@@ -55,6 +56,25 @@ enum cf_err api_kyc_check(struct api *api, const char *user_id, const char *feat
     if (amount_minor > 0 && !risk_kyc_within(amount_minor, l.max_single_minor))
         return CF_ERR_FORBIDDEN;
     return CF_OK;
+}
+
+enum cf_err api_kyc_home_country(struct api *api, const char *user_id,
+                                 char country[RISK_KYC_COUNTRY_BYTES])
+{
+    CF_ASSERT(api != NULL && user_id != NULL && country != NULL);
+    country[0] = '\0';
+    if (api->kyc == NULL)
+        return CF_OK;
+    struct risk_kyc_view *v = calloc(1, sizeof(*v));
+    if (v == NULL)
+        return CF_ERR_NOMEM;
+    enum cf_err err = risk_kyc_view_get(api->kyc, user_id, false, v);
+    const struct risk_kyc_submission *s = !v->has_latest ? &v->current : &v->latest;
+    if (err == CF_OK && (v->has_latest || v->has_current) && s->has_details)
+        memcpy(country, s->details.country, RISK_KYC_COUNTRY_BYTES);
+    hash_wipe(v, sizeof(*v)); /* the details were opened: names, numbers, dates */
+    free(v);
+    return err;
 }
 
 const char *api_kyc_refusal_detail(struct api *api, const char *feature, int tier,
@@ -372,6 +392,8 @@ static void details_run(struct http_request *req, struct http_response *resp)
         err = person_read(api, me, NULL, &phone, NULL);
     if (err == CF_OK)
         err = risk_kyc_details_put(api->kyc, me, d, phone, api_pay_now_us(), draft, &tier, &detail);
+    if (err == CF_OK)
+        api_risk_monitor_forget(api, me); /* a new country of residence, perhaps */
     if (err == CF_OK) /* the legal name, date of birth and nationality against the watchlists */
         cf_best_effort(api_risk_screen_party(api, req->arena, me, d->legal_name, d->date_of_birth,
                                              d->nationality[0] != '\0' ? d->nationality
@@ -493,6 +515,7 @@ static void submit_run(struct http_request *req, struct http_response *resp)
     if (err == CF_OK)
         err = risk_kyc_submit(api->kyc, me, api_pay_now_us(), s, &detail);
     if (err == CF_OK) {
+        api_risk_monitor_forget(api, me); /* the submitted details name the home country now */
         struct identity_ctx ctx;
         api_ctx(req, &ctx);
         cf_best_effort(identity_audit(api->identity, &ctx, me, "kyc.submit", me, "ok", s->id));

@@ -71,6 +71,12 @@
 CF_WARN_UNUSED enum cf_err api_kyc_check(struct api *api, const char *user_id, const char *feature,
                                          int64_t amount_minor, const char *currency, int *tier_out,
                                          struct risk_kyc_limit *limit_out);
+/* The customer's country of residence for monitoring (the country_mismatch feature): the one
+ * their details as last submitted for review name, or their draft's before they ever submitted;
+ * "" when they gave none. Opens the sealed details (wiped after): the payment path calls it
+ * through risk_monitor.c's cache, not every time. */
+CF_WARN_UNUSED enum cf_err api_kyc_home_country(struct api *api, const char *user_id,
+                                                char country[RISK_KYC_COUNTRY_BYTES]);
 /* The detail of api_kyc_check's refusal (static text): the feature closed at the tier, or the
  * amount above the single limit. The customer reads the numbers in GET /v1/me/kyc. */
 const char *api_kyc_refusal_detail(struct api *api, const char *feature, int tier,

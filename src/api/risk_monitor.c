@@ -21,16 +21,21 @@
 #include "risk/velocity.h"
 
 #define RISK_NEW_DEVICE_AGE_S 86400
-#define RISK_AGES_N 4096 /* customers whose account creation time is kept (direct-mapped) */
+#define RISK_AGES_N 4096 /* customers whose facts are kept (direct-mapped) */
+#define RISK_HOME_COUNTRY_TTL_US (300 * 1000000LL)
 
-/* Account creation times by customer: they never change, and reading one from identity loads
- * (and opens) the whole sealed user row, which the payment path should not do every time. */
+/* What the payment path keeps of each customer, so that it need not open sealed rows every
+ * time: the account's creation time (it never changes; reading it from identity loads and opens
+ * the whole sealed user row) and the country of residence their KYC details name (sealed with
+ * them; kept RISK_HOME_COUNTRY_TTL_US, and forgotten at once when the details change here). */
 struct api_risk_ages {
     pthread_mutex_t mu;
     uint8_t seed[VELOCITY_SEED_BYTES]; /* slots by SipHash of the user id under it */
     struct {
         char user_id[ID_TEXT_BYTES_MAX];
         int64_t created_at_us;
+        char country[RISK_KYC_COUNTRY_BYTES]; /* "" when the customer named none */
+        int64_t country_at_us;                /* when country was read; 0: not read */
     } slot[RISK_AGES_N];
 };
 
@@ -114,23 +119,16 @@ static void velocity_fill(struct api *api, const struct pay_op *op, const struct
         f->failed_signins_24h = failed.count[VELOCITY_WINDOW_24H];
 }
 
-/* The customer's verification tier. home_country stays "" (unknown): the KYC country of
- * residence is sealed with the details and not read on the payment path. */
-static enum cf_err kyc_facts(struct api *api, const char *user_id, int64_t *tier, char country[4])
+static size_t ages_slot(const struct api_risk_ages *a, const char *user_id)
 {
-    int t = 0;
-    country[0] = '\0';
-    enum cf_err err = api->kyc != NULL ? risk_kyc_tier_get(api->kyc, user_id, &t) : CF_OK;
-    if (err == CF_OK)
-        *tier = t;
-    return err;
+    return (size_t)(velocity_siphash24(a->seed, user_id, strlen(user_id)) % RISK_AGES_N);
 }
 
 /* When the customer's account was opened: from the cache, else from identity (then kept). */
 static enum cf_err account_created(struct api *api, const char *user_id, int64_t *created_us)
 {
     struct api_risk_ages *a = api->risk_ages;
-    size_t i = (size_t)(velocity_siphash24(a->seed, user_id, strlen(user_id)) % RISK_AGES_N);
+    size_t i = ages_slot(a, user_id);
     bool hit = false;
     CF_ASSERT(pthread_mutex_lock(&a->mu) == 0);
     if (strcmp(a->slot[i].user_id, user_id) == 0) {
@@ -149,9 +147,67 @@ static enum cf_err account_created(struct api *api, const char *user_id, int64_t
     CF_ASSERT(pthread_mutex_lock(&a->mu) == 0);
     snprintf(a->slot[i].user_id, sizeof(a->slot[i].user_id), "%s", user_id);
     a->slot[i].created_at_us = prof.created_at_us;
+    a->slot[i].country_at_us = 0; /* the slot's previous customer's country is not theirs */
     CF_ASSERT(pthread_mutex_unlock(&a->mu) == 0);
     *created_us = prof.created_at_us;
     return CF_OK;
+}
+
+/* The country of residence the customer's KYC details name: from the cache while fresh, else
+ * from the KYC store (then kept in the slot account_created filled). "" when none. */
+static enum cf_err home_country(struct api *api, const char *user_id, int64_t now_us,
+                                char country[RISK_KYC_COUNTRY_BYTES])
+{
+    struct api_risk_ages *a = api->risk_ages;
+    size_t i = ages_slot(a, user_id);
+    bool hit = false;
+    CF_ASSERT(pthread_mutex_lock(&a->mu) == 0);
+    if (strcmp(a->slot[i].user_id, user_id) == 0 && a->slot[i].country_at_us > 0 &&
+        now_us - a->slot[i].country_at_us < RISK_HOME_COUNTRY_TTL_US) {
+        memcpy(country, a->slot[i].country, RISK_KYC_COUNTRY_BYTES);
+        hit = true;
+    }
+    CF_ASSERT(pthread_mutex_unlock(&a->mu) == 0);
+    if (hit)
+        return CF_OK;
+    enum cf_err err = api_kyc_home_country(api, user_id, country);
+    if (err != CF_OK)
+        return err;
+    CF_ASSERT(pthread_mutex_lock(&a->mu) == 0);
+    if (strcmp(a->slot[i].user_id, user_id) == 0) {
+        memcpy(a->slot[i].country, country, RISK_KYC_COUNTRY_BYTES);
+        a->slot[i].country_at_us = now_us;
+    }
+    CF_ASSERT(pthread_mutex_unlock(&a->mu) == 0);
+    return CF_OK;
+}
+
+void api_risk_monitor_forget(struct api *api, const char *user_id)
+{
+    struct api_risk_ages *a = api->risk_ages;
+    if (a == NULL)
+        return;
+    size_t i = ages_slot(a, user_id);
+    CF_ASSERT(pthread_mutex_lock(&a->mu) == 0);
+    if (strcmp(a->slot[i].user_id, user_id) == 0)
+        a->slot[i].country_at_us = 0;
+    CF_ASSERT(pthread_mutex_unlock(&a->mu) == 0);
+}
+
+/* The customer's verification tier and country of residence (risk/kyc.h). */
+static enum cf_err kyc_facts(struct api *api, const char *user_id, int64_t now_us, int64_t *tier,
+                             char country[RISK_KYC_COUNTRY_BYTES])
+{
+    int t = 0;
+    country[0] = '\0';
+    if (api->kyc == NULL)
+        return CF_OK;
+    enum cf_err err = risk_kyc_tier_get(api->kyc, user_id, &t);
+    if (err == CF_OK)
+        err = home_country(api, user_id, now_us, country);
+    if (err == CF_OK)
+        *tier = t;
+    return err;
 }
 
 /* What identity, payments and KYC know of the subject and the payee. */
@@ -165,8 +221,8 @@ static enum cf_err facts_fill(struct api *api, const struct api_risk_ctx *ctx,
         if ((err = account_created(api, subject, &created_us)) != CF_OK)
             return err;
         f->account_age_s = (now_us - created_us) / 1000000;
-        char country[4] = "";
-        if ((err = kyc_facts(api, subject, &f->kyc_tier, country)) != CF_OK)
+        char country[RISK_KYC_COUNTRY_BYTES] = "";
+        if ((err = kyc_facts(api, subject, now_us, &f->kyc_tier, country)) != CF_OK)
             return err;
         cf_best_effort(rules_features_text_set(f->home_country, country, strlen(country)));
     }

@@ -6,9 +6,10 @@
  *
  *   1. The feature vector (risk/rules.h, struct risk_features; docs/RISK.md, "Features") is
  *      built from the operation, the caller's request (IP address, session as the device) and
- *      what Coffer knows of the customer (account age, payees paid before, KYC tier, failed
- *      sign-ins in 24 hours as identity reports them), plus the velocity counters of the customer, the device, the IP address and the
- *      payee in the operation's currency (risk/velocity.h, in memory).
+ *      what Coffer knows of the customer (account age, payees paid before, KYC tier and
+ *      country of residence, failed sign-ins in 24 hours as identity reports them), plus the
+ *      velocity counters of the customer, the device, the IP address and the payee in the
+ *      operation's currency (risk/velocity.h, in memory).
  *   2. The active rules set (api/risk_rules.h) decides: allow, challenge, review or block, with
  *      the matching rules' ids and reason codes.
  *   3. The decision, its matches and the feature vector are recorded (risk/decisions.h) before
@@ -62,6 +63,10 @@ struct api_risk_ctx {
 /* Opens the velocity counters (keys_max keys) and the review clearing; at start. */
 CF_WARN_UNUSED enum cf_err api_risk_monitor_open(struct api *api, size_t velocity_keys_max);
 void api_risk_monitor_close(struct api *api);
+
+/* Forgets what the payment path keeps of user_id's KYC details (their home country): called
+ * when the customer's details change, so the next movement reads them again. */
+void api_risk_monitor_forget(struct api *api, const char *user_id);
 
 /*
  * Scores op (complete, not yet recorded) as described above. CF_OK to go on, with *review_out

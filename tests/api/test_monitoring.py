@@ -176,6 +176,48 @@ def test_client_country(ctx):
     srv.check_verify()
 
 
+def test_country_mismatch(ctx):
+    """home_country is the country of residence the customer's KYC details name: a rule on
+    country_mismatch blocks a payment from another country, lets one from home through, says
+    nothing for a customer who gave no details, and follows the details when they change."""
+    srv = shared(ctx)
+    m = ph.merchant(srv, name="Travel Shop", currency="EUR")
+    cust = ph.customer(srv, "Tove Traveller")
+    quiet = ph.customer(srv, "Nils Nodetails")
+    for c in (cust, quiet):
+        fund(srv, c.token, 5000, "EUR")
+    rule(srv, "mismatch" + RUN, 'kind == "payment" and country_mismatch', "block", "travel")
+    static = ph.qr(srv, m)
+
+    def pay_from(who, country):
+        return call(srv, "POST", "/v1/me/payments",
+                    {"payload": static["payload"], "amount_minor": 100}, token=who.token,
+                    key=new_key("pay"), headers={"X-Client-Country": country})
+
+    def put_country(country):
+        expect(call(srv, "POST", "/v1/me/kyc/details",
+                    {"legal_name": "Tove Traveller", "id_type": "passport",
+                     "id_number": "T0V3%s" % RUN, "date_of_birth": "1990-02-03",
+                     "country": country}, token=cust.token), 200, what="details")
+    expect(pay_from(cust, "SE"), 201, what="no details yet: home unknown")
+    put_country("SE")
+    expect(pay_from(cust, "SE"), 201, what="a payment from home")
+    blocked = expect(pay_from(cust, "FR"), 403, "risk_blocked", "a payment from abroad")
+    check("travel" not in str(blocked), "the customer does not see the rule's reason")
+    expect(pay_from(quiet, "FR"), 201, what="a customer without details")
+    mine = expect(call(srv, "GET", "/v1/risk/decisions?action=block&party=" + cust.user_id,
+                       token=analyst(srv).token), 200)["data"]
+    check_eq(len(mine), 1, "one blocked decision")
+    f = decision(srv, mine[0]["operation_id"])["features"]
+    check(f["home_country"] == "SE" and f["ip_country"] == "FR" and f["country_mismatch"],
+          "staff see both countries: %s" % f)
+    put_country("FR")  # moved: the next payment reads the new details at once
+    expect(pay_from(cust, "FR"), 201, what="from the new home")
+    expect(pay_from(cust, "SE"), 403, "risk_blocked", "from the old one")
+    drop(srv, "mismatch" + RUN)
+    srv.check_verify()
+
+
 def test_challenge(ctx):
     """A challenge rule asks for a step-up even below the step-up amount; with one bound to the
     payment it goes through."""
@@ -314,6 +356,7 @@ TESTS = [
     test_velocity,
     test_failed_signins,
     test_client_country,
+    test_country_mismatch,
     test_challenge,
     test_review,
     test_dry_run_over_decisions,
