@@ -99,7 +99,10 @@ enum http_action api_merchant_payout_report(struct http_request *req, struct htt
  * period's run is repeated (a restart, several servers on one database) a merchant is paid at
  * most once per period; a balance that is zero, or a payout that failed, waits for the next
  * period. A run pays at most PAYOUT_MERCHANTS_MAX merchants (in id order) and logs a warning
- * when there may be more.
+ * when there may be more. A merchant whose payouts are held (frozen: api/risk_freeze.h; or
+ * blocked by a screening hit: api_risk_screening_check) is skipped before any operation is
+ * recorded (an info line with its id, counted "held" in the run's line) until the hold is
+ * lifted; the next period then pays as usual.
  *
  * api_payouts_schedule_start starts the thread (api->payments, api->gateway and the writer
  * must be running); one scheduler per process. api_payouts_schedule_stop wakes and joins it

@@ -435,6 +435,7 @@ enum http_action api_risk_rule_get(struct http_request *req, struct http_respons
 struct rule_body {
     struct rules_rule_def def;
     bool enabled_set;
+    int64_t base_version; /* RISK_RULES_BASE_NONE when not given */
 };
 
 /* A string member copied into the arena; *detail names it when refused. */
@@ -484,6 +485,24 @@ static enum cf_err rule_decode(struct http_request *req, json_t *root, bool with
     return err;
 }
 
+/* The optional base_version: the rule's version the change was made from (rules_store.h,
+ * "Base version"); *base_out RISK_RULES_BASE_NONE when absent or null. */
+static enum cf_err base_decode(json_t *root, int64_t *base_out, const char **detail)
+{
+    json_t *given = json_object_get(root, "base_version");
+    int64_t v = 0;
+    enum cf_err err = api_json_int(root, "base_version", false, &v);
+    if (err == CF_OK && given != NULL && !json_is_null(given) && (v < 0 || v > UINT32_MAX))
+        err = CF_ERR_INVALID_FIELD;
+    if (err != CF_OK) {
+        *detail = "base_version: the rule's version the change is made from, 0 or more";
+        return err;
+    }
+    *base_out = given != NULL && !json_is_null(given) ? v : RISK_RULES_BASE_NONE;
+    CF_ASSERT(*base_out == RISK_RULES_BASE_NONE || (*base_out >= 0 && *base_out <= UINT32_MAX));
+    return CF_OK;
+}
+
 /* Whether a path's {id} can name a rule ([a-z0-9_]{1,40}); anything else answers 404. */
 static bool path_id_valid(const char *id)
 {
@@ -501,10 +520,10 @@ static bool path_id_valid(const char *id)
 static enum cf_err rule_body_read(struct http_request *req, bool with_id, struct rule_body *b,
                                   const char **detail)
 {
-    static const char *const create_fields[] = {"id",          "condition", "action", "reason",
-                                                "description", "enabled",   NULL};
-    static const char *const update_fields[] = {"condition",   "action",  "reason",
-                                                "description", "enabled", NULL};
+    static const char *const create_fields[] = {
+        "id", "condition", "action", "reason", "description", "enabled", "base_version", NULL};
+    static const char *const update_fields[] = {
+        "condition", "action", "reason", "description", "enabled", "base_version", NULL};
     json_t *root = NULL;
     memset(b, 0, sizeof(*b));
     b->def.enabled = true;
@@ -513,6 +532,8 @@ static enum cf_err rule_body_read(struct http_request *req, bool with_id, struct
         err = api_json_fields(root, with_id ? create_fields : update_fields, detail);
     if (err == CF_OK)
         err = rule_decode(req, root, with_id, b, detail);
+    if (err == CF_OK)
+        err = base_decode(root, &b->base_version, detail);
     *detail = api_detail_keep(req, *detail); /* it may point into root */
     json_decref(root);
     return err;
@@ -536,7 +557,7 @@ static void change_reply(struct http_request *req, struct http_response *resp, i
 /* Stores one change with the request's key, audits it, makes it active and answers. */
 static void change_apply(struct http_request *req, struct http_response *resp,
                          const struct rules_rule_def *def, enum risk_rules_change kind,
-                         const struct risk_rules_idem *idem, int status)
+                         int64_t base_version, const struct risk_rules_idem *idem, int status)
 {
     struct api *api = req->app;
     struct risk_rules_version *v = arena_calloc(req->arena, 1, sizeof(*v));
@@ -544,8 +565,9 @@ static void change_apply(struct http_request *req, struct http_response *resp,
     bool replay = false;
     enum cf_err err = v == NULL ? CF_ERR_NOMEM : api->risk_rules == NULL ? CF_ERR_CONFIG : CF_OK;
     if (err == CF_OK)
-        err = risk_rules_store_change(api->risk_rules, def, kind, api_actor(req), idem,
-                                      api_pay_now_us(), v, NULL, &replay, &e);
+        err =
+            risk_rules_store_change_based(api->risk_rules, def, kind, base_version, api_actor(req),
+                                          idem, api_pay_now_us(), v, NULL, &replay, &e);
     if (err != CF_OK) {
         api_pay_problem_reply(req, resp, err, e.field != NULL ? rule_error_detail(req, &e) : NULL);
         return;
@@ -571,7 +593,7 @@ static void rule_create_run(struct http_request *req, struct http_response *resp
         api_pay_problem_reply(req, resp, err, detail);
         return;
     }
-    change_apply(req, resp, &b.def, RISK_RULES_CHANGE_CREATE, &idem, 201);
+    change_apply(req, resp, &b.def, RISK_RULES_CHANGE_CREATE, b.base_version, &idem, 201);
 }
 
 enum http_action api_risk_rule_create(struct http_request *req, struct http_response *resp)
@@ -608,7 +630,7 @@ static void rule_update_run(struct http_request *req, struct http_response *resp
             return;
         }
     }
-    change_apply(req, resp, &b.def, RISK_RULES_CHANGE_UPDATE, &idem, 200);
+    change_apply(req, resp, &b.def, RISK_RULES_CHANGE_UPDATE, b.base_version, &idem, 200);
 }
 
 enum http_action api_risk_rule_update(struct http_request *req, struct http_response *resp)
@@ -618,18 +640,21 @@ enum http_action api_risk_rule_update(struct http_request *req, struct http_resp
 
 static void rule_delete_run(struct http_request *req, struct http_response *resp)
 {
-    static const char *const no_fields[] = {NULL};
+    static const char *const fields[] = {"base_version", NULL};
     const char *id = req->params[0];
     char key[PAY_IDEM_BYTES_MAX];
     struct risk_rules_idem idem = {.key = key};
     const char *detail = NULL;
+    int64_t base_version = RISK_RULES_BASE_NONE;
     enum cf_err err =
         path_id_valid(id) ? api_pay_idem_read(req, key, idem.request_hash) : CF_ERR_NOT_FOUND;
-    if (err == CF_OK && req->body_len > 0) { /* no body, or {} */
+    if (err == CF_OK && req->body_len > 0) { /* no body, {} or {base_version} */
         json_t *root = NULL;
         err = api_json_object(req, &root, &detail);
         if (err == CF_OK)
-            err = api_json_fields(root, no_fields, &detail);
+            err = api_json_fields(root, fields, &detail);
+        if (err == CF_OK)
+            err = base_decode(root, &base_version, &detail);
         detail = api_detail_keep(req, detail);
         json_decref(root);
     }
@@ -638,7 +663,7 @@ static void rule_delete_run(struct http_request *req, struct http_response *resp
         return;
     }
     struct rules_rule_def def = {.id = id, .id_len = strlen(id)};
-    change_apply(req, resp, &def, RISK_RULES_CHANGE_DELETE, &idem, 200);
+    change_apply(req, resp, &def, RISK_RULES_CHANGE_DELETE, base_version, &idem, 200);
 }
 
 enum http_action api_risk_rule_delete(struct http_request *req, struct http_response *resp)

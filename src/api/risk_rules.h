@@ -8,15 +8,15 @@
  *
  *   GET    /v1/risk/features             the feature registry (name, type, doc)
  *   GET    /v1/risk/rules                the current set: every live rule and the set version
- *   POST   /v1/risk/rules                {id, condition, action, reason, description?, enabled?}
- *                                        Idempotency-Key -> 201 the rule's first version
+ *   POST   /v1/risk/rules                {id, condition, action, reason, description?, enabled?,
+ *                                        base_version?} Idempotency-Key -> 201 the new version
  *   POST   /v1/risk/rules/dry-run        {condition, action, reason?, window_s?, limit?}
  *                                        -> 200 the report (changes nothing: no key taken)
  *   GET    /v1/risk/rules/{id}           the rule (when live) and its history, newest first
- *   POST   /v1/risk/rules/{id}           {condition, action, reason, description?, enabled?}
- *                                        Idempotency-Key -> 200 the new version (an update)
- *   POST   /v1/risk/rules/{id}/delete    no body or {}; Idempotency-Key -> 200 the delete's
- *                                        version
+ *   POST   /v1/risk/rules/{id}           {condition, action, reason, description?, enabled?,
+ *                                        base_version?} Idempotency-Key -> 200 the new version
+ *   POST   /v1/risk/rules/{id}/delete    no body, {} or {base_version}; Idempotency-Key -> 200
+ *                                        the delete's version
  *   GET    /v1/risk/decisions            ?action&review&party&from&to&cursor&limit
  *   GET    /v1/risk/decisions/{op_id}    the staff detail: features, matches, rule texts
  *
@@ -47,6 +47,14 @@
  *     "condition: column 1: unknown feature". Creating a live id answers 409 conflict ("id:
  *     exists"), as does a 201st live rule; updating or deleting an id that is not live
  *     answers 404.
+ *   - base_version (optional, every write): the rule's version the analyst edited from (the
+ *     "version" of GET /v1/risk/rules/{id}'s rule; for a create, the id's latest version, 0 when
+ *     never created). When the rule has moved on since (another analyst changed it), the change
+ *     answers 409 conflict, detail "base_version: the rule changed since that version; read it
+ *     again", and changes nothing; the check is the store's, in the change's transaction
+ *     (rules_store.h). The rule's version, not the set version: another rule's change does not
+ *     make an edit stale. Without it, the last change wins as before. A replay of the same
+ *     Idempotency-Key answers the version it made.
  *   - An update replaces the rule: a description left out is none; enabled left out keeps the
  *     rule's flag (editing a disabled rule does not enable it). It records an enable or a
  *     disable when only the enabled flag differs from the latest version (so the history says

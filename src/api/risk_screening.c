@@ -849,6 +849,20 @@ static bool run_register(struct api *api, struct arena *arena, struct screen_out
     return ok;
 }
 
+/* Screens party unless this run (started at started_us) screened it already. false when
+ * interrupted or its screening could not be read. */
+static bool run_unscreened(struct api *api, struct arena *arena, const char *party,
+                           int64_t started_us, struct screen_outcome *o)
+{
+    CF_ASSERT(party != NULL && started_us >= 0);
+    struct risk_screen_block b;
+    enum cf_err err = risk_lists_block_peek(api->risk_lists, party, &b);
+    bool ok = !run_interrupted(api->screening) && (err == CF_OK || err == CF_ERR_NOT_FOUND);
+    if (ok && (err == CF_ERR_NOT_FOUND || b.screened_at_us < started_us))
+        run_one(api, arena, party, o);
+    return ok;
+}
+
 /* The customers of the KYC queue in state not screened since started_us. */
 static bool run_kyc_state(struct api *api, struct arena *arena, uint8_t state, int64_t started_us,
                           struct risk_kyc_submission *subs, struct screen_outcome *o)
@@ -858,16 +872,34 @@ static bool run_kyc_state(struct api *api, struct arena *arena, uint8_t state, i
     bool ok = true;
     do {
         ok = risk_kyc_list(api->kyc, state, cursor, subs, RISK_KYC_LIST_MAX, &n) == CF_OK;
-        for (size_t i = 0; ok && i < n; i++) {
-            struct risk_screen_block b;
-            enum cf_err err = risk_lists_block_peek(api->risk_lists, subs[i].user_id, &b);
-            ok = !run_interrupted(api->screening) && (err == CF_OK || err == CF_ERR_NOT_FOUND);
-            if (ok && (err == CF_ERR_NOT_FOUND || b.screened_at_us < started_us))
-                run_one(api, arena, subs[i].user_id, o);
-        }
+        for (size_t i = 0; ok && i < n; i++)
+            ok = run_unscreened(api, arena, subs[i].user_id, started_us, o);
         if (ok && n > 0)
             cursor = subs[n - 1].queue_row;
     } while (ok && n == RISK_KYC_LIST_MAX);
+    return ok;
+}
+
+_Static_assert(API_SCREENING_PAGE <= IDENTITY_CUSTOMERS_PAGE_MAX, "a customers page fits");
+
+/* Every open customer identity holds, not screened since started_us: those the register does
+ * not know (registered before screening existed, never gave KYC details). */
+static bool run_customers(struct api *api, struct arena *arena, int64_t started_us,
+                          struct screen_outcome *o)
+{
+    char(*page)[ID_TEXT_BYTES_MAX] = calloc(API_SCREENING_PAGE, sizeof(*page));
+    char after[ID_TEXT_BYTES_MAX] = "";
+    size_t n = 0;
+    bool ok = page != NULL;
+    do {
+        ok = ok &&
+             identity_customers_page(api->identity, after, page, API_SCREENING_PAGE, &n) == CF_OK;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = run_unscreened(api, arena, page[i], started_us, o);
+        if (ok && n > 0)
+            memcpy(after, page[n - 1], sizeof(after));
+    } while (ok && n == API_SCREENING_PAGE);
+    free(page);
     return ok;
 }
 
@@ -881,6 +913,8 @@ static bool run_all(struct api *api, int64_t started_us)
     static const uint8_t states[] = {RISK_KYC_PENDING, RISK_KYC_APPROVED, RISK_KYC_REJECTED};
     for (size_t i = 0; ok && api->kyc != NULL && i < sizeof(states); i++)
         ok = run_kyc_state(api, arena, states[i], started_us, subs, o);
+    if (ok && api->identity != NULL)
+        ok = run_customers(api, arena, started_us, o);
     arena_destroy(arena);
     free(o);
     free(subs);

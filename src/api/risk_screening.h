@@ -60,9 +60,11 @@
  * background thread screens every party again, trigger "rescreen": every subject ever screened
  * (the register risk/lists.h keeps: every customer registered, every merchant onboarded and
  * every payee since screening began), then the customers of the KYC queue (pending, approved,
- * rejected) not screened by this run yet. The identity service has no way to list its users, so
- * customers who registered before screening existed and never gave KYC details are screened
- * only when they are next paid, give details or are looked at (a gap: see docs). One run at a
+ * rejected), then every open customer identity holds (identity_customers_page: also those who
+ * registered before screening existed and never gave KYC details), the last two skipping whoever
+ * this run screened already (their screening's time is at or after the run's start), so each
+ * party is screened once per run. Merchants onboarded before screening existed are still only
+ * screened when their profile is next set (see docs). One run at a
  * time; a request during a run restarts it (the lists changed again); progress is in GET
  * /v1/risk/screening/status; api_risk_screening_stop stops it between two parties. A completed
  * run stores the sequence it screened against (the cases store's watermark "screening_rescan"),

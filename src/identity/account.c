@@ -623,6 +623,36 @@ enum cf_err identity_wallet_list(struct identity *id, const char *user_id, uint6
     return CF_OK;
 }
 
+/* Customers ------------------------------------------------------------------------------------ */
+
+enum cf_err identity_customers_page(struct identity *id, const char *after_user_id,
+                                    char (*ids_out)[ID_TEXT_BYTES_MAX], size_t max, size_t *n_out)
+{
+    CF_ASSERT(id != NULL && ids_out != NULL && n_out != NULL);
+    CF_ASSERT(max >= 1 && max <= IDENTITY_CUSTOMERS_PAGE_MAX);
+    struct sqltx *tx = NULL;
+    enum cf_err err = sql_begin(id->db, &tx);
+    if (err != CF_OK)
+        return err;
+    struct sql_value v[] = {SQL_I(IDENTITY_CUSTOMER),
+                            SQL_T(after_user_id != NULL ? after_user_id : ""), SQL_I((int64_t)max)};
+    struct sql_rows *r = NULL;
+    err = sql_query(tx,
+                    "SELECT id FROM id_users WHERE role = $1 AND closed = 0 AND id > $2 "
+                    "ORDER BY id LIMIT $3",
+                    v, 3, &r);
+    sql_rollback(tx);
+    if (err != CF_OK)
+        return err;
+    size_t n = sql_rows_n(r) < max ? sql_rows_n(r) : max;
+    for (size_t i = 0; i < n; i++)
+        snprintf(ids_out[i], ID_TEXT_BYTES_MAX, "%s", sql_row_text(r, i, 0));
+    sql_rows_free(r);
+    *n_out = n;
+    CF_ASSERT(*n_out <= max);
+    return CF_OK;
+}
+
 /* Staff --------------------------------------------------------------------------------------- */
 
 enum cf_err identity_user_create_tx(struct identity *id, struct sqltx *tx, enum identity_role role,

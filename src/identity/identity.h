@@ -356,6 +356,22 @@ CF_WARN_UNUSED enum cf_err identity_wallet_add(struct identity *id, const char *
 CF_WARN_UNUSED enum cf_err identity_wallet_list(struct identity *id, const char *user_id,
                                                 uint64_t *accounts_out, size_t max, size_t *n_out);
 
+/* Customers ---------------------------------------------------------------------------------- */
+
+#define IDENTITY_CUSTOMERS_PAGE_MAX 500 /* ids one identity_customers_page call returns */
+
+/* A page of customers' user ids for a walk over every customer (sanctions re-screening): the
+ * open accounts of role customer whose id sorts after after_user_id ("" or NULL: from the
+ * first), in the database's order of ids, at most max (1..IDENTITY_CUSTOMERS_PAGE_MAX). Pass
+ * the last id of a page as the next after_user_id; a page shorter than max is the last. Every
+ * customer open during the whole walk is listed exactly once. Closed accounts are left out:
+ * their personal data is erased, so there is nothing left to act on. Staff and merchant users
+ * are never listed. Reads ids only: no personal data is opened. *n_out gets the count; ids_out
+ * is untouched on error (the SQL facade's errors). */
+CF_WARN_UNUSED enum cf_err identity_customers_page(struct identity *id, const char *after_user_id,
+                                                   char (*ids_out)[ID_TEXT_BYTES_MAX], size_t max,
+                                                   size_t *n_out);
+
 /* Staff ---------------------------------------------------------------------------------------- */
 
 /* Creates a staff member (role other than customer/merchant). actor is the creating admin's

@@ -195,6 +195,7 @@ struct change {
     enum risk_rules_change kind;
     const char *id; /* NUL-terminated copy in `next` */
     const struct risk_rules_idem *idem;
+    int64_t base_version;           /* RISK_RULES_BASE_NONE, or the version it was made from */
     struct risk_rules_version next; /* the version to write (texts set for create/update) */
     struct version_read stored;     /* a replay's version, or the head version */
     struct rules_error error;
@@ -377,6 +378,10 @@ static enum cf_err change_tx(struct risk_rules_store *s, struct change *c)
     bool deleted = true;
     if (err == CF_OK)
         err = head_read(tx, c->id, &head, &deleted);
+    if (err == CF_OK && c->base_version != RISK_RULES_BASE_NONE && c->base_version != head) {
+        error_set(&c->error, "base_version", "the rule changed since that version; read it again");
+        err = CF_ERR_CONFLICT; /* under the set version's lock: nothing can come in between */
+    }
     if (err == CF_OK)
         err = change_plan(tx, c, head, deleted);
     if (err == CF_OK)
@@ -433,13 +438,28 @@ enum cf_err risk_rules_store_change(struct risk_rules_store *s, const struct rul
                                     struct risk_rules_version *out, uint64_t *set_version_out,
                                     bool *replay_out, struct rules_error *error_out)
 {
+    return risk_rules_store_change_based(s, def, kind, RISK_RULES_BASE_NONE, by, idem, now_us, out,
+                                         set_version_out, replay_out, error_out);
+}
+
+enum cf_err risk_rules_store_change_based(struct risk_rules_store *s,
+                                          const struct rules_rule_def *def,
+                                          enum risk_rules_change kind, int64_t base_version,
+                                          const char *by, const struct risk_rules_idem *idem,
+                                          int64_t now_us, struct risk_rules_version *out,
+                                          uint64_t *set_version_out, bool *replay_out,
+                                          struct rules_error *error_out)
+{
     CF_ASSERT(s != NULL && def != NULL && now_us >= 0);
     CF_ASSERT(kind >= RISK_RULES_CHANGE_CREATE && kind <= RISK_RULES_CHANGE_DELETE);
+    CF_ASSERT(base_version == RISK_RULES_BASE_NONE ||
+              (base_version >= 0 && base_version <= UINT32_MAX));
     struct change *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return CF_ERR_NOMEM;
     c->kind = kind;
     c->idem = idem;
+    c->base_version = base_version;
     enum cf_err err = change_prepare(def, kind, by, now_us, c);
     if (err == CF_OK)
         err = change_tx(s, c);

@@ -32,6 +32,15 @@
  *   delete   only def->id is read: the latest version again, marked deleted; CF_ERR_NOT_FOUND
  *            when not live.
  *
+ * Base version (optimistic concurrency between analysts): a change may name the rule's version
+ * it was made from (risk_rules_store_change_based): the id's latest version, live or deleted, 0
+ * for an id never created. When that is not the latest version when the change's transaction
+ * runs, someone changed the rule meanwhile and the change is refused (CF_ERR_CONFLICT, field
+ * "base_version"), writing nothing. The check runs in the change's transaction after it took
+ * the set version's lock, so no change can commit between the check and the write. The rule's
+ * own version is checked, not the set version: a change to another rule does not make an
+ * analyst's edit stale.
+ *
  * Idempotency: a change may carry a key (struct risk_rules_idem: a caller-namespaced key and the
  * SHA-256 of the request). A key already used answers the version it made with *replay_out set,
  * whatever the rules are now; the same key with another request hash is
@@ -41,8 +50,9 @@
  * condition's column and why: rules.h), a malformed id for disable/enable/delete, a malformed by
  * or key; CF_ERR_CONFLICT and CF_ERR_NOT_FOUND as above (CF_ERR_CONFLICT fills *error_out too:
  * field "id", message "exists", "at most 200 live rules", "already disabled"/"already
- * enabled"); CF_ERR_IDEM_KEY_REUSED; CF_ERR_CORRUPT when a stored row does not compile or breaks
- * an invariant; the SQL facade's errors (CF_ERR_STORAGE, CF_ERR_STORAGE_CONFLICT, CF_ERR_NOMEM).
+ * enabled"; field "base_version" for a stale base); CF_ERR_IDEM_KEY_REUSED; CF_ERR_CORRUPT when
+ * a stored row does not compile or breaks an invariant; the SQL facade's errors
+ * (CF_ERR_STORAGE, CF_ERR_STORAGE_CONFLICT, CF_ERR_NOMEM).
  * Every function leaves its outputs untouched on failure (but *error_out, written only then).
  *
  * Rules are not personal data: nothing here is sealed, and a condition may be logged.
@@ -77,6 +87,8 @@ struct sqldb;
 /* Versions one history call returns: a rule edited more often than this is read page by page
  * (before_version). */
 #define RISK_RULES_HISTORY_MAX 100
+/* risk_rules_store_change_based's base_version when there is none: no check. */
+#define RISK_RULES_BASE_NONE (-1)
 
 enum risk_rules_change {
     RISK_RULES_CHANGE_CREATE = 1,
@@ -135,6 +147,17 @@ CF_WARN_UNUSED enum cf_err risk_rules_store_change(struct risk_rules_store *s,
                                                    int64_t now_us, struct risk_rules_version *out,
                                                    uint64_t *set_version_out, bool *replay_out,
                                                    struct rules_error *error_out);
+
+/* risk_rules_store_change made from base_version (see "Base version": 0..UINT32_MAX, or
+ * RISK_RULES_BASE_NONE for no check, which is risk_rules_store_change). A stale base is
+ * CF_ERR_CONFLICT, *error_out field "base_version", nothing written. idem's key is looked at
+ * first: a replay answers the version it made even though its base is stale by now. */
+CF_WARN_UNUSED enum cf_err
+risk_rules_store_change_based(struct risk_rules_store *s, const struct rules_rule_def *def,
+                              enum risk_rules_change kind, int64_t base_version, const char *by,
+                              const struct risk_rules_idem *idem, int64_t now_us,
+                              struct risk_rules_version *out, uint64_t *set_version_out,
+                              bool *replay_out, struct rules_error *error_out);
 
 /* The current set: the latest version of every live rule, ordered by id, at most max (pass
  * RULES_SET_MAX to get them all: fewer is CF_ERR_RANGE_TOO_LARGE when more are live), and the

@@ -511,6 +511,63 @@ def test_monitoring_off(ctx):
     srv.check_verify()
 
 
+def test_base_version(ctx):
+    """Two analysts edit one rule from the version they read: the first change wins, the second
+    (its base_version stale) answers 409 and changes nothing, so the rule is the first's; a
+    change to another rule leaves a base current; the same key replays; racing updates from one
+    base make one version; malformed bases are refused; without a base the last change wins."""
+    srv = shared(ctx)
+    alice, bob = staff(srv, "risk"), staff(srv, "risk")
+    rid, other = rule_id("base"), rule_id("base")
+    got = expect(create(srv, alice.token, rid, base_version=0), 201, what="create from 0")
+    check_eq(got["rule"]["version"], 1, "version 1")
+    base = rule(srv, bob.token, rid)["rule"]["version"]  # both analysts read version 1
+    expect(create(srv, alice.token, other), 201, what="another rule")  # moves the set version
+    key = new_key("ru")
+    first = expect(update(srv, alice.token, rid, reason="alice_edit", base_version=base, key=key),
+                   200, what="the first analyst's edit")
+    check_eq(first["rule"]["version"], 2, "the first edit made version 2")
+    set_before = rules(srv, bob.token)["set_version"]
+    body = expect(update(srv, bob.token, rid, action="block", reason="bob_edit",
+                         base_version=base), 409, "conflict", "the second analyst's stale edit")
+    check(body.get("detail", "").startswith("base_version: "), "the detail names it: %s" % body)
+    view = rule(srv, bob.token, rid)
+    check_eq((view["rule"]["version"], view["rule"]["reason"], view["rule"]["action"],
+              view["rule"]["changed_by"], len(view["history"])),
+             (2, "alice_edit", "review", alice.user_id, 2), "the rule is the first analyst's")
+    check_eq(rules(srv, bob.token)["set_version"], set_before, "nothing was recorded")
+    check_eq(len(audit(srv, "risk.rule_update", rid)), 1, "one update audited")
+    again = expect(update(srv, alice.token, rid, reason="alice_edit", base_version=base, key=key),
+                   200, what="the first edit replayed")
+    check_eq(again["rule"]["version"], 2, "a replay answers its version despite the stale base")
+
+    expect(delete(srv, bob.token, rid, body={"base_version": 1}), 409, "conflict",
+           "a delete from a stale base")
+    for bad in (-1, "2", 2.5, 1 << 40, True):
+        res = update(srv, bob.token, rid, base_version=bad)
+        check(res[0] == 400 and "base_version" in res[1].get("detail", ""),
+              "base_version %r: %s" % (bad, res[1]))
+    expect(delete(srv, bob.token, rid, body={"base_version": 2, "extra": 1}), 400,
+           "unknown_field", "a delete with an unknown member")
+    results = [None] * 6
+
+    def run(i):
+        results[i] = update(srv, alice.token if i % 2 else bob.token, rid, reason="race_%d" % i,
+                            base_version=2)
+
+    harness.run_threads(6, run)
+    check_eq(sorted(r[0] for r in results), [200] + [409] * 5, "one racing edit wins")
+    winner = [r[1] for r in results if r[0] == 200][0]
+    view = rule(srv, bob.token, rid)
+    check_eq((view["rule"]["version"], view["rule"]["reason"]), (3, winner["rule"]["reason"]),
+             "the winner's edit, once")
+    expect(update(srv, bob.token, rid, reason="no_base"), 200, what="without a base")
+    check_eq(rule(srv, bob.token, rid)["rule"]["version"], 4, "the last change wins")
+    expect(delete(srv, bob.token, rid, body={"base_version": 4}), 200, what="a delete from 4")
+    expect(delete(srv, alice.token, other), 200)
+    srv.check_verify()
+
+
 TESTS = [
     test_rule_life,
     test_compile_errors,
@@ -523,6 +580,7 @@ TESTS = [
     test_decisions_of_payments,
     test_two_servers,
     test_monitoring_off,
+    test_base_version,
 ]
 
 if __name__ == "__main__":

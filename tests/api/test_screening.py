@@ -22,6 +22,7 @@ import base64
 import glob
 import os
 import sqlite3
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -571,6 +572,72 @@ def test_kyc_and_payee(ctx):
     srv.check_verify()
 
 
+def forget_screenings(srv, subjects):
+    """With the server stopped: removes the subjects' screening rows, as if they had registered
+    before screening was deployed (the register does not know them)."""
+    check(not srv.running(), "forget the screenings of a stopped server")
+    quoted = ", ".join("'%s'" % s for s in subjects)  # ids the server made: usr_ and base32
+    sql = "DELETE FROM risk_screenings WHERE subject IN (%s)" % quoted
+    if srv.db:
+        subprocess.run(["psql", srv.db, "-qAtc", sql], check=True, capture_output=True,
+                       stdin=subprocess.DEVNULL, timeout=60)
+        return
+    deleted = 0
+    for path in glob.glob(os.path.join(srv.data, "*.db")):
+        con = sqlite3.connect(path)
+        if con.execute("SELECT 1 FROM sqlite_master WHERE name = 'risk_screenings'").fetchone():
+            deleted += con.execute(sql).rowcount
+            con.commit()
+        con.close()
+    check_eq(deleted, len(subjects), "screening rows forgotten")
+
+
+def test_rescreen_unregistered_customers(ctx):
+    """Customers who registered before screening existed and never gave KYC details (the
+    register does not know them) are re-screened too, each exactly once per run: the listed
+    one is hit, put in a case and held; the clean one stays clear."""
+    srv = harness.Server(ctx.bin, env=ENV).start()
+    try:
+        listed = customer(srv, "Bartholomew Quillfeather")
+        clean = customer(srv, "Cordelia Ravensworth")
+        ph.fund(srv, listed.token, 5000)
+        srv.stop()
+        forget_screenings(srv, [listed.user_id, clean.user_id])
+        srv.start()
+        for who in (listed, clean):
+            check_eq(view(srv, srv.token, who.user_id)["screening"], None,
+                     "never screened, as before screening existed")
+        runs = status(srv, srv.token)["rescreening"]["runs"]
+        load_ok(srv, srv.token, "watch_legacy", "simple",
+                "id,name\nL-1,Quillfeather Bartholomew\n")
+        st = wait_run(srv, srv.token, runs)
+        check_eq((st["screened"], st["not_clear"], st["blocked"], st["errors"]), (2, 1, 1, 0),
+                 "both customers screened once, one held: %s" % st)
+        v = view(srv, srv.token, listed.user_id)
+        check_eq((v["screening"]["outcome"], v["screening"]["trigger"], v["block"]["blocked"]),
+                 ("hit", "rescreen", True), "the listed customer is hit and held")
+        check_eq(refs(v), ["watch_legacy-L-1"], "the entry")
+        cases = cases_of(srv, listed.user_id)
+        check_eq([(c["scenario"], c["status"]) for c in cases], [("sanctions_hit", "open")],
+                 "a case for the hit")
+        check_eq(v["block"]["case_id"], cases[0]["id"], "the block names the case")
+        expect(withdraw(srv, listed, 100), 403, "risk_blocked", "the listed customer's withdrawal")
+        v = view(srv, srv.token, clean.user_id)
+        check_eq((v["screening"]["outcome"], v["screening"]["trigger"], v["block"]["blocked"],
+                  cases_of(srv, clean.user_id)), ("clear", "rescreen", False, []),
+                 "the clean customer stays clear")
+
+        # both are in the register now: a run screens each once, not once per walk
+        runs = st["runs"]
+        expect(call(srv, "POST", "/v1/risk/screening/run", {}, token=srv.token), 202, what="run")
+        st = wait_run(srv, srv.token, runs)
+        check_eq((st["screened"], st["blocked"]), (2, 0), "each once again, nobody new: %s" % st)
+        check(view(srv, srv.token, listed.user_id)["block"]["blocked"], "still held")
+        srv.check_verify()
+    finally:
+        srv.close()
+
+
 AFTER_HOOKS = [test_case_clear_lifts_block, test_payouts_held, test_kyc_and_payee]
 
 TESTS = [
@@ -584,6 +651,7 @@ TESTS = [
     test_restart_keeps_lists,
     test_threshold_setting,
     test_access,
+    test_rescreen_unregistered_customers,
 ] + ([test_two_servers] if harness.PG_URL else []) + AFTER_HOOKS
 
 if __name__ == "__main__":

@@ -483,6 +483,74 @@ def wait_run(srv, timeout_s=10):
         time.sleep(0.05)
 
 
+def runs_logged(srv):
+    return srv.stderr_tail(1 << 22).count('"daily payouts ran"')
+
+
+def wait_runs(srv, n, timeout_s):
+    """Waits until n more scheduler runs have been logged."""
+    target = runs_logged(srv) + n
+    deadline = time.monotonic() + timeout_s
+    while runs_logged(srv) < target:
+        check(time.monotonic() < deadline, "fewer than %d runs in %s s" % (n, timeout_s))
+        time.sleep(0.05)
+
+
+def held_lines(srv, mid):
+    return [l for l in srv.stderr_tail(1 << 22).splitlines()
+            if '"daily payout held"' in l and mid in l]
+
+
+def test_daily_payout_held(ctx):
+    """A daily merchant that is frozen, or blocked by a sanctions screening hit, is skipped by
+    the scheduler: no payout operation (no failed one either) while the hold lasts, one info
+    line per run naming the merchant only; after the unfreeze or the clear the next period pays
+    out. The merchant cannot lift its own hold."""
+    period = 2
+    srv = ctx.server(env=dict(ENV, COFFER_PAYOUT_PERIOD_S=str(period)))
+    frozen = merchant(srv, daily=True, name="Icebox Bakery")
+    reason = "Chargeback pattern under review by the risk desk"
+    expect(call(srv, "POST", "/v1/risk/parties/%s/freeze" % frozen["id"], {"reason": reason},
+                token=srv.token, key=new_key("frz")), 200, what="freeze")
+    expect(call(srv, "POST", "/v1/risk/parties/%s/unfreeze" % frozen["id"], {"reason": "mine"},
+                token=frozen["token"], key=new_key("ufz")), 403, "forbidden",
+           "the merchant unfreezing itself")
+    expect(call(srv, "POST", "/v1/risk/lists",
+                {"name": "watch_payouts", "kind": "simple",
+                 "content": "id,name\nP-1,Quincey Pemberton Holdings\n"},
+                token=srv.token, key=new_key("lst")), 201, what="a list")
+    blocked = merchant(srv, daily=True, name="Quincey Pemberton Holdings")
+    cust = customer(srv)
+    fund(srv, cust.token, 100000)
+    pay(srv, cust.token, frozen, 1000)
+    pay(srv, cust.token, blocked, 800)
+    wait_runs(srv, 2, 4 * period)
+    for m, amount in ((frozen, 1000), (blocked, 800)):
+        check_eq(payouts_of(srv, m), [], "no payout operation while %s is held" % m["id"])
+        check_eq(balance(srv, m["account"]), amount, "the balance stays")
+        lines = held_lines(srv, m["id"])
+        check(len(lines) >= 2, "a held line per run: %s" % lines)
+        check("Chargeback" not in " ".join(lines), "no reason in the log")
+    ran = [l for l in srv.stderr_tail(1 << 22).splitlines() if '"daily payouts ran"' in l]
+    check('"held":"2"' in ran[-1], "the run counts both as held: %s" % ran[-1])
+
+    expect(call(srv, "POST", "/v1/risk/parties/%s/unfreeze" % frozen["id"],
+                {"reason": "Chargebacks explained"}, token=srv.token, key=new_key("ufz")), 200,
+           what="unfreeze")
+    got = wait_payouts(srv, frozen, 1, 3 * period)
+    check_eq((got[0]["amount_minor"], got[0]["status"]), (1000, "completed"),
+             "the next period pays the unfrozen merchant")
+    check_eq(payouts_of(srv, blocked), [], "the blocked merchant is still held")
+    expect(call(srv, "POST", "/v1/risk/parties/%s/screening/clear" % blocked["id"],
+                {"reason": "Different company, registry checked"}, token=srv.token,
+                key=new_key("scl")), 200, what="clear")
+    got = wait_payouts(srv, blocked, 1, 3 * period)
+    check_eq((got[0]["amount_minor"], got[0]["status"]), (800, "completed"),
+             "the next period pays the cleared merchant")
+    check_eq(len(payouts_of(srv, frozen)), 1, "the unfrozen merchant was paid once")
+    srv.check_verify()
+
+
 TESTS = [
     test_export_csv,
     test_statement_arithmetic,
@@ -490,6 +558,7 @@ TESTS = [
     test_export_limit,
     test_daily_payouts,
     test_daily_payout_restart,
+    test_daily_payout_held,
 ]
 
 if __name__ == "__main__":

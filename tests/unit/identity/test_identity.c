@@ -885,6 +885,92 @@ static void test_account_close(void **state)
     assert_false(known);
 }
 
+/* Customers: the paged listing ----------------------------------------------------------------- */
+
+/* Walks every page of identity_customers_page with pages of max into ids; returns the count. */
+static size_t customers_walk(struct fx *f, size_t max, char (*ids)[ID_TEXT_BYTES_MAX],
+                             size_t ids_max)
+{
+    char(*page)[ID_TEXT_BYTES_MAX] = calloc(max, sizeof(*page));
+    assert_non_null(page);
+    char after[ID_TEXT_BYTES_MAX] = "";
+    size_t total = 0, n = 0;
+    do {
+        n = max + 1;
+        assert_int_equal(identity_customers_page(f->id, after, page, max, &n), CF_OK);
+        assert_true(n <= max);
+        for (size_t i = 0; i < n; i++) {
+            assert_true(total < ids_max);
+            memcpy(ids[total++], page[i], ID_TEXT_BYTES_MAX);
+        }
+        if (n > 0)
+            memcpy(after, page[n - 1], sizeof(after));
+    } while (n == max);
+    free(page);
+    return total;
+}
+
+/* Whether id is among the n ids, exactly once. */
+static bool listed_once(char (*ids)[ID_TEXT_BYTES_MAX], size_t n, const char *id)
+{
+    size_t seen = 0;
+    for (size_t i = 0; i < n; i++)
+        seen += strcmp(ids[i], id) == 0 ? 1 : 0;
+    return seen == 1;
+}
+
+/* Every open customer once, in pages of any size; closed customers, staff and merchant users
+ * never; a page after the last id is empty. */
+static void test_customers_page(void **state)
+{
+    struct fx *f = *state;
+    char(*ids)[ID_TEXT_BYTES_MAX] = calloc(16, sizeof(*ids));
+    assert_non_null(ids);
+    size_t n = 7;
+    assert_int_equal(identity_customers_page(f->id, NULL, ids, 4, &n), CF_OK);
+    assert_int_equal(n, 0); /* nobody yet */
+
+    struct identity_sign_in_result c1, c2, c3, gone;
+    customer_new(f, "ivan@example.com", "Ivan", &c1);
+    customer_new(f, "judy@example.com", "Judy", &c2);
+    customer_new(f, "+15550101010", "Kay", &c3);
+    customer_new(f, "leo@example.com", "Leo", &gone);
+    char staff_id[ID_TEXT_BYTES_MAX], mer[ID_TEXT_BYTES_MAX], owner[ID_TEXT_BYTES_MAX];
+    const char *detail = NULL;
+    assert_int_equal(identity_staff_create(f->id, &ctx, "cli", "risk@example.com", PASSWORD,
+                                           strlen(PASSWORD), "Rita", IDENTITY_RISK, staff_id,
+                                           &detail),
+                     CF_OK);
+    assert_int_equal(identity_merchant_create(f->id, &ctx, "cli", "Shop Ltd", "Shop",
+                                              "owner@example.com", PASSWORD, strlen(PASSWORD),
+                                              "Olga", mer, owner, &detail),
+                     CF_OK);
+    struct identity_action a = {.action = "account_close"};
+    struct identity_challenge chl;
+    char code[IDENTITY_CODE_DIGITS + 1];
+    challenge_with_code(f, &gone.principal, "leo@example.com", &a, &chl, code);
+    struct identity_verification v = {.challenge_id = chl.challenge_id, .code = code};
+    assert_int_equal(identity_account_close(f->id, &ctx, &gone.principal, &v), CF_OK);
+
+    static const size_t sizes[] = {1, 2, 3, 4, IDENTITY_CUSTOMERS_PAGE_MAX};
+    for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+        memset(ids, 0, 16 * sizeof(*ids));
+        n = customers_walk(f, sizes[s], ids, 16);
+        assert_int_equal(n, 3);
+        assert_true(listed_once(ids, n, c1.principal.user_id));
+        assert_true(listed_once(ids, n, c2.principal.user_id));
+        assert_true(listed_once(ids, n, c3.principal.user_id));
+    }
+    /* after the last id: nothing, and nothing written */
+    char last[ID_TEXT_BYTES_MAX];
+    memcpy(last, ids[2], sizeof(last));
+    memset(ids, 'x', 16 * sizeof(*ids));
+    assert_int_equal(identity_customers_page(f->id, last, ids, 4, &n), CF_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(ids[0][0], 'x');
+    free(ids);
+}
+
 /* Merchants ------------------------------------------------------------------------------------ */
 
 /* Signs a merchant user in with PASSWORD: no second factor is asked. */
@@ -1257,6 +1343,7 @@ int main(void)
         FX(test_step_up_wrong_codes_kill),
         FX(test_password_change_ends_other_sessions),
         FX(test_account_close),
+        FX(test_customers_page),
         FX(test_merchant_rights),
         FX(test_keys_rotate),
     };

@@ -533,6 +533,139 @@ static void test_current_consistent(void **state)
     free(all);
 }
 
+/* Base versions -------------------------------------------------------------------------------- */
+
+static enum cf_err change_based(struct fx *x, const struct rules_rule_def *d,
+                                enum risk_rules_change k, int64_t base,
+                                const struct risk_rules_idem *idem, struct risk_rules_version *out,
+                                bool *replay, struct rules_error *e)
+{
+    return risk_rules_store_change_based(x->s, d, k, base, STAFF, idem, T0_US, out, NULL, replay,
+                                         e);
+}
+
+/* Two analysts edit one rule from version 1: the first wins, the second's stale base is refused
+ * (field base_version) and writes nothing; a key's replay answers despite its stale base; a
+ * change to another rule does not make a base stale; a base for create names the id's latest
+ * version (0: never created). */
+static void test_base_version(void **state)
+{
+    struct fx *x = *state;
+    struct risk_rules_version v, got;
+    struct rules_error e = {0};
+    bool replay = true;
+    struct rules_rule_def d =
+        def_of("night", "hour_utc < 6", RULES_ACTION_CHALLENGE, "night", true);
+    assert_int_equal(change_based(x, &d, RISK_RULES_CHANGE_CREATE, 1, NULL, &v, NULL, &e),
+                     CF_ERR_CONFLICT);
+    assert_string_equal(e.field, "base_version");
+    assert_int_equal(set_version(x), 0);
+    assert_int_equal(change_based(x, &d, RISK_RULES_CHANGE_CREATE, 0, NULL, &v, &replay, &e),
+                     CF_OK);
+    assert_int_equal(v.version, 1);
+    assert_false(replay);
+
+    struct rules_rule_def first =
+        def_of("night", "hour_utc < 5", RULES_ACTION_REVIEW, "first_analyst", true);
+    struct rules_rule_def second =
+        def_of("night", "hour_utc < 4", RULES_ACTION_BLOCK, "second_analyst", true);
+    struct risk_rules_idem k1 = {.key = "usr_1:first"};
+    memset(k1.request_hash, 1, HASH_BYTES);
+    assert_int_equal(change_based(x, &first, RISK_RULES_CHANGE_UPDATE, 1, &k1, &v, &replay, &e),
+                     CF_OK);
+    assert_int_equal(v.version, 2);
+    memset(&e, 0, sizeof(e));
+    memset(&got, 0x5a, sizeof(got));
+    assert_int_equal(change_based(x, &second, RISK_RULES_CHANGE_UPDATE, 1, NULL, &got, NULL, &e),
+                     CF_ERR_CONFLICT);
+    assert_string_equal(e.field, "base_version");
+    assert_int_equal(((unsigned char *)&got)[0], 0x5a); /* untouched */
+    assert_int_equal(set_version(x), 2);
+    assert_int_equal(risk_rules_store_get(x->s, "night", 5, &got), CF_OK);
+    assert_int_equal(got.version, 2);
+    assert_string_equal(got.reason, "first_analyst");
+    /* the first analyst's retry replays although its base is stale now */
+    assert_int_equal(change_based(x, &first, RISK_RULES_CHANGE_UPDATE, 1, &k1, &v, &replay, &e),
+                     CF_OK);
+    assert_true(replay);
+    assert_int_equal(v.version, 2);
+
+    /* another rule's change leaves this rule's base current */
+    struct rules_rule_def other =
+        def_of("other", "mcc == 7995", RULES_ACTION_BLOCK, "gambling", true);
+    assert_int_equal(change(x, &other, RISK_RULES_CHANGE_CREATE, T0_US, NULL), CF_OK);
+    struct rules_rule_def only = {.id = "night", .id_len = 5};
+    assert_int_equal(change_based(x, &only, RISK_RULES_CHANGE_DISABLE, 2, NULL, &v, NULL, &e),
+                     CF_OK);
+    assert_int_equal(v.version, 3);
+    assert_int_equal(change_based(x, &only, RISK_RULES_CHANGE_DELETE, 2, NULL, &v, NULL, &e),
+                     CF_ERR_CONFLICT);
+    assert_int_equal(change_based(x, &only, RISK_RULES_CHANGE_DELETE, 3, NULL, &v, NULL, &e),
+                     CF_OK);
+    assert_int_equal(v.version, 4);
+    /* created again from the delete's version; an update of a deleted rule from its version is
+     * not found */
+    assert_int_equal(change_based(x, &first, RISK_RULES_CHANGE_UPDATE, 4, NULL, &v, NULL, &e),
+                     CF_ERR_NOT_FOUND);
+    assert_int_equal(change_based(x, &d, RISK_RULES_CHANGE_CREATE, 0, NULL, &v, NULL, &e),
+                     CF_ERR_CONFLICT);
+    assert_int_equal(change_based(x, &d, RISK_RULES_CHANGE_CREATE, 4, NULL, &v, NULL, &e), CF_OK);
+    assert_int_equal(v.version, 5);
+}
+
+struct based_racer {
+    struct fx *x;
+    pthread_barrier_t *start;
+    char reason[16];
+    enum cf_err err;
+};
+
+static void *based_race_main(void *arg)
+{
+    struct based_racer *r = arg;
+    struct rules_rule_def d = def_of("race", "hour_utc < 6", RULES_ACTION_REVIEW, r->reason, true);
+    pthread_barrier_wait(r->start);
+    r->err = risk_rules_store_change_based(r->x->s, &d, RISK_RULES_CHANGE_UPDATE, 1, STAFF, NULL,
+                                           T0_US, NULL, NULL, NULL, NULL);
+    return NULL;
+}
+
+/* Analysts updating one rule from the same version at once: exactly one wins, the rule is
+ * theirs, every other is refused (the check is atomic with the write). */
+static void test_base_version_race(void **state)
+{
+    struct fx *x = *state;
+    struct rules_rule_def d = def_of("race", "hour_utc < 6", RULES_ACTION_REVIEW, "start", true);
+    assert_int_equal(change(x, &d, RISK_RULES_CHANGE_CREATE, T0_US, NULL), CF_OK);
+    struct based_racer w[RACE_THREADS];
+    pthread_t th[RACE_THREADS];
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, RACE_THREADS);
+    for (int i = 0; i < RACE_THREADS; i++) {
+        w[i] = (struct based_racer){.x = x, .start = &start};
+        snprintf(w[i].reason, sizeof(w[i].reason), "analyst_%d", i);
+        assert_int_equal(pthread_create(&th[i], NULL, based_race_main, &w[i]), 0);
+    }
+    for (int i = 0; i < RACE_THREADS; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    pthread_barrier_destroy(&start);
+    int won = -1;
+    for (int i = 0; i < RACE_THREADS; i++) {
+        if (w[i].err == CF_OK) {
+            assert_int_equal(won, -1);
+            won = i;
+        } else {
+            assert_int_equal(w[i].err, CF_ERR_CONFLICT);
+        }
+    }
+    assert_true(won >= 0);
+    struct risk_rules_version v;
+    assert_int_equal(risk_rules_store_get(x->s, "race", 4, &v), CF_OK);
+    assert_int_equal(v.version, 2);
+    assert_string_equal(v.reason, w[won].reason);
+    assert_int_equal(set_version(x), 2);
+}
+
 #define FX(t) cmocka_unit_test_setup_teardown(t, fx_setup, fx_teardown)
 
 int main(void)
@@ -549,6 +682,8 @@ int main(void)
         FX(test_corrupt_rule),
         FX(test_races),
         FX(test_current_consistent),
+        FX(test_base_version),
+        FX(test_base_version_race),
     };
     int failed = cmocka_run_group_tests_name("risk_rules_store_sqlite", tests, NULL, NULL);
     pg_base_url = getenv("COFFER_TEST_PG_URL");
