@@ -24,6 +24,10 @@
 #define DOC_BASE64_BYTES_MAX (4 * ((RISK_KYC_DOC_BYTES_MAX + 2) / 3))
 /* "event <id> submission <id>" */
 #define AUDIT_DETAIL_BYTES (32 + 2 * RISK_KYC_ID_BYTES_MAX)
+/* What a customer whose tier staff lowered reads when staff gave no reason for them. */
+#define LOWERED_DEFAULT                                                                            \
+    "Your verification level was lowered. Please check your details and verify again."
+#define API_KYC_LOWERED_EVENTS 20 /* newest events the customer's view looks at for a lowering */
 #define REJECTED_DEFAULT                                                                           \
     "Your identity check was not approved. Please check your details and documents, then submit "  \
     "again."
@@ -277,7 +281,8 @@ static json_t *event_json(const struct risk_kyc_event *e, bool staff)
         return NULL;
     if (e->document_id[0] != '\0')
         json_object_set_new(o, "document_id", json_string(e->document_id));
-    if (e->kind == RISK_KYC_EVENT_APPROVE || e->kind == RISK_KYC_EVENT_REJECT) {
+    if (e->kind == RISK_KYC_EVENT_APPROVE || e->kind == RISK_KYC_EVENT_REJECT ||
+        e->kind == RISK_KYC_EVENT_LOWER) {
         if (staff)
             json_object_set_new(o, "reason", text_or_null(e->reason));
         json_object_set_new(o, "customer_reason", text_or_null(e->customer_reason));
@@ -290,6 +295,32 @@ static json_t *event_json(const struct risk_kyc_event *e, bool staff)
 
 /* Answers the customer's view (status 200), raising a tier-0 customer whose phone is verified
  * and whose details are given (risk_kyc_tier_refresh) first. */
+/* The staff's latest lowering of the customer's tier not followed by an approval, as
+ * {at, reason} (the customer-facing reason, or a default): null when there is none. Looks at
+ * the newest API_KYC_LOWERED_EVENTS events. */
+static json_t *lowered_json(struct api *api, const char *me)
+{
+    struct risk_kyc_event *hist = calloc(API_KYC_LOWERED_EVENTS, sizeof(*hist));
+    size_t n = 0;
+    json_t *o = json_null();
+    if (hist == NULL ||
+        risk_kyc_history(api->kyc, me, false, hist, API_KYC_LOWERED_EVENTS, &n) != CF_OK)
+        n = 0; /* the view goes on without it */
+    for (size_t i = 0; i < n && hist[i].kind != RISK_KYC_EVENT_APPROVE; i++) {
+        if (hist[i].kind != RISK_KYC_EVENT_LOWER)
+            continue;
+        json_decref(o);
+        o = json_pack("{s:o,s:s}", "at", time_json(hist[i].at_us), "reason",
+                      hist[i].customer_reason[0] != '\0' ? hist[i].customer_reason
+                                                         : LOWERED_DEFAULT);
+        break;
+    }
+    if (hist != NULL)
+        hash_wipe(hist, API_KYC_LOWERED_EVENTS * sizeof(*hist));
+    free(hist);
+    return o;
+}
+
 static void me_reply(struct http_request *req, struct http_response *resp)
 {
     struct api *api = req->app;
@@ -303,6 +334,8 @@ static void me_reply(struct http_request *req, struct http_response *resp)
     if (err == CF_OK)
         err = risk_kyc_view_get(api->kyc, me, false, v);
     json_t *o = err == CF_OK ? me_json(api, v, phone) : NULL;
+    if (o != NULL)
+        json_object_set_new(o, "lowered", lowered_json(api, me));
     if (v != NULL)
         hash_wipe(v, sizeof(*v));
     free(v);
@@ -826,4 +859,114 @@ static void decide_run(struct http_request *req, struct http_response *resp)
 enum http_action api_risk_kyc_decide(struct http_request *req, struct http_response *resp)
 {
     return api_offload(req, resp, decide_run);
+}
+
+/* Staff: lowering a tier ------------------------------------------------------------------------ */
+
+/* {tier, reason, customer_reason?} */
+static enum cf_err lower_decode(struct http_request *req, int *tier, struct decision_body *b,
+                                const char **detail)
+{
+    static const char *const fields[] = {"tier", "reason", "customer_reason", NULL};
+    json_t *root = NULL;
+    enum cf_err err = api_json_object(req, &root, detail);
+    if (err == CF_OK)
+        err = api_json_fields(root, fields, detail);
+    json_t *t = err == CF_OK ? json_object_get(root, "tier") : NULL;
+    if (err == CF_OK && (t == NULL || !json_is_integer(t) || json_integer_value(t) < 0 ||
+                         json_integer_value(t) >= RISK_KYC_TIER_MAX)) {
+        *detail = t == NULL ? "tier" : "tier: 0 or 1 (below the highest tier)";
+        err = t == NULL ? CF_ERR_MISSING_FIELD : CF_ERR_INVALID_FIELD;
+    }
+    if (err == CF_OK)
+        *tier = (int)json_integer_value(t);
+    if (err == CF_OK)
+        err = opt_string(req, root, "reason", true, RISK_KYC_REASON_BYTES_MAX - 1, &b->reason,
+                         detail);
+    if (err == CF_OK)
+        err = opt_string(req, root, "customer_reason", false,
+                         RISK_KYC_CUSTOMER_REASON_BYTES_MAX - 1, &b->customer_reason, detail);
+    if (err == CF_OK && !risk_kyc_reason_valid(b->reason, false, detail))
+        err = CF_ERR_INVALID_FIELD;
+    if (err == CF_OK && b->customer_reason != NULL &&
+        !risk_kyc_reason_valid(b->customer_reason, true, detail))
+        err = CF_ERR_INVALID_FIELD;
+    *detail = api_detail_keep(req, *detail);
+    json_decref(root);
+    return err;
+}
+
+/* Tells the customer their tier went down (never the staff reason). */
+static void lower_notify(struct api *api, const char *user)
+{
+    char login[IDENTITY_LOGIN_BYTES_MAX + 1];
+    bool customer = false, phone = false;
+    if (person_read(api, user, &customer, &phone, login) != CF_OK || login[0] == '\0')
+        return;
+    struct notifier_message m = {
+        .channel = login[0] == '+' ? NOTIFIER_SMS : NOTIFIER_EMAIL,
+        .to = login,
+        .subject = "Your identity check",
+        .body = "Coffer: your verification level changed and some limits are lower. Open the app "
+                "to see why and how to verify again.",
+    };
+    if (notifier_send(identity_notifier(api->identity), &m) != CF_OK)
+        cf_log(LOG_WARN, "kyc tier notice not sent", "user", user, NULL);
+    hash_wipe(login, sizeof(login));
+}
+
+static void lower_reply(struct http_request *req, struct http_response *resp, const char *user,
+                        const struct risk_kyc_event *e, int tier, bool replay)
+{
+    json_t *o = json_pack("{s:s,s:s,s:i,s:s,s:o,s:o,s:o,s:b}", "id", e->id, "user_id", user,
+                          "tier", tier, "lowered_by", e->by, "lowered_at", time_json(e->at_us),
+                          "reason", text_or_null(e->reason), "customer_reason",
+                          text_or_null(e->customer_reason), "replayed", replay);
+    if (o == NULL) {
+        api_problem(req, resp, CF_ERR_NOMEM, NULL);
+        return;
+    }
+    api_reply_object(req, resp, 200, o);
+}
+
+static void lower_run(struct http_request *req, struct http_response *resp)
+{
+    struct api *api = req->app;
+    const char *user = req->params[0], *detail = NULL;
+    char key[PAY_IDEM_BYTES_MAX];
+    struct risk_kyc_idem idem = {.key = key};
+    struct decision_body b = {0};
+    struct risk_kyc_event *e = malloc(sizeof(*e));
+    int tier = 0, target = 0;
+    bool replay = false;
+    enum cf_err err = e == NULL ? CF_ERR_NOMEM : customer_target(api, user);
+    if (err == CF_OK)
+        err = api_pay_idem_read(req, key, idem.request_hash);
+    if (err == CF_OK)
+        err = lower_decode(req, &target, &b, &detail);
+    if (err == CF_OK)
+        err = risk_kyc_tier_lower(api->kyc, user, target, b.reason, b.customer_reason,
+                                  api_actor(req), &idem, api_pay_now_us(), e, &tier, &replay,
+                                  &detail);
+    if (err == CF_OK && !replay) {
+        char what[AUDIT_DETAIL_BYTES];
+        struct identity_ctx ctx;
+        api_ctx(req, &ctx);
+        snprintf(what, sizeof(what), "event %s tier %d", e->id, tier);
+        cf_best_effort(
+            identity_audit(api->identity, &ctx, api_actor(req), "kyc.lower", user, "ok", what));
+        lower_notify(api, user);
+    }
+    if (err == CF_OK)
+        lower_reply(req, resp, user, e, tier, replay);
+    else
+        api_pay_problem_reply(req, resp, err, detail);
+    if (e != NULL)
+        hash_wipe(e, sizeof(*e));
+    free(e);
+}
+
+enum http_action api_risk_kyc_lower(struct http_request *req, struct http_response *resp)
+{
+    return api_offload(req, resp, lower_run);
 }

@@ -20,6 +20,10 @@
  *   POST /v1/risk/kyc/{user_id}/decision        {decision: approve|reject, reason,
  *                                               customer_reason?, submission_id?},
  *                                               Idempotency-Key -> 200
+ *   POST /v1/risk/kyc/{user_id}/tier            {tier: 0|1, reason, customer_reason?},
+ *                                               Idempotency-Key -> 200: staff lower the tier
+ *                                               (documents found forged or expired); the
+ *                                               automatic raise to 1 waits for an approval
  *
  * Rules:
  *   - "Phone verified" is identity's notion of a verified login that is a phone number: a
@@ -91,5 +95,6 @@ enum http_action api_risk_kyc_list(struct http_request *req, struct http_respons
 enum http_action api_risk_kyc_get(struct http_request *req, struct http_response *resp);
 enum http_action api_risk_kyc_document(struct http_request *req, struct http_response *resp);
 enum http_action api_risk_kyc_decide(struct http_request *req, struct http_response *resp);
+enum http_action api_risk_kyc_lower(struct http_request *req, struct http_response *resp);
 
 #endif

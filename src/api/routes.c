@@ -193,6 +193,8 @@ const struct http_route api_routes[] = {
      J},
     {HTTP_POST, "/v1/risk/kyc/{id}/decision", api_risk_kyc_decide, OFF,
      HTTP_ROLE_RISK | HTTP_ROLE_ADMIN, SMALL, true, "risk_kyc_decide", J},
+    {HTTP_POST, "/v1/risk/kyc/{id}/tier", api_risk_kyc_lower, OFF,
+     HTTP_ROLE_RISK | HTTP_ROLE_ADMIN, SMALL, true, "risk_kyc_lower", J},
 
     /* Staff */
     {HTTP_POST, "/v1/bootstrap", api_bootstrap, OFF, HTTP_ROLE_BOOTSTRAP, AUTH_BODY, false,

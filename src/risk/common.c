@@ -40,14 +40,22 @@ static void schema_fill(const char *schema, const char *blob, const char *row_ke
 
 enum cf_err risk_schema_migrate(struct sqldb *db, const char *name, const char *schema)
 {
-    CF_ASSERT(db != NULL && name != NULL && schema != NULL);
+    return risk_schema_migrate_steps(db, name, schema, NULL, 0);
+}
+
+enum cf_err risk_schema_migrate_steps(struct sqldb *db, const char *name, const char *schema,
+                                      const char *const *later, size_t later_n)
+{
+    CF_ASSERT(db != NULL && name != NULL && schema != NULL && later_n <= RISK_SCHEMA_STEPS_MAX);
     char *sqlite = malloc(RISK_SCHEMA_BYTES_MAX), *postgres = malloc(RISK_SCHEMA_BYTES_MAX);
     enum cf_err err = CF_ERR_NOMEM;
     if (sqlite != NULL && postgres != NULL) {
         schema_fill(schema, "BLOB", "INTEGER PRIMARY KEY AUTOINCREMENT", sqlite);
         schema_fill(schema, "BYTEA", "BIGSERIAL PRIMARY KEY", postgres);
-        const struct sql_migration m[] = {{1, sqlite, postgres}};
-        err = sqldb_migrate(db, name, m, sizeof(m) / sizeof(m[0]));
+        struct sql_migration m[1 + RISK_SCHEMA_STEPS_MAX] = {{1, sqlite, postgres}};
+        for (size_t i = 0; i < later_n; i++)
+            m[1 + i] = (struct sql_migration){(int)(2 + i), later[i], later[i]};
+        err = sqldb_migrate(db, name, m, 1 + later_n);
     }
     free(sqlite);
     free(postgres);

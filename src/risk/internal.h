@@ -32,6 +32,14 @@ typedef const struct vault *(*risk_vault_fn)(void *ctx, uint32_t key_id);
 /* Migrates schema (see above) as version 1 of name on db. */
 CF_WARN_UNUSED enum cf_err risk_schema_migrate(struct sqldb *db, const char *name,
                                                const char *schema);
+/* Later versions of a store's schema, at most this many. */
+#define RISK_SCHEMA_STEPS_MAX 8
+/* Migrates schema as version 1, then later[i] as version 2 + i: statements both backends take
+ * as they are (ALTER TABLE ... ADD COLUMN ... NOT NULL DEFAULT ..., CREATE INDEX ...). Never
+ * change a step once released; add one. */
+CF_WARN_UNUSED enum cf_err risk_schema_migrate_steps(struct sqldb *db, const char *name,
+                                                     const char *schema,
+                                                     const char *const *later, size_t later_n);
 
 /* Commits tx when err is CF_OK, else rolls it back; answers err or the commit's error. */
 CF_WARN_UNUSED enum cf_err risk_tx_end(struct sqltx *tx, enum cf_err err);

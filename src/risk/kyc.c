@@ -69,7 +69,7 @@ static const char *const kind_names[] = {
     "", "passport", "id_card", "driving_licence", "proof_of_address", "selfie"};
 static const char *const content_names[] = {"", "image/jpeg", "image/png", "application/pdf"};
 static const char *const event_names[] = {"",        "details", "document", "submit",
-                                          "approve", "reject",  "tier"};
+                                          "approve", "reject",  "tier",     "lower"};
 static const char *const feature_names[RISK_KYC_FEATURES_N] = {
     "topup", "receive", "payment", "send", "request", "conversion", "withdrawal"};
 
@@ -698,11 +698,18 @@ enum cf_err risk_kyc_base64_decode(const char *text, size_t len, uint8_t *out, s
     "reason_sealed %1$s, customer_reason_sealed %1$s, idem TEXT UNIQUE, request_hash %1$s);"       \
     "CREATE INDEX risk_kyc_events_user ON risk_kyc_events(user_id, row);"
 
+/* Version 2: staff lowered the tier; the automatic raise to tier 1 waits for an approval. */
+static const char *const kyc_schema_later[] = {
+    "ALTER TABLE risk_kyc_customers ADD COLUMN raise_held INTEGER NOT NULL DEFAULT 0;",
+};
+
 enum cf_err risk_kyc_open(struct sqldb *db, risk_kyc_vault_fn vault, void *vault_ctx,
                           const struct risk_kyc_config *cfg, struct risk_kyc **out)
 {
     CF_ASSERT(db != NULL && vault != NULL && out != NULL);
-    enum cf_err err = risk_schema_migrate(db, "risk_kyc", KYC_SCHEMA);
+    enum cf_err err =
+        risk_schema_migrate_steps(db, "risk_kyc", KYC_SCHEMA, kyc_schema_later,
+                                  sizeof(kyc_schema_later) / sizeof(kyc_schema_later[0]));
     if (err != CF_OK)
         return err;
     struct risk_kyc *k = calloc(1, sizeof(*k));
@@ -926,6 +933,7 @@ struct customer_row {
     int tier;
     char open_id[RISK_KYC_ID_BYTES_MAX];
     char latest_id[RISK_KYC_ID_BYTES_MAX];
+    bool raise_held; /* staff lowered the tier: no automatic raise until an approval */
 };
 
 static enum cf_err customer_from(const struct sql_rows *r, struct customer_row *out)
@@ -936,6 +944,7 @@ static enum cf_err customer_from(const struct sql_rows *r, struct customer_row *
     out->tier = (int)tier;
     risk_text_copy(out->open_id, sizeof(out->open_id), sql_row_text(r, 0, 1));
     risk_text_copy(out->latest_id, sizeof(out->latest_id), sql_row_text(r, 0, 2));
+    out->raise_held = sql_row_int(r, 0, 3) != 0;
     return CF_OK;
 }
 
@@ -946,10 +955,10 @@ static enum cf_err customer_read(struct sqltx *tx, const char *user, bool lock,
     struct sql_value v[] = {SQL_T(user)};
     struct sql_rows *r = NULL;
     enum cf_err err = sql_query(tx,
-                                lock ? "SELECT tier, open_id, latest_id FROM risk_kyc_customers "
-                                       "WHERE user_id = $1 FOR UPDATE"
-                                     : "SELECT tier, open_id, latest_id FROM risk_kyc_customers "
-                                       "WHERE user_id = $1",
+                                lock ? "SELECT tier, open_id, latest_id, raise_held FROM "
+                                       "risk_kyc_customers WHERE user_id = $1 FOR UPDATE"
+                                     : "SELECT tier, open_id, latest_id, raise_held FROM "
+                                       "risk_kyc_customers WHERE user_id = $1",
                                 v, 1, &r);
     if (err == CF_OK)
         err = sql_rows_n(r) == 0 ? CF_ERR_NOT_FOUND : customer_from(r, out);
@@ -973,13 +982,14 @@ static enum cf_err customer_lock(struct sqltx *tx, const char *user, int64_t now
 static enum cf_err customer_update(struct sqltx *tx, const char *user, const struct customer_row *c,
                                    int64_t now_us)
 {
-    struct sql_value v[] = {SQL_T(user), SQL_I(c->tier), SQL_T(c->open_id), SQL_T(c->latest_id),
-                            SQL_I(now_us)};
+    struct sql_value v[] = {SQL_T(user),         SQL_I(c->tier),  SQL_T(c->open_id),
+                            SQL_T(c->latest_id), SQL_I(now_us), SQL_I(c->raise_held ? 1 : 0)};
     int64_t changed = 0;
     enum cf_err err = sql_exec(tx,
                                "UPDATE risk_kyc_customers SET tier = $2, open_id = $3, "
-                               "latest_id = $4, updated_at_us = $5 WHERE user_id = $1",
-                               v, 5, &changed);
+                               "latest_id = $4, updated_at_us = $5, raise_held = $6 "
+                               "WHERE user_id = $1",
+                               v, 6, &changed);
     return err == CF_OK && changed != 1 ? CF_ERR_INTERNAL : err;
 }
 
@@ -1089,7 +1099,7 @@ static enum cf_err event_from(struct risk_kyc *k, const struct sql_rows *r, size
     if (h != NULL && hash_len == HASH_BYTES)
         memcpy(out->request_hash, h, HASH_BYTES);
     CF_ASSERT(c == sql_rows_cols(r));
-    if (kind < RISK_KYC_EVENT_DETAILS || kind > RISK_KYC_EVENT_TIER || tier < 0 ||
+    if (kind < RISK_KYC_EVENT_DETAILS || kind > RISK_KYC_EVENT_LOWER || tier < 0 ||
         tier > RISK_KYC_TIER_MAX)
         return CF_ERR_CORRUPT;
     ev->kind = (uint8_t)kind;
@@ -1270,7 +1280,7 @@ static enum cf_err details_tx(struct risk_kyc *k, struct details_job *j)
     if (err == CF_OK)
         err = sql_exec(tx, "UPDATE risk_kyc_submissions SET details_sealed = $2 WHERE id = $1", v,
                        2, NULL);
-    if (err == CF_OK && j->phone_verified && c.tier == 0)
+    if (err == CF_OK && j->phone_verified && c.tier == 0 && !c.raise_held)
         c.tier = 1; /* phone verified, legal name and ID number given */
     if (err == CF_OK)
         err = customer_update(tx, j->user, &c, j->now_us);
@@ -1552,6 +1562,7 @@ struct decide_job {
     struct event_read found; /* a replay's */
     bool replay;
     int tier;
+    int target; /* lowering: the tier to lower to */
     const char *detail;
 };
 
@@ -1599,6 +1610,7 @@ static enum cf_err decide_apply(struct risk_kyc *k, struct sqltx *tx, struct dec
 {
     struct risk_kyc_event *ev = &j->e.ev;
     c->tier = j->approve ? RISK_KYC_TIER_MAX : c->tier;
+    c->raise_held = c->raise_held && !j->approve; /* staff verified them again */
     ev->tier = c->tier;
     risk_text_copy(ev->submission_id, sizeof(ev->submission_id), s->id);
     enum cf_err err = event_insert(k, tx, &j->e);
@@ -1697,12 +1709,99 @@ enum cf_err risk_kyc_decide(struct risk_kyc *k, const char *user_id, const char 
     if (err == CF_ERR_STORAGE_CONFLICT) /* two decisions with one key: the second replays */
         err = decide_tx(k, j);
     cache_forget(k, user_id);
+    if (err == CF_OK && j->replay && j->found.ev.kind != RISK_KYC_EVENT_APPROVE &&
+        j->found.ev.kind != RISK_KYC_EVENT_REJECT)
+        err = CF_ERR_IDEM_KEY_REUSED; /* the key lowered a tier, not this */
     if (err == CF_OK) {
         *out = j->replay ? j->found.ev : j->e.ev;
         *tier_out = j->tier;
         if (replay_out != NULL)
             *replay_out = j->replay;
-        CF_ASSERT(out->kind == RISK_KYC_EVENT_APPROVE || out->kind == RISK_KYC_EVENT_REJECT);
+    } else if (err == CF_ERR_CONFLICT && detail_out != NULL) {
+        *detail_out = j->detail;
+    }
+    hash_wipe(j, sizeof(*j));
+    free(j);
+    return err;
+}
+
+/* Lowering ------------------------------------------------------------------------------------ */
+
+/* Lowers the customer to j->target (below the tier now), holding the automatic raise. */
+static enum cf_err lower_apply(struct risk_kyc *k, struct sqltx *tx, struct decide_job *j,
+                               struct customer_row *c)
+{
+    if (c->tier <= j->target) {
+        j->detail = "tier: the customer is at this tier or below it already; staff can only lower";
+        return CF_ERR_CONFLICT;
+    }
+    c->tier = j->target;
+    c->raise_held = true;
+    j->e.ev.tier = c->tier;
+    risk_text_copy(j->e.ev.submission_id, sizeof(j->e.ev.submission_id), c->latest_id);
+    enum cf_err err = event_insert(k, tx, &j->e);
+    if (err == CF_OK)
+        err = customer_update(tx, j->user, c, j->e.ev.at_us);
+    j->tier = c->tier;
+    return err;
+}
+
+static enum cf_err lower_tx(struct risk_kyc *k, struct decide_job *j)
+{
+    struct sqltx *tx = NULL;
+    struct customer_row c;
+    enum cf_err err = sql_begin(k->db, &tx);
+    if (err != CF_OK)
+        return err;
+    if (j->e.idem != NULL && (err = decision_by_idem(k, tx, j)) != CF_ERR_NOT_FOUND) {
+        sql_rollback(tx);
+        return err;
+    }
+    err = customer_read(tx, j->user, true, &c);
+    if (err == CF_ERR_NOT_FOUND) {
+        j->detail = "tier: the customer is at tier 0";
+        err = CF_ERR_CONFLICT;
+    }
+    if (err == CF_OK)
+        err = lower_apply(k, tx, j, &c);
+    return risk_tx_end(tx, err);
+}
+
+enum cf_err risk_kyc_tier_lower(struct risk_kyc *k, const char *user_id, int tier,
+                                const char *reason, const char *customer_reason, const char *by,
+                                const struct risk_kyc_idem *idem, int64_t now_us,
+                                struct risk_kyc_event *out, int *tier_out, bool *replay_out,
+                                const char **detail_out)
+{
+    CF_ASSERT(k != NULL && out != NULL && tier_out != NULL);
+    enum cf_err err = decide_args(user_id, reason, customer_reason, by, idem, detail_out);
+    if (err == CF_OK && (tier < 0 || tier >= RISK_KYC_TIER_MAX)) {
+        if (detail_out != NULL)
+            *detail_out = "tier: 0 or 1 (below the highest tier)";
+        err = CF_ERR_INVALID_FIELD;
+    }
+    struct decide_job *j = err == CF_OK ? calloc(1, sizeof(*j)) : NULL;
+    if (err == CF_OK && j == NULL)
+        err = CF_ERR_NOMEM;
+    if (err != CF_OK)
+        return err;
+    j->user = user_id;
+    j->target = tier;
+    event_init(&j->e, RISK_KYC_EVENT_LOWER, user_id, "", by, tier, now_us);
+    risk_text_copy(j->e.ev.reason, sizeof(j->e.ev.reason), reason);
+    risk_text_copy(j->e.ev.customer_reason, sizeof(j->e.ev.customer_reason), customer_reason);
+    j->e.idem = idem;
+    err = lower_tx(k, j);
+    if (err == CF_ERR_STORAGE_CONFLICT) /* two lowerings with one key: the second replays */
+        err = lower_tx(k, j);
+    cache_forget(k, user_id);
+    if (err == CF_OK && j->replay && j->found.ev.kind != RISK_KYC_EVENT_LOWER)
+        err = CF_ERR_IDEM_KEY_REUSED; /* the key made a decision, not this */
+    if (err == CF_OK) {
+        *out = j->replay ? j->found.ev : j->e.ev;
+        *tier_out = j->tier;
+        if (replay_out != NULL)
+            *replay_out = j->replay;
     } else if (err == CF_ERR_CONFLICT && detail_out != NULL) {
         *detail_out = j->detail;
     }
@@ -1794,9 +1893,9 @@ static enum cf_err refresh_tx(struct risk_kyc *k, const char *user, int64_t now_
     if (err != CF_OK)
         return err;
     err = customer_read(tx, user, true, &c);
-    if (err == CF_OK && c.tier == 0)
+    if (err == CF_OK && c.tier == 0 && !c.raise_held)
         err = current_has_details(k, tx, user, &c, &details);
-    *raised = err == CF_OK && c.tier == 0 && details;
+    *raised = err == CF_OK && c.tier == 0 && !c.raise_held && details;
     struct event_new *e = *raised ? malloc(sizeof(*e)) : NULL;
     if (*raised && e == NULL)
         err = CF_ERR_NOMEM;

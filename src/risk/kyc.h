@@ -11,8 +11,11 @@
  *      phone_verified in);
  *   2  staff approved a submission holding details and at least one identity document
  *      (passport, id_card or driving_licence).
- * A tier never goes down here: a rejection leaves the tier where it was (0 or 1, never 2,
- * since a customer at tier 2 cannot submit again).
+ * A rejection leaves the tier where it was (0 or 1, never 2, since a customer at tier 2 cannot
+ * submit again). A tier goes down only when staff lower it (risk_kyc_tier_lower: documents found
+ * forged or expired, a customer to verify again), with a reason; from then on the automatic
+ * raise to tier 1 is held until staff approve a submission, so a customer lowered to 0 stays
+ * there whatever details they put. A customer lowered below 2 may submit again.
  *
  * Submissions. A customer has at most one open submission ("kys_..."), a draft or a pending
  * one (a unique index on the open ones), and any number of decided ones:
@@ -62,8 +65,8 @@
  * never interleave. The handle may be shared by any number of threads. risk_kyc_tier_get
  * answers from a small in-memory cache (RISK_KYC_TIER_CACHE_SLOTS entries, each trusted for
  * RISK_KYC_TIER_CACHE_US): a change made through this handle clears its entry at once; one
- * made by another process is seen within that time. Since tiers only go up, a stale entry is
- * lower than the truth: the payment path may refuse for a few seconds, never allow too much.
+ * made by another process is seen within that time (one process serves the API: the
+ * payment path and staff's changes share the handle, so a lowering is seen at once).
  * The tables live in the service database (the identity database), schema "risk_kyc".
  *
  * Limits configuration (pure, no database): struct risk_kyc_config holds, per tier, the
@@ -159,7 +162,8 @@ enum risk_kyc_event_kind {
     RISK_KYC_EVENT_SUBMIT = 3,
     RISK_KYC_EVENT_APPROVE = 4,
     RISK_KYC_EVENT_REJECT = 5,
-    RISK_KYC_EVENT_TIER = 6, /* raised to 1 by risk_kyc_tier_refresh */
+    RISK_KYC_EVENT_TIER = 6,  /* raised to 1 by risk_kyc_tier_refresh */
+    RISK_KYC_EVENT_LOWER = 7, /* lowered by staff (risk_kyc_tier_lower) */
 };
 
 /* Names: "none", "draft", "pending", "approved", "rejected"; "passport", "id_card",
@@ -425,6 +429,19 @@ risk_kyc_decide(struct risk_kyc *k, const char *user_id, const char *submission_
                 const char *reason, const char *customer_reason, const char *by,
                 const struct risk_kyc_idem *idem, int64_t now_us, struct risk_kyc_event *out,
                 int *tier_out, bool *replay_out, const char **detail_out);
+
+/* Lowers the customer's tier to tier (0 or 1, below the tier now) and holds the automatic raise
+ * to tier 1 until a submission is approved. reason, customer_reason, by and idem as
+ * risk_kyc_decide's; *out gets the event (kind LOWER), *tier_out the tier now, *replay_out
+ * whether idem's key had made it before (a key that made a decision is CF_ERR_IDEM_KEY_REUSED,
+ * and the other way round). CF_ERR_INVALID_FIELD for a tier out of range; CF_ERR_CONFLICT
+ * (*detail_out) when the customer is at that tier or below already. */
+CF_WARN_UNUSED enum cf_err risk_kyc_tier_lower(struct risk_kyc *k, const char *user_id, int tier,
+                                               const char *reason, const char *customer_reason,
+                                               const char *by, const struct risk_kyc_idem *idem,
+                                               int64_t now_us, struct risk_kyc_event *out,
+                                               int *tier_out, bool *replay_out,
+                                               const char **detail_out);
 
 /* The customer as a view shows them: details of latest and current opened; staff set opens the
  * staff reasons too (customers see customer_reason only). A customer never seen answers tier

@@ -2361,6 +2361,23 @@ def r_kyc_decision(w, method, path, scope):
     w.check_b_unchanged("KYC decisions")
 
 
+def r_kyc_lower(w, method, path, scope):
+    """Risk and admin lower a tier: customers, merchants and support get 403; B's id lowers
+    nothing of A's (B is at tier 0: a conflict); risk lowers A (approved by r_kyc_decision)."""
+    check_eq(set(scope), {"risk", "admin"}, "scope of %s" % path)
+    body = {"tier": 1, "reason": "access check"}
+    _kyc_refusals(w, method, path, body)
+    _forbidden(call(w.srv, method, fill(path, w.b_ids), body, token=w.tokens["support"],
+                    key=new_key("kyc")), "support lowering")
+    expect(call(w.srv, method, fill(path, w.b_ids), body, token=w.tokens["risk"],
+                key=new_key("kyc")), 409, "conflict", "B is at tier 0")
+    got = expect(call(w.srv, method, fill(path, {"kyc": w.a.user_id}), body,
+                      token=w.tokens["risk"], key=new_key("kyc")), 200, what="risk lowers A")
+    check_eq((got["user_id"], got["tier"]), (w.a.user_id, 1), "A lowered")
+    _kyc_b_unchanged(w, "lowerings")
+    w.check_b_unchanged("KYC lowerings")
+
+
 # --- routes: screening. Sanctions lists and screenings (test_screening.py covers them in depth):
 # customers and merchants get 403 with B's id or an unknown one; support and auditors read but
 # do not write; risk loads a list that names no one here, runs a re-screening, screens ad hoc and
@@ -2441,6 +2458,7 @@ ROUTES = {
     "GET /v1/risk/kyc/{id}": (r_kyc_staff_read, 1),
     "GET /v1/risk/kyc/{id}/documents/{doc_id}": (r_kyc_staff_read, 1),
     "POST /v1/risk/kyc/{id}/decision": (r_kyc_decision, 4),
+    "POST /v1/risk/kyc/{id}/tier": (r_kyc_lower, 5),
     "GET /healthz": (r_healthz, 0),
     "GET /metrics": (r_staff, 0),
     "GET /v1/ledger/currencies": (r_currencies, 0),

@@ -428,6 +428,72 @@ def test_reject(ctx):
     srv.check_verify()
 
 
+def lower(srv, token, user_id, tier, key=None, **extra):
+    body = {"tier": tier, "reason": STAFF_REASON}
+    body.update(extra)
+    return call(srv, "POST", "/v1/risk/kyc/%s/tier" % user_id, body, token=token,
+                key=key or new_key("kyc"))
+
+
+def test_lower(ctx):
+    """Staff lower an approved customer's tier with a reason: the limits fall at once, the
+    customer sees the customer-facing reason only, may submit again, and an approval raises
+    them again; a customer lowered to 0 stays there whatever details they put until staff
+    approve; raising, support staff, bad bodies and a reused key are refused; replays by key."""
+    srv = shared(ctx)
+    cust = customer(srv, "Lars Lowered")
+    risk, support = staff(srv, "risk"), staff(srv, "support")
+    ready(srv, cust)
+    expect(decide(srv, risk.token, cust.user_id, "approve"), 200, what="approve")
+    check_eq(me(srv, cust)["tier"], 2, "approved")
+    expect(lower(srv, support.token, cust.user_id, 1), 403, "forbidden", "support lowers")
+    expect(lower(srv, cust.token, cust.user_id, 1), 403, "forbidden", "the customer lowers")
+    expect(lower(srv, risk.token, cust.user_id, 2), 400, "invalid_field", "tier 2 is no lowering")
+    expect(lower(srv, risk.token, cust.user_id, -1), 400, "invalid_field", "a negative tier")
+    expect(lower(srv, risk.token, cust.user_id, "1"), 400, "invalid_field", "a string tier")
+    expect(call(srv, "POST", "/v1/risk/kyc/%s/tier" % cust.user_id, {"reason": STAFF_REASON},
+                token=risk.token, key=new_key("kyc")), 400, "missing_field", "no tier")
+    expect(lower(srv, risk.token, cust.user_id, 1, extra_field=1), 400, "unknown_field",
+           "an unknown field")
+    expect(lower(srv, risk.token, cust.user_id, 1, reason=""), 400, "invalid_field", "no reason")
+    key = new_key("kyc")
+    got = expect(lower(srv, risk.token, cust.user_id, 1, key=key,
+                       customer_reason="Your passport has expired; please upload a new one."),
+                 200, what="lower to 1")
+    check_eq((got["tier"], got["replayed"], got["reason"]), (1, False, STAFF_REASON), "lowered")
+    again = expect(lower(srv, risk.token, cust.user_id, 1, key=key,
+                         customer_reason="Your passport has expired; please upload a new one."),
+                   200, what="the same request again")
+    check_eq((again["id"], again["replayed"]), (got["id"], True), "a replay")
+    expect(lower(srv, risk.token, cust.user_id, 0, key=key), 422, "idempotency_key_reused",
+           "the key for another lowering")
+    expect(lower(srv, risk.token, cust.user_id, 1), 409, "conflict", "at tier 1 already")
+    view = me(srv, cust)
+    check_eq(view["tier"], 1, "the customer sees tier 1")
+    check(SECRET_WORD not in str(view), "the customer never sees the staff reason")
+    check_eq(len(audit(srv, "kyc.lower", cust.user_id)), 1, "one audit line for two requests")
+    hist = staff_view(srv, risk.token, cust.user_id)["history"]
+    check_eq((hist[0]["type"], hist[0]["tier"], hist[0]["reason"]), ("lower", 1, STAFF_REASON),
+             "the history shows the lowering to staff")
+    check_eq(view["lowered"]["reason"], "Your passport has expired; please upload a new one.",
+             "the customer reads why")
+    # verified again: a new submission and an approval raise them to 2
+    ready(srv, cust)
+    expect(decide(srv, risk.token, cust.user_id, "approve"), 200, what="approve again")
+    view = me(srv, cust)
+    check_eq((view["tier"], view["lowered"]), (2, None), "approved again, nothing lowered")
+    # lowered to 0: new details do not raise them to 1 by themselves
+    expect(lower(srv, risk.token, cust.user_id, 0), 200, what="lower to 0")
+    expect(details(srv, cust), 200, what="details after the lowering")
+    view = me(srv, cust)
+    check_eq(view["tier"], 0, "the automatic raise to 1 is held")
+    check("verify again" in view["lowered"]["reason"], "a default reason: %s" % view["lowered"])
+    fresh = customer(srv, "Nora Never")
+    expect(lower(srv, risk.token, fresh.user_id, 0), 409, "conflict", "a customer at 0")
+    expect(decide(srv, risk.token, cust.user_id, "approve", key=key), 422,
+           "idempotency_key_reused", "a lowering's key for a decision")
+
+
 def test_access(ctx):
     """Customers get 403 on every staff route; staff routes answer 404 for ids that are not
     customers and for another customer's document; decisions check their input."""
@@ -584,6 +650,7 @@ TESTS = [
     test_documents,
     test_approve,
     test_reject,
+    test_lower,
     test_access,
     test_queue_pages,
     test_concurrent_decisions,

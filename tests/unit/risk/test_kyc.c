@@ -1077,6 +1077,81 @@ static void test_api_check(void **state)
     assert_int_equal(api_kyc_check(&api, u, "send", 1, "EUR", &tier, &l), CF_ERR_CONFIG);
 }
 
+/* Staff lower a tier: the tier falls, the automatic raise to 1 is held until an approval,
+ * a customer lowered below 2 submits again, keys replay, and only lowering is taken. */
+static void test_lower(void **state)
+{
+    struct fx *x = *state;
+    char u[ID_TEXT_BYTES_MAX], fresh[ID_TEXT_BYTES_MAX];
+    user(71, u);
+    user(72, fresh);
+    int tier = -1;
+    bool replay = true;
+    const char *detail = NULL;
+    struct risk_kyc_event ev, again;
+    struct risk_kyc_idem k1 = idem_of("lower-1", "lower to 1");
+    pending_customer(x, u);
+    assert_int_equal(decide(x, u, true, NULL, &ev, &tier), CF_OK);
+    assert_int_equal(tier, 2);
+
+    assert_int_equal(risk_kyc_tier_lower(x->k, u, 2, "why", NULL, STAFF, NULL, T0_US + 200, &ev,
+                                         &tier, NULL, &detail),
+                     CF_ERR_INVALID_FIELD);
+    assert_int_equal(risk_kyc_tier_lower(x->k, u, 1, "", NULL, STAFF, NULL, T0_US + 200, &ev,
+                                         &tier, NULL, &detail),
+                     CF_ERR_INVALID_FIELD);
+    assert_int_equal(risk_kyc_tier_lower(x->k, fresh, 0, "why", NULL, STAFF, NULL, T0_US + 200,
+                                         &ev, &tier, NULL, &detail),
+                     CF_ERR_CONFLICT);
+    assert_int_equal(risk_kyc_tier_lower(x->k, u, 1, "passport expired", "Upload a new one.",
+                                         STAFF, &k1, T0_US + 200, &ev, &tier, &replay, NULL),
+                     CF_OK);
+    assert_false(replay);
+    assert_int_equal(tier, 1);
+    assert_int_equal(ev.kind, RISK_KYC_EVENT_LOWER);
+    assert_int_equal(risk_kyc_tier_get(x->k, u, &tier), CF_OK);
+    assert_int_equal(tier, 1);
+    assert_int_equal(risk_kyc_tier_lower(x->k, u, 1, "passport expired", "Upload a new one.",
+                                         STAFF, &k1, T0_US + 201, &again, &tier, &replay, NULL),
+                     CF_OK);
+    assert_true(replay);
+    assert_string_equal(again.id, ev.id);
+    assert_int_equal(decide(x, u, true, &k1, &again, &tier), CF_ERR_IDEM_KEY_REUSED);
+    assert_int_equal(risk_kyc_tier_lower(x->k, u, 1, "again", NULL, STAFF, NULL, T0_US + 202, &ev,
+                                         &tier, NULL, &detail),
+                     CF_ERR_CONFLICT);
+    assert_non_null(strstr(detail, "only lower"));
+
+    /* below 2: a new submission, and its approval raises them again */
+    pending_customer(x, u);
+    assert_int_equal(decide(x, u, true, NULL, &ev, &tier), CF_OK);
+    assert_int_equal(tier, 2);
+
+    /* lowered to 0: details and a verified phone do not raise them; an approval does */
+    assert_int_equal(risk_kyc_tier_lower(x->k, u, 0, "forged passport", NULL, STAFF, NULL,
+                                         T0_US + 300, &ev, &tier, NULL, NULL),
+                     CF_OK);
+    assert_int_equal(details_ok(x, u, "Ada Lovelace", true, T0_US + 301), 0);
+    bool raised = true;
+    assert_int_equal(risk_kyc_tier_refresh(x->k, u, true, T0_US + 302, &tier, &raised), CF_OK);
+    assert_false(raised);
+    assert_int_equal(tier, 0);
+    struct risk_kyc_document d;
+    struct risk_kyc_submission s;
+    doc_ok(x, u, RISK_KYC_DOC_PASSPORT, 1500, &d);
+    assert_int_equal(risk_kyc_submit(x->k, u, T0_US + 303, &s, NULL), CF_OK);
+    assert_int_equal(decide(x, u, true, NULL, &ev, &tier), CF_OK);
+    assert_int_equal(tier, 2);
+
+    struct risk_kyc_event hist[RISK_KYC_HISTORY_MAX];
+    size_t n = 0;
+    assert_int_equal(risk_kyc_history(x->k, u, true, hist, RISK_KYC_HISTORY_MAX, &n), CF_OK);
+    size_t lowered = 0;
+    for (size_t i = 0; i < n; i++)
+        lowered += hist[i].kind == RISK_KYC_EVENT_LOWER ? 1 : 0;
+    assert_int_equal(lowered, 2);
+}
+
 #define FX(t) cmocka_unit_test_setup_teardown(t, fx_setup, fx_teardown)
 
 int main(void)
@@ -1092,6 +1167,7 @@ int main(void)
         FX(test_approve),        FX(test_reject),      FX(test_documents),
         FX(test_sealed_at_rest), FX(test_decide_keys), FX(test_list_pages),
         FX(test_races),          FX(test_two_handles), FX(test_api_check),
+        FX(test_lower),
     };
     int failed = cmocka_run_group_tests_name("risk_kyc_pure", pure, NULL, NULL);
     failed += cmocka_run_group_tests_name("risk_kyc_sqlite", tests, NULL, NULL);
