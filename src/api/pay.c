@@ -327,6 +327,12 @@ enum cf_err api_pay_legs(struct api *api, struct arena *arena, const struct pay_
     if (err != CF_OK)
         return err;
     CF_ASSERT(n >= 1 && n <= API_PAY_LEGS_MAX);
+    /* the payee's KYC maximum balance rides on every leg crediting its account: the ledger
+     * checks it in the same step as the credit (ledger.h, I6; api/risk_limits.h) */
+    for (size_t i = 0; i < n && op->payee_max_balance_minor >= 0; i++) {
+        legs[i].credit_capped = legs[i].credit_id == op->payee_account;
+        legs[i].credit_max_minor = legs[i].credit_capped ? op->payee_max_balance_minor : 0;
+    }
     *n_out = n;
     return CF_OK;
 }

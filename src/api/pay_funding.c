@@ -15,8 +15,15 @@
  * Callbacks are matched by op_id, must carry the operation's amount and currency, are recorded
  * by event id (a duplicate is answered and ignored) and only move an operation that is still
  * waiting: late, repeated, out-of-order or forged callbacks change nothing.
+ *
+ * Under review (risk_review.h): a recorded operation monitoring sent to review is parked
+ * PENDING instead of driven - a withdrawal's or payout's hold placed as above, a top-up with
+ * nothing held - and the gateway is not asked, not by recovery either, and a callback for it
+ * changes nothing, until an analyst approves (api_pay_funding_review: the top-up's hold, then
+ * the same gateway step as above) or declines (the hold voided, FAILED risk_blocked).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api/pay.h"
@@ -27,11 +34,13 @@
 #include "gateway/card.h"
 #include "gateway/gateway.h"
 #include "money/currency.h"
+#include "risk/decisions.h"
 
 /* Ledger steps ------------------------------------------------------------------------------- */
 
-/* Holds op's money: dr -> cr pending, with a timeout (0: none). *seq_out gets the hold. A
- * refused hold is *refused; an error means the ledger never answered. */
+/* Holds op's money: dr -> cr pending, with a timeout (0: none), capped at the payee's maximum
+ * balance when cr is its wallet. *seq_out gets the hold. A refused hold is *refused; an error
+ * means the ledger never answered. */
 static enum cf_err ledger_hold(struct api *api, struct arena *arena, const struct pay_op *op,
                                uint64_t dr, uint64_t cr, int64_t timeout_s, uint64_t *seq_out,
                                enum cf_err *refused)
@@ -47,6 +56,10 @@ static enum cf_err ledger_hold(struct api *api, struct arena *arena, const struc
     snprintf(leg->code, sizeof(leg->code), "%s", pay_kind_name(op->kind));
     leg->pending = true;
     leg->timeout_s = timeout_s;
+    /* a top-up's hold carries the wallet's KYC maximum balance (ledger.h, I6): its later post
+     * is at most the hold, so the ceiling is checked here, once */
+    leg->credit_capped = cr == op->payee_account && op->payee_max_balance_minor >= 0;
+    leg->credit_max_minor = leg->credit_capped ? op->payee_max_balance_minor : 0;
     cmd->type = WRITER_CMD_TRANSFER;
     cmd->legs = leg;
     cmd->legs_n = 1;
@@ -159,35 +172,42 @@ static enum cf_err op_instrument(struct api *api, const struct pay_op *op, const
     return CF_OK;
 }
 
-/* Places the hold (if not yet), asks the gateway and applies its answer. */
-static enum cf_err op_drive(struct api *api, struct arena *arena, struct pay_op *op,
-                            const char *bank)
+/* Places op's hold (key "op:<id>:hold"): a top-up's from the gateway clearing into the wallet
+ * with the top-up timeout, a withdrawal's or payout's from its payer into the payout clearing
+ * without one. Then moves op from status `from` to `to` with the hold, or to FAILED with the
+ * ledger's refusal. *op is re-read; an error means the ledger never answered. */
+static enum cf_err op_hold(struct api *api, struct arena *arena, struct pay_op *op, uint8_t from,
+                           uint8_t to)
 {
-    enum cf_err refused = CF_OK, err = CF_OK;
-    if (op->hold_seq == 0) {
-        bool in = op->kind == PAY_KIND_TOPUP;
-        uint64_t clearing = 0;
-        err = api_pay_system(api, arena, in ? PAY_SYS_GATEWAY_CLEARING : PAY_SYS_PAYOUT_CLEARING,
-                             op->currency, &clearing);
-        uint64_t seq = 0;
-        if (err == CF_OK)
-            err = ledger_hold(api, arena, op, in ? clearing : op->payer_account,
-                              in ? op->payee_account : clearing, in ? api->pay.topup_hold_s : 0,
-                              &seq, &refused);
-        if (err != CF_OK)
-            return err;
-        struct pay_op_update u = {.status = PAY_STATUS_PROCESSING, .hold_seq = seq};
-        if (refused != CF_OK) {
-            u.status = PAY_STATUS_FAILED;
-            u.error = cf_err_code(refused);
-        }
-        err = payments_op_update(api->payments, op->id, 1u << PAY_STATUS_PROCESSING, &u,
-                                 api_pay_now_us());
-        if (err == CF_OK)
-            err = payments_op_get(api->payments, op->id, op);
-        if (err != CF_OK || refused != CF_OK)
-            return err;
+    CF_ASSERT(op->hold_seq == 0 && op->status == from);
+    CF_ASSERT(to == PAY_STATUS_PROCESSING || to == PAY_STATUS_PENDING);
+    enum cf_err refused = CF_OK;
+    bool in = op->kind == PAY_KIND_TOPUP;
+    uint64_t clearing = 0, seq = 0;
+    enum cf_err err =
+        api_pay_system(api, arena, in ? PAY_SYS_GATEWAY_CLEARING : PAY_SYS_PAYOUT_CLEARING,
+                       op->currency, &clearing);
+    if (err == CF_OK)
+        err = ledger_hold(api, arena, op, in ? clearing : op->payer_account,
+                          in ? op->payee_account : clearing, in ? api->pay.topup_hold_s : 0, &seq,
+                          &refused);
+    if (err != CF_OK)
+        return err;
+    struct pay_op_update u = {.status = to, .hold_seq = seq};
+    if (refused != CF_OK) {
+        u.status = PAY_STATUS_FAILED;
+        u.error = cf_err_code(refused);
     }
+    err = payments_op_update(api->payments, op->id, 1u << from, &u, api_pay_now_us());
+    if (err == CF_OK)
+        err = payments_op_get(api->payments, op->id, op);
+    return err;
+}
+
+/* Asks the gateway for a held operation and applies its answer. */
+static enum cf_err op_ask(struct api *api, struct arena *arena, struct pay_op *op, const char *bank)
+{
+    CF_ASSERT(op->hold_seq != 0 && bank != NULL);
     struct gateway_request g;
     memset(&g, 0, sizeof(g));
     snprintf(g.op_id, sizeof(g.op_id), "%s", op->id);
@@ -195,13 +215,101 @@ static enum cf_err op_drive(struct api *api, struct arena *arena, struct pay_op 
     g.amount_minor = op->amount_minor;
     snprintf(g.currency, sizeof(g.currency), "%.3s", op->currency); /* ISO codes only: checked */
     struct gateway_result r;
-    err = op_instrument(api, op, bank, &g);
+    enum cf_err err = op_instrument(api, op, bank, &g);
     if (err == CF_OK)
         err = gateway_submit(api->gateway, &g, &r);
     hash_wipe(&g, sizeof(g));
     if (err != CF_OK) /* never sent: release the hold */
         return op_settle(api, arena, op, WAITING_MASK, false, cf_err_code(err), NULL);
     return op_apply_result(api, arena, op, &r);
+}
+
+/* Places the hold (if not yet), asks the gateway and applies its answer. */
+static enum cf_err op_drive(struct api *api, struct arena *arena, struct pay_op *op,
+                            const char *bank)
+{
+    if (op->hold_seq == 0) {
+        enum cf_err err = op_hold(api, arena, op, PAY_STATUS_PROCESSING, PAY_STATUS_PROCESSING);
+        if (err != CF_OK || op->status == PAY_STATUS_FAILED)
+            return err;
+    }
+    return op_ask(api, arena, op, bank);
+}
+
+/* Review ------------------------------------------------------------------------------------- */
+
+/* Parks a PROCESSING operation under review until an analyst decides (PENDING): a withdrawal's
+ * or payout's money held on its way out as usual, a top-up with nothing held. The gateway is
+ * not asked. */
+static enum cf_err review_park(struct api *api, struct arena *arena, struct pay_op *op)
+{
+    CF_ASSERT(op->review && op->status == PAY_STATUS_PROCESSING);
+    if (op->kind != PAY_KIND_TOPUP && op->hold_seq == 0)
+        return op_hold(api, arena, op, PAY_STATUS_PROCESSING, PAY_STATUS_PENDING);
+    struct pay_op_update u = {.status = PAY_STATUS_PENDING};
+    enum cf_err err = payments_op_update(api->payments, op->id, 1u << PAY_STATUS_PROCESSING, &u,
+                                         api_pay_now_us());
+    if (err == CF_ERR_CONFLICT)
+        err = CF_OK; /* parked already (recovery racing the request) */
+    if (err == CF_OK)
+        err = payments_op_get(api->payments, op->id, op);
+    CF_ASSERT(err != CF_OK || op->status != PAY_STATUS_PROCESSING);
+    return err;
+}
+
+/* Starts a recorded operation: parked for an analyst when under review, else driven. */
+static enum cf_err op_start(struct api *api, struct arena *arena, struct pay_op *op,
+                            const char *bank)
+{
+    return op->review ? review_park(api, arena, op) : op_drive(api, arena, op, bank);
+}
+
+/* Whether an analyst approved op (under review): the gateway may hear of it only then. */
+static enum cf_err review_approved(struct api *api, const struct pay_op *op, bool *out)
+{
+    *out = !op->review;
+    if (!op->review)
+        return CF_OK;
+    struct risk_decision_rec *rec = calloc(1, sizeof(*rec));
+    if (rec == NULL)
+        return CF_ERR_NOMEM;
+    enum cf_err err = risk_decisions_get(api->risk_decisions, op->id, rec);
+    if (err == CF_OK)
+        *out = rec->review_state == RISK_REVIEW_APPROVED;
+    free(rec);
+    return err == CF_ERR_NOT_FOUND ? CF_OK : err; /* no decision: not approved */
+}
+
+enum cf_err api_pay_funding_review(struct api *api, struct arena *arena, struct pay_op *op,
+                                   bool approve)
+{
+    CF_ASSERT(op->review && op->status == PAY_STATUS_PENDING);
+    CF_ASSERT(op->kind == PAY_KIND_TOPUP || op->kind == PAY_KIND_WITHDRAWAL ||
+              op->kind == PAY_KIND_PAYOUT);
+    const char *blocked = cf_err_code(CF_ERR_RISK_BLOCKED);
+    if (!approve && op->hold_seq != 0) /* the money comes back */
+        return op_settle(api, arena, op, 1u << PAY_STATUS_PENDING, false, blocked, NULL);
+    if (!approve) { /* a top-up: nothing was held */
+        struct pay_op_update u = {.status = PAY_STATUS_FAILED, .error = blocked};
+        enum cf_err err = payments_op_update(api->payments, op->id, 1u << PAY_STATUS_PENDING, &u,
+                                             api_pay_now_us());
+        if (err == CF_ERR_CONFLICT)
+            err = CF_OK; /* a repeated decision finished it first */
+        return err == CF_OK ? payments_op_get(api->payments, op->id, op) : err;
+    }
+    struct pay_merchant full;
+    memset(&full, 0, sizeof(full));
+    enum cf_err err = CF_OK;
+    if (op->kind == PAY_KIND_PAYOUT) /* its bank account, as the merchant keeps it now */
+        err = payments_merchant_get(api->payments, op->payer, true, &full);
+    else if (strncmp(op->instrument, "card_", 5) != 0) /* a bank account is never stored, */
+        err = CF_ERR_CONFLICT; /* so such an operation is never under review (risk_monitor.c) */
+    if (err == CF_OK && op->hold_seq == 0) /* a top-up's hold, as without review */
+        err = op_hold(api, arena, op, PAY_STATUS_PENDING, PAY_STATUS_PENDING);
+    if (err == CF_OK && op->status == PAY_STATUS_PENDING)
+        err = op_ask(api, arena, op, full.bank_account);
+    hash_wipe(&full, sizeof(full));
+    return err;
 }
 
 /* Answers an operation that went to the gateway: 201 done, 202 waiting (with the challenge
@@ -456,7 +564,7 @@ static void me_topup_run(struct http_request *req, struct http_response *resp)
     if (err == CF_OK) /* no step-up is asked on a top-up: a challenge blocks it */
         err = api_pay_op_record(api, &(struct api_risk_ctx){.req = req}, &op, &replay);
     if (err == CF_OK && !replay)
-        err = op_drive(api, req->arena, &op, b.bank);
+        err = op_start(api, req->arena, &op, b.bank);
     hash_wipe(b.bank, sizeof(b.bank));
     if (err != CF_OK) {
         api_pay_problem_reply(req, resp, err, detail);
@@ -564,7 +672,7 @@ static void me_withdrawal_run(struct http_request *req, struct http_response *re
         err = api_pay_op_record(api, &(struct api_risk_ctx){.req = req, .stepped_up = true}, &op,
                                 &replay);
     if (err == CF_OK && !replay)
-        err = op_drive(api, req->arena, &op, b.bank);
+        err = op_start(api, req->arena, &op, b.bank);
     hash_wipe(b.bank, sizeof(b.bank));
     if (err != CF_OK) {
         api_pay_problem_reply(req, resp, err, detail);
@@ -605,7 +713,7 @@ enum cf_err api_pay_payout(struct api *api, struct arena *arena, const struct pa
     bool replay = false;
     err = api_pay_op_record(api, &(struct api_risk_ctx){0}, op, &replay); /* no step-up */
     if (err == CF_OK && !replay)
-        err = op_drive(api, arena, op, full.bank_account);
+        err = op_start(api, arena, op, full.bank_account);
     hash_wipe(&full, sizeof(full));
     return err;
 }
@@ -687,8 +795,11 @@ static enum cf_err event_apply(struct api *api, struct arena *arena, const struc
         return err;
     bool held =
         op.kind == PAY_KIND_TOPUP || op.kind == PAY_KIND_WITHDRAWAL || op.kind == PAY_KIND_PAYOUT;
-    if (!held || op.amount_minor != e->amount_minor || strcmp(op.currency, e->currency) != 0 ||
-        op.hold_seq == 0 ||
+    bool asked = false; /* under review, the gateway hears of it only once approved */
+    if (held && (err = review_approved(api, &op, &asked)) != CF_OK)
+        return err;
+    if (!held || !asked || op.amount_minor != e->amount_minor ||
+        strcmp(op.currency, e->currency) != 0 || op.hold_seq == 0 ||
         (op.status != PAY_STATUS_PENDING && op.status != PAY_STATUS_PROCESSING)) {
         cf_log(LOG_WARN, "gateway callback changed nothing", "op", op.id, "status",
                pay_status_name(op.status), NULL);
@@ -748,6 +859,8 @@ enum http_action api_gateway_callback_route(struct http_request *req, struct htt
 enum cf_err api_pay_funding_recover(struct api *api, struct arena *arena, const struct pay_op *op)
 {
     struct pay_op copy = *op;
+    if (copy.review) /* recorded, not yet parked: parked now, never sent before a decision */
+        return review_park(api, arena, &copy);
     if (copy.kind == PAY_KIND_TOPUP && copy.hold_seq == 0)
         return CF_OK; /* never held: nothing moved; it stays for the record */
     if (copy.instrument[0] != 'c')

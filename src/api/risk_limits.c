@@ -1,6 +1,11 @@
 /*
  * risk_limits.c - a customer's KYC tier limits on a money movement (risk_limits.h has the
  * contract).
+ *
+ * The maximum balance is checked twice: here against the stored balance, for a quick answer
+ * before anything is recorded, and by the ledger, atomically with the credit, from the ceiling
+ * this file sets on the operation (op->payee_max_balance_minor; ledger.h, I6). Only the second
+ * holds when credits race.
  */
 #include "api/risk_limits.h"
 
@@ -31,7 +36,8 @@ static const char *kyc_feature_out(uint8_t kind)
     }
 }
 
-/* The payee wallet's stored balance plus credit must stay within max_balance. */
+/* The quick answer: the payee wallet's stored balance plus credit within max_balance. Two
+ * credits at once may both pass it; the ledger's ceiling on the credit is the atomic check. */
 static enum cf_err balance_room(struct api *api, struct arena *arena, uint64_t account_id,
                                 int64_t credit_minor, int64_t max_balance_minor)
 {
@@ -51,8 +57,9 @@ static enum cf_err balance_room(struct api *api, struct arena *arena, uint64_t a
     return balance > max_balance_minor - credit_minor ? CF_ERR_LIMIT_EXCEEDED : CF_OK;
 }
 
-/* The receiving customer's tier: receiving open, and room under its maximum balance. */
-static enum cf_err limits_incoming(struct api *api, struct arena *arena, const struct pay_op *op)
+/* The receiving customer's tier: receiving open, and room under its maximum balance, which
+ * becomes the ceiling of the operation's credit. */
+static enum cf_err limits_incoming(struct api *api, struct arena *arena, struct pay_op *op)
 {
     bool receives = strncmp(op->payee, "usr_", 4) == 0 && strcmp(op->payee, op->payer) != 0 &&
                     op->kind != PAY_KIND_REFUND;
@@ -66,7 +73,11 @@ static enum cf_err limits_incoming(struct api *api, struct arena *arena, const s
         return CF_ERR_LIMIT_EXCEEDED;
     if (err != CF_OK)
         return err;
-    return balance_room(api, arena, op->payee_account, op->credit_minor, l.max_balance_minor);
+    err = balance_room(api, arena, op->payee_account, op->credit_minor, l.max_balance_minor);
+    if (err == CF_OK && l.max_balance_minor >= 0)
+        op->payee_max_balance_minor = l.max_balance_minor;
+    CF_ASSERT(op->payee_max_balance_minor >= -1);
+    return err;
 }
 
 /* The UTC day and month now_us falls in, as their first microseconds. */
@@ -82,6 +93,8 @@ static void period_starts(int64_t now_us, int64_t *day_us, int64_t *month_us)
 
 enum cf_err api_risk_limits(struct api *api, struct arena *arena, struct pay_op *op)
 {
+    CF_ASSERT(api != NULL && op != NULL);
+    op->payee_max_balance_minor = -1; /* no ceiling unless a capped customer receives */
     if (!api->kyc_enforce || api->kyc == NULL)
         return CF_OK;
     const char *feature = kyc_feature_out(op->kind);

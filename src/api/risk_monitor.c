@@ -47,10 +47,12 @@ static const char *subject_of(const struct pay_op *op)
     return op->payer[0] != '\0' ? op->payer : op->payee;
 }
 
-/* The kind as the rules language names it; NULL for what is not scored (refunds). */
+/* The kind as the rules language names it; NULL for what is not scored (none today). */
 static const char *rules_kind(uint8_t kind)
 {
     switch (kind) {
+    case PAY_KIND_REFUND: /* scored under the merchant that gives the money back */
+        return "refund";
     case PAY_KIND_TOPUP:
         return "topup";
     case PAY_KIND_WITHDRAWAL:
@@ -78,13 +80,36 @@ static const char *payee_kind_of(const struct pay_op *op)
     return strncmp(op->payee, "mer_", 4) == 0 ? "merchant" : "user";
 }
 
-/* The four velocity keys of op, currency included: "u:<subject>|EUR", ... ("" when unknown). */
+/* The four velocity keys of op, currency included: "u:<subject>|EUR", ... ("" when unknown). The
+ * device and IP keys hold pseudonyms, never the session id or the address (see keys_build). */
 struct risk_keys {
     char k[RULES_KEYS_N][VELOCITY_KEY_BYTES_MAX + 1];
     char country[RULES_TEXT_BYTES_MAX]; /* the client's, when the request is the subject's own */
 };
 
-static void keys_build(const struct api_risk_ctx *ctx, const struct pay_op *op,
+/* The pseudonyms' domains (risk/decisions.h): a device and an address never share one. */
+#define RISK_MONITOR_DEVICE_DOMAIN "velocity_device"
+#define RISK_MONITOR_IP_DOMAIN "velocity_ip"
+
+/* "<prefix>:<pseudonym of value>|<currency>" into key, or "" when no pseudonym can be made
+ * (master key 1 gone since the start checked it: the key is left out, never stored raw). */
+static void key_pseudonymous(struct api *api, const char *prefix, const char *domain,
+                             const char *value, const char *currency,
+                             char key[VELOCITY_KEY_BYTES_MAX + 1])
+{
+    char hex[RISK_DECISIONS_PSEUDONYM_HEX_BYTES];
+    key[0] = '\0';
+    if (risk_decisions_pseudonym(api->risk_decisions, domain, value, hex) != CF_OK) {
+        cf_log(LOG_WARN, "velocity key left out: no pseudonym", "key", prefix, NULL);
+        return;
+    }
+    int n = snprintf(key, VELOCITY_KEY_BYTES_MAX + 1, "%s:%s|%s", prefix, hex, currency);
+    CF_ASSERT(n > 0 && n <= VELOCITY_KEY_BYTES_MAX);
+}
+
+/* The device and the client address are personal data: their keys hold keyed hashes of them
+ * (risk_decisions_pseudonym), the same strings in memory and in the decision log. */
+static void keys_build(struct api *api, const struct api_risk_ctx *ctx, const struct pay_op *op,
                        struct risk_keys *keys)
 {
     memset(keys, 0, sizeof(*keys));
@@ -93,13 +118,13 @@ static void keys_build(const struct api_risk_ctx *ctx, const struct pay_op *op,
     snprintf(keys->k[RULES_KEY_USER], sizeof(keys->k[0]), "u:%s|%s", subject_of(op),
              op->currency);
     if (own && p->user.session_id[0] != '\0') /* not a merchant charging a customer's code */
-        snprintf(keys->k[RULES_KEY_DEVICE], sizeof(keys->k[0]), "d:%s|%s", p->user.session_id,
-                 op->currency);
+        key_pseudonymous(api, "d", RISK_MONITOR_DEVICE_DOMAIN, p->user.session_id, op->currency,
+                         keys->k[RULES_KEY_DEVICE]);
     if (own && ctx->req->client_country[0] != '\0')
         cf_best_effort(rules_features_text_set(keys->country, ctx->req->client_country, 2));
     if (own && ctx->req->client_ip[0] != '\0')
-        snprintf(keys->k[RULES_KEY_IP], sizeof(keys->k[0]), "i:%s|%s", ctx->req->client_ip,
-                 op->currency);
+        key_pseudonymous(api, "i", RISK_MONITOR_IP_DOMAIN, ctx->req->client_ip, op->currency,
+                         keys->k[RULES_KEY_IP]);
     if (op->payee[0] != '\0' && op->kind != PAY_KIND_TOPUP)
         snprintf(keys->k[RULES_KEY_PAYEE], sizeof(keys->k[0]), "p:%s|%s", op->payee,
                  op->currency);
@@ -283,9 +308,13 @@ static enum cf_err features_build(struct api *api, const struct api_risk_ctx *ct
 
 /* Decisions ------------------------------------------------------------------------------------ */
 
+/* The row is written before a challenge is answered, so it is counted (counted_at_us) at once
+ * only when the movement goes on at once: allow, or a review that holds the money; an answered
+ * challenge is marked by velocity_count. A block, a refused review, a challenge not answered are
+ * never counted, here or in the counters. */
 static enum cf_err decision_record(struct api *api, const struct pay_op *op,
-                                   const struct risk_features *f, const struct rules_decision *d,
-                                   bool review, int64_t now_us)
+                                   const struct risk_keys *keys, const struct risk_features *f,
+                                   const struct rules_decision *d, bool review, int64_t now_us)
 {
     struct risk_decision_rec *rec = calloc(1, sizeof(*rec));
     if (rec == NULL)
@@ -299,6 +328,9 @@ static enum cf_err decision_record(struct api *api, const struct pay_op *op,
     rec->features = *f;
     rec->review_state = review ? RISK_REVIEW_PENDING : RISK_REVIEW_NONE;
     rec->created_at_us = now_us;
+    for (size_t i = 0; i < RULES_KEYS_N; i++)
+        snprintf(rec->keys[i], sizeof(rec->keys[i]), "%s", keys->k[i]);
+    rec->counted_at_us = d->action == RULES_ACTION_ALLOW || review ? now_us : 0;
     enum cf_err err = risk_decisions_put(api->risk_decisions, rec);
     free(rec);
     return err;
@@ -327,19 +359,40 @@ static enum cf_err challenge_answer(struct api *api, const struct api_risk_ctx *
                                       ctx->v != NULL ? ctx->v : &none, op->idem);
 }
 
+/* Counts op under its keys at now_us; an answered challenge's decision row is marked counted
+ * too (decision_record marked the others), so a restart restores what was counted here. */
 static void velocity_count(struct api *api, const struct risk_keys *keys, const struct pay_op *op,
-                           int64_t now_s)
+                           const struct rules_decision *d, int64_t now_us)
 {
     for (size_t i = 0; i < RULES_KEYS_N; i++)
         if (keys->k[i][0] != '\0' &&
-            velocity_record(api->velocity, keys->k[i], op->amount_minor, now_s) != CF_OK)
+            velocity_record(api->velocity, keys->k[i], op->amount_minor, now_us / 1000000) != CF_OK)
             cf_log(LOG_WARN, "velocity not counted", "op", op->id, NULL);
+    if (d->action == RULES_ACTION_CHALLENGE &&
+        risk_decisions_counted_set(api->risk_decisions, op->id, now_us) != CF_OK)
+        cf_log(LOG_WARN, "decision not marked counted", "op", op->id, NULL);
 }
 
-/* Gateway operations cannot wait for an analyst with the money held inside Coffer. */
-static bool reviewable(uint8_t kind)
+/* What can wait for an analyst: a movement between wallets or a refund (the payer's money held
+ * in the review clearing), a payout (held on its way out; the merchant's bank account is kept,
+ * sealed) and a top-up from a saved card (nothing held until approved). Not a top-up from, nor
+ * a withdrawal to, a bank account: the account number is in the request only, never stored, so
+ * an approved one could not be sent to the gateway (risk_monitor.h). */
+static bool reviewable(const struct pay_op *op)
 {
-    return kind == PAY_KIND_SEND || kind == PAY_KIND_PAYMENT || kind == PAY_KIND_CONVERSION;
+    switch (op->kind) {
+    case PAY_KIND_SEND:
+    case PAY_KIND_PAYMENT:
+    case PAY_KIND_CONVERSION:
+    case PAY_KIND_REFUND:
+    case PAY_KIND_PAYOUT:
+        return true;
+    case PAY_KIND_TOPUP:
+    case PAY_KIND_WITHDRAWAL:
+        return strncmp(op->instrument, "card_", 5) == 0;
+    default:
+        return false;
+    }
 }
 
 enum cf_err api_risk_score(struct api *api, const struct api_risk_ctx *ctx,
@@ -353,22 +406,22 @@ enum cf_err api_risk_score(struct api *api, const struct api_risk_ctx *ctx,
     struct risk_keys keys;
     struct risk_features f;
     struct rules_decision d;
-    keys_build(ctx, op, &keys);
+    keys_build(api, ctx, op, &keys);
     enum cf_err err = features_build(api, ctx, op, &keys, now_us, &f);
     if (err != CF_OK)
         return err;
     const struct rules_set *set = api_risk_rules_acquire(api);
     rules_evaluate(set, &f, &d);
     api_risk_rules_release(api, set);
-    bool review = d.action == RULES_ACTION_REVIEW && reviewable(op->kind);
-    if ((err = decision_record(api, op, &f, &d, review, now_us)) != CF_OK)
+    bool review = d.action == RULES_ACTION_REVIEW && reviewable(op);
+    if ((err = decision_record(api, op, &keys, &f, &d, review, now_us)) != CF_OK)
         return err;
     if (d.action == RULES_ACTION_BLOCK ||
         (d.action == RULES_ACTION_REVIEW && !review))
         return CF_ERR_RISK_BLOCKED;
     if (d.action == RULES_ACTION_CHALLENGE && (err = challenge_answer(api, ctx, op)) != CF_OK)
         return err;
-    velocity_count(api, &keys, op, now_us / 1000000);
+    velocity_count(api, &keys, op, &d, now_us);
     *review_out = review;
     return CF_OK;
 }
@@ -383,6 +436,69 @@ static void sign_in_failed(void *ctx, const char *user_id, int64_t now_us)
         cf_log(LOG_WARN, "failed sign-in not counted", NULL);
 }
 
+/* Counted movements a start replays at most (the newest): a day of a busy deployment, read 1000
+ * a page, so the start stays within seconds and the counters' table bounds the memory. */
+#define RISK_WARM_ROWS_MAX 1000000
+
+/* Records one counted movement's keys at its own time (never later than now_s: another server's
+ * clock may be ahead); returns the records refused. */
+static size_t warm_record(struct api *api, const struct risk_decisions_counted *c, int64_t now_s)
+{
+    int64_t at_s = c->counted_at_us / 1000000 < now_s ? c->counted_at_us / 1000000 : now_s;
+    size_t refused = 0;
+    for (size_t k = 0; k < RULES_KEYS_N; k++)
+        if (c->keys[k][0] != '\0' &&
+            velocity_record(api->velocity, c->keys[k], c->amount_minor, at_s) != CF_OK)
+            refused++;
+    return refused;
+}
+
+/* The warm start: the counters rebuilt from the decision log's counted movements of the last
+ * day (VELOCITY_IDLE_S_MAX), oldest first so the keys' recency is restored too, page by page,
+ * the newest RISK_WARM_ROWS_MAX at most. Failed sign-ins ("f:" keys) are not in the log and
+ * start from zero. */
+static enum cf_err velocity_warm(struct api *api, int64_t now_us)
+{
+    CF_ASSERT(api->velocity != NULL && api->risk_decisions != NULL && now_us > 0);
+    int64_t since_us = now_us - (int64_t)VELOCITY_IDLE_S_MAX * 1000000;
+    struct risk_decisions_cursor cur;
+    enum cf_err err =
+        risk_decisions_recent_keys_start(api->risk_decisions, since_us, RISK_WARM_ROWS_MAX, &cur);
+    struct risk_decisions_counted *page =
+        err == CF_OK ? calloc(RISK_DECISIONS_KEYS_PAGE_MAX, sizeof(*page)) : NULL;
+    if (err == CF_OK && page == NULL)
+        err = CF_ERR_NOMEM;
+    size_t n = RISK_DECISIONS_KEYS_PAGE_MAX, rows = 0, refused = 0;
+    while (err == CF_OK && n == RISK_DECISIONS_KEYS_PAGE_MAX && rows < RISK_WARM_ROWS_MAX) {
+        err = risk_decisions_recent_keys(api->risk_decisions, since_us, &cur, page,
+                                         RISK_DECISIONS_KEYS_PAGE_MAX, &n);
+        for (size_t i = 0; err == CF_OK && i < n; i++)
+            refused += warm_record(api, &page[i], now_us / 1000000);
+        rows += err == CF_OK ? n : 0;
+    }
+    free(page);
+    char text[2][24];
+    snprintf(text[0], sizeof(text[0]), "%zu", rows);
+    snprintf(text[1], sizeof(text[1]), "%zu", refused);
+    if (err == CF_OK)
+        cf_log(LOG_INFO, "velocity restored from the decision log", "movements", text[0], "refused",
+               text[1], NULL);
+    CF_ASSERT(err != CF_OK || rows <= RISK_WARM_ROWS_MAX + RISK_DECISIONS_KEYS_PAGE_MAX);
+    return err;
+}
+
+/* Device and IP keys need master key RISK_DECISIONS_PSEUDONYM_KEY_ID: checked once at start, so
+ * a deployment without it refuses to start rather than score without those keys. */
+static enum cf_err pseudonyms_check(struct api *api)
+{
+    char hex[RISK_DECISIONS_PSEUDONYM_HEX_BYTES];
+    enum cf_err err =
+        risk_decisions_pseudonym(api->risk_decisions, RISK_MONITOR_DEVICE_DOMAIN, "check", hex);
+    if (err != CF_OK)
+        cf_log(LOG_ERROR, "monitoring needs master key 1 to hash device and IP keys", NULL);
+    return err;
+}
+
 enum cf_err api_risk_monitor_open(struct api *api, size_t velocity_keys_max)
 {
     CF_ASSERT(api->velocity == NULL && api->risk_ages == NULL);
@@ -392,6 +508,13 @@ enum cf_err api_risk_monitor_open(struct api *api, size_t velocity_keys_max)
     CF_ASSERT(pthread_mutex_init(&api->risk_ages->mu, NULL) == 0);
     hash_random(api->risk_ages->seed, sizeof(api->risk_ages->seed));
     enum cf_err err = velocity_open(velocity_keys_max, &api->velocity);
+    bool warm = err == CF_OK && api->risk_monitoring && api->risk_decisions != NULL;
+    if (warm)
+        err = pseudonyms_check(api);
+    /* a log that does not read back (storage, a corrupt row) costs counts, not the start */
+    if (warm && err == CF_OK && velocity_warm(api, cf_clock_now_us(&cf_clock_real)) != CF_OK)
+        cf_log(LOG_WARN, "velocity warm start incomplete: counting on from what was restored",
+               NULL);
     if (err == CF_OK)
         identity_on_sign_in_failure(api->identity, sign_in_failed, api);
     return err;

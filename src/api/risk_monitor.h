@@ -18,16 +18,20 @@
  *      (the route's action, the amount, the currency and the payee as the customer named it):
  *      step_up_required until the customer answers one; where no one can answer (a scheduled
  *      payout, a charge a merchant makes), a challenge blocks. block: risk_blocked (403) with
- *      the customer's safe message; staff see the rules. review: a transfer between wallets
- *      (send, payment, conversion) is recorded and its payer's money held as a pending transfer
- *      into the review clearing account until an analyst decides (POST
- *      /v1/risk/reviews/{operation_id}/decision: approve posts the hold and runs the legs from
- *      the clearing account, decline voids it); a gateway operation (top-up, withdrawal, payout)
- *      under review is refused like a block (its money is outside Coffer) and waits in the
+ *      the customer's safe message; staff see the rules. review: the operation is recorded
+ *      PENDING until an analyst decides (POST /v1/risk/reviews/{operation_id}/decision;
+ *      api/risk_review.h). A transfer between wallets (send, payment, conversion) or a refund
+ *      has its payer's money held as a pending transfer into the review clearing account
+ *      (approve posts it and runs the legs from there, decline voids it); a payout has its
+ *      money held on its way out as usual and a top-up from a saved card holds nothing, and
+ *      the gateway is asked only once approved. A top-up from, or a withdrawal to, a bank
+ *      account under review is refused like a block: the account number is in the request
+ *      only (never stored), so an approved one could not reach the gateway; it waits in the
  *      decisions list for an analyst to look at.
  *   5. An operation that goes on is counted in the velocity counters.
  *
- * Refunds are not scored (the money goes back to whoever paid it). Monitoring off (config
+ * Refunds are scored like every movement, under the merchant (kind "refund"); the refund route
+ * offers no step-up, so a challenge blocks one. Monitoring off (config
  * `monitoring off`) skips all of it. Everything here runs on the API's workers.
  */
 #ifndef COFFER_API_RISK_MONITOR_H

@@ -16,7 +16,9 @@
 
 /* Review holds ---------------------------------------------------------------------------------- */
 
-/* What the payer pays in all: the legs out of its account (a send's amount and fee). */
+/* What the payer pays in all: the legs out of its account less those into it (a send's amount
+ * and fee; a refund's amount less the fee share it gets back). Run from the review clearing, the
+ * same legs then leave it empty. 0 when nothing leaves (a refund whose fee share is all of it). */
 static enum cf_err payer_total(struct api *api, struct arena *arena, const struct pay_op *op,
                                int64_t *total_out)
 {
@@ -24,10 +26,13 @@ static enum cf_err payer_total(struct api *api, struct arena *arena, const struc
     size_t n = 0;
     int64_t total = 0;
     enum cf_err err = api_pay_legs(api, arena, op, legs, &n);
-    for (size_t i = 0; i < n && err == CF_OK; i++)
+    for (size_t i = 0; i < n && err == CF_OK; i++) {
         if (legs[i].debit_id == op->payer_account)
             err = money_add(total, legs[i].amount, &total);
-    if (err == CF_OK && total <= 0)
+        else if (legs[i].credit_id == op->payer_account)
+            err = money_sub(total, legs[i].amount, &total);
+    }
+    if (err == CF_OK && (total < 0 || (total == 0 && op->kind != PAY_KIND_REFUND)))
         err = CF_ERR_INTERNAL;
     if (err == CF_OK)
         *total_out = total;
@@ -67,7 +72,9 @@ enum cf_err api_risk_review_hold(struct api *api, struct arena *arena, struct pa
     cmd->type = WRITER_CMD_TRANSFER;
     cmd->legs = leg;
     cmd->legs_n = 1;
-    if ((err = step_submit(api, arena, cmd, false, &refused, &seq)) != CF_OK)
+    if (total == 0) /* nothing of the payer's to hold (a refund): refused like a block */
+        refused = CF_ERR_RISK_BLOCKED;
+    else if ((err = step_submit(api, arena, cmd, false, &refused, &seq)) != CF_OK)
         return err; /* never ran: stays PROCESSING */
     struct pay_op_update u = {.status = PAY_STATUS_PENDING, .hold_seq = seq};
     if (refused != CF_OK) {
@@ -228,8 +235,11 @@ static void review_decision_run(struct http_request *req, struct http_response *
             err = CF_OK; /* the same decision again: finish what it began */
         free(rec);
     }
+    bool gateway =
+        op.kind == PAY_KIND_TOPUP || op.kind == PAY_KIND_WITHDRAWAL || op.kind == PAY_KIND_PAYOUT;
     if (err == CF_OK && op.status == PAY_STATUS_PENDING)
-        err = review_apply(api, req->arena, &op, approve);
+        err = gateway ? api_pay_funding_review(api, req->arena, &op, approve)
+                      : review_apply(api, req->arena, &op, approve);
     if (err != CF_OK) {
         api_pay_problem_reply(req, resp, err, detail);
         return;

@@ -1,12 +1,26 @@
 /*
  * risk_review.h - money held for an analyst (risk_review.c).
  *
- * An operation monitoring sends to review (api/risk_monitor.h) is recorded with `review` set
- * and, instead of its legs, its payer's money goes into the review clearing account (one per
- * currency) as one pending transfer. The analyst's decision posts that hold and runs the
- * operation's legs from the clearing account (approve), or voids it (decline). Every step is
- * keyed ("op:<id>:hold", ":post", ":void", ":legs", ":return"), so a decision repeated after a
- * crash finishes what the first began and moves nothing twice.
+ * An operation monitoring sends to review (api/risk_monitor.h) is recorded with `review` set.
+ *
+ * Between wallets (send, payment, conversion, refund): instead of its legs, its payer's money
+ * goes into the review clearing account (one per currency) as one pending transfer; for a
+ * refund, the merchant's amount less the fee share it gets back. The analyst's decision posts
+ * that hold and runs the operation's legs from the clearing account (approve), or voids it
+ * (decline). Every step is keyed ("op:<id>:hold", ":post", ":void", ":legs", ":return"), so a
+ * decision repeated after a crash finishes what the first began and moves nothing twice. A
+ * declined or failed refund gives its shares back to its payment (payments_op_update).
+ *
+ * Through the gateway (pay_funding.c): a payout's money is held on its way out as always
+ * (merchant -> payout clearing, no timeout) and a top-up from a saved card holds nothing; both
+ * wait PENDING and the gateway is not asked. Approve runs the gateway step as an operation not
+ * under review would (a top-up's hold first, then the charge of the saved card; 3-D Secure, if
+ * the issuer asks, goes to the customer as action_required); decline voids the hold (if any).
+ * The same keys as without review ("op:<id>:hold", ":post", ":void", the op id at the gateway).
+ * Top-ups from and withdrawals to a bank account are never under review (risk_monitor.h).
+ *
+ * A declined operation is FAILED with risk_blocked. Only a PENDING operation is decided; one
+ * still PROCESSING (recorded, not yet held: a crash) is held by recovery first.
  */
 #ifndef COFFER_API_RISK_REVIEW_H
 #define COFFER_API_RISK_REVIEW_H
@@ -22,6 +36,12 @@
  * ledger never answered (the operation stays PROCESSING; recovery holds it again). */
 CF_WARN_UNUSED enum cf_err api_risk_review_hold(struct api *api, struct arena *arena,
                                                 struct pay_op *op);
+
+/* Carries out an analyst's decision on a PENDING top-up, withdrawal or payout under review
+ * (pay_funding.c): approve runs its gateway step, decline voids its hold and fails it. *op is
+ * re-read; an error means a step never answered (repeating the decision finishes it). */
+CF_WARN_UNUSED enum cf_err api_pay_funding_review(struct api *api, struct arena *arena,
+                                                  struct pay_op *op, bool approve);
 
 /* POST /v1/risk/reviews/{operation_id}/decision {decision: approve|decline, reason} (risk,
  * admin; Idempotency-Key). */

@@ -27,6 +27,12 @@
  *   I3. No total is ever negative, and none overflows int64_t (checked arithmetic).
  *   I4. A frozen account is never debited (no new outflow, no posting of a hold on it).
  *   I5. Both sides of an entry share one currency, and the accounts differ.
+ *   I6. A leg with a ceiling (credit_capped) never leaves its credited credit-normal account
+ *       with balance + credits_pending above credit_max_minor: the check and the credit are one
+ *       step, so two credits at once can never both pass a ceiling that has room for one.
+ *       Pending inflows count because a hold's later post is at most the hold; a post, a void
+ *       or an expiry is never refused by a ceiling. The ceiling belongs to the leg, not to the
+ *       account, so `coffer verify` cannot re-check it from the journal.
  *
  * Every function below leaves its outputs untouched when it returns an error.
  */
@@ -118,7 +124,7 @@ struct ledger_entry {
     uint64_t resolution_seq;
 };
 
-/* What the caller asks for in one leg. */
+/* What the caller asks for in one leg. Zero-initialised optional fields mean "none". */
 struct ledger_leg {
     uint64_t debit_id;
     uint64_t credit_id;
@@ -131,6 +137,13 @@ struct ledger_leg {
     int64_t timeout_s;    /* 0 = no timeout; only with pending */
     const char *idem_key; /* batch items only */
     size_t idem_key_len;
+    /* An optional ceiling on the credited account (I6), e.g. a KYC tier's maximum balance:
+     * with credit_capped, a credit-normal credited account must end with balance +
+     * credits_pending <= credit_max_minor (>= 0), else CF_ERR_LIMIT_EXCEEDED. Ignored for a
+     * debit-normal credited account (a credit is its outflow). Set by the payment code only;
+     * the admin transfer API never sets it. */
+    bool credit_capped;
+    int64_t credit_max_minor;
 };
 
 /* Balances ------------------------------------------------------------------------------------ */
@@ -145,13 +158,13 @@ bool ledger_account_is_valid(const struct ledger_account *a);
 /* Rules --------------------------------------------------------------------------------------- */
 
 /* Checks a leg's shape before any account is looked at: amount > 0, accounts differ, code and
- * timeout within limits. */
+ * timeout within limits, a ceiling not negative (CF_ERR_INVALID_FIELD). */
 CF_WARN_UNUSED enum cf_err ledger_leg_check(const struct ledger_leg *leg);
 
 /*
  * Applies a TRANSFER or PENDING leg to the two accounts (dr is debited, cr credited): checks
- * currency, frozen, overflow and no_overdraft, then updates both totals. On error neither
- * account changes.
+ * currency, frozen, overflow, no_overdraft and the leg's ceiling on cr (I6:
+ * CF_ERR_LIMIT_EXCEEDED), then updates both totals. On error neither account changes.
  */
 CF_WARN_UNUSED enum cf_err ledger_leg_apply(struct ledger_account *dr, struct ledger_account *cr,
                                             const struct ledger_leg *leg);

@@ -72,6 +72,8 @@ enum cf_err ledger_leg_check(const struct ledger_leg *leg)
         return CF_ERR_TIMEOUT_INVALID;
     if (leg->metadata_len > LEDGER_METADATA_BYTES_MAX)
         return CF_ERR_INVALID_FIELD;
+    if (leg->credit_capped && leg->credit_max_minor < 0)
+        return CF_ERR_INVALID_FIELD;
     return CF_OK;
 }
 
@@ -89,11 +91,22 @@ static enum cf_err overdraft_check(const struct ledger_account *a)
     return CF_OK;
 }
 
+/* I6: the credited account after the leg, c, within the leg's ceiling. balance +
+ * credits_pending is the most it can hold once every inflow posts and every outflow is voided. */
+static enum cf_err ceiling_check(const struct ledger_account *c, const struct ledger_leg *leg)
+{
+    if (!leg->credit_capped || c->normal != LEDGER_NORMAL_CREDIT)
+        return CF_OK;
+    __int128 most = account_balance_wide(c) + c->credits_pending;
+    return most > leg->credit_max_minor ? CF_ERR_LIMIT_EXCEEDED : CF_OK;
+}
+
 enum cf_err ledger_leg_apply(struct ledger_account *dr, struct ledger_account *cr,
                              const struct ledger_leg *leg)
 {
     CF_ASSERT(dr != NULL && cr != NULL && dr != cr);
     CF_ASSERT(leg->amount > 0);
+    CF_ASSERT(!leg->credit_capped || leg->credit_max_minor >= 0); /* ledger_leg_check */
     if (dr->id == cr->id)
         return CF_ERR_SAME_ACCOUNT;
     if (strcmp(dr->currency, leg->currency) != 0 || strcmp(cr->currency, leg->currency) != 0)
@@ -114,7 +127,8 @@ enum cf_err ledger_leg_apply(struct ledger_account *dr, struct ledger_account *c
             (err = total_add(c.credits_posted, leg->amount, &c.credits_posted)) != CF_OK)
             return err;
     }
-    if ((err = overdraft_check(&d)) != CF_OK || (err = overdraft_check(&c)) != CF_OK)
+    if ((err = overdraft_check(&d)) != CF_OK || (err = overdraft_check(&c)) != CF_OK ||
+        (err = ceiling_check(&c, leg)) != CF_OK)
         return err;
     CF_ASSERT(ledger_account_is_valid(&d) && ledger_account_is_valid(&c));
     *dr = d;

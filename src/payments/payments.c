@@ -83,6 +83,11 @@
 /* Version 7: an operation monitoring sent to review holds its payer's money before its legs. */
 #define PAY_REVIEW "ALTER TABLE pay_ops ADD COLUMN review INTEGER NOT NULL DEFAULT 0;"
 
+/* Version 8: the ceiling the payee's wallet takes with the operation's credit (its KYC tier's
+ * maximum balance), so the legs stay a function of the row; -1 (none) for older rows. */
+#define PAY_PAYEE_CEILING                                                                          \
+    "ALTER TABLE pay_ops ADD COLUMN payee_max_balance_minor BIGINT NOT NULL DEFAULT -1;"
+
 static char schema_sqlite[6144];
 static char schema_postgres[6144];
 
@@ -102,6 +107,7 @@ static enum cf_err schema_migrate(struct sqldb *db)
         {5, PAY_CARD_LOCKS, PAY_CARD_LOCKS},
         {6, PAY_FX_PAYMENTS, PAY_FX_PAYMENTS},
         {7, PAY_REVIEW, PAY_REVIEW},
+        {8, PAY_PAYEE_CEILING, PAY_PAYEE_CEILING},
     };
     return sqldb_migrate(db, "payments", m, sizeof(m) / sizeof(m[0]));
 }
@@ -254,7 +260,7 @@ void payments_op_id_new(enum pay_kind kind, char out[PAY_ID_BYTES_MAX])
     "amount_minor, currency, fee_minor, credit_minor, credit_currency, rate_e9, quote_id, "        \
     "parent_id, refunded_minor, fee_returned_minor, reference, note_sealed, gateway_ref, "         \
     "instrument, ledger_seq, hold_seq, error, created_at_us, updated_at_us, spread_minor, "        \
-    "debit_returned_minor, spread_returned_minor, review"
+    "debit_returned_minor, spread_returned_minor, review, payee_max_balance_minor"
 
 static void op_note_open(struct payments *p, struct pay_op *op, const uint8_t *ct, size_t n)
 {
@@ -306,6 +312,7 @@ static void op_from_row(struct payments *p, const struct sql_rows *r, size_t i, 
     op->debit_returned_minor = sql_row_int(r, i, c++);
     op->spread_returned_minor = sql_row_int(r, i, c++);
     op->review = sql_row_int(r, i, c++) != 0;
+    op->payee_max_balance_minor = sql_row_int(r, i, c++);
     CF_ASSERT(c == sql_rows_cols(r));
     op_note_open(p, op, note, note_len);
 }
@@ -378,15 +385,20 @@ static enum cf_err op_insert(struct payments *p, struct sqltx *tx, const struct 
     if (err != CF_OK)
         return err;
     /* the rest in a second statement: the facade takes at most SQL_PARAMS_MAX parameters */
-    struct sql_value w[] = {SQL_T(op->reference),   note_len > 0 ? SQL_B(note, note_len) : SQL_NUL,
-                            SQL_T(op->gateway_ref), SQL_T(op->instrument),
-                            SQL_I(now_us),          SQL_I(op->spread_minor),
-                            SQL_I(op->review ? 1 : 0), SQL_T(op->id)};
+    struct sql_value w[] = {SQL_T(op->reference),
+                            note_len > 0 ? SQL_B(note, note_len) : SQL_NUL,
+                            SQL_T(op->gateway_ref),
+                            SQL_T(op->instrument),
+                            SQL_I(now_us),
+                            SQL_I(op->spread_minor),
+                            SQL_I(op->review ? 1 : 0),
+                            SQL_I(op->payee_max_balance_minor),
+                            SQL_T(op->id)};
     return sql_exec(tx,
                     "UPDATE pay_ops SET reference = $1, note_sealed = $2, gateway_ref = $3, "
                     "instrument = $4, created_at_us = $5, updated_at_us = $5, spread_minor = $6, "
-                    "review = $7 WHERE id = $8",
-                    w, 8, NULL);
+                    "review = $7, payee_max_balance_minor = $8 WHERE id = $9",
+                    w, 9, NULL);
 }
 
 /* Prices refund *op's shares from its locked parent (payments_op_begin's contract). */
@@ -487,6 +499,7 @@ enum cf_err payments_op_begin(struct payments *p, const struct pay_op *op, int64
 {
     CF_ASSERT(op->id[0] != '\0' && op->idem[0] != '\0');
     CF_ASSERT(op->kind >= 1 && op->kind <= PAY_KIND_MAX);
+    CF_ASSERT(op->payee_max_balance_minor >= -1); /* api_risk_limits sets it */
     *existed = false;
     struct sqltx *tx = NULL;
     enum cf_err err = sql_begin(p->db, &tx);

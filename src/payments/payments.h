@@ -109,6 +109,9 @@ struct pay_op {
     bool return_fee;                   /* a refund request (not stored): give back the payment's
                                         * fee share */
     bool review;                       /* held for an analyst before its legs run (monitoring) */
+    int64_t payee_max_balance_minor;   /* the ceiling the legs crediting payee_account carry
+                                        * (ledger.h, I6): the payee's KYC maximum balance in
+                                        * credit_currency; -1: none (older rows read -1) */
     /* In (not stored): the payer's outgoing limits, checked by payments_op_begin when set. */
     bool limits_on;
     int64_t daily_out_minor;   /* -1: none */
@@ -177,6 +180,7 @@ CF_WARN_UNUSED enum cf_err payments_system_put(struct payments *p, const char *n
  * operation's, must stay within daily_out_minor and monthly_out_minor: CF_ERR_LIMIT_EXCEEDED
  * otherwise. The check and the insert hold a per-payer lock row, so two operations at once
  * can never both pass a limit that has room for one.
+ * payee_max_balance_minor (>= -1) is stored as given and read back by every read of the row.
  */
 CF_WARN_UNUSED enum cf_err payments_op_begin(struct payments *p, const struct pay_op *op,
                                              int64_t now_us, struct pay_op *out, bool *existed);

@@ -11,6 +11,10 @@
  *
  * The features' text form is written from a table of (name, type, offset) that must list the
  * registry of rules.c in its order; risk_decisions_open asserts it does.
+ *
+ * Version 2 of the schema adds the velocity keys (key_user, key_device, key_ip, key_payee, ''
+ * for none and for older rows) and counted_at_us (0: not counted), with an index on
+ * (counted_at_us, row) that recent_keys walks in order with a (time, row) cursor.
  */
 #include "risk/decisions.h"
 
@@ -21,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hash.h"
 #include "crypto/vault.h"
 #include "risk/internal.h"
 #include "store/sql/sql.h"
@@ -34,6 +39,11 @@
 _Static_assert(RECENT_PAGE_ROWS <= SQL_ROWS_MAX, "a page is one query");
 /* The longest text a stored feature value may hold once unescaped. */
 #define FEATURE_TEXT_MAX (RULES_TEXT_BYTES_MAX - 1)
+_Static_assert(RISK_DECISIONS_KEYS_PAGE_MAX <= SQL_ROWS_MAX, "a page of keys is one query");
+_Static_assert(RISK_DECISIONS_PSEUDONYM_BYTES <= VAULT_BLIND_BYTES, "a prefix of the blind index");
+_Static_assert(2 + RISK_DECISIONS_PSEUDONYM_HEX_BYTES - 1 + 1 + RULES_TEXT_BYTES_MAX - 1 <=
+                   VELOCITY_KEY_BYTES_MAX,
+               "\"d:<pseudonym>|<currency>\" is a velocity key");
 
 struct risk_decisions {
     struct sqldb *db;
@@ -429,12 +439,26 @@ static enum cf_err matches_read(const char *text, struct risk_decision_rec *rec)
     "CREATE INDEX risk_decisions_action ON risk_decisions(action, row);"                           \
     "CREATE INDEX risk_decisions_party ON risk_decisions(party, row);"
 
+/* Version 2: the velocity keys and when the movement was counted (see the top of the file). */
+#define DECISIONS_KEYS                                                                             \
+    "ALTER TABLE risk_decisions ADD COLUMN key_user TEXT NOT NULL DEFAULT '';"                     \
+    "ALTER TABLE risk_decisions ADD COLUMN key_device TEXT NOT NULL DEFAULT '';"                   \
+    "ALTER TABLE risk_decisions ADD COLUMN key_ip TEXT NOT NULL DEFAULT '';"                       \
+    "ALTER TABLE risk_decisions ADD COLUMN key_payee TEXT NOT NULL DEFAULT '';"                    \
+    "ALTER TABLE risk_decisions ADD COLUMN counted_at_us BIGINT NOT NULL DEFAULT 0;"               \
+    "CREATE INDEX risk_decisions_counted ON risk_decisions(counted_at_us, row);"
+
+/* The versions after the first, in order (risk_schema_migrate_steps). */
+static const char *const decisions_schema_later[] = {DECISIONS_KEYS};
+
 enum cf_err risk_decisions_open(struct sqldb *db, risk_decisions_vault_fn vault, void *vault_ctx,
                                 struct risk_decisions **out)
 {
     CF_ASSERT(db != NULL && vault != NULL && out != NULL);
     CF_ASSERT(slots_match_registry()); /* the stored form names every feature of rules.c */
-    enum cf_err err = risk_schema_migrate(db, "risk_decisions", DECISIONS_SCHEMA);
+    enum cf_err err = risk_schema_migrate_steps(
+        db, "risk_decisions", DECISIONS_SCHEMA, decisions_schema_later,
+        sizeof(decisions_schema_later) / sizeof(decisions_schema_later[0]));
     if (err != CF_OK)
         return err;
     struct risk_decisions *d = calloc(1, sizeof(*d));
@@ -507,9 +531,13 @@ static bool rec_texts_valid(const struct risk_decision_rec *rec)
 static bool rec_valid(const struct risk_decision_rec *rec)
 {
     if (!rec_texts_valid(rec) || rec->amount_minor < 0 || rec->action >= RULES_ACTIONS_N ||
-        rec->matches_n > RULES_MATCHES_MAX || rec->created_at_us <= 0 ||
+        rec->matches_n > RULES_MATCHES_MAX || rec->created_at_us <= 0 || rec->counted_at_us < 0 ||
         (rec->review_state != RISK_REVIEW_NONE && rec->review_state != RISK_REVIEW_PENDING))
         return false;
+    for (size_t k = 0; k < RULES_KEYS_N; k++) {
+        if (!risk_token_valid(rec->keys[k], RISK_DECISIONS_KEY_BYTES_MAX, true))
+            return false;
+    }
     for (size_t i = 0; i < rec->matches_n; i++) {
         const struct rules_match *m = &rec->matches[i];
         if ((unsigned)m->action >= RULES_ACTIONS_N ||
@@ -557,7 +585,7 @@ static enum cf_err reason_open(struct risk_decisions *d, const char *op_id, cons
 #define D_COLS                                                                                     \
     "row, op_id, party, kind, amount_minor, currency, action, set_version, matches, "              \
     "matches_omitted, features, review_state, reviewer, review_reason_sealed, created_at_us, "     \
-    "decided_at_us"
+    "decided_at_us, key_user, key_device, key_ip, key_payee, counted_at_us"
 
 /* Row i of r into *out; the review reason opened when open. */
 static enum cf_err rec_from_row(struct risk_decisions *d, const struct sql_rows *r, size_t i,
@@ -584,6 +612,9 @@ static enum cf_err rec_from_row(struct risk_decisions *d, const struct sql_rows 
     const uint8_t *sealed = sql_row_blob(r, i, c++, &sealed_len);
     out->created_at_us = sql_row_int(r, i, c++);
     out->decided_at_us = sql_row_int(r, i, c++);
+    for (size_t k = 0; k < RULES_KEYS_N; k++)
+        risk_text_copy(out->keys[k], sizeof(out->keys[k]), sql_row_text(r, i, c++));
+    out->counted_at_us = sql_row_int(r, i, c++);
     CF_ASSERT(c == sql_rows_cols(r));
     if (err == CF_OK && (action < 0 || action >= RULES_ACTIONS_N || omitted < 0 || state < 0 ||
                          state >= RISK_REVIEW_STATES_N))
@@ -616,18 +647,39 @@ enum cf_err risk_decisions_put(struct risk_decisions *d, const struct risk_decis
     }
     if (err == CF_OK) {
         struct sql_value p[] = {
-            SQL_T(rec->op_id),        SQL_T(rec->party),        SQL_T(rec->kind),
-            SQL_I(rec->amount_minor), SQL_T(rec->currency),     SQL_I(rec->action),
-            SQL_I(rec->set_version),  SQL_T(matches),           SQL_I(rec->matches_omitted_n),
-            SQL_T(features),          SQL_I(rec->review_state), SQL_I(rec->created_at_us),
+            SQL_T(rec->op_id),
+            SQL_T(rec->party),
+            SQL_T(rec->kind),
+            SQL_I(rec->amount_minor),
+            SQL_T(rec->currency),
+            SQL_I(rec->action),
+            SQL_I(rec->set_version),
+            SQL_T(matches),
+            SQL_I(rec->matches_omitted_n),
+            SQL_T(features),
+            SQL_I(rec->review_state),
+            SQL_I(rec->created_at_us),
+            SQL_T(rec->keys[RULES_KEY_USER]),
+            SQL_T(rec->keys[RULES_KEY_DEVICE]),
+            SQL_T(rec->keys[RULES_KEY_IP]),
+            SQL_T(rec->keys[RULES_KEY_PAYEE]),
         };
+        _Static_assert(sizeof(p) / sizeof(p[0]) <= SQL_PARAMS_MAX, "one statement");
+        int64_t added = 0;
         err = sql_exec(tx,
                        "INSERT INTO risk_decisions (op_id, party, kind, amount_minor, currency, "
                        "action, set_version, matches, matches_omitted, features, review_state, "
-                       "reviewer, review_reason_sealed, created_at_us, decided_at_us) VALUES "
-                       "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '', NULL, $12, 0) "
-                       "ON CONFLICT (op_id) DO NOTHING",
-                       p, 12, NULL);
+                       "reviewer, review_reason_sealed, created_at_us, decided_at_us, key_user, "
+                       "key_device, key_ip, key_payee) VALUES "
+                       "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '', NULL, $12, 0, $13, "
+                       "$14, $15, $16) ON CONFLICT (op_id) DO NOTHING",
+                       p, sizeof(p) / sizeof(p[0]), &added);
+        /* the facade's parameters run out: the time counted goes in a second statement, only
+         * onto the row this put added */
+        struct sql_value c[] = {SQL_T(rec->op_id), SQL_I(rec->counted_at_us)};
+        if (err == CF_OK && added == 1 && rec->counted_at_us > 0)
+            err = sql_exec(tx, "UPDATE risk_decisions SET counted_at_us = $2 WHERE op_id = $1", c,
+                           2, NULL);
         err = risk_tx_end(tx, err);
     }
     if (err == CF_ERR_STORAGE_CONFLICT) /* a put of the same op won meanwhile: it stands */
@@ -825,6 +877,149 @@ enum cf_err risk_decisions_recent_features(struct risk_decisions *d, int64_t sin
         CF_ASSERT(n <= max);
         *n_out = n;
     }
+    return err;
+}
+
+/* Velocity keys ------------------------------------------------------------------------------ */
+
+enum cf_err risk_decisions_counted_set(struct risk_decisions *d, const char *op_id, int64_t at_us)
+{
+    CF_ASSERT(d != NULL && at_us > 0);
+    if (!risk_token_valid(op_id, RISK_DECISIONS_OP_BYTES_MAX, false))
+        return CF_ERR_NOT_FOUND;
+    struct sqltx *tx = NULL;
+    enum cf_err err = sql_begin_relaxed(d->db, &tx); /* a log row, like the one it marks */
+    if (err != CF_OK)
+        return err;
+    struct sql_value p[] = {SQL_T(op_id), SQL_I(at_us)};
+    int64_t changed = 0;
+    err = sql_exec(tx,
+                   "UPDATE risk_decisions SET counted_at_us = $2 "
+                   "WHERE op_id = $1 AND counted_at_us = 0",
+                   p, 2, &changed);
+    struct sql_rows *r = NULL;
+    if (err == CF_OK && changed == 0) { /* no such op, or counted already (that stands) */
+        err = sql_query(tx, "SELECT row FROM risk_decisions WHERE op_id = $1", p, 1, &r);
+        if (err == CF_OK && sql_rows_n(r) == 0)
+            err = CF_ERR_NOT_FOUND;
+        sql_rows_free(r);
+    }
+    CF_ASSERT(err != CF_OK || changed <= 1);
+    return risk_tx_end(tx, err);
+}
+
+/* Row i of a recent_keys query (row, counted_at_us, amount_minor, the four keys) into *out. */
+static void counted_from_row(const struct sql_rows *r, size_t i, struct risk_decisions_counted *out)
+{
+    size_t c = 0;
+    memset(out, 0, sizeof(*out));
+    out->row = (uint64_t)sql_row_int(r, i, c++);
+    out->counted_at_us = sql_row_int(r, i, c++);
+    out->amount_minor = sql_row_int(r, i, c++);
+    for (size_t k = 0; k < RULES_KEYS_N; k++)
+        risk_text_copy(out->keys[k], sizeof(out->keys[k]), sql_row_text(r, i, c++));
+    CF_ASSERT(c == sql_rows_cols(r));
+}
+
+/* Whether a counted row read back is one put could have written. */
+static bool counted_valid(const struct risk_decisions_counted *c)
+{
+    if (c->counted_at_us <= 0 || c->amount_minor < 0)
+        return false;
+    for (size_t k = 0; k < RULES_KEYS_N; k++) {
+        if (!risk_token_valid(c->keys[k], RISK_DECISIONS_KEY_BYTES_MAX, true))
+            return false;
+    }
+    return true;
+}
+
+enum cf_err risk_decisions_recent_keys(struct risk_decisions *d, int64_t since_us,
+                                       struct risk_decisions_cursor *cursor,
+                                       struct risk_decisions_counted *out, size_t max,
+                                       size_t *n_out)
+{
+    CF_ASSERT(d != NULL && cursor != NULL && out != NULL && n_out != NULL);
+    CF_ASSERT(max >= 1 && max <= RISK_DECISIONS_KEYS_PAGE_MAX);
+    CF_ASSERT(cursor->at_us >= 0 && cursor->row <= (uint64_t)INT64_MAX);
+    struct sqltx *tx = NULL;
+    struct sql_rows *r = NULL;
+    int64_t since = since_us > 1 ? since_us : 1; /* 0 means not counted */
+    struct sql_value p[] = {SQL_I(since), SQL_I(cursor->at_us), SQL_I(cursor->row), SQL_I(max)};
+    enum cf_err err = sql_begin(d->db, &tx);
+    if (err == CF_OK) {
+        err = sql_query(tx,
+                        "SELECT row, counted_at_us, amount_minor, key_user, key_device, key_ip, "
+                        "key_payee FROM risk_decisions WHERE counted_at_us >= $1 AND "
+                        "(counted_at_us > $2 OR (counted_at_us = $2 AND row > $3)) "
+                        "ORDER BY counted_at_us, row LIMIT $4",
+                        p, 4, &r);
+        sql_rollback(tx);
+    }
+    size_t rows = err == CF_OK ? sql_rows_n(r) : 0;
+    CF_ASSERT(rows <= max);
+    for (size_t i = 0; i < rows && err == CF_OK; i++) {
+        counted_from_row(r, i, &out[i]);
+        if (!counted_valid(&out[i]))
+            err = CF_ERR_CORRUPT;
+    }
+    sql_rows_free(r);
+    if (err != CF_OK)
+        return err;
+    if (rows > 0) {
+        CF_ASSERT(out[rows - 1].counted_at_us >= cursor->at_us);
+        cursor->at_us = out[rows - 1].counted_at_us;
+        cursor->row = out[rows - 1].row;
+    }
+    *n_out = rows;
+    return CF_OK;
+}
+
+enum cf_err risk_decisions_recent_keys_start(struct risk_decisions *d, int64_t since_us,
+                                             size_t total_max, struct risk_decisions_cursor *out)
+{
+    CF_ASSERT(d != NULL && out != NULL && total_max >= 1 && total_max <= (size_t)INT64_MAX);
+    struct sqltx *tx = NULL;
+    struct sql_rows *r = NULL;
+    int64_t since = since_us > 1 ? since_us : 1;
+    struct sql_value p[] = {SQL_I(since), SQL_I((int64_t)total_max)};
+    enum cf_err err = sql_begin(d->db, &tx);
+    if (err == CF_OK) {
+        /* the newest row beyond the total_max newest: reading starts after it */
+        err = sql_query(tx,
+                        "SELECT counted_at_us, row FROM risk_decisions WHERE counted_at_us >= $1 "
+                        "ORDER BY counted_at_us DESC, row DESC LIMIT 1 OFFSET $2",
+                        p, 2, &r);
+        sql_rollback(tx);
+    }
+    if (err != CF_OK)
+        return err;
+    struct risk_decisions_cursor c = {0, 0};
+    if (sql_rows_n(r) == 1) {
+        c.at_us = sql_row_int(r, 0, 0);
+        c.row = (uint64_t)sql_row_int(r, 0, 1);
+    }
+    sql_rows_free(r);
+    CF_ASSERT(c.at_us >= 0);
+    *out = c;
+    return CF_OK;
+}
+
+enum cf_err risk_decisions_pseudonym(struct risk_decisions *d, const char *domain,
+                                     const char *value,
+                                     char out[RISK_DECISIONS_PSEUDONYM_HEX_BYTES])
+{
+    CF_ASSERT(d != NULL && domain != NULL && domain[0] != '\0' && value != NULL && out != NULL);
+    size_t n = strnlen(value, VELOCITY_KEY_BYTES_MAX + 1);
+    if (n == 0 || n > VELOCITY_KEY_BYTES_MAX)
+        return CF_ERR_INVALID_FIELD;
+    const struct vault *v = d->vault(d->vault_ctx, RISK_DECISIONS_PSEUDONYM_KEY_ID);
+    if (v == NULL)
+        return CF_ERR_CONFIG;
+    uint8_t blind[VAULT_BLIND_BYTES];
+    enum cf_err err = vault_blind(v, RISK_DECISIONS_PSEUDONYM_KEY_ID, domain, value, n, blind);
+    if (err == CF_OK)
+        hash_hex(blind, RISK_DECISIONS_PSEUDONYM_BYTES, out);
+    CF_ASSERT(err != CF_OK || strlen(out) == RISK_DECISIONS_PSEUDONYM_HEX_BYTES - 1);
     return err;
 }
 

@@ -30,25 +30,39 @@
  * CF_ERR_CORRUPT. Matches are stored as text: "action:id:reason" items joined by ','
  * (ids and reasons are [a-z0-9_], so neither separator can occur in them).
  *
+ * Velocity keys (version 2 of the schema). A row also keeps the four velocity keys its movement
+ * was scored under (risk/velocity.h: "u:<payer>|EUR", "d:<device>|EUR", "i:<address>|EUR",
+ * "p:<payee>|EUR", "" when the movement had none) and counted_at_us: when the movement was
+ * recorded in the velocity counters, 0 when it was not (a block, a challenge not answered, a
+ * row written before version 2, whose keys are all ""). The payment path puts a row counted at
+ * its creation time when it goes on at once (allow, a review that holds the money) and marks a
+ * challenge counted (risk_decisions_counted_set) only once the step-up is answered, so the
+ * counted rows of a day are exactly what the counters saw and a restart can rebuild them
+ * (risk_decisions_recent_keys). The device and address parts are never the raw session id or
+ * IP address: they are pseudonyms (risk_decisions_pseudonym), and the store refuses a key that
+ * is not printable ASCII without spaces.
+ *
  * Personal data: the party is an id; the feature vector holds no name, address or document
- * (countries and counts only). The review reason is a staff note: 0..RISK_DECISIONS_REASON_
- * CHARS_MAX characters of UTF-8 without control characters (tab, CR, LF allowed), sealed at rest
- * with the master key under the aad "risk_decisions:<op id>:review_reason". Only
- * risk_decisions_get opens it; list leaves it "". Never log one.
+ * (countries and counts only); the device and IP keys are keyed hashes, not the values. The
+ * review reason is a staff note: 0..RISK_DECISIONS_REASON_CHARS_MAX characters of UTF-8 without
+ * control characters (tab, CR, LF allowed), sealed at rest with the master key under the aad
+ * "risk_decisions:<op id>:review_reason". Only risk_decisions_get opens it; list leaves it "".
+ * Never log one.
  *
  * Errors: CF_ERR_INVALID_FIELD for a malformed op id, party, kind, currency, action, review
  * state, by, reason or filter; CF_ERR_NOT_FOUND for an unknown op id; CF_ERR_CONFLICT when
- * review_set finds the row in another state; CF_ERR_CONFIG when no master key seals;
- * CF_ERR_CORRUPT when a stored row does not read back (features, matches, a sealed reason); the
- * SQL facade's errors (CF_ERR_STORAGE, CF_ERR_STORAGE_CONFLICT, CF_ERR_NOMEM). On failure every
- * function leaves its outputs untouched, except the arrays of list and recent_features, which
- * may be partly written (their *n_out is untouched).
+ * review_set finds the row in another state; CF_ERR_CONFIG when no master key seals (for
+ * pseudonym: when master key 1 is not loaded); CF_ERR_CORRUPT when a stored row does not read
+ * back (features, matches, a sealed reason, a key); the SQL facade's errors (CF_ERR_STORAGE,
+ * CF_ERR_STORAGE_CONFLICT, CF_ERR_NOMEM). On failure every function leaves its outputs untouched,
+ * except the arrays of list, recent_features and recent_keys, which may be partly written (their
+ * *n_out is untouched).
  *
- * Concurrency: every function is one transaction; the handle may be shared by any number of
- * threads. Two puts of one op id at once record one row (the other is CF_OK, changing
- * nothing); two review_sets from PENDING at once: one is recorded, the other CF_ERR_CONFLICT.
- * The tables live in the service database, schema "risk_decisions", through the SQL facade
- * (SQLite and PostgreSQL).
+ * Concurrency: every function that reads or writes the database is one transaction; the handle
+ * may be shared by any number of threads. Two puts of one op id at once record one row (the
+ * other is CF_OK, changing nothing); two review_sets from PENDING at once: one is recorded, the
+ * other CF_ERR_CONFLICT. The tables live in the service database, schema "risk_decisions",
+ * through the SQL facade (SQLite and PostgreSQL).
  */
 #ifndef COFFER_RISK_DECISIONS_H
 #define COFFER_RISK_DECISIONS_H
@@ -83,6 +97,17 @@ struct vault;
 #define RISK_DECISIONS_FEATURES_TEXT_BYTES_MAX 4096
 /* The stored matches text: 16 times "challenge:" + 40 + ":" + 40 + ",". */
 #define RISK_DECISIONS_MATCHES_TEXT_BYTES_MAX (RULES_MATCHES_MAX * 96)
+/* A stored velocity key, NUL included: what the counters take (risk/velocity.h). */
+#define RISK_DECISIONS_KEY_BYTES_MAX (VELOCITY_KEY_BYTES_MAX + 1)
+/* Counted rows one recent_keys call returns: one short transaction of about 400 KB. */
+#define RISK_DECISIONS_KEYS_PAGE_MAX 1000
+/* A pseudonym: the first 16 bytes of the keyed hash (128 bits: no collision among the devices
+ * and addresses of many lifetimes), as 32 lower-case hex digits and a NUL. */
+#define RISK_DECISIONS_PSEUDONYM_BYTES 16
+#define RISK_DECISIONS_PSEUDONYM_HEX_BYTES (2 * RISK_DECISIONS_PSEUDONYM_BYTES + 1)
+/* The master key whose blind-index key hashes pseudonyms: a fixed one (as identity's blind
+ * indexes), so a key rotation does not change a device's or an address's pseudonym. */
+#define RISK_DECISIONS_PSEUDONYM_KEY_ID 1u
 
 enum risk_review_state {
     RISK_REVIEW_NONE = 0,     /* no review: the decision was final */
@@ -111,6 +136,23 @@ struct risk_decision_rec {
     char review_reason[RISK_DECISIONS_REASON_BYTES_MAX]; /* plaintext; "" when not opened */
     int64_t created_at_us;
     int64_t decided_at_us; /* 0 until reviewed */
+    /* The velocity keys by enum rules_key, "" when none (see above). */
+    char keys[RULES_KEYS_N][RISK_DECISIONS_KEY_BYTES_MAX];
+    int64_t counted_at_us; /* when counted in the velocity counters; 0: not counted */
+};
+
+/* One counted movement, as the warm start of the velocity counters reads it. */
+struct risk_decisions_counted {
+    uint64_t row;
+    int64_t counted_at_us;                                 /* > 0 */
+    int64_t amount_minor;                                  /* >= 0 */
+    char keys[RULES_KEYS_N][RISK_DECISIONS_KEY_BYTES_MAX]; /* "" when none */
+};
+
+/* Where recent_keys goes on: after the row (counted_at_us, row); zero: from the start. */
+struct risk_decisions_cursor {
+    int64_t at_us;
+    uint64_t row;
 };
 
 /* What list selects: every member is optional. */
@@ -157,7 +199,8 @@ void risk_decisions_features_text(const struct risk_features *f,
 /*
  * Records rec (its row, reviewer, review_reason and decided_at_us are ignored; review_state
  * must be NONE or PENDING; op_id 1..RISK_DECISIONS_OP_BYTES_MAX - 1 printable ASCII bytes,
- * party likewise or "" for none, kind and currency non-empty and printable, amount >= 0).
+ * party likewise or "" for none, kind and currency non-empty and printable, amount >= 0, each
+ * key "" or 1..VELOCITY_KEY_BYTES_MAX printable bytes without spaces, counted_at_us >= 0).
  * Idempotent on op id: the same op again is CF_OK and changes nothing. A row with review_state
  * PENDING (money held until an analyst decides) is committed durably; any other is committed
  * relaxed (sql_begin_relaxed: no wait for the disk), because it records what happened without
@@ -187,6 +230,44 @@ CF_WARN_UNUSED enum cf_err risk_decisions_list(struct risk_decisions *d,
                                                const struct risk_decisions_filter *f,
                                                struct risk_decision_rec *out, size_t max,
                                                size_t *n_out);
+
+/* Marks op_id counted in the velocity counters at at_us (> 0), when it is not yet: for a
+ * challenge, once answered. CF_OK when it was counted already (the first time stands);
+ * CF_ERR_NOT_FOUND for an unknown op. Committed relaxed, like the row it marks. */
+CF_WARN_UNUSED enum cf_err risk_decisions_counted_set(struct risk_decisions *d, const char *op_id,
+                                                      int64_t at_us);
+
+/*
+ * One page of the counted movements with counted_at_us >= since_us, oldest first (by
+ * counted_at_us, then row), strictly after *cursor: at most max (1..RISK_DECISIONS_KEYS_PAGE_MAX)
+ * into out, *n_out of them, and *cursor moved to the last one. Fewer than max: the end. One short
+ * transaction per call, so a caller reading a day page by page never holds the database long.
+ * On error *cursor and *n_out are untouched (out may be partly written).
+ */
+CF_WARN_UNUSED enum cf_err risk_decisions_recent_keys(struct risk_decisions *d, int64_t since_us,
+                                                      struct risk_decisions_cursor *cursor,
+                                                      struct risk_decisions_counted *out,
+                                                      size_t max, size_t *n_out);
+
+/* The cursor from which recent_keys reads the newest total_max (>= 1) counted movements with
+ * counted_at_us >= since_us: zero when there are no more than that, else the newest one left
+ * out. For a caller that bounds what it reads and would rather lose the oldest. */
+CF_WARN_UNUSED enum cf_err risk_decisions_recent_keys_start(struct risk_decisions *d,
+                                                            int64_t since_us, size_t total_max,
+                                                            struct risk_decisions_cursor *out);
+
+/*
+ * The pseudonym of value (a session id, an IP address: 1..VELOCITY_KEY_BYTES_MAX bytes) under
+ * domain (a non-empty constant naming what it is, so a device and an address never share one):
+ * hex of the first RISK_DECISIONS_PSEUDONYM_BYTES of vault_blind (HMAC-SHA-256 under the
+ * blind-index key derived from master key RISK_DECISIONS_PSEUDONYM_KEY_ID; crypto/vault.h) into
+ * out. The same value always gives the same pseudonym, across restarts and key rotations; without
+ * the master key it cannot be computed nor reversed. CF_ERR_CONFIG when that master key is not
+ * loaded; CF_ERR_INVALID_FIELD for an empty or too long value. out is untouched on failure.
+ */
+CF_WARN_UNUSED enum cf_err risk_decisions_pseudonym(struct risk_decisions *d, const char *domain,
+                                                    const char *value,
+                                                    char out[RISK_DECISIONS_PSEUDONYM_HEX_BYTES]);
 
 /* The feature vectors of the movements recorded at or after since_us, newest first, at most max
  * (<= RISK_DECISIONS_RECENT_MAX), with their op ids in op_ids (same index). For dry runs:

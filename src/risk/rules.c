@@ -51,7 +51,7 @@ struct feature_def {
 };
 
 static const char *const kind_values[] = {"send",   "payment",    "withdrawal", "topup",
-                                          "payout", "conversion", NULL};
+                                          "payout", "conversion", "refund",     NULL};
 static const char *const payee_kind_values[] = {"user", "merchant", "bank", "none", NULL};
 
 #define F_INT(field, doc)                                                                          \
@@ -83,7 +83,7 @@ static const char *const payee_kind_values[] = {"user", "merchant", "bank", "non
 static const struct feature_def features[] = {
     F_INT(amount_minor, "amount in minor units of currency"),
     F_TEXT(currency, TEXT_CURRENCY, "currency or asset code"),
-    F_TEXT(kind, TEXT_KIND, "send, payment, withdrawal, topup, payout or conversion"),
+    F_TEXT(kind, TEXT_KIND, "send, payment, withdrawal, topup, payout, conversion or refund"),
     F_BOOL(payee_new, "first movement from this payer to this payee"),
     F_TEXT(payee_kind, TEXT_PAYEE_KIND, "user, merchant, bank or none"),
     F_INT(account_age_s, "seconds since the payer's account was opened"),

@@ -2,11 +2,12 @@
  * velocity.h - sliding-window counters: how many operations, and how much money, a key has seen
  * in the last minute, hour and day.
  *
- * A key is a short string naming who or what acts: "u:usr_123", "d:<device id>",
- * "i:203.0.113.7", "p:mer_9". For each key the table keeps the count of recorded events and the
- * sum of their amounts (int64_t minor units) over three windows ending at a time the caller
- * passes in (now_s, seconds since the Unix epoch; nothing here reads a clock, so tests are
- * deterministic).
+ * A key is a short string naming who or what acts: "u:usr_123", "d:<device pseudonym>",
+ * "i:<address pseudonym>", "p:mer_9" (the monitoring keeps no raw session id or IP address in a
+ * key: api/risk_monitor.c hashes them, risk/decisions.h). For each key the table keeps the count of
+ * recorded events and the sum of their amounts (int64_t minor units) over three windows ending at a
+ * time the caller passes in (now_s, seconds since the Unix epoch; nothing here reads a clock, so
+ * tests are deterministic).
  *
  * Currencies: one key is one series of amounts, and the table never adds amounts of different
  * currencies because it never sees a currency. The caller puts the currency in the key
@@ -36,6 +37,12 @@
  * event recorded for the key) is not counted in that window; a later time moves the window
  * forward. A single far-future now_s therefore empties a key's windows for the times before it:
  * callers pass the server's wall clock, not a client's.
+ *
+ * Rebuilding after a restart: recording a day's events again at their own past times, in any
+ * order, leaves every read at or after the newest of them answering what the table answered
+ * when it saw them live (the windows are placed by each key's newest event, and a record never
+ * reads a clock). Replaying in time order also restores the keys' recency, which decides what a
+ * full table evicts first.
  *
  * Sums are checked: amounts are >= 0, and a record that would take any window's total past
  * INT64_MAX (or a count past UINT32_MAX in a window) fails with CF_ERR_AMOUNT_OVERFLOW and
@@ -104,8 +111,8 @@
 #define VELOCITY_SHARDS 64
 #define VELOCITY_SHARD_KEYS_MIN 16
 
-/* A key: "d:" + a device id of up to 64 characters + "|" + a currency code, with room; an IPv6
- * address (45) fits with its prefix and currency. */
+/* A key: "u:" + a user id of up to 47 bytes + "|" + a currency code, with room; the device and
+ * address keys monitoring builds ("d:" + 32 hex digits + "|EUR") are shorter. */
 #define VELOCITY_KEY_BYTES_MAX 96
 
 /* Idle keys a record drops from its shard in passing: keeps the cost of one record bounded

@@ -202,6 +202,7 @@ static void op_init(struct pay_op *op, enum pay_kind kind, const char *payer, co
     op->fee_minor = fee_minor;
     op->credit_minor = amount_minor;
     snprintf(op->credit_currency, sizeof(op->credit_currency), "%s", currency);
+    op->payee_max_balance_minor = -1; /* none, as api_risk_limits leaves it */
 }
 
 static void op_begin_ok(struct fx *f, const struct pay_op *op, int64_t now_us, struct pay_op *out)
@@ -292,6 +293,7 @@ static void test_op_begin_new_and_replay(void **state)
     assert_int_equal(out.refunded_minor, 0);
     assert_int_equal(out.ledger_seq, 0);
     assert_string_equal(out.error, "");
+    assert_int_equal(out.payee_max_balance_minor, -1);
     assert_string_equal(pay_kind_name(out.kind), "send");
 
     /* the same key, another id and amount: the stored operation, nothing written */
@@ -894,6 +896,51 @@ static void test_ops_stuck(void **state)
     assert_int_equal(n, 0);
 }
 
+/* The payee's ceiling (version 8) round-trips through every read; a row written before the
+ * column existed reads -1 (none). */
+static void test_op_payee_ceiling(void **state)
+{
+    struct fx *f = *state;
+    struct pay_op op, out, page[4];
+    op_init(&op, PAY_KIND_SEND, "usr_a", "usr_b", 3000, "EUR", 0);
+    op.payee_max_balance_minor = 20000;
+    op_begin_ok(f, &op, T0_US, &out);
+    assert_int_equal(out.payee_max_balance_minor, 20000);
+    assert_int_equal(payments_op_get(f->p, op.id, &out), CF_OK);
+    assert_int_equal(out.payee_max_balance_minor, 20000);
+    assert_int_equal(payments_op_by_idem(f->p, op.idem, &out), CF_OK);
+    assert_int_equal(out.payee_max_balance_minor, 20000);
+    size_t n = 0;
+    assert_int_equal(payments_ops_stuck(f->p, T0_US + 1, 0, page, 4, &n), CF_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(page[0].payee_max_balance_minor, 20000);
+    struct pay_filter filter = {.party = "usr_a"};
+    assert_int_equal(payments_ops_list(f->p, &filter, page, 4, &n), CF_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(page[0].payee_max_balance_minor, 20000);
+    op_init(&op, PAY_KIND_TOPUP, "", "usr_b", 100, "EUR", 0);
+    op.payee_max_balance_minor = 0; /* a ceiling of zero is a ceiling */
+    op_begin_ok(f, &op, T0_US, &out);
+    assert_int_equal(out.payee_max_balance_minor, 0);
+
+    /* an older row, written without the column */
+    struct sqltx *tx = NULL;
+    assert_int_equal(sql_begin(f->db, &tx), CF_OK);
+    assert_int_equal(
+        sql_exec(tx,
+                 "INSERT INTO pay_ops (id, kind, status, idem, request_hash, payer, payee, "
+                 "payer_account, payee_account, amount_minor, currency, fee_minor, credit_minor, "
+                 "credit_currency, rate_e9, quote_id, parent_id, reference, gateway_ref, "
+                 "instrument, created_at_us, updated_at_us) VALUES ('snd_old', 3, 0, 'test:old', "
+                 "'x', 'usr_a', 'usr_b', 11, 12, 5, 'EUR', 0, 5, 'EUR', 0, '', '', '', '', '', "
+                 "1, 1)",
+                 NULL, 0, NULL),
+        CF_OK);
+    assert_int_equal(sql_commit(tx), CF_OK);
+    assert_int_equal(payments_op_get(f->p, "snd_old", &out), CF_OK);
+    assert_int_equal(out.payee_max_balance_minor, -1);
+}
+
 /* System accounts ------------------------------------------------------------------------------ */
 
 static void test_system_accounts(void **state)
@@ -1484,6 +1531,7 @@ int main(void)
         return 1;
     const struct CMUnitTest tests[] = {
         FX(test_op_begin_new_and_replay),
+        FX(test_op_payee_ceiling),
         FX(test_op_note_sealed),
         FX(test_op_begin_same_key_concurrent),
         FX(test_refund_reserve),

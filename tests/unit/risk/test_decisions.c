@@ -16,6 +16,15 @@
  * malformed filters. recent_features answers the window's vectors newest first across pages,
  * and a dry run over them counts what a candidate would have caught. Eight threads putting one
  * op make one row; eight reviewing one op make one review.
+ *
+ * Velocity keys (schema version 2): a row's four keys and counted_at_us read back; keys with
+ * spaces, control bytes or too long, and a negative time, are refused. counted_set marks a row
+ * once (the first time stands), not found for an unknown op. recent_keys answers the counted
+ * rows of the window only (not the uncounted, not the older), oldest first by (time, row) with
+ * ties on one time, across pages with its cursor; recent_keys_start bounds a read to the newest
+ * rows. A version 1 database (as the first release left it, with a row) migrates: the old row
+ * reads back with no keys and is not counted. Pseudonyms are 32 hex digits, stable, different by
+ * domain, by value and by master key, and refused without master key 1 or for an empty value.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -549,6 +558,212 @@ static void test_races(void **state)
     assert_int_equal(made, 1);
 }
 
+/* Velocity keys -------------------------------------------------------------------------------- */
+
+/* A counted (or not: counted_at_us 0) movement of payer n with its four keys. */
+static void put_counted(struct fx *x, int n, int64_t counted_at_us, enum rules_action action)
+{
+    struct risk_decision_rec *r = rec_new(n, PAYER, action);
+    snprintf(r->keys[RULES_KEY_USER], sizeof(r->keys[0]), "u:%s|EUR", PAYER);
+    snprintf(r->keys[RULES_KEY_DEVICE], sizeof(r->keys[0]), "d:%032x|EUR", (unsigned)n);
+    snprintf(r->keys[RULES_KEY_PAYEE], sizeof(r->keys[0]), "p:mer_%d|EUR", n);
+    r->counted_at_us = counted_at_us;
+    assert_int_equal(risk_decisions_put(x->d, r), CF_OK);
+    free(r);
+}
+
+static void test_keys_round_trip(void **state)
+{
+    struct fx *x = *state;
+    put_counted(x, 1, T0_US + 5, RULES_ACTION_ALLOW);
+    struct risk_decision_rec *got = calloc(1, sizeof(*got));
+    assert_non_null(got);
+    assert_int_equal(risk_decisions_get(x->d, "op_00000001", got), CF_OK);
+    assert_string_equal(got->keys[RULES_KEY_USER], "u:" PAYER "|EUR");
+    assert_string_equal(got->keys[RULES_KEY_DEVICE], "d:00000000000000000000000000000001|EUR");
+    assert_string_equal(got->keys[RULES_KEY_IP], "");
+    assert_string_equal(got->keys[RULES_KEY_PAYEE], "p:mer_1|EUR");
+    assert_int_equal(got->counted_at_us, T0_US + 5);
+    size_t n = 0;
+    assert_int_equal(risk_decisions_list(x->d, NULL, got, 1, &n), CF_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(got->keys[RULES_KEY_PAYEE], "p:mer_1|EUR");
+    /* malformed keys and times are refused, and nothing is written */
+    static const char *const bad[] = {"u:a b|EUR", "u:\x01|EUR", "u:\xc3\xa9|EUR"};
+    struct risk_decision_rec *r = rec_new(2, PAYER, RULES_ACTION_ALLOW);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(r->keys[RULES_KEY_IP], sizeof(r->keys[0]), "%s", bad[i]);
+        assert_int_equal(risk_decisions_put(x->d, r), CF_ERR_INVALID_FIELD);
+    }
+    memset(r->keys[RULES_KEY_IP], 'k', sizeof(r->keys[0])); /* no NUL: too long */
+    assert_int_equal(risk_decisions_put(x->d, r), CF_ERR_INVALID_FIELD);
+    r->keys[RULES_KEY_IP][0] = '\0';
+    r->counted_at_us = -1;
+    assert_int_equal(risk_decisions_put(x->d, r), CF_ERR_INVALID_FIELD);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_decisions"), 1);
+    free(r);
+    free(got);
+}
+
+static void test_counted_set(void **state)
+{
+    struct fx *x = *state;
+    put_counted(x, 1, 0, RULES_ACTION_CHALLENGE); /* written before the challenge is answered */
+    struct risk_decisions_cursor cur = {0, 0};
+    struct risk_decisions_counted page[4];
+    size_t n = 9;
+    assert_int_equal(risk_decisions_recent_keys(x->d, T0_US, &cur, page, 4, &n), CF_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(risk_decisions_counted_set(x->d, "op_00000001", T0_US + 70), CF_OK);
+    assert_int_equal(risk_decisions_counted_set(x->d, "op_00000001", T0_US + 99), CF_OK);
+    assert_int_equal(risk_decisions_recent_keys(x->d, T0_US, &cur, page, 4, &n), CF_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(page[0].counted_at_us, T0_US + 70); /* the first mark stands */
+    assert_int_equal(page[0].amount_minor, 1000);
+    assert_string_equal(page[0].keys[RULES_KEY_USER], "u:" PAYER "|EUR");
+    assert_int_equal(risk_decisions_counted_set(x->d, "op_99999999", T0_US), CF_ERR_NOT_FOUND);
+    assert_int_equal(risk_decisions_counted_set(x->d, "op 1", T0_US), CF_ERR_NOT_FOUND);
+}
+
+static void test_recent_keys_pages(void **state)
+{
+    struct fx *x = *state;
+    const int64_t since = T0_US + 1000;
+    /* 1..5 counted in order of their number, 6 and 7 at one time (a tie), 8 not counted (a
+     * block), 9 counted before the window; put out of time order */
+    put_counted(x, 5, since + 500, RULES_ACTION_ALLOW);
+    put_counted(x, 1, since, RULES_ACTION_ALLOW);
+    put_counted(x, 9, since - 1, RULES_ACTION_ALLOW);
+    put_counted(x, 3, since + 300, RULES_ACTION_REVIEW);
+    put_counted(x, 2, since + 200, RULES_ACTION_CHALLENGE);
+    put_counted(x, 8, 0, RULES_ACTION_BLOCK);
+    put_counted(x, 4, since + 400, RULES_ACTION_ALLOW);
+    put_counted(x, 6, since + 600, RULES_ACTION_ALLOW);
+    put_counted(x, 7, since + 600, RULES_ACTION_ALLOW);
+    static const int want[] = {1, 2, 3, 4, 5, 6, 7};
+    struct risk_decisions_cursor cur = {0, 0};
+    struct risk_decisions_counted page[3];
+    size_t got = 0, n = 3, pages = 0;
+    while (n == 3) {
+        assert_int_equal(risk_decisions_recent_keys(x->d, since, &cur, page, 3, &n), CF_OK);
+        pages++;
+        for (size_t i = 0; i < n; i++, got++) {
+            assert_true(got < 7);
+            char payee[32];
+            snprintf(payee, sizeof(payee), "p:mer_%d|EUR", want[got]);
+            assert_string_equal(page[i].keys[RULES_KEY_PAYEE], payee);
+            assert_int_equal(page[i].amount_minor, 1000 * want[got]);
+        }
+    }
+    assert_int_equal(got, 7);
+    assert_int_equal(pages, 3);
+    /* the cursor stays at the end: nothing more, until a newer row comes */
+    assert_int_equal(risk_decisions_recent_keys(x->d, since, &cur, page, 3, &n), CF_OK);
+    assert_int_equal(n, 0);
+    put_counted(x, 10, since + 601, RULES_ACTION_ALLOW);
+    assert_int_equal(risk_decisions_recent_keys(x->d, since, &cur, page, 3, &n), CF_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(page[0].keys[RULES_KEY_PAYEE], "p:mer_10|EUR");
+    /* bounded to the newest: 3 of the 8 counted rows of the window are 6, 7 and 10 */
+    assert_int_equal(risk_decisions_recent_keys_start(x->d, since, 3, &cur), CF_OK);
+    assert_int_equal(risk_decisions_recent_keys(x->d, since, &cur, page, 3, &n), CF_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(page[0].keys[RULES_KEY_PAYEE], "p:mer_6|EUR");
+    assert_string_equal(page[2].keys[RULES_KEY_PAYEE], "p:mer_10|EUR");
+    assert_int_equal(risk_decisions_recent_keys_start(x->d, since, 8, &cur), CF_OK);
+    assert_int_equal(cur.at_us, 0); /* no more than 8: from the start */
+    assert_int_equal(cur.row, 0);
+}
+
+/* Version 1 of the schema, as the first release wrote it (SQLite and PostgreSQL). */
+#define V1_SCHEMA(blob, row_key)                                                                   \
+    "CREATE TABLE risk_decisions (row " row_key ", op_id TEXT NOT NULL UNIQUE, party TEXT NOT "    \
+    "NULL, kind TEXT NOT NULL, amount_minor BIGINT NOT NULL, currency TEXT NOT NULL, "             \
+    "action INTEGER NOT NULL, set_version BIGINT NOT NULL, matches TEXT NOT NULL, "                \
+    "matches_omitted INTEGER NOT NULL, features TEXT NOT NULL, review_state INTEGER NOT NULL, "    \
+    "reviewer TEXT NOT NULL, review_reason_sealed " blob ", created_at_us BIGINT NOT NULL, "       \
+    "decided_at_us BIGINT NOT NULL);"                                                              \
+    "CREATE INDEX risk_decisions_created ON risk_decisions(created_at_us);"
+
+static void test_migration_from_v1(void **state)
+{
+    (void)state;
+    struct fx *x = calloc(1, sizeof(*x));
+    assert_non_null(x);
+    assert_int_equal(risk_fx_open(&x->b, "rdm", false, true), 0);
+    const struct sql_migration v1[] = {{1, V1_SCHEMA("BLOB", "INTEGER PRIMARY KEY AUTOINCREMENT"),
+                                        V1_SCHEMA("BYTEA", "BIGSERIAL PRIMARY KEY")}};
+    assert_int_equal(sqldb_migrate(x->b.db, "risk_decisions", v1, 1), CF_OK);
+    struct sql_value p[] = {SQL_I(T0_US)};
+    risk_fx_exec(&x->b,
+                 "INSERT INTO risk_decisions (op_id, party, kind, amount_minor, currency, action, "
+                 "set_version, matches, matches_omitted, features, review_state, reviewer, "
+                 "review_reason_sealed, created_at_us, decided_at_us) VALUES ('op_old', '" PAYER
+                 "', 'send', 500, 'EUR', 0, 1, '', 0, '{\"v\":1}', 0, '', NULL, $1, 0)",
+                 p, 1);
+    assert_int_equal(risk_decisions_open(x->b.db, risk_fx_vault, &x->b, &x->d), CF_OK);
+    struct risk_decision_rec *got = calloc(1, sizeof(*got));
+    assert_non_null(got);
+    assert_int_equal(risk_decisions_get(x->d, "op_old", got), CF_OK);
+    for (int k = 0; k < RULES_KEYS_N; k++)
+        assert_string_equal(got->keys[k], "");
+    assert_int_equal(got->counted_at_us, 0);
+    put_counted(x, 1, T0_US + 1, RULES_ACTION_ALLOW);
+    struct risk_decisions_cursor cur = {0, 0};
+    struct risk_decisions_counted page[2];
+    size_t n = 0;
+    assert_int_equal(risk_decisions_recent_keys(x->d, 1, &cur, page, 2, &n), CF_OK);
+    assert_int_equal(n, 1); /* the old row is not counted */
+    assert_string_equal(page[0].keys[RULES_KEY_PAYEE], "p:mer_1|EUR");
+    risk_decisions_close(x->d);
+    x->d = NULL;
+    /* opening again finds version 2 and changes nothing */
+    assert_int_equal(risk_decisions_open(x->b.db, risk_fx_vault, &x->b, &x->d), CF_OK);
+    assert_int_equal(risk_fx_count(&x->b, "SELECT COUNT(*) FROM risk_decisions"), 2);
+    free(got);
+    assert_int_equal(fx_teardown((void **)&x), 0);
+}
+
+/* A vault callback that has no master key 1 (only its "current" set). */
+static const struct vault *no_key_one(void *ctx, uint32_t key_id)
+{
+    return key_id == 0 ? risk_fx_vault(ctx, 0) : NULL;
+}
+
+static void test_pseudonym(void **state)
+{
+    struct fx *x = *state;
+    char a[RISK_DECISIONS_PSEUDONYM_HEX_BYTES], b[RISK_DECISIONS_PSEUDONYM_HEX_BYTES];
+    assert_int_equal(risk_decisions_pseudonym(x->d, "velocity_ip", "203.0.113.7", a), CF_OK);
+    assert_int_equal(strlen(a), 32);
+    assert_int_equal(strspn(a, "0123456789abcdef"), 32);
+    assert_int_equal(risk_decisions_pseudonym(x->d, "velocity_ip", "203.0.113.7", b), CF_OK);
+    assert_string_equal(a, b);
+    assert_int_equal(risk_decisions_pseudonym(x->d, "velocity_ip", "203.0.113.8", b), CF_OK);
+    assert_string_not_equal(a, b);
+    assert_int_equal(risk_decisions_pseudonym(x->d, "velocity_device", "203.0.113.7", b), CF_OK);
+    assert_string_not_equal(a, b);
+    /* another deployment (another master key): another pseudonym */
+    struct fx y = {0};
+    y.b.vault = risk_fx_vault_one_key();
+    assert_non_null(y.b.vault);
+    struct risk_decisions *other = NULL;
+    assert_int_equal(risk_decisions_open(x->b.db, risk_fx_vault, &y.b, &other), CF_OK);
+    assert_int_equal(risk_decisions_pseudonym(other, "velocity_ip", "203.0.113.7", b), CF_OK);
+    assert_string_not_equal(a, b);
+    risk_decisions_close(other);
+    vault_free(y.b.vault);
+    /* without master key 1, or with no value: refused, out untouched */
+    assert_int_equal(risk_decisions_open(x->b.db, no_key_one, &x->b, &other), CF_OK);
+    memcpy(b, a, sizeof(b));
+    assert_int_equal(risk_decisions_pseudonym(other, "velocity_ip", "203.0.113.7", b),
+                     CF_ERR_CONFIG);
+    assert_string_equal(a, b);
+    risk_decisions_close(other);
+    assert_int_equal(risk_decisions_pseudonym(x->d, "velocity_ip", "", b), CF_ERR_INVALID_FIELD);
+    assert_string_equal(a, b);
+}
+
 #define FX(t) cmocka_unit_test_setup_teardown(t, fx_setup, fx_teardown)
 
 int main(void)
@@ -556,9 +771,18 @@ int main(void)
     if (hash_init() != 0)
         return 1;
     const struct CMUnitTest tests[] = {
-        FX(test_round_trip), FX(test_stored_form),  FX(test_put_idempotent),
-        FX(test_review),     FX(test_list_filters), FX(test_recent_and_dry_run),
+        FX(test_round_trip),
+        FX(test_stored_form),
+        FX(test_put_idempotent),
+        FX(test_review),
+        FX(test_list_filters),
+        FX(test_recent_and_dry_run),
         FX(test_races),
+        FX(test_keys_round_trip),
+        FX(test_counted_set),
+        FX(test_recent_keys_pages),
+        cmocka_unit_test(test_migration_from_v1),
+        FX(test_pseudonym),
     };
     int failed = cmocka_run_group_tests_name("risk_decisions_sqlite", tests, NULL, NULL);
     pg_base_url = getenv("COFFER_TEST_PG_URL");

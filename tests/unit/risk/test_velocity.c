@@ -1,10 +1,11 @@
 /*
  * test_velocity.c - unit tests for velocity.c: SipHash-2-4 test vectors; each window at its
  * documented boundaries; random event streams against a brute-force model of the documented
- * bucket semantics; out-of-order and future times; checked sums (overflow leaves everything as
- * it was); malformed keys and amounts; idle eviction, sweeping, least-recently-recorded eviction
- * in a full table and the bound on keys; and four threads recording into overlapping keys with
- * exact totals.
+ * bucket semantics; out-of-order and future times; a warm start (a day of events recorded after
+ * the fact at their own past times, in time order or any order) reads as the live table did;
+ * checked sums (overflow leaves everything as it was); malformed keys and amounts; idle eviction,
+ * sweeping, least-recently-recorded eviction in a full table and the bound on keys; and four
+ * threads recording into overlapping keys with exact totals.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -217,6 +218,76 @@ static void test_out_of_order_times(void **state)
     assert_int_equal(c.count[2], 1);
     assert_int_equal(c.sum_minor[2], 40);
     velocity_close(v);
+}
+
+/* A restart rebuilds the table from a log: every event of the last day recorded again at its own
+ * (past) time, then live events at now. Whatever the order of the replay, reads at now and later
+ * answer what a table that saw the events live answers, and events older than a day are dropped
+ * (counted in dropped_old_n only when their key already holds a newer one). */
+static void test_warm_start_replay(void **state)
+{
+    (void)state;
+    enum { EVENTS = 600 };
+    static int64_t times[EVENTS], amounts[EVENTS];
+    static size_t order[EVENTS];
+    uint64_t lcg = 11;
+    const int64_t now = T0 + 2 * VELOCITY_IDLE_S_MAX + 17;
+    for (size_t i = 0; i < EVENTS; i++) {
+        /* a third in the last hour, most of them in the last day, a few older than a day */
+        static const int64_t span_s[] = {120, 3700, 90000};
+        times[i] = now - (int64_t)(lcg_next(&lcg) % (uint64_t)span_s[i % 3]);
+        amounts[i] = (int64_t)(lcg_next(&lcg) % 5000);
+        order[i] = i;
+    }
+    struct velocity *live = open_small(64), *sorted = open_small(64), *shuffled = open_small(64);
+    /* live: in time order, as the payment path saw them */
+    for (size_t i = 0; i < EVENTS; i++)
+        for (size_t j = i + 1; j < EVENTS; j++)
+            if (times[order[j]] < times[order[i]]) {
+                size_t x = order[i];
+                order[i] = order[j];
+                order[j] = x;
+            }
+    for (size_t i = 0; i < EVENTS; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "u:%zu|EUR", order[i] % 4);
+        record_ok(live, key, amounts[order[i]], times[order[i]]);
+        record_ok(sorted, key, amounts[order[i]], times[order[i]]);
+    }
+    /* a replay in any order (newest first, then shuffled) */
+    for (size_t i = EVENTS; i-- > 0;) {
+        size_t j = (size_t)(lcg_next(&lcg) % (i + 1)), x = order[i];
+        order[i] = order[j];
+        order[j] = x;
+    }
+    for (size_t i = 0; i < EVENTS; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "u:%zu|EUR", order[i] % 4);
+        record_ok(shuffled, key, amounts[order[i]], times[order[i]]);
+    }
+    for (int64_t later = 0; later <= 4000; later += 1000) {
+        for (size_t k = 0; k < 4; k++) {
+            char key[16];
+            snprintf(key, sizeof(key), "u:%zu|EUR", k);
+            struct velocity_counts a = read_of(live, key, now + later);
+            struct velocity_counts b = read_of(shuffled, key, now + later);
+            assert_memory_equal(&a, &b, sizeof(a));
+            b = read_of(sorted, key, now + later);
+            assert_memory_equal(&a, &b, sizeof(a));
+        }
+    }
+    /* then live events at now add to the restored ones */
+    struct velocity_counts before = read_of(shuffled, "u:1|EUR", now);
+    assert_true(before.count[VELOCITY_WINDOW_1H] > 0 && before.count[VELOCITY_WINDOW_24H] > 0);
+    record_ok(shuffled, "u:1|EUR", 7, now);
+    struct velocity_counts after = read_of(shuffled, "u:1|EUR", now);
+    for (int w = 0; w < VELOCITY_WINDOWS_N; w++) {
+        assert_int_equal(after.count[w], before.count[w] + 1);
+        assert_int_equal(after.sum_minor[w], before.sum_minor[w] + 7);
+    }
+    velocity_close(live);
+    velocity_close(sorted);
+    velocity_close(shuffled);
 }
 
 /* Sums, keys and amounts ----------------------------------------------------------------------- */
@@ -475,6 +546,7 @@ int main(void)
         cmocka_unit_test(test_day_window_granularity),
         cmocka_unit_test(test_random_streams_match_model),
         cmocka_unit_test(test_out_of_order_times),
+        cmocka_unit_test(test_warm_start_replay),
         cmocka_unit_test(test_sum_overflow_changes_nothing),
         cmocka_unit_test(test_invalid_keys_and_amounts),
         cmocka_unit_test(test_idle_eviction),
