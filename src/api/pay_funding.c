@@ -20,7 +20,11 @@
  * PENDING instead of driven - a withdrawal's or payout's hold placed as above, a top-up with
  * nothing held - and the gateway is not asked, not by recovery either, and a callback for it
  * changes nothing, until an analyst approves (api_pay_funding_review: the top-up's hold, then
- * the same gateway step as above) or declines (the hold voided, FAILED risk_blocked).
+ * the same gateway step as above) or declines (the hold voided, FAILED risk_blocked). A bank
+ * account the request named (not a saved card, not a merchant's payout account) is kept sealed
+ * with the operation for the approval (payments_op_bank_keep) and forgotten once used or
+ * declined; one recorded just before a crash may have none kept, and can then only be
+ * declined (409 on approve).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -257,11 +261,23 @@ static enum cf_err review_park(struct api *api, struct arena *arena, struct pay_
     return err;
 }
 
-/* Starts a recorded operation: parked for an analyst when under review, else driven. */
+/* Whether op goes to (or comes from) a bank account the request named: a customer's top-up or
+ * withdrawal not made with a saved card. A payout's account is the merchant's, kept apart. */
+static bool op_request_bank(const struct pay_op *op)
+{
+    return op->kind != PAY_KIND_PAYOUT && strncmp(op->instrument, "card_", 5) != 0;
+}
+
+/* Starts a recorded operation: parked for an analyst when under review (a bank account the
+ * request named kept sealed for the approval first), else driven. */
 static enum cf_err op_start(struct api *api, struct arena *arena, struct pay_op *op,
                             const char *bank)
 {
-    return op->review ? review_park(api, arena, op) : op_drive(api, arena, op, bank);
+    if (!op->review)
+        return op_drive(api, arena, op, bank);
+    enum cf_err err = op_request_bank(op) ? payments_op_bank_keep(api->payments, op->id, bank)
+                                          : CF_OK;
+    return err == CF_OK ? review_park(api, arena, op) : err; /* else recovery parks it */
 }
 
 /* Whether an analyst approved op (under review): the gateway may hear of it only then. */
@@ -287,6 +303,8 @@ enum cf_err api_pay_funding_review(struct api *api, struct arena *arena, struct 
     CF_ASSERT(op->kind == PAY_KIND_TOPUP || op->kind == PAY_KIND_WITHDRAWAL ||
               op->kind == PAY_KIND_PAYOUT);
     const char *blocked = cf_err_code(CF_ERR_RISK_BLOCKED);
+    if (!approve && op_request_bank(op)) /* the account is not needed any more */
+        cf_best_effort(payments_op_bank_forget(api->payments, op->id));
     if (!approve && op->hold_seq != 0) /* the money comes back */
         return op_settle(api, arena, op, 1u << PAY_STATUS_PENDING, false, blocked, NULL);
     if (!approve) { /* a top-up: nothing was held */
@@ -298,17 +316,23 @@ enum cf_err api_pay_funding_review(struct api *api, struct arena *arena, struct 
         return err == CF_OK ? payments_op_get(api->payments, op->id, op) : err;
     }
     struct pay_merchant full;
+    char bank[PAY_OP_BANK_BYTES_MAX] = "";
     memset(&full, 0, sizeof(full));
     enum cf_err err = CF_OK;
     if (op->kind == PAY_KIND_PAYOUT) /* its bank account, as the merchant keeps it now */
         err = payments_merchant_get(api->payments, op->payer, true, &full);
-    else if (strncmp(op->instrument, "card_", 5) != 0) /* a bank account is never stored, */
-        err = CF_ERR_CONFLICT; /* so such an operation is never under review (risk_monitor.c) */
+    else if (op_request_bank(op)) /* the one the request named, kept sealed by op_start */
+        err = payments_op_bank_get(api->payments, op->id, bank);
+    if (err == CF_ERR_NOT_FOUND && op_request_bank(op))
+        err = CF_ERR_CONFLICT; /* not kept (a crash before it was) or used already: decline */
     if (err == CF_OK && op->hold_seq == 0) /* a top-up's hold, as without review */
         err = op_hold(api, arena, op, PAY_STATUS_PENDING, PAY_STATUS_PENDING);
     if (err == CF_OK && op->status == PAY_STATUS_PENDING)
-        err = op_ask(api, arena, op, full.bank_account);
+        err = op_ask(api, arena, op, op->kind == PAY_KIND_PAYOUT ? full.bank_account : bank);
+    if (err == CF_OK && op_request_bank(op)) /* asked: the gateway has it now */
+        cf_best_effort(payments_op_bank_forget(api->payments, op->id));
     hash_wipe(&full, sizeof(full));
+    hash_wipe(bank, sizeof(bank));
     return err;
 }
 

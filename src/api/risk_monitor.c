@@ -374,10 +374,8 @@ static void velocity_count(struct api *api, const struct risk_keys *keys, const 
 }
 
 /* What can wait for an analyst: a movement between wallets or a refund (the payer's money held
- * in the review clearing), a payout (held on its way out; the merchant's bank account is kept,
- * sealed) and a top-up from a saved card (nothing held until approved). Not a top-up from, nor
- * a withdrawal to, a bank account: the account number is in the request only, never stored, so
- * an approved one could not be sent to the gateway (risk_monitor.h). */
+ * in the review clearing), a payout or a withdrawal (held on its way out) and a top-up (nothing
+ * held until approved); the gateway is asked only once approved (risk_review.h). */
 static bool reviewable(const struct pay_op *op)
 {
     switch (op->kind) {
@@ -386,10 +384,9 @@ static bool reviewable(const struct pay_op *op)
     case PAY_KIND_CONVERSION:
     case PAY_KIND_REFUND:
     case PAY_KIND_PAYOUT:
-        return true;
     case PAY_KIND_TOPUP:
     case PAY_KIND_WITHDRAWAL:
-        return strncmp(op->instrument, "card_", 5) == 0;
+        return true;
     default:
         return false;
     }

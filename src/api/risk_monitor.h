@@ -22,12 +22,10 @@
  *      PENDING until an analyst decides (POST /v1/risk/reviews/{operation_id}/decision;
  *      api/risk_review.h). A transfer between wallets (send, payment, conversion) or a refund
  *      has its payer's money held as a pending transfer into the review clearing account
- *      (approve posts it and runs the legs from there, decline voids it); a payout has its
- *      money held on its way out as usual and a top-up from a saved card holds nothing, and
- *      the gateway is asked only once approved. A top-up from, or a withdrawal to, a bank
- *      account under review is refused like a block: the account number is in the request
- *      only (never stored), so an approved one could not reach the gateway; it waits in the
- *      decisions list for an analyst to look at.
+ *      (approve posts it and runs the legs from there, decline voids it); a withdrawal or a
+ *      payout has its money held on its way out as usual and a top-up holds nothing, and the
+ *      gateway is asked only once approved (a bank account the request named is kept sealed
+ *      with the operation until then: payments_op_bank_keep).
  *   5. An operation that goes on is counted in the velocity counters.
  *
  * Refunds are scored like every movement, under the merchant (kind "refund"); the refund route

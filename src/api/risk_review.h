@@ -11,13 +11,15 @@
  * decision repeated after a crash finishes what the first began and moves nothing twice. A
  * declined or failed refund gives its shares back to its payment (payments_op_update).
  *
- * Through the gateway (pay_funding.c): a payout's money is held on its way out as always
- * (merchant -> payout clearing, no timeout) and a top-up from a saved card holds nothing; both
- * wait PENDING and the gateway is not asked. Approve runs the gateway step as an operation not
- * under review would (a top-up's hold first, then the charge of the saved card; 3-D Secure, if
- * the issuer asks, goes to the customer as action_required); decline voids the hold (if any).
- * The same keys as without review ("op:<id>:hold", ":post", ":void", the op id at the gateway).
- * Top-ups from and withdrawals to a bank account are never under review (risk_monitor.h).
+ * Through the gateway (pay_funding.c): a withdrawal's or payout's money is held on its way out
+ * as always (wallet or merchant -> payout clearing, no timeout) and a top-up holds nothing; they
+ * wait PENDING and the gateway is not asked. A bank account the customer's request named is kept
+ * sealed with the operation (payments_op_bank_keep) and forgotten once the decision used or
+ * dropped it. Approve runs the gateway step as an operation not under review would (a top-up's
+ * hold first, then the charge; 3-D Secure, if the issuer asks, goes to the customer as
+ * action_required); decline voids the hold (if any). The same keys as without review
+ * ("op:<id>:hold", ":post", ":void", the op id at the gateway). One recorded just before a
+ * crash may have no account kept: its approval is 409, it can only be declined.
  *
  * A declined operation is FAILED with risk_blocked. Only a PENDING operation is decided; one
  * still PROCESSING (recorded, not yet held: a crash) is held by recovery first.

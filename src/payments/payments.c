@@ -88,6 +88,11 @@
 #define PAY_PAYEE_CEILING                                                                          \
     "ALTER TABLE pay_ops ADD COLUMN payee_max_balance_minor BIGINT NOT NULL DEFAULT -1;"
 
+/* Version 9: the bank account of a top-up or withdrawal waiting for an analyst, sealed (aad
+ * "op:<id>:bank"), so an approval can reach the gateway; NULL otherwise and once decided. */
+#define PAY_REVIEW_BANK_SQLITE "ALTER TABLE pay_ops ADD COLUMN bank_sealed BLOB;"
+#define PAY_REVIEW_BANK_POSTGRES "ALTER TABLE pay_ops ADD COLUMN bank_sealed BYTEA;"
+
 static char schema_sqlite[6144];
 static char schema_postgres[6144];
 
@@ -108,6 +113,7 @@ static enum cf_err schema_migrate(struct sqldb *db)
         {6, PAY_FX_PAYMENTS, PAY_FX_PAYMENTS},
         {7, PAY_REVIEW, PAY_REVIEW},
         {8, PAY_PAYEE_CEILING, PAY_PAYEE_CEILING},
+        {9, PAY_REVIEW_BANK_SQLITE, PAY_REVIEW_BANK_POSTGRES},
     };
     return sqldb_migrate(db, "payments", m, sizeof(m) / sizeof(m[0]));
 }
@@ -547,6 +553,82 @@ enum cf_err payments_op_get(struct payments *p, const char *id, struct pay_op *o
     err = op_get_tx(p, tx, id, false, out);
     sql_rollback(tx);
     return err;
+}
+
+/* The bank account kept for a review -------------------------------------------------------- */
+
+static void op_bank_aad(const char *op_id, char aad[PAY_ID_BYTES_MAX + 16])
+{
+    snprintf(aad, PAY_ID_BYTES_MAX + 16, "op:%s:bank", op_id);
+}
+
+enum cf_err payments_op_bank_keep(struct payments *p, const char *op_id, const char *bank)
+{
+    CF_ASSERT(p != NULL && op_id != NULL && bank != NULL);
+    size_t n = strlen(bank);
+    if (n == 0 || n >= PAY_OP_BANK_BYTES_MAX)
+        return CF_ERR_INVALID_FIELD;
+    uint8_t sealed[PAY_OP_BANK_BYTES_MAX + VAULT_OVERHEAD_BYTES];
+    size_t sealed_len = 0;
+    char aad[PAY_ID_BYTES_MAX + 16];
+    op_bank_aad(op_id, aad);
+    enum cf_err err = pay_seal(p, aad, bank, n, sealed, sizeof(sealed), &sealed_len);
+    struct sqltx *tx = NULL;
+    if (err == CF_OK)
+        err = sql_begin(p->db, &tx);
+    if (err != CF_OK)
+        return err;
+    struct sql_value v[] = {SQL_B(sealed, sealed_len), SQL_T(op_id)};
+    int64_t changed = 0;
+    err = sql_exec(tx, "UPDATE pay_ops SET bank_sealed = $1 WHERE id = $2 AND review = 1", v, 2,
+                   &changed);
+    if (err == CF_OK && changed != 1)
+        err = CF_ERR_NOT_FOUND;
+    if (err != CF_OK) {
+        sql_rollback(tx);
+        return err;
+    }
+    return sql_commit(tx);
+}
+
+enum cf_err payments_op_bank_get(struct payments *p, const char *op_id,
+                                 char bank_out[PAY_OP_BANK_BYTES_MAX])
+{
+    CF_ASSERT(p != NULL && op_id != NULL && bank_out != NULL);
+    struct sqltx *tx = NULL;
+    struct sql_rows *r = NULL;
+    enum cf_err err = sql_begin(p->db, &tx);
+    if (err != CF_OK)
+        return err;
+    struct sql_value v[] = {SQL_T(op_id)};
+    err = sql_query(tx, "SELECT bank_sealed FROM pay_ops WHERE id = $1", v, 1, &r);
+    sql_rollback(tx);
+    size_t n = 0;
+    const uint8_t *ct = err == CF_OK && sql_rows_n(r) == 1 ? sql_row_blob(r, 0, 0, &n) : NULL;
+    if (err == CF_OK && ct == NULL)
+        err = CF_ERR_NOT_FOUND;
+    char aad[PAY_ID_BYTES_MAX + 16];
+    op_bank_aad(op_id, aad);
+    if (err == CF_OK)
+        err = pay_open(p, aad, ct, n, bank_out, PAY_OP_BANK_BYTES_MAX);
+    sql_rows_free(r);
+    return err;
+}
+
+enum cf_err payments_op_bank_forget(struct payments *p, const char *op_id)
+{
+    CF_ASSERT(p != NULL && op_id != NULL);
+    struct sqltx *tx = NULL;
+    enum cf_err err = sql_begin(p->db, &tx);
+    if (err != CF_OK)
+        return err;
+    struct sql_value v[] = {SQL_T(op_id)};
+    err = sql_exec(tx, "UPDATE pay_ops SET bank_sealed = NULL WHERE id = $1", v, 1, NULL);
+    if (err != CF_OK) {
+        sql_rollback(tx);
+        return err;
+    }
+    return sql_commit(tx);
 }
 
 enum cf_err payments_op_by_idem(struct payments *p, const char *idem, struct pay_op *out)

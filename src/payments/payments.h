@@ -185,6 +185,20 @@ CF_WARN_UNUSED enum cf_err payments_system_put(struct payments *p, const char *n
 CF_WARN_UNUSED enum cf_err payments_op_begin(struct payments *p, const struct pay_op *op,
                                              int64_t now_us, struct pay_op *out, bool *existed);
 CF_WARN_UNUSED enum cf_err payments_op_get(struct payments *p, const char *id, struct pay_op *out);
+/*
+ * The bank account of a top-up or withdrawal under review (op->review), kept so that an
+ * analyst's approval can reach the gateway: sealed at rest under the aad "op:<id>:bank", and
+ * forgotten (NULL) once the decision has used it. Only an operation under review keeps one.
+ * keep: CF_ERR_INVALID_FIELD for an empty or over-long account, CF_ERR_NOT_FOUND when op_id is
+ * not an operation under review. get: CF_ERR_NOT_FOUND when none is kept (never, or forgotten);
+ * bank_out gets it with its NUL (wipe it after use). forget: CF_OK also when none was kept.
+ */
+#define PAY_OP_BANK_BYTES_MAX 64 /* an IBAN or account number and its NUL */
+CF_WARN_UNUSED enum cf_err payments_op_bank_keep(struct payments *p, const char *op_id,
+                                                 const char *bank);
+CF_WARN_UNUSED enum cf_err payments_op_bank_get(struct payments *p, const char *op_id,
+                                                char bank_out[PAY_OP_BANK_BYTES_MAX]);
+CF_WARN_UNUSED enum cf_err payments_op_bank_forget(struct payments *p, const char *op_id);
 /* The operation a namespaced Idempotency-Key made; CF_ERR_NOT_FOUND when none. */
 CF_WARN_UNUSED enum cf_err payments_op_by_idem(struct payments *p, const char *idem,
                                                struct pay_op *out);

@@ -941,6 +941,46 @@ static void test_op_payee_ceiling(void **state)
     assert_int_equal(out.payee_max_balance_minor, -1);
 }
 
+/* A bank account kept for an operation under review: sealed, only for one under review, read
+ * back exactly, forgotten for good. */
+static void test_op_bank_kept(void **state)
+{
+    struct fx *f = *state;
+    static const char iban[] = "GB82WEST12345698765432";
+    struct pay_op op, out, plain;
+    char bank[PAY_OP_BANK_BYTES_MAX];
+    op_init(&op, PAY_KIND_WITHDRAWAL, "usr_a", "", 3000, "EUR", 0);
+    op.review = true;
+    op_begin_ok(f, &op, T0_US, &out);
+    op_init(&plain, PAY_KIND_WITHDRAWAL, "usr_a", "", 100, "EUR", 0);
+    op_begin_ok(f, &plain, T0_US, &out);
+    assert_int_equal(payments_op_bank_get(f->p, op.id, bank), CF_ERR_NOT_FOUND);
+    assert_int_equal(payments_op_bank_keep(f->p, plain.id, iban), CF_ERR_NOT_FOUND);
+    assert_int_equal(payments_op_bank_keep(f->p, "wdr_unknown", iban), CF_ERR_NOT_FOUND);
+    assert_int_equal(payments_op_bank_keep(f->p, op.id, ""), CF_ERR_INVALID_FIELD);
+    assert_int_equal(payments_op_bank_keep(f->p, op.id, iban), CF_OK);
+    assert_int_equal(payments_op_bank_get(f->p, op.id, bank), CF_OK);
+    assert_string_equal(bank, iban);
+    /* sealed at rest: the stored bytes do not hold the number */
+    struct sqltx *tx = NULL;
+    struct sql_rows *r = NULL;
+    struct sql_value v[] = {SQL_T(op.id)};
+    assert_int_equal(sql_begin(f->db, &tx), CF_OK);
+    assert_int_equal(sql_query(tx, "SELECT bank_sealed FROM pay_ops WHERE id = $1", v, 1, &r),
+                     CF_OK);
+    sql_rollback(tx);
+    size_t n = 0;
+    const uint8_t *ct = sql_row_blob(r, 0, 0, &n);
+    assert_non_null(ct);
+    assert_true(n > strlen(iban));
+    for (size_t i = 0; i + strlen(iban) <= n; i++)
+        assert_false(memcmp(ct + i, iban, strlen(iban)) == 0);
+    sql_rows_free(r);
+    assert_int_equal(payments_op_bank_forget(f->p, op.id), CF_OK);
+    assert_int_equal(payments_op_bank_get(f->p, op.id, bank), CF_ERR_NOT_FOUND);
+    assert_int_equal(payments_op_bank_forget(f->p, op.id), CF_OK);
+}
+
 /* System accounts ------------------------------------------------------------------------------ */
 
 static void test_system_accounts(void **state)
@@ -1532,6 +1572,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         FX(test_op_begin_new_and_replay),
         FX(test_op_payee_ceiling),
+        FX(test_op_bank_kept),
         FX(test_op_note_sealed),
         FX(test_op_begin_same_key_concurrent),
         FX(test_refund_reserve),
