@@ -745,6 +745,23 @@ static enum cf_err opt_string(struct http_request *req, json_t *root, const char
     return err;
 }
 
+/* A staff change's reason (required) and customer_reason (optional), checked. */
+static enum cf_err reasons_decode(struct http_request *req, json_t *root, struct decision_body *b,
+                                  const char **detail)
+{
+    enum cf_err err = opt_string(req, root, "reason", true, RISK_KYC_REASON_BYTES_MAX - 1,
+                                 &b->reason, detail);
+    if (err == CF_OK)
+        err = opt_string(req, root, "customer_reason", false,
+                         RISK_KYC_CUSTOMER_REASON_BYTES_MAX - 1, &b->customer_reason, detail);
+    if (err == CF_OK && !risk_kyc_reason_valid(b->reason, false, detail))
+        err = CF_ERR_INVALID_FIELD;
+    if (err == CF_OK && b->customer_reason != NULL &&
+        !risk_kyc_reason_valid(b->customer_reason, true, detail))
+        err = CF_ERR_INVALID_FIELD;
+    return err;
+}
+
 static enum cf_err decision_decode(struct http_request *req, struct decision_body *b,
                                    const char **detail)
 {
@@ -762,27 +779,19 @@ static enum cf_err decision_decode(struct http_request *req, struct decision_bod
         err = CF_ERR_INVALID_FIELD;
     }
     if (err == CF_OK)
-        err = opt_string(req, root, "reason", true, RISK_KYC_REASON_BYTES_MAX - 1, &b->reason,
-                         detail);
-    if (err == CF_OK)
-        err = opt_string(req, root, "customer_reason", false,
-                         RISK_KYC_CUSTOMER_REASON_BYTES_MAX - 1, &b->customer_reason, detail);
+        err = reasons_decode(req, root, b, detail);
     if (err == CF_OK)
         err = opt_string(req, root, "submission_id", false, RISK_KYC_ID_BYTES_MAX - 1,
                          &b->submission_id, detail);
-    if (err == CF_OK && !risk_kyc_reason_valid(b->reason, false, detail))
-        err = CF_ERR_INVALID_FIELD;
-    if (err == CF_OK && b->customer_reason != NULL &&
-        !risk_kyc_reason_valid(b->customer_reason, true, detail))
-        err = CF_ERR_INVALID_FIELD;
     b->approve = err == CF_OK && strcmp(decision, "approve") == 0;
     *detail = api_detail_keep(req, *detail);
     json_decref(root);
     return err;
 }
 
-/* Tells the customer the outcome (never the reason); a failure is logged, nothing more. */
-static void decision_notify(struct api *api, const char *user, bool approve)
+/* Sends the customer a notice about their identity check (body: static text, never a
+ * reason); a failure is logged, nothing more. */
+static void customer_notify(struct api *api, const char *user, const char *body)
 {
     char login[IDENTITY_LOGIN_BYTES_MAX + 1];
     bool customer = false, phone = false;
@@ -792,13 +801,21 @@ static void decision_notify(struct api *api, const char *user, bool approve)
         .channel = login[0] == '+' ? NOTIFIER_SMS : NOTIFIER_EMAIL,
         .to = login,
         .subject = "Your identity check",
-        .body = approve ? "Coffer: your identity check is approved. Your new limits are in the app."
-                        : "Coffer: your identity check was not approved. Open the app to see why "
-                          "and to submit again.",
+        .body = body,
     };
     if (notifier_send(identity_notifier(api->identity), &m) != CF_OK)
-        cf_log(LOG_WARN, "kyc decision notice not sent", "user", user, NULL);
+        cf_log(LOG_WARN, "kyc notice not sent", "user", user, NULL);
     hash_wipe(login, sizeof(login));
+}
+
+/* Tells the customer the outcome (never the reason). */
+static void decision_notify(struct api *api, const char *user, bool approve)
+{
+    customer_notify(api, user,
+                    approve ? "Coffer: your identity check is approved. Your new limits are in "
+                              "the app."
+                            : "Coffer: your identity check was not approved. Open the app to see "
+                              "why and to submit again.");
 }
 
 static void decision_reply(struct http_request *req, struct http_response *resp, const char *user,
@@ -818,48 +835,6 @@ static void decision_reply(struct http_request *req, struct http_response *resp,
     api_reply_object(req, resp, 200, o);
 }
 
-static void decide_run(struct http_request *req, struct http_response *resp)
-{
-    struct api *api = req->app;
-    const char *user = req->params[0], *detail = NULL;
-    char key[PAY_IDEM_BYTES_MAX];
-    struct risk_kyc_idem idem = {.key = key};
-    struct decision_body b = {0};
-    struct risk_kyc_event *e = malloc(sizeof(*e));
-    int tier = 0;
-    bool replay = false;
-    enum cf_err err = e == NULL ? CF_ERR_NOMEM : customer_target(api, user);
-    if (err == CF_OK)
-        err = api_pay_idem_read(req, key, idem.request_hash);
-    if (err == CF_OK)
-        err = decision_decode(req, &b, &detail);
-    if (err == CF_OK)
-        err =
-            risk_kyc_decide(api->kyc, user, b.submission_id, b.approve, b.reason, b.customer_reason,
-                            api_actor(req), &idem, api_pay_now_us(), e, &tier, &replay, &detail);
-    if (err == CF_OK && !replay) {
-        char what[AUDIT_DETAIL_BYTES];
-        struct identity_ctx ctx;
-        api_ctx(req, &ctx);
-        snprintf(what, sizeof(what), "event %s submission %s", e->id, e->submission_id);
-        cf_best_effort(identity_audit(
-            api->identity, &ctx, api_actor(req),
-            e->kind == RISK_KYC_EVENT_APPROVE ? "kyc.approve" : "kyc.reject", user, "ok", what));
-        decision_notify(api, user, e->kind == RISK_KYC_EVENT_APPROVE);
-    }
-    if (err == CF_OK)
-        decision_reply(req, resp, user, e, tier, replay);
-    else
-        api_pay_problem_reply(req, resp, err, detail);
-    if (e != NULL)
-        hash_wipe(e, sizeof(*e));
-    free(e);
-}
-
-enum http_action api_risk_kyc_decide(struct http_request *req, struct http_response *resp)
-{
-    return api_offload(req, resp, decide_run);
-}
 
 /* Staff: lowering a tier ------------------------------------------------------------------------ */
 
@@ -881,16 +856,7 @@ static enum cf_err lower_decode(struct http_request *req, int *tier, struct deci
     if (err == CF_OK)
         *tier = (int)json_integer_value(t);
     if (err == CF_OK)
-        err = opt_string(req, root, "reason", true, RISK_KYC_REASON_BYTES_MAX - 1, &b->reason,
-                         detail);
-    if (err == CF_OK)
-        err = opt_string(req, root, "customer_reason", false,
-                         RISK_KYC_CUSTOMER_REASON_BYTES_MAX - 1, &b->customer_reason, detail);
-    if (err == CF_OK && !risk_kyc_reason_valid(b->reason, false, detail))
-        err = CF_ERR_INVALID_FIELD;
-    if (err == CF_OK && b->customer_reason != NULL &&
-        !risk_kyc_reason_valid(b->customer_reason, true, detail))
-        err = CF_ERR_INVALID_FIELD;
+        err = reasons_decode(req, root, b, detail);
     *detail = api_detail_keep(req, *detail);
     json_decref(root);
     return err;
@@ -899,20 +865,9 @@ static enum cf_err lower_decode(struct http_request *req, int *tier, struct deci
 /* Tells the customer their tier went down (never the staff reason). */
 static void lower_notify(struct api *api, const char *user)
 {
-    char login[IDENTITY_LOGIN_BYTES_MAX + 1];
-    bool customer = false, phone = false;
-    if (person_read(api, user, &customer, &phone, login) != CF_OK || login[0] == '\0')
-        return;
-    struct notifier_message m = {
-        .channel = login[0] == '+' ? NOTIFIER_SMS : NOTIFIER_EMAIL,
-        .to = login,
-        .subject = "Your identity check",
-        .body = "Coffer: your verification level changed and some limits are lower. Open the app "
-                "to see why and how to verify again.",
-    };
-    if (notifier_send(identity_notifier(api->identity), &m) != CF_OK)
-        cf_log(LOG_WARN, "kyc tier notice not sent", "user", user, NULL);
-    hash_wipe(login, sizeof(login));
+    customer_notify(api, user,
+                    "Coffer: your verification level changed and some limits are lower. Open the "
+                    "app to see why and how to verify again.");
 }
 
 static void lower_reply(struct http_request *req, struct http_response *resp, const char *user,
@@ -929,7 +884,30 @@ static void lower_reply(struct http_request *req, struct http_response *resp, co
     api_reply_object(req, resp, 200, o);
 }
 
-static void lower_run(struct http_request *req, struct http_response *resp)
+/* The audit line and the customer's notice of a staff change just made (not a replay). */
+static void staff_change_record(struct http_request *req, const char *user,
+                                const struct risk_kyc_event *e, int tier)
+{
+    struct api *api = req->app;
+    char what[AUDIT_DETAIL_BYTES];
+    struct identity_ctx ctx;
+    api_ctx(req, &ctx);
+    const char *action = e->kind == RISK_KYC_EVENT_APPROVE  ? "kyc.approve"
+                         : e->kind == RISK_KYC_EVENT_REJECT ? "kyc.reject"
+                                                            : "kyc.lower";
+    if (e->kind == RISK_KYC_EVENT_LOWER)
+        snprintf(what, sizeof(what), "event %s tier %d", e->id, tier);
+    else
+        snprintf(what, sizeof(what), "event %s submission %s", e->id, e->submission_id);
+    cf_best_effort(identity_audit(api->identity, &ctx, api_actor(req), action, user, "ok", what));
+    if (e->kind == RISK_KYC_EVENT_LOWER)
+        lower_notify(api, user);
+    else
+        decision_notify(api, user, e->kind == RISK_KYC_EVENT_APPROVE);
+}
+
+/* A staff change of {id}'s KYC record: a decision (lower false) or a lowering of the tier. */
+static void staff_change_run(struct http_request *req, struct http_response *resp, bool lower)
 {
     struct api *api = req->app;
     const char *user = req->params[0], *detail = NULL;
@@ -943,27 +921,41 @@ static void lower_run(struct http_request *req, struct http_response *resp)
     if (err == CF_OK)
         err = api_pay_idem_read(req, key, idem.request_hash);
     if (err == CF_OK)
-        err = lower_decode(req, &target, &b, &detail);
-    if (err == CF_OK)
+        err = lower ? lower_decode(req, &target, &b, &detail) : decision_decode(req, &b, &detail);
+    if (err == CF_OK && lower)
         err = risk_kyc_tier_lower(api->kyc, user, target, b.reason, b.customer_reason,
                                   api_actor(req), &idem, api_pay_now_us(), e, &tier, &replay,
                                   &detail);
-    if (err == CF_OK && !replay) {
-        char what[AUDIT_DETAIL_BYTES];
-        struct identity_ctx ctx;
-        api_ctx(req, &ctx);
-        snprintf(what, sizeof(what), "event %s tier %d", e->id, tier);
-        cf_best_effort(
-            identity_audit(api->identity, &ctx, api_actor(req), "kyc.lower", user, "ok", what));
-        lower_notify(api, user);
-    }
-    if (err == CF_OK)
+    else if (err == CF_OK)
+        err =
+            risk_kyc_decide(api->kyc, user, b.submission_id, b.approve, b.reason, b.customer_reason,
+                            api_actor(req), &idem, api_pay_now_us(), e, &tier, &replay, &detail);
+    if (err == CF_OK && !replay)
+        staff_change_record(req, user, e, tier);
+    if (err != CF_OK)
+        api_pay_problem_reply(req, resp, err, detail);
+    else if (lower)
         lower_reply(req, resp, user, e, tier, replay);
     else
-        api_pay_problem_reply(req, resp, err, detail);
+        decision_reply(req, resp, user, e, tier, replay);
     if (e != NULL)
         hash_wipe(e, sizeof(*e));
     free(e);
+}
+
+static void decide_run(struct http_request *req, struct http_response *resp)
+{
+    staff_change_run(req, resp, false);
+}
+
+static void lower_run(struct http_request *req, struct http_response *resp)
+{
+    staff_change_run(req, resp, true);
+}
+
+enum http_action api_risk_kyc_decide(struct http_request *req, struct http_response *resp)
+{
+    return api_offload(req, resp, decide_run);
 }
 
 enum http_action api_risk_kyc_lower(struct http_request *req, struct http_response *resp)

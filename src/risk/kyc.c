@@ -1566,6 +1566,60 @@ struct decide_job {
     const char *detail;
 };
 
+/* A staff change (a decision, a lowering): its event's fields. */
+static void staff_job_init(struct decide_job *j, uint8_t kind, const char *user, int tier,
+                           const char *reason, const char *customer_reason, const char *by,
+                           const struct risk_kyc_idem *idem, int64_t now_us)
+{
+    j->user = user;
+    event_init(&j->e, kind, user, "", by, tier, now_us);
+    risk_text_copy(j->e.ev.reason, sizeof(j->e.ev.reason), reason);
+    risk_text_copy(j->e.ev.customer_reason, sizeof(j->e.ev.customer_reason), customer_reason);
+    j->e.idem = idem;
+}
+
+/* Where a staff change's outcome goes (the public functions' out parameters). */
+struct staff_out {
+    struct risk_kyc_event *event;
+    int *tier;
+    bool *replay; /* may be NULL */
+    const char **detail; /* may be NULL */
+};
+
+/* Whether a replayed key's event is of the same change as j's (a decision either way). */
+static bool staff_same_change(uint8_t found, uint8_t asked)
+{
+    bool decision = asked == RISK_KYC_EVENT_APPROVE || asked == RISK_KYC_EVENT_REJECT;
+    return decision ? found == RISK_KYC_EVENT_APPROVE || found == RISK_KYC_EVENT_REJECT
+                    : found == asked;
+}
+
+/* Runs a staff change's transaction (once more on a storage conflict: two requests with one
+ * key, the second replays), forgets the cached tier and hands the outcome to o. A key that made
+ * another kind of change is CF_ERR_IDEM_KEY_REUSED. Wipes and frees j. */
+static enum cf_err staff_job_run(struct risk_kyc *k, struct decide_job *j,
+                                 enum cf_err (*tx)(struct risk_kyc *, struct decide_job *),
+                                 const struct staff_out *o)
+{
+    enum cf_err err = tx(k, j);
+    if (err == CF_ERR_STORAGE_CONFLICT)
+        err = tx(k, j);
+    cache_forget(k, j->user);
+    if (err == CF_OK && j->replay && !staff_same_change(j->found.ev.kind, j->e.ev.kind))
+        err = CF_ERR_IDEM_KEY_REUSED;
+    if (err == CF_OK) {
+        *o->event = j->replay ? j->found.ev : j->e.ev;
+        *o->tier = j->tier;
+        if (o->replay != NULL)
+            *o->replay = j->replay;
+    } else if (err == CF_ERR_CONFLICT && o->detail != NULL) {
+        *o->detail = j->detail;
+    }
+    hash_wipe(j, sizeof(*j));
+    free(j);
+    return err;
+}
+
 /* The decision idem's key made: CF_OK (a replay, *tier_out the tier now), CF_ERR_NOT_FOUND (a
  * new key) or CF_ERR_IDEM_KEY_REUSED. */
 static enum cf_err decision_by_idem(struct risk_kyc *k, struct sqltx *tx, struct decide_job *j)
@@ -1697,32 +1751,12 @@ enum cf_err risk_kyc_decide(struct risk_kyc *k, const char *user_id, const char 
     struct decide_job *j = calloc(1, sizeof(*j));
     if (j == NULL)
         return CF_ERR_NOMEM;
-    j->user = user_id;
     j->submission_id = submission_id;
     j->approve = approve;
-    event_init(&j->e, approve ? RISK_KYC_EVENT_APPROVE : RISK_KYC_EVENT_REJECT, user_id, "", by, 0,
-               now_us);
-    risk_text_copy(j->e.ev.reason, sizeof(j->e.ev.reason), reason);
-    risk_text_copy(j->e.ev.customer_reason, sizeof(j->e.ev.customer_reason), customer_reason);
-    j->e.idem = idem;
-    err = decide_tx(k, j);
-    if (err == CF_ERR_STORAGE_CONFLICT) /* two decisions with one key: the second replays */
-        err = decide_tx(k, j);
-    cache_forget(k, user_id);
-    if (err == CF_OK && j->replay && j->found.ev.kind != RISK_KYC_EVENT_APPROVE &&
-        j->found.ev.kind != RISK_KYC_EVENT_REJECT)
-        err = CF_ERR_IDEM_KEY_REUSED; /* the key lowered a tier, not this */
-    if (err == CF_OK) {
-        *out = j->replay ? j->found.ev : j->e.ev;
-        *tier_out = j->tier;
-        if (replay_out != NULL)
-            *replay_out = j->replay;
-    } else if (err == CF_ERR_CONFLICT && detail_out != NULL) {
-        *detail_out = j->detail;
-    }
-    hash_wipe(j, sizeof(*j));
-    free(j);
-    return err;
+    staff_job_init(j, approve ? RISK_KYC_EVENT_APPROVE : RISK_KYC_EVENT_REJECT, user_id, 0, reason,
+                   customer_reason, by, idem, now_us);
+    struct staff_out o = {out, tier_out, replay_out, detail_out};
+    return staff_job_run(k, j, decide_tx, &o);
 }
 
 /* Lowering ------------------------------------------------------------------------------------ */
@@ -1785,29 +1819,11 @@ enum cf_err risk_kyc_tier_lower(struct risk_kyc *k, const char *user_id, int tie
         err = CF_ERR_NOMEM;
     if (err != CF_OK)
         return err;
-    j->user = user_id;
     j->target = tier;
-    event_init(&j->e, RISK_KYC_EVENT_LOWER, user_id, "", by, tier, now_us);
-    risk_text_copy(j->e.ev.reason, sizeof(j->e.ev.reason), reason);
-    risk_text_copy(j->e.ev.customer_reason, sizeof(j->e.ev.customer_reason), customer_reason);
-    j->e.idem = idem;
-    err = lower_tx(k, j);
-    if (err == CF_ERR_STORAGE_CONFLICT) /* two lowerings with one key: the second replays */
-        err = lower_tx(k, j);
-    cache_forget(k, user_id);
-    if (err == CF_OK && j->replay && j->found.ev.kind != RISK_KYC_EVENT_LOWER)
-        err = CF_ERR_IDEM_KEY_REUSED; /* the key made a decision, not this */
-    if (err == CF_OK) {
-        *out = j->replay ? j->found.ev : j->e.ev;
-        *tier_out = j->tier;
-        if (replay_out != NULL)
-            *replay_out = j->replay;
-    } else if (err == CF_ERR_CONFLICT && detail_out != NULL) {
-        *detail_out = j->detail;
-    }
-    hash_wipe(j, sizeof(*j));
-    free(j);
-    return err;
+    staff_job_init(j, RISK_KYC_EVENT_LOWER, user_id, tier, reason, customer_reason, by, idem,
+                   now_us);
+    struct staff_out o = {out, tier_out, replay_out, detail_out};
+    return staff_job_run(k, j, lower_tx, &o);
 }
 
 /* Tiers -------------------------------------------------------------------------------------- */

@@ -730,6 +730,75 @@ static void test_stop_refuses_new_commands(void **state)
     cmd_free(c);
 }
 
+/* Ceilings (ledger.h, I6) through the writer: a transfer whose later leg passes the payee's
+ * ceiling is undone whole, the refusal is stored under its key and answered again, and a
+ * held inflow uses room. The rules themselves are in test_ceiling.c. */
+static struct ledger_leg capped_leg(uint64_t dr, uint64_t cr, int64_t amount, int64_t max_minor)
+{
+    struct ledger_leg l = mk_leg(dr, cr, amount, "EUR");
+    l.credit_capped = max_minor >= 0;
+    l.credit_max_minor = max_minor >= 0 ? max_minor : 0;
+    return l;
+}
+
+static void test_ceiling_group_undone(void **state)
+{
+    struct fx *f = *state;
+    uint64_t bank = create_account(f, "EUR", LEDGER_NORMAL_DEBIT, 0);
+    uint64_t payer = create_account(f, "EUR", LEDGER_NORMAL_CREDIT, LEDGER_ACCOUNT_NO_OVERDRAFT);
+    uint64_t payee = create_account(f, "EUR", LEDGER_NORMAL_CREDIT, LEDGER_ACCOUNT_NO_OVERDRAFT);
+    uint64_t fees = create_account(f, "EUR", LEDGER_NORMAL_CREDIT, LEDGER_ACCOUNT_NO_OVERDRAFT);
+    assert_int_equal(transfer(f, bank, payer, 10000, "EUR", NULL), CF_OK);
+    assert_int_equal(transfer(f, bank, payee, 6000, "EUR", NULL), CF_OK);
+    struct ledger_account payer0 = read_account(f, payer), payee0 = read_account(f, payee);
+    struct ledger_account fees0 = read_account(f, fees);
+    /* a fee leg first, then two credits of the payee that pass its ceiling together */
+    struct ledger_leg legs[3] = {capped_leg(payer, fees, 100, -1),
+                                 capped_leg(payer, payee, 3000, 10000),
+                                 capped_leg(payer, payee, 1001, 10000)};
+    size_t failed = 99;
+    assert_int_equal(run_legs(f, legs, 3, NULL, &failed), CF_ERR_LIMIT_EXCEEDED);
+    assert_int_equal(failed, 2);
+    struct ledger_account payer1 = read_account(f, payer), payee1 = read_account(f, payee);
+    struct ledger_account fees1 = read_account(f, fees);
+    assert_memory_equal(&payer1, &payer0, sizeof(payer0));
+    assert_memory_equal(&payee1, &payee0, sizeof(payee0));
+    assert_memory_equal(&fees1, &fees0, sizeof(fees0));
+    legs[2].amount = 1000; /* exactly at the ceiling */
+    assert_int_equal(run_legs(f, legs, 3, NULL, NULL), CF_OK);
+    assert_int_equal(balance(f, payee), 10000);
+    assert_int_equal(balance(f, payer), 10000 - 4100);
+    journal_check(f);
+}
+
+static void test_ceiling_refusal_keyed_and_holds(void **state)
+{
+    struct fx *f = *state;
+    uint64_t bank = create_account(f, "EUR", LEDGER_NORMAL_DEBIT, 0);
+    uint64_t wallet = create_account(f, "EUR", LEDGER_NORMAL_CREDIT, LEDGER_ACCOUNT_NO_OVERDRAFT);
+    struct ledger_leg held = capped_leg(bank, wallet, 8000, 10000);
+    held.pending = true;
+    assert_int_equal(run_legs(f, &held, 1, NULL, NULL), CF_OK);
+    struct ledger_leg more = capped_leg(bank, wallet, 2001, 10000);
+    bool replayed = true;
+    int status = 0;
+    char body[96];
+    assert_int_equal(keyed_transfer(f, &more, "op:top_1", 7, &replayed, &status, body),
+                     CF_ERR_LIMIT_EXCEEDED);
+    assert_false(replayed);
+    assert_int_equal(status, 403);
+    assert_non_null(strstr(body, "limit_exceeded"));
+    assert_int_equal(keyed_transfer(f, &more, "op:top_1", 7, &replayed, &status, body), CF_OK);
+    assert_true(replayed); /* the stored refusal, answered again */
+    assert_int_equal(status, 403);
+    more.amount = 2000;
+    assert_int_equal(run_legs(f, &more, 1, NULL, NULL), CF_OK);
+    struct ledger_account a = read_account(f, wallet);
+    assert_int_equal(ledger_account_balance(&a), 2000);
+    assert_int_equal(a.credits_pending, 8000);
+    journal_check(f);
+}
+
 int main(void)
 {
     if (hash_init() != 0)
@@ -752,6 +821,8 @@ int main(void)
         T(test_run_many_group_commit),
         T(test_restart_continues),
         T(test_stop_refuses_new_commands),
+        T(test_ceiling_group_undone),
+        T(test_ceiling_refusal_keyed_and_holds),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
