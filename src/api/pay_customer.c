@@ -947,7 +947,7 @@ static void merchant_refund_run(struct http_request *req, struct http_response *
     if (err == CF_OK)
         err = refund_op(req, &m, &payment, amount, &op);
     if (err == CF_OK)
-        err = api_pay_op_record(api, &(struct api_risk_ctx){.req = req}, &op,
+        err = api_pay_op_record(api, &(struct api_risk_ctx){.req = req, .fresh = true}, &op,
                                 &replay); /* reserves the amount on the payment */
     if (err != CF_OK) {
         api_pay_problem_reply(req, resp, err, detail);

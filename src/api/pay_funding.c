@@ -22,8 +22,9 @@
  * changes nothing, until an analyst approves (api_pay_funding_review: the top-up's hold, then
  * the same gateway step as above) or declines (the hold voided, FAILED risk_blocked). A bank
  * account the request named (not a saved card, not a merchant's payout account) is kept sealed
- * with the operation for the approval (payments_op_bank_keep) and forgotten once used or
- * declined; one recorded just before a crash may have none kept, and can then only be
+ * with the operation for the approval (payments_op_bank_keep), so a repeated approval can ask
+ * the gateway again while it has not answered, and forgotten once the operation ends (op_settle)
+ * or is declined; one recorded just before a crash may have none kept, and can then only be
  * declined (409 on approve).
  */
 #include <stdio.h>
@@ -113,6 +114,8 @@ static enum cf_err op_settle(struct api *api, struct arena *arena, struct pay_op
     err = payments_op_update(api->payments, op->id, from_mask, &u, api_pay_now_us());
     if (err == CF_ERR_CONFLICT)
         err = CF_OK; /* someone settled it first (a callback racing the answer) */
+    if (err == CF_OK && op->review) /* a bank account kept for the review is not needed now */
+        cf_best_effort(payments_op_bank_forget(api->payments, op->id));
     if (err == CF_OK)
         err = payments_op_get(api->payments, op->id, op);
     return err;
@@ -261,6 +264,8 @@ static enum cf_err review_park(struct api *api, struct arena *arena, struct pay_
     return err;
 }
 
+_Static_assert(CARD_IBAN_BYTES <= PAY_OP_BANK_BYTES_MAX, "a request's bank account can be kept");
+
 /* Whether op goes to (or comes from) a bank account the request named: a customer's top-up or
  * withdrawal not made with a saved card. A payout's account is the merchant's, kept apart. */
 static bool op_request_bank(const struct pay_op *op)
@@ -329,11 +334,20 @@ enum cf_err api_pay_funding_review(struct api *api, struct arena *arena, struct 
         err = op_hold(api, arena, op, PAY_STATUS_PENDING, PAY_STATUS_PENDING);
     if (err == CF_OK && op->status == PAY_STATUS_PENDING)
         err = op_ask(api, arena, op, op->kind == PAY_KIND_PAYOUT ? full.bank_account : bank);
-    if (err == CF_OK && op_request_bank(op)) /* asked: the gateway has it now */
-        cf_best_effort(payments_op_bank_forget(api->payments, op->id));
     hash_wipe(&full, sizeof(full));
     hash_wipe(bank, sizeof(bank));
     return err;
+}
+
+enum cf_err api_pay_funding_review_check(struct api *api, const struct pay_op *op, bool approve)
+{
+    CF_ASSERT(op->review);
+    if (!approve || op->status != PAY_STATUS_PENDING || !op_request_bank(op))
+        return CF_OK;
+    char bank[PAY_OP_BANK_BYTES_MAX];
+    enum cf_err err = payments_op_bank_get(api->payments, op->id, bank);
+    hash_wipe(bank, sizeof(bank));
+    return err == CF_ERR_NOT_FOUND ? CF_ERR_CONFLICT : err;
 }
 
 /* Answers an operation that went to the gateway: 201 done, 202 waiting (with the challenge

@@ -556,7 +556,8 @@ static enum cf_err conversion_start(struct http_request *req, const char *quote_
         return err;
     err = conversion_op(req, &q, op, detail);
     if (err == CF_OK)
-        err = api_pay_op_record(api, &(struct api_risk_ctx){.req = req}, op, replay);
+        err = api_pay_op_record(api, &(struct api_risk_ctx){.req = req, .fresh = true}, op,
+                                replay); /* conversion_replayed just looked */
     if (err != CF_OK || *replay)
         cf_best_effort(payments_quote_release(api->payments, q.id, op->id));
     CF_ASSERT(err != CF_OK || op->kind == PAY_KIND_CONVERSION);

@@ -37,6 +37,7 @@
 #include "api/pay_paycode.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api/risk_freeze.h"
@@ -436,7 +437,11 @@ static enum cf_err code_op_start(struct http_request *req, const struct pay_merc
     if (err == CF_OK) /* a merchant frozen with blocks_incoming takes nothing */
         err = api_risk_party_check_incoming(api, m->merchant_id);
     if (err == CF_OK)
-        err = api_pay_op_record(api, &(struct api_risk_ctx){.req = req}, op, replay);
+        err = api_pay_op_record(api,
+                                &(struct api_risk_ctx){.req = req,
+                                                       .fresh = true, /* op_stored just looked */
+                                                       .mcc = strtol(m->mcc, NULL, 10)},
+                                op, replay);
     return err;
 }
 

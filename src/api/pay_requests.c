@@ -735,7 +735,8 @@ static enum cf_err pay_op_start(struct http_request *req, struct pay_op *op, int
                               .step_up_action = "send",
                               .bound_to = op->payee,
                               .v = v,
-                              .step_up_amount_minor = total};
+                              .step_up_amount_minor = total,
+                              .fresh = true}; /* request_pay_run's op_replayed just looked */
     enum cf_err err = api_pay_op_record(api, &rc, op, &existed);
     if (err == CF_ERR_STORAGE_CONFLICT &&
         payments_op_get(api->payments, op->id, &stored) == CF_OK) {

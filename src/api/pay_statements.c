@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/csv.h"
 #include "core/clock.h"
 #include "core/ids.h"
 #include "core/log.h"
@@ -24,7 +25,6 @@ _Static_assert((size_t)STATEMENT_EXPORT_ROWS_MAX *CSV_ROW_BYTES_MAX + 256 <=
                "a full export fits a response");
 #define CSV_HEADER                                                                                 \
     "created_at,id,type,status,direction,counterparty,amount,fee,currency,reference,note\r\n"
-#define CSV_CONTENT_TYPE "text/csv; charset=utf-8"
 
 /* Journal entries read per store call while summing a statement, and the scratch arena that
  * holds one page's strings (entry metadata up to its limit each). */
@@ -38,31 +38,6 @@ static void merchant_problem(struct http_request *req, struct http_response *res
 }
 
 /* CSV export ---------------------------------------------------------------------------------- */
-
-/* A spreadsheet evaluates a cell that starts with one of these. */
-static bool csv_formula_start(char c)
-{
-    return c == '=' || c == '+' || c == '-' || c == '@' || c == '\t' || c == '\r';
-}
-
-/* One text field: RFC 4180 quoting, and an apostrophe before a formula's first character. */
-static void csv_text(struct buf *b, const char *s)
-{
-    bool quoted = strpbrk(s, ",\"\r\n") != NULL;
-    if (quoted)
-        buf_append(b, "\"", 1);
-    if (csv_formula_start(s[0]))
-        buf_append(b, "'", 1);
-    const char *run = s;
-    for (const char *q = strchr(run, '"'); q != NULL; q = strchr(run, '"')) {
-        buf_append(b, run, (size_t)(q - run) + 1);
-        buf_append(b, "\"", 1); /* the quote doubled */
-        run = q + 1;
-    }
-    buf_puts(b, run);
-    if (quoted)
-        buf_append(b, "\"", 1);
-}
 
 /* An amount in major units at its currency's scale ("12.34"). */
 static enum cf_err csv_amount(struct buf *b, int64_t amount_minor, const struct currency *c)
@@ -102,7 +77,7 @@ static enum cf_err csv_row(struct buf *b, const struct pay_op *op, const char *v
                             out ? "out" : "in",
                             out ? op->payee : op->payer};
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-        csv_text(b, fields[i]);
+        api_csv_text(b, fields[i]);
         buf_append(b, ",", 1);
     }
     enum cf_err err = csv_amount(b, amount, c);
@@ -110,11 +85,11 @@ static enum cf_err csv_row(struct buf *b, const struct pay_op *op, const char *v
     if (err == CF_OK)
         err = csv_amount(b, fee, c);
     buf_append(b, ",", 1);
-    csv_text(b, code);
+    api_csv_text(b, code);
     buf_append(b, ",", 1);
-    csv_text(b, op->reference);
+    api_csv_text(b, op->reference);
     buf_append(b, ",", 1);
-    csv_text(b, op->note);
+    api_csv_text(b, op->note);
     buf_append(b, "\r\n", 2);
     CF_ASSERT(!buf_ok(b) || b->len - len_before <= CSV_ROW_BYTES_MAX);
     return err;
@@ -161,10 +136,7 @@ static void export_reply(struct http_request *req, struct http_response *resp, c
         api_pay_problem_reply(req, resp, err, detail);
         return;
     }
-    resp->status = 200;
-    resp->content_type = CSV_CONTENT_TYPE;
-    resp->body = b.data;
-    resp->body_len = b.len;
+    api_csv_reply(resp, &b);
 }
 
 static void me_export_run(struct http_request *req, struct http_response *resp)

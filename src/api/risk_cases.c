@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api/csv.h"
 #include "api/pay.h"
 #include "api/risk_common.h"
 #include "api/risk_freeze.h"
@@ -30,7 +31,6 @@
 #define US_PER_S INT64_C(1000000)
 #define AUDIT_DETAIL_BYTES 160
 #define FREEZE_KEY_BYTES (RISK_CASE_ID_BYTES_MAX + 16) /* "case:<id>:freeze" */
-#define CSV_CONTENT_TYPE "text/csv; charset=utf-8"
 
 struct api_aml {
     struct risk_cases_sweep_config cfg;
@@ -93,6 +93,8 @@ static void event_set(struct aml_event *e, const struct pay_op *op, uint8_t dire
     memset(e, 0, sizeof(*e));
     snprintf(e->id, sizeof(e->id), "%s", op->id);
     e->time_s = op->created_at_us / US_PER_S;
+    e->sub_us = (int32_t)(op->created_at_us % US_PER_S); /* a later send of the same second
+                                                          * never takes an earlier's anchor */
     e->direction = direction;
     e->kind = op->kind;
     e->amount_minor = amount_minor;
@@ -389,10 +391,9 @@ static void stats_log(const struct api_aml_stats *st, enum cf_err err)
            opened, "skipped", skipped, "code", cf_err_code(err), NULL);
 }
 
-enum cf_err api_risk_aml_sweep(struct api *api, struct arena *arena, int64_t now_us,
-                               size_t *cases_out)
+enum cf_err api_risk_aml_sweep(struct api *api, int64_t now_us, size_t *cases_out)
 {
-    CF_ASSERT(api != NULL && arena != NULL && cases_out != NULL);
+    CF_ASSERT(api != NULL && cases_out != NULL);
     struct api_aml_stats st;
     enum cf_err err = sweep_run(api, now_us, &st);
     if (api->aml != NULL)
@@ -408,12 +409,9 @@ static void *aml_main(void *arg)
 {
     struct api *api = arg;
     struct api_aml *a = api->aml;
-    struct arena *arena = arena_create(64 * 1024);
     pthread_mutex_lock(&a->mu);
     while (!atomic_load(&a->stopping)) {
-        struct timespec next;
-        clock_gettime(CLOCK_REALTIME, &next);
-        next.tv_sec += (time_t)a->cfg.period_s;
+        struct timespec next = cf_deadline_after_ms((long)a->cfg.period_s * 1000);
         int rc = 0;
         while (!atomic_load(&a->stopping) && rc == 0)
             rc = pthread_cond_timedwait(&a->wake, &a->mu, &next); /* 0: a signal or spurious */
@@ -421,14 +419,10 @@ static void *aml_main(void *arg)
             break;
         pthread_mutex_unlock(&a->mu);
         size_t opened = 0;
-        if (arena != NULL) {
-            arena_reset(arena);
-            cf_best_effort(api_risk_aml_sweep(api, arena, api_pay_now_us(), &opened));
-        }
+        cf_best_effort(api_risk_aml_sweep(api, api_pay_now_us(), &opened));
         pthread_mutex_lock(&a->mu);
     }
     pthread_mutex_unlock(&a->mu);
-    arena_destroy(arena);
     return NULL;
 }
 
@@ -483,15 +477,6 @@ void api_risk_aml_stop(struct api *api)
 
 /* JSON --------------------------------------------------------------------------------------- */
 
-static json_t *time_json(int64_t at_us)
-{
-    if (at_us <= 0)
-        return json_null();
-    char text[40];
-    cf_time_format_rfc3339(at_us, text, sizeof(text));
-    return json_string(text);
-}
-
 static json_t *text_or_null(const char *s) { return s[0] != '\0' ? json_string(s) : json_null(); }
 
 /* A case as staff see it; with_reason adds the decision's reason (when it was opened). */
@@ -504,10 +489,10 @@ static json_t *case_json(const struct risk_case *c, bool with_reason)
         c->scenario, "dedup_key", c->dedup_key, "detail", c->detail, "assignee",
         text_or_null(c->assignee), "decision",
         c->decision != 0 ? json_string(risk_cases_decision_name(c->decision)) : json_null(),
-        "decided_by", text_or_null(c->decided_by), "decided_at", time_json(c->decided_at_us),
+        "decided_by", text_or_null(c->decided_by), "decided_at", api_risk_time_json(c->decided_at_us),
         "alerts", (json_int_t)c->alerts_n, "evidence_count", (json_int_t)c->evidence_n,
-        "notes_count", (json_int_t)c->notes_n, "created_at", time_json(c->created_at_us),
-        "updated_at", time_json(c->updated_at_us));
+        "notes_count", (json_int_t)c->notes_n, "created_at", api_risk_time_json(c->created_at_us),
+        "updated_at", api_risk_time_json(c->updated_at_us));
     if (o != NULL && with_reason)
         json_object_set_new(o, "reason", text_or_null(c->reason));
     return o;
@@ -516,7 +501,7 @@ static json_t *case_json(const struct risk_case *c, bool with_reason)
 static json_t *event_json(const struct risk_case_event *e)
 {
     json_t *o = json_pack("{s:s,s:s,s:o}", "type", risk_cases_event_name(e->type), "by", e->by,
-                          "at", time_json(e->at_us));
+                          "at", api_risk_time_json(e->at_us));
     if (o == NULL)
         return NULL;
     switch (e->type) {
@@ -544,7 +529,7 @@ static json_t *event_json(const struct risk_case_event *e)
 static json_t *note_json(const struct risk_case_note *n)
 {
     return json_pack("{s:s,s:s,s:s,s:o}", "id", n->id, "text", n->text, "by", n->by, "at",
-                     time_json(n->at_us));
+                     api_risk_time_json(n->at_us));
 }
 
 /* An operation's facts from subject's side (never its note: the customer's words). */
@@ -557,8 +542,8 @@ static json_t *op_facts_json(const struct pay_op *op, const char *subject)
     json_t *o =
         json_pack("{s:s,s:s,s:s,s:o,s:o,s:s,s:o,s:I,s:s,s:I,s:s,s:s,s:s}", "id", op->id, "type",
                   pay_kind_name(op->kind), "status", pay_status_name(op->status), "created_at",
-                  time_json(op->created_at_us), "completed_at",
-                  op->status == PAY_STATUS_COMPLETED ? time_json(op->updated_at_us) : json_null(),
+                  api_risk_time_json(op->created_at_us), "completed_at",
+                  op->status == PAY_STATUS_COMPLETED ? api_risk_time_json(op->updated_at_us) : json_null(),
                   "direction", direction, "counterparty", text_or_null(counterparty),
                   "amount_minor", (json_int_t)op->amount_minor, "currency", op->currency,
                   "fee_minor", (json_int_t)op->fee_minor, "payer", op->payer, "payee", op->payee,
@@ -704,7 +689,7 @@ static json_t *evidence_json(struct api *api, const struct case_view *v, struct 
         bool found = payments_op_get(api->payments, e->operation_id, op) == CF_OK;
         json_array_append_new(arr,
                               json_pack("{s:s,s:s,s:o,s:o}", "operation_id", e->operation_id, "by",
-                                        e->by, "added_at", time_json(e->added_at_us), "operation",
+                                        e->by, "added_at", api_risk_time_json(e->added_at_us), "operation",
                                         found ? op_facts_json(op, v->c.subject) : json_null()));
     }
     hash_wipe(op, sizeof(*op));
@@ -1281,11 +1266,11 @@ static json_t *report_case_json(const struct risk_case *c)
     return json_pack(
         "{s:s,s:s,s:s,s:s,s:s,s:o,s:s,s:o,s:o,s:o,s:o,s:o}", "id", c->id, "kind",
         risk_cases_kind_name(c->kind), "scenario", c->scenario, "detail", c->detail, "priority",
-        risk_cases_priority_name(c->priority), "opened_at", time_json(c->created_at_us), "status",
+        risk_cases_priority_name(c->priority), "opened_at", api_risk_time_json(c->created_at_us), "status",
         risk_cases_status_name(c->status), "decision",
         c->decision != 0 ? json_string(risk_cases_decision_name(c->decision)) : json_null(),
         "decision_reason", text_or_null(c->reason), "decided_by", text_or_null(c->decided_by),
-        "decided_at", time_json(c->decided_at_us), "assignee", text_or_null(c->assignee));
+        "decided_at", api_risk_time_json(c->decided_at_us), "assignee", text_or_null(c->assignee));
 }
 
 static json_t *report_subject_json(const char *id, const struct subject_facts *w)
@@ -1311,7 +1296,7 @@ static json_t *activity_row_json(const struct pay_op *op, const char *direction,
                                  int64_t amount_minor, const char *code, const char *party)
 {
     return json_pack("{s:s,s:o,s:s,s:s,s:I,s:s,s:o}", "operation_id", op->id, "date",
-                     time_json(op->created_at_us), "type", pay_kind_name(op->kind), "direction",
+                     api_risk_time_json(op->created_at_us), "type", pay_kind_name(op->kind), "direction",
                      direction, "amount_minor", (json_int_t)amount_minor, "currency", code,
                      "counterparty", text_or_null(party));
 }
@@ -1337,13 +1322,13 @@ static json_t *report_json(const struct api *api, const struct report *r)
                                         (json_int_t)r->totals[i].out_minor));
     for (size_t i = 0; i < r->v.notes_n && notes != NULL; i++)
         json_array_append_new(notes,
-                              json_pack("{s:o,s:s,s:s}", "at", time_json(r->v.notes[i].at_us), "by",
+                              json_pack("{s:o,s:s,s:s}", "at", api_risk_time_json(r->v.notes[i].at_us), "by",
                                         r->v.notes[i].by, "text", r->v.notes[i].text));
     const char *entity = api->aml != NULL ? api->aml->cfg.operator_name : "";
     bool final = r->v.c.decision == RISK_CASE_DECISION_REPORT;
     return json_pack("{s:s,s:s,s:o,s:{s:o},s:o,s:o,s:o,s:o,s:o}", "report",
                      "suspicious_activity_report", "status", final ? "final" : "draft",
-                     "report_date", time_json(r->now_us), "reporting_entity", "name",
+                     "report_date", api_risk_time_json(r->now_us), "reporting_entity", "name",
                      text_or_null(entity), "case", report_case_json(&r->v.c), "subject",
                      report_subject_json(r->v.c.subject, &r->who), "activity", activity, "totals",
                      totals, "notes", notes);
@@ -1351,37 +1336,12 @@ static json_t *report_json(const struct api *api, const struct report *r)
 
 /* CSV form ------------------------------------------------------------------------------- */
 
-/* A spreadsheet evaluates a cell that starts with one of these. */
-static bool csv_formula_start(char c)
-{
-    return c == '=' || c == '+' || c == '-' || c == '@' || c == '\t' || c == '\r';
-}
-
-/* One text field: RFC 4180 quoting, and an apostrophe before a formula's first character. */
-static void csv_text(struct buf *b, const char *s)
-{
-    bool quoted = strpbrk(s, ",\"\r\n") != NULL;
-    if (quoted)
-        buf_append(b, "\"", 1);
-    if (csv_formula_start(s[0]))
-        buf_append(b, "'", 1);
-    const char *run = s;
-    for (const char *q = strchr(run, '"'); q != NULL; q = strchr(run, '"')) {
-        buf_append(b, run, (size_t)(q - run) + 1);
-        buf_append(b, "\"", 1); /* the quote doubled */
-        run = q + 1;
-    }
-    buf_puts(b, run);
-    if (quoted)
-        buf_append(b, "\"", 1);
-}
-
 static void csv_line(struct buf *b, const char *const *cells, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         if (i > 0)
             buf_append(b, ",", 1);
-        csv_text(b, cells[i]);
+        api_csv_text(b, cells[i]);
     }
     buf_append(b, "\r\n", 2);
 }
@@ -1530,10 +1490,7 @@ static void report_run(struct http_request *req, struct http_response *resp)
         api_reply_object(req, resp, 200, o);
         return;
     }
-    resp->status = 200;
-    resp->content_type = CSV_CONTENT_TYPE;
-    resp->body = b.data;
-    resp->body_len = b.len;
+    api_csv_reply(resp, &b);
 }
 
 enum http_action api_risk_case_report(struct http_request *req, struct http_response *resp)

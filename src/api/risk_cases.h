@@ -93,11 +93,10 @@ CF_WARN_UNUSED enum cf_err api_risk_aml_start(struct api *api,
  * NULL api->aml ok. */
 void api_risk_aml_stop(struct api *api);
 
-/* One sweep at now_us (above); *cases_out gets the cases it opened. arena is scratch for the
- * run (it is reset between subjects: pass one the caller does not need afterwards). CF_ERR_CONFIG
- * when the sweep was never started. Runs on a worker thread or the timer's. */
-CF_WARN_UNUSED enum cf_err api_risk_aml_sweep(struct api *api, struct arena *arena, int64_t now_us,
-                                              size_t *cases_out);
+/* One sweep at now_us (above); *cases_out gets the cases it opened (its buffers are its own,
+ * on the heap). CF_ERR_CONFIG when the sweep was never started. Runs on a worker thread or the
+ * timer's. */
+CF_WARN_UNUSED enum cf_err api_risk_aml_sweep(struct api *api, int64_t now_us, size_t *cases_out);
 
 /* Handlers. */
 enum http_action api_risk_cases_list(struct http_request *req, struct http_response *resp);

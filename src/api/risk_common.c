@@ -4,6 +4,7 @@
 #include "api/risk_common.h"
 
 #include "api/pay.h"
+#include "core/clock.h"
 #include "core/ids.h"
 
 enum cf_err api_risk_empty_body(struct http_request *req, const char **detail)
@@ -69,4 +70,13 @@ void api_risk_object_reply(struct http_request *req, struct http_response *resp,
         return;
     }
     api_reply_object(req, resp, status, o);
+}
+
+json_t *api_risk_time_json(int64_t at_us)
+{
+    if (at_us <= 0)
+        return json_null();
+    char text[40];
+    cf_time_format_rfc3339(at_us, text, sizeof(text));
+    return json_string(text);
 }

@@ -1,7 +1,7 @@
 /*
  * risk_common.h - route helpers the risk routes (risk_freeze.c, risk_kyc.c, risk_cases.c,
- * risk_rules.c, risk_screening.c) share: an empty body, paging parameters, the page answer and
- * an object or problem answer.
+ * risk_rules.c, risk_screening.c) share: an empty body, paging parameters, the page answer, an
+ * object or problem answer, and a time as JSON.
  */
 #ifndef COFFER_API_RISK_COMMON_H
 #define COFFER_API_RISK_COMMON_H
@@ -32,5 +32,8 @@ void api_risk_page_reply(struct http_request *req, struct http_response *resp, e
  * o is NULL. Takes o. */
 void api_risk_object_reply(struct http_request *req, struct http_response *resp, enum cf_err err,
                            const char *detail, int status, json_t *o);
+
+/* A time as the risk routes show it: RFC 3339 text, or null for 0 or less ("not yet"). */
+json_t *api_risk_time_json(int64_t at_us);
 
 #endif

@@ -138,15 +138,6 @@ static enum cf_err customer_target(struct api *api, const char *user_id)
 
 /* JSON --------------------------------------------------------------------------------------- */
 
-static json_t *time_json(int64_t at_us)
-{
-    if (at_us == 0)
-        return json_null();
-    char text[40];
-    cf_time_format_rfc3339(at_us, text, sizeof(text));
-    return json_string(text);
-}
-
 static json_t *amount_json(int64_t v)
 {
     return v == RISK_KYC_UNLIMITED ? json_null() : json_integer(v);
@@ -209,7 +200,7 @@ static json_t *document_json(const struct risk_kyc_document *d)
     return json_pack("{s:s,s:s,s:s,s:s,s:I,s:o}", "id", d->id, "submission_id", d->submission_id,
                      "kind", risk_kyc_doc_kind_name(d->kind), "content_type",
                      risk_kyc_content_name(d->content), "size_bytes", (json_int_t)d->size_bytes,
-                     "created_at", time_json(d->at_us));
+                     "created_at", api_risk_time_json(d->at_us));
 }
 
 /* A submission; staff see who decided and the staff reason too. */
@@ -217,9 +208,9 @@ static json_t *submission_json(const struct risk_kyc_submission *s,
                                const struct risk_kyc_document *docs, size_t docs_n, bool staff)
 {
     json_t *o = json_pack("{s:s,s:s,s:o,s:o,s:o,s:I}", "id", s->id, "state",
-                          risk_kyc_state_name(s->state), "created_at", time_json(s->created_at_us),
-                          "submitted_at", time_json(s->submitted_at_us), "decided_at",
-                          time_json(s->decided_at_us), "documents_n", (json_int_t)s->documents_n);
+                          risk_kyc_state_name(s->state), "created_at", api_risk_time_json(s->created_at_us),
+                          "submitted_at", api_risk_time_json(s->submitted_at_us), "decided_at",
+                          api_risk_time_json(s->decided_at_us), "documents_n", (json_int_t)s->documents_n);
     if (o == NULL)
         return NULL;
     json_object_set_new(o, "details",
@@ -257,8 +248,8 @@ static json_t *me_json(struct api *api, const struct risk_kyc_view *v, bool phon
     json_t *o = json_pack("{s:i,s:s,s:b,s:o,s:o,s:o}", "tier", v->tier, "state",
                           risk_kyc_state_name(v->state), "phone_verified", phone, "reason",
                           text_or_null(customer_reason(v)), "submitted_at",
-                          time_json(v->has_latest ? v->latest.submitted_at_us : 0), "decided_at",
-                          time_json(v->has_latest ? v->latest.decided_at_us : 0));
+                          api_risk_time_json(v->has_latest ? v->latest.submitted_at_us : 0), "decided_at",
+                          api_risk_time_json(v->has_latest ? v->latest.decided_at_us : 0));
     if (o == NULL)
         return NULL;
     json_object_set_new(o, "submission",
@@ -276,7 +267,7 @@ static json_t *event_json(const struct risk_kyc_event *e, bool staff)
 {
     json_t *o = json_pack("{s:s,s:s,s:s,s:i,s:s,s:o}", "id", e->id, "type",
                           risk_kyc_event_name(e->kind), "submission_id", e->submission_id, "tier",
-                          e->tier, "by", e->by, "at", time_json(e->at_us));
+                          e->tier, "by", e->by, "at", api_risk_time_json(e->at_us));
     if (o == NULL)
         return NULL;
     if (e->document_id[0] != '\0')
@@ -293,8 +284,6 @@ static json_t *event_json(const struct risk_kyc_event *e, bool staff)
 /* The customer's answer -------------------------------------------------------------------------
  */
 
-/* Answers the customer's view (status 200), raising a tier-0 customer whose phone is verified
- * and whose details are given (risk_kyc_tier_refresh) first. */
 /* The staff's latest lowering of the customer's tier not followed by an approval, as
  * {at, reason} (the customer-facing reason, or a default): null when there is none. Looks at
  * the newest API_KYC_LOWERED_EVENTS events. */
@@ -310,7 +299,7 @@ static json_t *lowered_json(struct api *api, const char *me)
         if (hist[i].kind != RISK_KYC_EVENT_LOWER)
             continue;
         json_decref(o);
-        o = json_pack("{s:o,s:s}", "at", time_json(hist[i].at_us), "reason",
+        o = json_pack("{s:o,s:s}", "at", api_risk_time_json(hist[i].at_us), "reason",
                       hist[i].customer_reason[0] != '\0' ? hist[i].customer_reason
                                                          : LOWERED_DEFAULT);
         break;
@@ -321,14 +310,19 @@ static json_t *lowered_json(struct api *api, const char *me)
     return o;
 }
 
-static void me_reply(struct http_request *req, struct http_response *resp)
+/* Answers the customer's view (status 200), raising a tier-0 customer whose phone is verified
+ * and whose details are given (risk_kyc_tier_refresh) first. phone_known: whether their phone
+ * is verified, when the caller read it already; NULL reads it. */
+static void me_reply(struct http_request *req, struct http_response *resp, const bool *phone_known)
 {
     struct api *api = req->app;
     const char *me = api_pay_me_id(req);
-    bool phone = false;
+    bool phone = phone_known != NULL && *phone_known;
     int tier = 0;
     struct risk_kyc_view *v = malloc(sizeof(*v));
-    enum cf_err err = v == NULL ? CF_ERR_NOMEM : person_read(api, me, NULL, &phone, NULL);
+    enum cf_err err = v == NULL             ? CF_ERR_NOMEM
+                      : phone_known != NULL ? CF_OK
+                                            : person_read(api, me, NULL, &phone, NULL);
     if (err == CF_OK)
         err = risk_kyc_tier_refresh(api->kyc, me, phone, api_pay_now_us(), &tier, NULL);
     if (err == CF_OK)
@@ -348,7 +342,7 @@ static void me_kyc_run(struct http_request *req, struct http_response *resp)
         api_problem(req, resp, CF_ERR_CONFIG, NULL);
         return;
     }
-    me_reply(req, resp);
+    me_reply(req, resp, NULL);
 }
 
 enum http_action api_me_kyc(struct http_request *req, struct http_response *resp)
@@ -440,7 +434,7 @@ static void details_run(struct http_request *req, struct http_response *resp)
         api_pay_problem_reply(req, resp, err, detail);
         return;
     }
-    me_reply(req, resp);
+    me_reply(req, resp, &phone); /* identity was read above: not twice */
 }
 
 enum http_action api_me_kyc_details(struct http_request *req, struct http_response *resp)
@@ -558,7 +552,7 @@ static void submit_run(struct http_request *req, struct http_response *resp)
         api_pay_problem_reply(req, resp, err, detail);
         return;
     }
-    me_reply(req, resp);
+    me_reply(req, resp, NULL);
 }
 
 enum http_action api_me_kyc_submit(struct http_request *req, struct http_response *resp)
@@ -591,9 +585,9 @@ static json_t *queue_item_json(const struct risk_kyc_submission *s)
 {
     return json_pack("{s:s,s:s,s:s,s:I,s:o,s:o,s:o,s:o}", "submission_id", s->id, "user_id",
                      s->user_id, "state", risk_kyc_state_name(s->state), "documents_n",
-                     (json_int_t)s->documents_n, "created_at", time_json(s->created_at_us),
-                     "submitted_at", time_json(s->submitted_at_us), "decided_at",
-                     time_json(s->decided_at_us), "decided_by", text_or_null(s->decided_by));
+                     (json_int_t)s->documents_n, "created_at", api_risk_time_json(s->created_at_us),
+                     "submitted_at", api_risk_time_json(s->submitted_at_us), "decided_at",
+                     api_risk_time_json(s->decided_at_us), "decided_by", text_or_null(s->decided_by));
 }
 
 static void list_run(struct http_request *req, struct http_response *resp)
@@ -826,7 +820,7 @@ static void decision_reply(struct http_request *req, struct http_response *resp,
         json_pack("{s:s,s:s,s:s,s:s,s:i,s:s,s:s,s:o,s:o,s:o,s:b}", "id", e->id, "user_id", user,
                   "submission_id", e->submission_id, "decision", approve ? "approve" : "reject",
                   "tier", tier, "state", approve ? "approved" : "rejected", "decided_by", e->by,
-                  "decided_at", time_json(e->at_us), "reason", text_or_null(e->reason),
+                  "decided_at", api_risk_time_json(e->at_us), "reason", text_or_null(e->reason),
                   "customer_reason", text_or_null(e->customer_reason), "replayed", replay);
     if (o == NULL) {
         api_problem(req, resp, CF_ERR_NOMEM, NULL);
@@ -874,7 +868,7 @@ static void lower_reply(struct http_request *req, struct http_response *resp, co
                         const struct risk_kyc_event *e, int tier, bool replay)
 {
     json_t *o = json_pack("{s:s,s:s,s:i,s:s,s:o,s:o,s:o,s:b}", "id", e->id, "user_id", user,
-                          "tier", tier, "lowered_by", e->by, "lowered_at", time_json(e->at_us),
+                          "tier", tier, "lowered_by", e->by, "lowered_at", api_risk_time_json(e->at_us),
                           "reason", text_or_null(e->reason), "customer_reason",
                           text_or_null(e->customer_reason), "replayed", replay);
     if (o == NULL) {

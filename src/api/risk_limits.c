@@ -9,7 +9,6 @@
  */
 #include "api/risk_limits.h"
 
-#include <stdio.h>
 #include <string.h>
 #include <time.h>
 

@@ -15,7 +15,6 @@
 #include "api/risk_rules.h"
 #include "core/clock.h"
 #include "core/log.h"
-#include "money/money.h"
 #include "risk/decisions.h"
 #include "risk/rules.h"
 #include "risk/velocity.h"

@@ -224,19 +224,22 @@ static void review_decision_run(struct http_request *req, struct http_response *
     if (err == CF_OK && (err = payments_op_get(api->payments, req->params[0], &op)) == CF_OK &&
         !op.review)
         err = CF_ERR_NOT_FOUND; /* not an operation under review */
+    if (err == CF_OK && op.status == PAY_STATUS_PROCESSING)
+        err = CF_ERR_CONFLICT; /* not held yet (risk_review.h): a decision now would be lost */
+    bool gateway = err == CF_OK && (op.kind == PAY_KIND_TOPUP || op.kind == PAY_KIND_WITHDRAWAL ||
+                                    op.kind == PAY_KIND_PAYOUT);
+    if (gateway) /* a recorded decision is final: refuse one that could not be carried out */
+        err = api_pay_funding_review_check(api, &op, approve);
     if (err == CF_OK) {
         err = risk_decisions_review_set(api->risk_decisions, op.id, RISK_REVIEW_PENDING,
                                         approve ? RISK_REVIEW_APPROVED : RISK_REVIEW_DECLINED,
                                         api_actor(req), reason, cf_clock_now_us(&cf_clock_real));
-        struct risk_decision_rec *rec = calloc(1, sizeof(*rec));
-        if (err == CF_ERR_CONFLICT && rec != NULL &&
-            risk_decisions_get(api->risk_decisions, op.id, rec) == CF_OK &&
+        struct risk_decision_rec *rec = err == CF_ERR_CONFLICT ? calloc(1, sizeof(*rec)) : NULL;
+        if (rec != NULL && risk_decisions_get(api->risk_decisions, op.id, rec) == CF_OK &&
             rec->review_state == (approve ? RISK_REVIEW_APPROVED : RISK_REVIEW_DECLINED))
             err = CF_OK; /* the same decision again: finish what it began */
         free(rec);
     }
-    bool gateway =
-        op.kind == PAY_KIND_TOPUP || op.kind == PAY_KIND_WITHDRAWAL || op.kind == PAY_KIND_PAYOUT;
     if (err == CF_OK && op.status == PAY_STATUS_PENDING)
         err = gateway ? api_pay_funding_review(api, req->arena, &op, approve)
                       : review_apply(api, req->arena, &op, approve);

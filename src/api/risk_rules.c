@@ -21,7 +21,6 @@
 #include "api/pay.h"
 #include "api/risk_common.h"
 #include "core/clock.h"
-#include "core/ids.h"
 #include "core/log.h"
 
 /* The candidate's id in a dry run (any valid id: it is never stored). */
@@ -265,13 +264,6 @@ void api_risk_rules_stop(struct api *api)
 
 /* JSON ---------------------------------------------------------------------------------------- */
 
-static json_t *time_json(int64_t at_us)
-{
-    char at[40];
-    cf_time_format_rfc3339(at_us, at, sizeof(at));
-    return json_string(at);
-}
-
 static json_t *rule_json(const struct risk_rules_version *v)
 {
     return json_pack("{s:s,s:I,s:s,s:s,s:s,s:s,s:b,s:s,s:s,s:o,s:I}", "id", v->id, "version",
@@ -279,7 +271,7 @@ static json_t *rule_json(const struct risk_rules_version *v)
                      rules_action_name((enum rules_action)v->action), "reason", v->reason,
                      "description", v->description, "enabled", v->enabled, "change",
                      risk_rules_change_name(v->change), "changed_by", v->changed_by, "changed_at",
-                     time_json(v->changed_at_us), "set_version", (json_int_t)v->set_version);
+                     api_risk_time_json(v->changed_at_us), "set_version", (json_int_t)v->set_version);
 }
 
 static const char *type_name(enum rules_type t)
@@ -506,14 +498,7 @@ static enum cf_err base_decode(json_t *root, int64_t *base_out, const char **det
 /* Whether a path's {id} can name a rule ([a-z0-9_]{1,40}); anything else answers 404. */
 static bool path_id_valid(const char *id)
 {
-    size_t n = strlen(id);
-    if (n == 0 || n > RULES_ID_BYTES_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= '0' && id[i] <= '9') || id[i] == '_'))
-            return false;
-    }
-    return true;
+    return rules_code_valid(id, strlen(id), RULES_ID_BYTES_MAX);
 }
 
 /* Reads the body of a create (with_id) or an update. */
@@ -771,14 +756,14 @@ static json_t *dry_json(const struct dry_body *b, const struct dry_outcome *o)
         const struct risk_decision_rec *s = &o->samples[i];
         json_array_append_new(samples,
                               json_pack("{s:s,s:o,s:I,s:s,s:s,s:s}", "operation_id", s->op_id,
-                                        "created_at", time_json(s->created_at_us), "amount_minor",
+                                        "created_at", api_risk_time_json(s->created_at_us), "amount_minor",
                                         (json_int_t)s->amount_minor, "currency", s->currency,
                                         "kind", s->kind, "decided",
                                         rules_action_name((enum rules_action)s->action)));
     }
     return json_pack("{s:I,s:I,s:o,s:o,s:I,s:o,s:I,s:b}", "examined", (json_int_t)r->scanned_n,
                      "matched", (json_int_t)r->matched_n, "by_action", by_action, "samples",
-                     samples, "window_s", (json_int_t)b->window_s, "since", time_json(o->since_us),
+                     samples, "window_s", (json_int_t)b->window_s, "since", api_risk_time_json(o->since_us),
                      "limit", (json_int_t)b->limit, "limit_reached",
                      r->scanned_n == (size_t)b->limit);
 }
@@ -856,10 +841,10 @@ static json_t *decision_json(const struct risk_decision_rec *d)
         d->currency, "action", rules_action_name((enum rules_action)d->action), "set_version",
         (json_int_t)d->set_version, "matches", matches_json(d), "matches_omitted",
         (json_int_t)d->matches_omitted_n, "review", risk_review_state_name(d->review_state),
-        "created_at", time_json(d->created_at_us));
+        "created_at", api_risk_time_json(d->created_at_us));
     if (o != NULL && d->review_state != RISK_REVIEW_NONE && d->decided_at_us > 0) {
         json_object_set_new(o, "reviewer", json_string(d->reviewer));
-        json_object_set_new(o, "decided_at", time_json(d->decided_at_us));
+        json_object_set_new(o, "decided_at", api_risk_time_json(d->decided_at_us));
     }
     return o;
 }

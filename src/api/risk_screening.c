@@ -1068,15 +1068,6 @@ void api_risk_screening_stop(struct api *api)
 
 /* JSON ---------------------------------------------------------------------------------------- */
 
-static json_t *time_json(int64_t at_us)
-{
-    if (at_us == 0)
-        return json_null();
-    char at[40];
-    cf_time_format_rfc3339(at_us, at, sizeof(at));
-    return json_string(at);
-}
-
 static json_t *version_json(uint64_t v)
 {
     char text[20];
@@ -1096,7 +1087,7 @@ static json_t *list_json(const struct risk_list *l)
                   risk_lists_kind_name(l->kind), "entries", (json_int_t)l->entries, "version",
                   version_json(l->version), "content_bytes", (json_int_t)l->content_bytes,
                   "alt_bytes", (json_int_t)l->alt_bytes, "load_id", l->load_id, "loaded_by",
-                  l->loaded_by, "loaded_at", time_json(l->loaded_at_us), "changed", l->changed);
+                  l->loaded_by, "loaded_at", api_risk_time_json(l->loaded_at_us), "changed", l->changed);
     return o;
 }
 
@@ -1122,13 +1113,13 @@ static json_t *block_json(const struct risk_screen_block *b)
     return json_pack("{s:b,s:o,s:o,s:o}", "blocked", b->blocked, "event_id",
                      b->blocked ? json_string(b->event_id) : json_null(), "case_id",
                      b->blocked && b->case_id[0] != '\0' ? json_string(b->case_id) : json_null(),
-                     "since", time_json(b->blocked ? b->since_us : 0));
+                     "since", api_risk_time_json(b->blocked ? b->since_us : 0));
 }
 
 static json_t *event_json(const struct risk_screen_event *e)
 {
     json_t *o = json_pack("{s:s,s:s,s:s,s:o}", "id", e->id, "type", risk_lists_event_name(e->kind),
-                          "by", e->by, "at", time_json(e->at_us));
+                          "by", e->by, "at", api_risk_time_json(e->at_us));
     if (o != NULL && e->kind == RISK_LISTS_EVENT_CLEAR) {
         json_object_set_new(o, "block_id", json_string(e->block_id));
         json_object_set_new(o, "case_id",
@@ -1164,7 +1155,7 @@ static json_t *status_json(struct api_screening *s)
         "{s:s,s:b,s:o,s:o,s:o,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "state",
         st.running ? "running" : "idle", "queued", st.queued, "why",
         st.why[0] != '\0' ? json_string(st.why) : json_null(), "started_at",
-        time_json(st.started_at_us), "finished_at", time_json(st.finished_at_us), "aborted",
+        api_risk_time_json(st.started_at_us), "finished_at", api_risk_time_json(st.finished_at_us), "aborted",
         st.aborted, "lists_seq", (json_int_t)st.lists_seq, "screened", (json_int_t)st.screened,
         "not_clear", (json_int_t)st.hits, "blocked", (json_int_t)st.blocked, "skipped",
         (json_int_t)st.skipped, "errors", (json_int_t)st.errors, "runs", (json_int_t)st.runs);
@@ -1466,7 +1457,7 @@ static json_t *view_json(const char *party, const struct party_view *v)
     if (v->screened)
         screening = json_pack(
             "{s:s,s:s,s:o,s:o,s:I,s:I,s:I,s:o}", "outcome", risk_lists_outcome_name(v->s.outcome),
-            "trigger", v->s.trigger, "at", time_json(v->s.at_us), "lists",
+            "trigger", v->s.trigger, "at", api_risk_time_json(v->s.at_us), "lists",
             versions_json(v->s.lists, v->s.lists_n), "names", (json_int_t)v->s.names_n,
             "unscreenable", (json_int_t)v->s.unscreenable_n, "hits_total",
             (json_int_t)v->s.hits_total, "hits", hits);

@@ -13,6 +13,7 @@
 
 #include "core/hash.h"
 #include "money/fee.h"
+#include "money/money.h"
 #include "payments/internal.h"
 
 /* Schema ------------------------------------------------------------------------------------- */
@@ -463,9 +464,10 @@ static enum cf_err refund_reserve(struct payments *p, struct sqltx *tx, struct p
 }
 
 /* What an outgoing operation counts against its payer's limits. */
-static int64_t limits_total(const struct pay_op *op)
+static enum cf_err limits_total(const struct pay_op *op, int64_t *out)
 {
-    return op->kind == PAY_KIND_SEND ? op->amount_minor + op->fee_minor : op->amount_minor;
+    *out = op->amount_minor;
+    return op->kind == PAY_KIND_SEND ? money_add(op->amount_minor, op->fee_minor, out) : CF_OK;
 }
 
 /* The payer's daily and monthly outgoing limits (payments_op_begin's contract). */
@@ -493,7 +495,9 @@ static enum cf_err limits_check(struct sqltx *tx, const struct pay_op *op)
     int64_t day = sql_rows_n(r) == 1 ? sql_row_int(r, 0, 0) : 0;
     int64_t month = sql_rows_n(r) == 1 ? sql_row_int(r, 0, 1) : 0;
     sql_rows_free(r);
-    int64_t total = limits_total(op);
+    int64_t total = 0;
+    if ((err = limits_total(op, &total)) != CF_OK)
+        return err;
     if ((op->daily_out_minor >= 0 && (day > op->daily_out_minor - total)) ||
         (op->monthly_out_minor >= 0 && (month > op->monthly_out_minor - total)))
         return CF_ERR_LIMIT_EXCEEDED;

@@ -188,7 +188,7 @@ CF_WARN_UNUSED enum cf_err payments_op_get(struct payments *p, const char *id, s
 /*
  * The bank account of a top-up or withdrawal under review (op->review), kept so that an
  * analyst's approval can reach the gateway: sealed at rest under the aad "op:<id>:bank", and
- * forgotten (NULL) once the decision has used it. Only an operation under review keeps one.
+ * forgotten (NULL) once the operation ends. Only an operation under review keeps one.
  * keep: CF_ERR_INVALID_FIELD for an empty or over-long account, CF_ERR_NOT_FOUND when op_id is
  * not an operation under review. get: CF_ERR_NOT_FOUND when none is kept (never, or forgotten);
  * bank_out gets it with its NUL (wipe it after use). forget: CF_OK also when none was kept.

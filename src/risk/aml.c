@@ -1,6 +1,7 @@
 /* aml.c - anti-money-laundering scenarios over one subject's history; see aml.h.
  *
- * How: the events are never moved. An index `ord` sorts them by (time_s, id, direction); a
+ * How: the events are never moved. An index `ord` sorts them by (time_s, sub_us, id,
+ * direction); a
  * position ("pos") is an index into `ord`. A second index `grp` lists the positions grouped by
  * currency, time order kept inside each group (a stable sort), so each scenario walks one
  * currency's events as a contiguous view. Counterparties get dense numbers (`party`) so the fan
@@ -245,7 +246,7 @@ struct scan {
     size_t n;
     int64_t now_s;
     /* Scratch, n entries each (one allocation). */
-    uint32_t *ord;   /* pos -> event index, sorted by (time_s, id, direction) */
+    uint32_t *ord;   /* pos -> event index, sorted by (time_s, sub_us, id, direction) */
     uint32_t *tmp;   /* merge buffer */
     uint32_t *grp;   /* positions grouped by currency, time order within a group */
     uint32_t *party; /* pos -> dense counterparty number */
@@ -305,6 +306,8 @@ static int cmp_time(const struct scan *s, uint32_t a, uint32_t b)
     const struct aml_event *x = &s->ev[a], *y = &s->ev[b];
     if (x->time_s != y->time_s)
         return x->time_s < y->time_s ? -1 : 1;
+    if (x->sub_us != y->sub_us) /* events of one second as they happened */
+        return x->sub_us < y->sub_us ? -1 : 1;
     int c = strcmp(x->id, y->id);
     if (c != 0)
         return c;
@@ -910,7 +913,7 @@ static enum cf_err event_check(const struct aml_event *e)
     if (!id_ok(e->id, sizeof(e->id), false) ||
         !id_ok(e->counterparty, sizeof(e->counterparty), true) || !code_ok(e->currency))
         return CF_ERR_INVALID_FIELD;
-    if (e->time_s < 0 || e->time_s > AML_TIME_S_MAX)
+    if (e->time_s < 0 || e->time_s > AML_TIME_S_MAX || e->sub_us < 0 || e->sub_us > 999999)
         return CF_ERR_INVALID_FIELD;
     if (e->direction != AML_DIRECTION_IN && e->direction != AML_DIRECTION_OUT)
         return CF_ERR_INVALID_FIELD;

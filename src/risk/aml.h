@@ -123,6 +123,8 @@ enum aml_kind {
 struct aml_event {
     char id[AML_ID_BYTES_MAX]; /* the operation ("pay_...", "snd_..."), 1..47 of [A-Za-z0-9_-] */
     int64_t time_s;            /* completion, epoch seconds, 0..AML_TIME_S_MAX */
+    int32_t sub_us;            /* microseconds within time_s (0..999999): the order of events of
+                                * one second as they happened; 0 when unknown */
     uint8_t direction;         /* enum aml_direction */
     uint8_t kind;              /* enum aml_kind */
     int64_t amount_minor;      /* > 0, minor units of currency */
@@ -260,7 +262,8 @@ struct aml_alert {
  * CF_ERR_INVALID_AMOUNT for an amount <= 0), n <= AML_EVENTS_MAX (CF_ERR_RANGE_TOO_LARGE), no
  * two events with the same id and direction (CF_ERR_INVALID_FIELD; a conversion's two legs
  * differ in direction). The events NEED NOT BE SORTED: the scan sorts an index of them (not a
- * copy; the caller's array is never written) by time_s, then id, then direction (in first),
+ * copy; the caller's array is never written) by time_s, then sub_us, then id, then direction
+ * (in first),
  * and that order is "time order" below. now_s (0..AML_TIME_S_MAX, else a caller bug) only
  * decides `open`. events may be NULL when n is 0; out may be NULL when max is 0.
  *

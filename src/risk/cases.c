@@ -98,36 +98,47 @@ static const char *const decision_names[] = {"", "clear", "freeze", "report"};
 static const char *const event_names[] = {"",           "opened",         "alert_added", "assigned",
                                           "note_added", "evidence_added", "decided"};
 
-#define NAME_OF(table, v) ((size_t)(v) < sizeof(table) / sizeof((table)[0]) ? (table)[v] : "")
+const char *risk_cases_kind_name(uint8_t kind)
+{
+    return risk_name_of(kind_names, RISK_NAMES_N(kind_names), kind);
+}
+const char *risk_cases_status_name(uint8_t status)
+{
+    return risk_name_of(status_names, RISK_NAMES_N(status_names), status);
+}
+const char *risk_cases_priority_name(uint8_t p)
+{
+    return risk_name_of(priority_names, RISK_NAMES_N(priority_names), p);
+}
+const char *risk_cases_decision_name(uint8_t d)
+{
+    return risk_name_of(decision_names, RISK_NAMES_N(decision_names), d);
+}
+const char *risk_cases_event_name(uint8_t type)
+{
+    return risk_name_of(event_names, RISK_NAMES_N(event_names), type);
+}
 
-const char *risk_cases_kind_name(uint8_t kind) { return NAME_OF(kind_names, kind); }
-const char *risk_cases_status_name(uint8_t status) { return NAME_OF(status_names, status); }
-const char *risk_cases_priority_name(uint8_t p) { return NAME_OF(priority_names, p); }
-const char *risk_cases_decision_name(uint8_t d) { return NAME_OF(decision_names, d); }
-const char *risk_cases_event_name(uint8_t type) { return NAME_OF(event_names, type); }
-
+/* The value named `name` in table (from 1), 0 for NULL or another name. */
 static uint8_t name_parse(const char *const *table, size_t n, const char *name)
 {
-    for (size_t i = 1; name != NULL && i < n; i++) {
-        if (strcmp(table[i], name) == 0)
-            return (uint8_t)i;
-    }
-    return 0;
+    uint8_t v = 0;
+    return risk_name_parse(table, n, 1, name, &v) == CF_OK ? v : 0;
 }
 
 uint8_t risk_cases_kind_parse(const char *name)
 {
-    return name_parse(kind_names, sizeof(kind_names) / sizeof(kind_names[0]), name);
+    return name_parse(kind_names, RISK_NAMES_N(kind_names), name);
 }
 
 uint8_t risk_cases_status_parse(const char *name)
 {
-    return name_parse(status_names, sizeof(status_names) / sizeof(status_names[0]), name);
+    return name_parse(status_names, RISK_NAMES_N(status_names), name);
 }
 
 uint8_t risk_cases_decision_parse(const char *name)
 {
-    return name_parse(decision_names, sizeof(decision_names) / sizeof(decision_names[0]), name);
+    return name_parse(decision_names, RISK_NAMES_N(decision_names), name);
 }
 
 uint8_t risk_cases_priority(uint8_t kind, const char *scenario)
@@ -170,8 +181,6 @@ static bool name_char(char ch)
     return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_';
 }
 
-static bool token_char(char ch) { return ch >= 0x21 && ch <= 0x7e; }
-
 static bool printable_char(char ch) { return ch >= 0x20 && ch <= 0x7e; }
 
 bool risk_cases_op_valid(const char *text)
@@ -200,7 +209,7 @@ static bool alert_valid(const struct risk_case_alert *a)
 {
     if (a->kind < RISK_CASE_AML || a->kind > RISK_CASE_MANUAL ||
         !risk_cases_party_valid(a->subject) ||
-        !chars_valid(a->dedup_key, RISK_CASE_KEY_BYTES_MAX, token_char) ||
+        !risk_token_valid(a->dedup_key, RISK_CASE_KEY_BYTES_MAX, false) ||
         !chars_valid(a->scenario, RISK_CASE_SCENARIO_BYTES_MAX, name_char))
         return false;
     if (a->detail != NULL && a->detail[0] != '\0' &&
@@ -649,7 +658,7 @@ static bool filter_valid(const struct risk_case_filter *f)
     if (f->subject != NULL && !risk_cases_party_valid(f->subject))
         return false;
     if (f->assignee != NULL && f->assignee[0] != '\0' &&
-        !chars_valid(f->assignee, RISK_CASE_PARTY_BYTES_MAX, token_char))
+        !risk_token_valid(f->assignee, RISK_CASE_PARTY_BYTES_MAX, false))
         return false;
     if (f->scenario != NULL && !chars_valid(f->scenario, RISK_CASE_SCENARIO_BYTES_MAX, name_char))
         return false;
@@ -865,9 +874,9 @@ static enum cf_err write_tx(struct risk_cases *c, const struct write_req *w, str
 
 static enum cf_err write_check(const struct write_req *w)
 {
-    if (!chars_valid(w->by, RISK_CASE_PARTY_BYTES_MAX, token_char))
+    if (!risk_token_valid(w->by, RISK_CASE_PARTY_BYTES_MAX, false))
         return CF_ERR_INVALID_FIELD;
-    if (w->idem != NULL && !chars_valid(w->idem->key, RISK_CASE_IDEM_BYTES_MAX, token_char))
+    if (w->idem != NULL && !risk_token_valid(w->idem->key, RISK_CASE_IDEM_BYTES_MAX, false))
         return CF_ERR_INVALID_FIELD;
     switch (w->type) {
     case RISK_CASE_EVENT_ASSIGNED:

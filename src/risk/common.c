@@ -124,6 +124,27 @@ enum cf_err risk_unseal_text(risk_vault_fn vault, void *vault_ctx, const char *a
     return err;
 }
 
+/* Names -------------------------------------------------------------------------------------- */
+
+const char *risk_name_of(const char *const *names, size_t n, size_t v)
+{
+    CF_ASSERT(names != NULL);
+    return v < n ? names[v] : "";
+}
+
+enum cf_err risk_name_parse(const char *const *names, size_t n, size_t first, const char *text,
+                            uint8_t *out)
+{
+    CF_ASSERT(names != NULL && n <= 256 && out != NULL);
+    for (size_t i = first; text != NULL && i < n; i++) {
+        if (strcmp(text, names[i]) == 0) {
+            *out = (uint8_t)i;
+            return CF_OK;
+        }
+    }
+    return CF_ERR_INVALID_FIELD;
+}
+
 /* Texts and ids ------------------------------------------------------------------------------ */
 
 void risk_text_copy(char *dst, size_t dst_bytes, const char *src)

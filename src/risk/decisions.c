@@ -375,19 +375,6 @@ static void matches_write(const struct risk_decision_rec *rec,
     CF_ASSERT(o.ok);
 }
 
-/* [a-z0-9_]{1,max} */
-static bool code_valid(const char *text, size_t len, size_t max)
-{
-    if (len == 0 || len > max)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = text[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
-            return false;
-    }
-    return true;
-}
-
 /* One "action:id:reason" item of len bytes at s. */
 static bool match_read(const char *s, size_t len, struct rules_match *out)
 {
@@ -398,8 +385,8 @@ static bool match_read(const char *s, size_t len, struct rules_match *out)
     size_t id_len = (size_t)(b - a - 1), reason_len = len - (size_t)(b + 1 - s);
     enum rules_action action;
     if (rules_action_parse(s, (size_t)(a - s), &action) != CF_OK ||
-        !code_valid(a + 1, id_len, RULES_ID_BYTES_MAX) ||
-        !code_valid(b + 1, reason_len, RULES_REASON_BYTES_MAX))
+        !rules_code_valid(a + 1, id_len, RULES_ID_BYTES_MAX) ||
+        !rules_code_valid(b + 1, reason_len, RULES_REASON_BYTES_MAX))
         return false;
     memset(out, 0, sizeof(*out));
     out->action = action;
@@ -541,8 +528,9 @@ static bool rec_valid(const struct risk_decision_rec *rec)
     for (size_t i = 0; i < rec->matches_n; i++) {
         const struct rules_match *m = &rec->matches[i];
         if ((unsigned)m->action >= RULES_ACTIONS_N ||
-            !code_valid(m->id, strnlen(m->id, sizeof(m->id)), RULES_ID_BYTES_MAX) ||
-            !code_valid(m->reason, strnlen(m->reason, sizeof(m->reason)), RULES_REASON_BYTES_MAX))
+            !rules_code_valid(m->id, strnlen(m->id, sizeof(m->id)), RULES_ID_BYTES_MAX) ||
+            !rules_code_valid(m->reason, strnlen(m->reason, sizeof(m->reason)),
+                              RULES_REASON_BYTES_MAX))
             return false;
     }
     const struct risk_features *f = &rec->features;
@@ -663,23 +651,17 @@ enum cf_err risk_decisions_put(struct risk_decisions *d, const struct risk_decis
             SQL_T(rec->keys[RULES_KEY_DEVICE]),
             SQL_T(rec->keys[RULES_KEY_IP]),
             SQL_T(rec->keys[RULES_KEY_PAYEE]),
+            SQL_I(rec->counted_at_us),
         };
         _Static_assert(sizeof(p) / sizeof(p[0]) <= SQL_PARAMS_MAX, "one statement");
-        int64_t added = 0;
         err = sql_exec(tx,
                        "INSERT INTO risk_decisions (op_id, party, kind, amount_minor, currency, "
                        "action, set_version, matches, matches_omitted, features, review_state, "
                        "reviewer, review_reason_sealed, created_at_us, decided_at_us, key_user, "
-                       "key_device, key_ip, key_payee) VALUES "
+                       "key_device, key_ip, key_payee, counted_at_us) VALUES "
                        "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '', NULL, $12, 0, $13, "
-                       "$14, $15, $16) ON CONFLICT (op_id) DO NOTHING",
-                       p, sizeof(p) / sizeof(p[0]), &added);
-        /* the facade's parameters run out: the time counted goes in a second statement, only
-         * onto the row this put added */
-        struct sql_value c[] = {SQL_T(rec->op_id), SQL_I(rec->counted_at_us)};
-        if (err == CF_OK && added == 1 && rec->counted_at_us > 0)
-            err = sql_exec(tx, "UPDATE risk_decisions SET counted_at_us = $2 WHERE op_id = $1", c,
-                           2, NULL);
+                       "$14, $15, $16, $17) ON CONFLICT (op_id) DO NOTHING",
+                       p, sizeof(p) / sizeof(p[0]), NULL);
         err = risk_tx_end(tx, err);
     }
     if (err == CF_ERR_STORAGE_CONFLICT) /* a put of the same op won meanwhile: it stands */

@@ -4,10 +4,11 @@
  *
  * Two tables: risk_freeze_events (append-only; `row` orders history) and risk_freezes (one row
  * per frozen party, naming its freeze event and copying the event's few columns the payment
- * path reads, so a check is one primary-key read without a join). A put inserts the event and
- * the row in one transaction: two puts for one party meet on the primary key, and the loser
- * (CF_ERR_STORAGE_CONFLICT on PostgreSQL) re-reads to answer its key's replay or a conflict. A
- * clear reads the row FOR UPDATE, appends the unfreeze event and deletes the row.
+ * path reads, so peek and list read that row alone: one indexed read, no join, no sealed
+ * reason). A put inserts the event and the row in one transaction: two puts for one party meet
+ * on the primary key, and the loser (CF_ERR_STORAGE_CONFLICT on PostgreSQL) re-reads to answer
+ * its key's replay or a conflict. A clear reads the row FOR UPDATE, appends the unfreeze event
+ * and deletes the row.
  */
 #include "risk/freeze.h"
 
@@ -107,21 +108,21 @@ static enum cf_err reason_open(struct risk_freeze *f, const char *event_id, cons
 /* Events ------------------------------------------------------------------------------------- */
 
 #define EV_COLS                                                                                    \
-    "row, id, kind, party, reason_sealed, blocks_incoming, freeze_id, by_user, at_us, idem, "      \
+    "row, id, kind, party, reason_sealed, blocks_incoming, freeze_id, by_user, at_us, "            \
     "request_hash"
 #define EV_COLS_E                                                                                  \
     "e.row, e.id, e.kind, e.party, e.reason_sealed, e.blocks_incoming, e.freeze_id, e.by_user, "   \
-    "e.at_us, e.idem, e.request_hash"
+    "e.at_us, e.request_hash"
 
 /* An event as read, with what idempotency needs. */
 struct event_read {
     struct risk_freeze_event ev;
-    bool keyed;
-    uint8_t request_hash[HASH_BYTES];
+    uint8_t request_hash[HASH_BYTES]; /* zero when the event has no key */
 };
 
+/* Row i of an EV_COLS query, reason opened. */
 static enum cf_err event_from_row(struct risk_freeze *f, const struct sql_rows *r, size_t i,
-                                  bool open, struct event_read *out)
+                                  struct event_read *out)
 {
     struct risk_freeze_event *ev = &out->ev;
     size_t c = 0, sealed_len = 0, hash_len = 0;
@@ -135,26 +136,25 @@ static enum cf_err event_from_row(struct risk_freeze *f, const struct sql_rows *
     risk_text_copy(ev->freeze_id, sizeof(ev->freeze_id), sql_row_text(r, i, c++));
     risk_text_copy(ev->by, sizeof(ev->by), sql_row_text(r, i, c++));
     ev->at_us = sql_row_int(r, i, c++);
-    out->keyed = !sql_row_null(r, i, c++);
     const uint8_t *h = sql_row_blob(r, i, c++, &hash_len);
     if (h != NULL && hash_len == HASH_BYTES)
         memcpy(out->request_hash, h, HASH_BYTES);
     CF_ASSERT(c == sql_rows_cols(r));
     if (ev->kind != RISK_FREEZE_EVENT_FREEZE && ev->kind != RISK_FREEZE_EVENT_UNFREEZE)
         return CF_ERR_CORRUPT;
-    return open ? reason_open(f, ev->id, sealed, sealed_len, ev->reason) : CF_OK;
+    return reason_open(f, ev->id, sealed, sealed_len, ev->reason);
 }
 
 /* The first row of a query of events ($1 = key); CF_ERR_NOT_FOUND when none. */
 static enum cf_err event_select(struct risk_freeze *f, struct sqltx *tx, const char *sql,
-                                const char *key, bool open, struct event_read *out)
+                                const char *key, struct event_read *out)
 {
     struct sql_value v[] = {SQL_T(key)};
     struct sql_rows *r = NULL;
     enum cf_err err = sql_query(tx, sql, v, 1, &r);
     if (err != CF_OK)
         return err;
-    err = sql_rows_n(r) == 0 ? CF_ERR_NOT_FOUND : event_from_row(f, r, 0, open, out);
+    err = sql_rows_n(r) == 0 ? CF_ERR_NOT_FOUND : event_from_row(f, r, 0, out);
     sql_rows_free(r);
     return err;
 }
@@ -166,7 +166,7 @@ static enum cf_err event_by_idem(struct risk_freeze *f, struct sqltx *tx,
                                  const char *party, struct event_read *out)
 {
     enum cf_err err = event_select(
-        f, tx, "SELECT " EV_COLS " FROM risk_freeze_events WHERE idem = $1", idem->key, true, out);
+        f, tx, "SELECT " EV_COLS " FROM risk_freeze_events WHERE idem = $1", idem->key, out);
     if (err == CF_OK && (out->ev.kind != kind || strcmp(out->ev.party, party) != 0 ||
                          !hash_equal(out->request_hash, idem->request_hash, HASH_BYTES)))
         return CF_ERR_IDEM_KEY_REUSED;
@@ -232,15 +232,19 @@ static void event_init(struct risk_freeze_event *ev, uint8_t kind, const char *p
 
 /* Freezing ----------------------------------------------------------------------------------- */
 
-/* Whether party has a current row (read FOR UPDATE: a clear waits on it). */
-static enum cf_err current_exists(struct sqltx *tx, const char *party, bool *exists)
+/* Locks party's current row (FOR UPDATE: a put or clear of the party waits on it) and copies
+ * its freeze event's id into freeze_id (RISK_FREEZE_ID_BYTES_MAX); CF_ERR_NOT_FOUND when the
+ * party is not frozen. */
+static enum cf_err current_lock(struct sqltx *tx, const char *party, char *freeze_id)
 {
     struct sql_value v[] = {SQL_T(party)};
     struct sql_rows *r = NULL;
     enum cf_err err =
         sql_query(tx, "SELECT event_id FROM risk_freezes WHERE party = $1 FOR UPDATE", v, 1, &r);
+    if (err == CF_OK && sql_rows_n(r) == 0)
+        err = CF_ERR_NOT_FOUND;
     if (err == CF_OK)
-        *exists = sql_rows_n(r) > 0;
+        risk_text_copy(freeze_id, RISK_FREEZE_ID_BYTES_MAX, sql_row_text(r, 0, 0));
     sql_rows_free(r);
     return err;
 }
@@ -251,7 +255,7 @@ static enum cf_err put_tx(struct risk_freeze *f, struct risk_freeze_event *ev,
                           bool *replay)
 {
     struct sqltx *tx = NULL;
-    bool exists = false;
+    char current[RISK_FREEZE_ID_BYTES_MAX];
     enum cf_err err = sql_begin(f->db, &tx);
     if (err != CF_OK)
         return err;
@@ -261,17 +265,17 @@ static enum cf_err put_tx(struct risk_freeze *f, struct risk_freeze_event *ev,
         *replay = err == CF_OK;
         return err;
     }
-    err = current_exists(tx, ev->party, &exists);
-    if (err == CF_OK && exists && idem != NULL) {
+    err = current_lock(tx, ev->party, current);
+    if (err == CF_OK && idem != NULL) {
         /* a put that committed after the first look may have been this key's */
         err = event_by_idem(f, tx, idem, ev->kind, ev->party, stored);
         *replay = err == CF_OK;
         sql_rollback(tx);
         return err == CF_ERR_NOT_FOUND ? CF_ERR_CONFLICT : err;
     }
-    if (err == CF_OK && exists)
-        err = CF_ERR_CONFLICT;
     if (err == CF_OK)
+        err = CF_ERR_CONFLICT; /* frozen already */
+    else if (err == CF_ERR_NOT_FOUND)
         err = event_insert(f, tx, ev, idem);
     struct sql_value v[] = {SQL_T(ev->party), SQL_T(ev->id),
                             SQL_I(ev->row),   SQL_I(ev->blocks_incoming ? 1 : 0),
@@ -331,14 +335,7 @@ static enum cf_err clear_tx(struct risk_freeze *f, struct risk_freeze_event *ev,
         *replay = err == CF_OK;
         return err;
     }
-    struct sql_value v[] = {SQL_T(ev->party)};
-    struct sql_rows *r = NULL;
-    err = sql_query(tx, "SELECT event_id FROM risk_freezes WHERE party = $1 FOR UPDATE", v, 1, &r);
-    if (err == CF_OK && sql_rows_n(r) == 0)
-        err = CF_ERR_NOT_FOUND;
-    if (err == CF_OK)
-        risk_text_copy(ev->freeze_id, sizeof(ev->freeze_id), sql_row_text(r, 0, 0));
-    sql_rows_free(r);
+    err = current_lock(tx, ev->party, ev->freeze_id);
     if (err == CF_ERR_NOT_FOUND && idem != NULL) {
         /* the row lock waited for a clear that committed meanwhile: was it this key's? */
         err = event_by_idem(f, tx, idem, ev->kind, ev->party, stored);
@@ -388,9 +385,9 @@ enum cf_err risk_freeze_clear(struct risk_freeze *f, const char *party, const ch
 
 /* Reads -------------------------------------------------------------------------------------- */
 
-static enum cf_err current_read(struct risk_freeze *f, const char *party, bool open,
-                                struct risk_freeze_event *out)
+enum cf_err risk_freeze_get(struct risk_freeze *f, const char *party, struct risk_freeze_event *out)
 {
+    CF_ASSERT(f != NULL && out != NULL);
     if (!risk_freeze_party_valid(party))
         return CF_ERR_NOT_FOUND;
     struct event_read *got = calloc(1, sizeof(*got));
@@ -402,7 +399,7 @@ static enum cf_err current_read(struct risk_freeze *f, const char *party, bool o
         err = event_select(f, tx,
                            "SELECT " EV_COLS_E " FROM risk_freezes c JOIN risk_freeze_events e "
                            "ON e.id = c.event_id WHERE c.party = $1",
-                           party, open, got);
+                           party, got);
         sql_rollback(tx);
     }
     if (err == CF_OK && got->ev.kind != RISK_FREEZE_EVENT_FREEZE)
@@ -414,25 +411,15 @@ static enum cf_err current_read(struct risk_freeze *f, const char *party, bool o
     return err;
 }
 
-enum cf_err risk_freeze_get(struct risk_freeze *f, const char *party, struct risk_freeze_event *out)
-{
-    return current_read(f, party, true, out);
-}
+/* The current row's columns: its freeze event's, copied (see the top of this file). */
+#define CUR_COLS "party, event_id, event_row, blocks_incoming, by_user, at_us"
 
-enum cf_err risk_freeze_peek(struct risk_freeze *f, const char *party,
-                             struct risk_freeze_event *out)
+/* Runs a query of current rows (CUR_COLS) and copies up to max of them into out as their freeze
+ * events, reasons "". */
+static enum cf_err currents_query(struct risk_freeze *f, const char *sql, const struct sql_value *v,
+                                  size_t v_n, struct risk_freeze_event *out, size_t max,
+                                  size_t *n_out)
 {
-    return current_read(f, party, false, out);
-}
-
-/* Runs a query of events and copies up to max of them into out. */
-static enum cf_err events_query(struct risk_freeze *f, const char *sql, const struct sql_value *v,
-                                size_t v_n, bool open, struct risk_freeze_event *out, size_t max,
-                                size_t *n_out)
-{
-    struct event_read *one = calloc(1, sizeof(*one));
-    if (one == NULL)
-        return CF_ERR_NOMEM;
     struct sqltx *tx = NULL;
     struct sql_rows *r = NULL;
     enum cf_err err = sql_begin(f->db, &tx);
@@ -440,17 +427,37 @@ static enum cf_err events_query(struct risk_freeze *f, const char *sql, const st
         err = sql_query(tx, sql, v, v_n, &r);
         sql_rollback(tx);
     }
-    size_t rows = err == CF_OK ? sql_rows_n(r) : 0, n = 0;
-    for (size_t i = 0; i < rows && i < max && err == CF_OK; i++) {
-        if ((err = event_from_row(f, r, i, open, one)) == CF_OK)
-            out[n++] = one->ev;
+    size_t n = 0;
+    for (; err == CF_OK && n < sql_rows_n(r) && n < max; n++) {
+        struct risk_freeze_event *ev = &out[n];
+        size_t c = 0;
+        memset(ev, 0, sizeof(*ev));
+        ev->kind = RISK_FREEZE_EVENT_FREEZE;
+        risk_text_copy(ev->party, sizeof(ev->party), sql_row_text(r, n, c++));
+        risk_text_copy(ev->id, sizeof(ev->id), sql_row_text(r, n, c++));
+        ev->row = (uint64_t)sql_row_int(r, n, c++);
+        ev->blocks_incoming = sql_row_int(r, n, c++) != 0;
+        risk_text_copy(ev->by, sizeof(ev->by), sql_row_text(r, n, c++));
+        ev->at_us = sql_row_int(r, n, c++);
+        CF_ASSERT(c == sql_rows_cols(r));
     }
     sql_rows_free(r);
-    hash_wipe(one, sizeof(*one));
-    free(one);
     if (err == CF_OK)
         *n_out = n;
     return err;
+}
+
+enum cf_err risk_freeze_peek(struct risk_freeze *f, const char *party,
+                             struct risk_freeze_event *out)
+{
+    CF_ASSERT(f != NULL && out != NULL);
+    if (!risk_freeze_party_valid(party))
+        return CF_ERR_NOT_FOUND;
+    struct sql_value v[] = {SQL_T(party)};
+    size_t n = 0;
+    enum cf_err err = currents_query(f, "SELECT " CUR_COLS " FROM risk_freezes WHERE party = $1", v,
+                                     1, out, 1, &n);
+    return err == CF_OK && n == 0 ? CF_ERR_NOT_FOUND : err;
 }
 
 enum cf_err risk_freeze_history(struct risk_freeze *f, const char *party,
@@ -461,11 +468,31 @@ enum cf_err risk_freeze_history(struct risk_freeze *f, const char *party,
         *n_out = 0;
         return CF_OK;
     }
+    struct event_read *one = calloc(1, sizeof(*one));
+    if (one == NULL)
+        return CF_ERR_NOMEM;
+    struct sqltx *tx = NULL;
+    struct sql_rows *r = NULL;
     struct sql_value v[] = {SQL_T(party), SQL_I(max)};
-    return events_query(f,
+    enum cf_err err = sql_begin(f->db, &tx);
+    if (err == CF_OK) {
+        err = sql_query(tx,
                         "SELECT " EV_COLS " FROM risk_freeze_events WHERE party = $1 "
                         "ORDER BY row DESC LIMIT $2",
-                        v, 2, true, out, max, n_out);
+                        v, 2, &r);
+        sql_rollback(tx);
+    }
+    size_t rows = err == CF_OK ? sql_rows_n(r) : 0, n = 0;
+    for (size_t i = 0; i < rows && i < max && err == CF_OK; i++) {
+        if ((err = event_from_row(f, r, i, one)) == CF_OK)
+            out[n++] = one->ev;
+    }
+    sql_rows_free(r);
+    hash_wipe(one, sizeof(*one));
+    free(one);
+    if (err == CF_OK)
+        *n_out = n;
+    return err;
 }
 
 enum cf_err risk_freeze_list(struct risk_freeze *f, uint64_t before_row,
@@ -475,9 +502,8 @@ enum cf_err risk_freeze_list(struct risk_freeze *f, uint64_t before_row,
     uint64_t below =
         before_row > 0 && before_row <= (uint64_t)INT64_MAX ? before_row : (uint64_t)INT64_MAX;
     struct sql_value v[] = {SQL_I(below), SQL_I(max)};
-    return events_query(f,
-                        "SELECT " EV_COLS_E " FROM risk_freezes c JOIN risk_freeze_events e "
-                        "ON e.id = c.event_id WHERE c.event_row < $1 "
-                        "ORDER BY c.event_row DESC LIMIT $2",
-                        v, 2, false, out, max, n_out);
+    return currents_query(f,
+                          "SELECT " CUR_COLS " FROM risk_freezes WHERE event_row < $1 "
+                          "ORDER BY event_row DESC LIMIT $2",
+                          v, 2, out, max, n_out);
 }

@@ -65,6 +65,15 @@ CF_WARN_UNUSED enum cf_err risk_unseal_text(risk_vault_fn vault, void *vault_ctx
                                             const uint8_t *ct, size_t n, char *out,
                                             size_t out_bytes);
 
+/* Name tables (a store's states, kinds, events): names[v] is value v's name, n <= 256 entries
+ * ("" for a value without one). risk_name_of: v's name, "" for v >= n. risk_name_parse: the
+ * value whose name text is exactly, searched from first (a table whose 0 means "none" passes
+ * 1); CF_ERR_INVALID_FIELD for NULL or another text, *out untouched then. */
+#define RISK_NAMES_N(names) (sizeof(names) / sizeof((names)[0]))
+const char *risk_name_of(const char *const *names, size_t n, size_t v);
+CF_WARN_UNUSED enum cf_err risk_name_parse(const char *const *names, size_t n, size_t first,
+                                           const char *text, uint8_t *out);
+
 /* src (NULL reads as "") into dst (dst_bytes), truncated and NUL-terminated. */
 void risk_text_copy(char *dst, size_t dst_bytes, const char *src);
 

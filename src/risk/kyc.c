@@ -73,43 +73,24 @@ static const char *const event_names[] = {"",        "details", "document", "sub
 static const char *const feature_names[RISK_KYC_FEATURES_N] = {
     "topup", "receive", "payment", "send", "request", "conversion", "withdrawal"};
 
-#define NAMES_N(a) (sizeof(a) / sizeof((a)[0]))
-
-static const char *name_of(const char *const *names, size_t n, uint8_t v)
-{
-    return v < n ? names[v] : "";
-}
-
-static enum cf_err name_parse(const char *const *names, size_t n, size_t first, const char *text,
-                              uint8_t *out)
-{
-    for (size_t i = first; text != NULL && i < n; i++) {
-        if (strcmp(text, names[i]) == 0) {
-            *out = (uint8_t)i;
-            return CF_OK;
-        }
-    }
-    return CF_ERR_INVALID_FIELD;
-}
-
 const char *risk_kyc_state_name(uint8_t state)
 {
-    return name_of(state_names, NAMES_N(state_names), state);
+    return risk_name_of(state_names, RISK_NAMES_N(state_names), state);
 }
 
 enum cf_err risk_kyc_state_parse(const char *text, uint8_t *out)
 {
-    return name_parse(state_names, NAMES_N(state_names), 0, text, out);
+    return risk_name_parse(state_names, RISK_NAMES_N(state_names), 0, text, out);
 }
 
 const char *risk_kyc_doc_kind_name(uint8_t kind)
 {
-    return name_of(kind_names, NAMES_N(kind_names), kind);
+    return risk_name_of(kind_names, RISK_NAMES_N(kind_names), kind);
 }
 
 enum cf_err risk_kyc_doc_kind_parse(const char *text, uint8_t *out)
 {
-    return name_parse(kind_names, NAMES_N(kind_names), 1, text, out);
+    return risk_name_parse(kind_names, RISK_NAMES_N(kind_names), 1, text, out);
 }
 
 bool risk_kyc_doc_kind_is_identity(uint8_t kind)
@@ -120,28 +101,26 @@ bool risk_kyc_doc_kind_is_identity(uint8_t kind)
 
 const char *risk_kyc_content_name(uint8_t content)
 {
-    return name_of(content_names, NAMES_N(content_names), content);
+    return risk_name_of(content_names, RISK_NAMES_N(content_names), content);
 }
 
 enum cf_err risk_kyc_content_parse(const char *text, uint8_t *out)
 {
-    return name_parse(content_names, NAMES_N(content_names), 1, text, out);
+    return risk_name_parse(content_names, RISK_NAMES_N(content_names), 1, text, out);
 }
 
 const char *risk_kyc_event_name(uint8_t kind)
 {
-    return name_of(event_names, NAMES_N(event_names), kind);
+    return risk_name_of(event_names, RISK_NAMES_N(event_names), kind);
 }
 
 enum cf_err risk_kyc_feature_parse(const char *name, uint32_t *out)
 {
-    for (size_t i = 0; name != NULL && i < RISK_KYC_FEATURES_N; i++) {
-        if (strcmp(name, feature_names[i]) == 0) {
-            *out = 1u << i;
-            return CF_OK;
-        }
-    }
-    return CF_ERR_INVALID_FIELD;
+    uint8_t bit = 0;
+    enum cf_err err = risk_name_parse(feature_names, RISK_KYC_FEATURES_N, 0, name, &bit);
+    if (err == CF_OK)
+        *out = 1u << bit;
+    return err;
 }
 
 const char *risk_kyc_feature_name(uint32_t feature)
@@ -1047,13 +1026,12 @@ static enum cf_err sub_read(struct risk_kyc *k, struct sqltx *tx, const char *us
 
 #define EV_COLS                                                                                    \
     "row, id, user_id, submission_id, document_id, kind, tier, by_user, at_us, reason_sealed, "    \
-    "customer_reason_sealed, idem, request_hash"
+    "customer_reason_sealed, request_hash"
 
 /* An event as read, with what idempotency needs. */
 struct event_read {
     struct risk_kyc_event ev;
-    bool keyed;
-    uint8_t request_hash[HASH_BYTES];
+    uint8_t request_hash[HASH_BYTES]; /* zero when the event has no key */
 };
 
 /* The reasons of an event: customer_reason always, reason when staff. */
@@ -1094,7 +1072,6 @@ static enum cf_err event_from(struct risk_kyc *k, const struct sql_rows *r, size
     ev->at_us = sql_row_int(r, i, c++);
     size_t reasons_col = c;
     c += 2;
-    out->keyed = !sql_row_null(r, i, c++);
     const uint8_t *h = sql_row_blob(r, i, c++, &hash_len);
     if (h != NULL && hash_len == HASH_BYTES)
         memcpy(out->request_hash, h, HASH_BYTES);
@@ -2029,9 +2006,10 @@ static enum cf_err view_tx(struct risk_kyc *k, struct sqltx *tx, const char *use
     }
     const char *cur = c.open_id[0] != '\0' ? c.open_id : c.latest_id;
     if (err == CF_OK && cur[0] != '\0') {
-        err = sub_read(k, tx, user, cur, true, &v->current);
-        if (err == CF_OK)
-            err = sub_reasons(k, tx, staff, &v->current);
+        if (strcmp(cur, c.latest_id) == 0) /* the latest (pending, or nothing open): read above */
+            v->current = v->latest;
+        else /* a draft: no decision to read reasons from */
+            err = sub_read(k, tx, user, cur, true, &v->current);
         if (err == CF_OK)
             err = docs_list(tx, cur, v->documents, &v->documents_n);
         v->has_current = err == CF_OK;

@@ -168,8 +168,8 @@ enum risk_kyc_event_kind {
 
 /* Names: "none", "draft", "pending", "approved", "rejected"; "passport", "id_card",
  * "driving_licence", "proof_of_address", "selfie"; "image/jpeg", "image/png",
- * "application/pdf"; "details", "document", "submit", "approve", "reject", "tier". "" for a
- * value out of range. Parsers: exact, lower case; CF_ERR_INVALID_FIELD otherwise. */
+ * "application/pdf"; "details", "document", "submit", "approve", "reject", "tier", "lower".
+ * "" for a value out of range. Parsers: exact, lower case; CF_ERR_INVALID_FIELD otherwise. */
 const char *risk_kyc_state_name(uint8_t state);
 CF_WARN_UNUSED enum cf_err risk_kyc_state_parse(const char *text, uint8_t *out);
 const char *risk_kyc_doc_kind_name(uint8_t kind);

@@ -96,26 +96,23 @@ static const char *const triggers[] = {"registration",        "kyc",      "payee
 
 const char *risk_lists_kind_name(uint8_t kind)
 {
-    return kind < sizeof(kind_names) / sizeof(kind_names[0]) ? kind_names[kind] : "";
+    return risk_name_of(kind_names, RISK_NAMES_N(kind_names), kind);
 }
 
 uint8_t risk_lists_kind_parse(const char *name)
 {
-    for (uint8_t i = 1; name != NULL && i < sizeof(kind_names) / sizeof(kind_names[0]); i++) {
-        if (strcmp(name, kind_names[i]) == 0)
-            return i;
-    }
-    return 0;
+    uint8_t v = 0;
+    return risk_name_parse(kind_names, RISK_NAMES_N(kind_names), 1, name, &v) == CF_OK ? v : 0;
 }
 
 const char *risk_lists_outcome_name(uint8_t outcome)
 {
-    return outcome < sizeof(outcome_names) / sizeof(outcome_names[0]) ? outcome_names[outcome] : "";
+    return risk_name_of(outcome_names, RISK_NAMES_N(outcome_names), outcome);
 }
 
 const char *risk_lists_event_name(uint8_t kind)
 {
-    return kind < sizeof(event_names) / sizeof(event_names[0]) ? event_names[kind] : "";
+    return risk_name_of(event_names, RISK_NAMES_N(event_names), kind);
 }
 
 /* Validation --------------------------------------------------------------------------------- */

@@ -171,8 +171,7 @@ const char *rules_action_customer_message(enum rules_action action)
 
 /* Rule texts ----------------------------------------------------------------------------------- */
 
-/* [a-z0-9_]{1,max} */
-static bool code_is_valid(const char *text, size_t len, size_t max)
+bool rules_code_valid(const char *text, size_t len, size_t max)
 {
     if (text == NULL || len == 0 || len > max)
         return false;
@@ -245,11 +244,11 @@ static bool rule_fail(struct rules_error *e, const char *field, size_t column, c
 static bool rule_texts_take(const struct rules_rule_def *def, struct rules_compiled_rule *r,
                             struct rules_error *e)
 {
-    if (!code_is_valid(def->id, def->id_len, RULES_ID_BYTES_MAX))
+    if (!rules_code_valid(def->id, def->id_len, RULES_ID_BYTES_MAX))
         return rule_fail(e, "id", 0, "must be 1 to 40 characters of a-z, 0-9 and _");
     if ((unsigned)def->action >= RULES_ACTIONS_N)
         return rule_fail(e, "action", 0, "must be allow, challenge, review or block");
-    if (!code_is_valid(def->reason, def->reason_len, RULES_REASON_BYTES_MAX))
+    if (!rules_code_valid(def->reason, def->reason_len, RULES_REASON_BYTES_MAX))
         return rule_fail(e, "reason", 0, "must be 1 to 40 characters of a-z, 0-9 and _");
     if (def->description_len > 0 &&
         (def->description == NULL || !description_is_valid(def->description, def->description_len)))
@@ -858,9 +857,9 @@ struct rules_set {
 /* Asserts that r came from rules_rule_compile (the caller's promise). */
 static void rule_assert_compiled(const struct rules_compiled_rule *r)
 {
-    CF_ASSERT(code_is_valid(r->id, strnlen(r->id, sizeof(r->id)), RULES_ID_BYTES_MAX));
+    CF_ASSERT(rules_code_valid(r->id, strnlen(r->id, sizeof(r->id)), RULES_ID_BYTES_MAX));
     CF_ASSERT(
-        code_is_valid(r->reason, strnlen(r->reason, sizeof(r->reason)), RULES_REASON_BYTES_MAX));
+        rules_code_valid(r->reason, strnlen(r->reason, sizeof(r->reason)), RULES_REASON_BYTES_MAX));
     CF_ASSERT((unsigned)r->action < RULES_ACTIONS_N);
     CF_ASSERT(r->ops_n >= 1 && r->ops_n <= RULES_OPS_MAX && r->literals_n <= RULES_LITERALS_MAX);
 }

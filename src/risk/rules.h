@@ -169,6 +169,10 @@ const struct rules_feature_info *rules_feature_at(size_t i); /* i < rules_featur
 const char *rules_action_name(enum rules_action action);
 CF_WARN_UNUSED enum cf_err rules_action_parse(const char *text, size_t len, enum rules_action *out);
 
+/* Whether text[0..len) is a code of the rules language: [a-z0-9_]{1,max} (a rule id or a reason
+ * code with max RULES_ID_BYTES_MAX or RULES_REASON_BYTES_MAX). NULL text is not. Pure. */
+bool rules_code_valid(const char *text, size_t len, size_t max);
+
 /* What the customer is told for a decision's action: never a rule, reason or threshold.
  * Static storage, never NULL. */
 const char *rules_action_customer_message(enum rules_action action);

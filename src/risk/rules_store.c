@@ -78,17 +78,10 @@ void risk_rules_version_def(const struct risk_rules_version *v, struct rules_rul
                                    .enabled = v->enabled};
 }
 
-/* [a-z0-9_]{1,RULES_ID_BYTES_MAX}, as rules.h defines an id. */
+/* An id as rules.h defines it, [a-z0-9_]{1,RULES_ID_BYTES_MAX}. */
 static bool id_valid(const char *id, size_t len)
 {
-    if (id == NULL || len == 0 || len > RULES_ID_BYTES_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = id[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'))
-            return false;
-    }
-    return true;
+    return rules_code_valid(id, len, RULES_ID_BYTES_MAX);
 }
 
 static void error_set(struct rules_error *e, const char *field, const char *message)
@@ -169,6 +162,30 @@ static enum cf_err versions_query(struct sqltx *tx, const char *sql, const struc
     if (err == CF_OK)
         *n_out = n;
     return err;
+}
+
+/* versions_query in a read-only transaction of its own. */
+static enum cf_err versions_read(struct risk_rules_store *s, const char *sql,
+                                 const struct sql_value *p, size_t p_n,
+                                 struct risk_rules_version *out, size_t max, size_t *n_out)
+{
+    struct sqltx *tx = NULL;
+    enum cf_err err = sql_begin(s->db, &tx);
+    if (err != CF_OK)
+        return err;
+    err = versions_query(tx, sql, p, p_n, out, max, n_out, NULL);
+    sql_rollback(tx);
+    return err;
+}
+
+/* id[0..len) as a NUL-terminated key, when it is a valid id. */
+static bool id_key(const char *id, size_t len, char key[RULES_ID_BYTES_MAX + 1])
+{
+    if (!id_valid(id, len))
+        return false;
+    memcpy(key, id, len);
+    key[len] = '\0';
+    return true;
 }
 
 /* The version idem's key made, checked against this request's hash: CF_OK (a replay),
@@ -538,24 +555,17 @@ enum cf_err risk_rules_store_get(struct risk_rules_store *s, const char *id, siz
                                  struct risk_rules_version *out)
 {
     CF_ASSERT(s != NULL && out != NULL);
-    if (!id_valid(id, len))
-        return CF_ERR_NOT_FOUND;
     char key[RULES_ID_BYTES_MAX + 1];
-    memcpy(key, id, len);
-    key[len] = '\0';
-    struct sqltx *tx = NULL;
-    enum cf_err err = sql_begin(s->db, &tx);
-    if (err != CF_OK)
-        return err;
+    if (!id_key(id, len, key))
+        return CF_ERR_NOT_FOUND;
     struct sql_value p[] = {SQL_T(key)};
     struct risk_rules_version got;
     size_t n = 0;
-    err = versions_query(tx,
-                         "SELECT " V_COLS_V " FROM risk_rule_heads h JOIN risk_rule_versions v "
-                         "ON v.rule_id = h.rule_id AND v.version = h.version "
-                         "WHERE h.rule_id = $1 AND h.deleted = 0",
-                         p, 1, &got, 1, &n, NULL);
-    sql_rollback(tx);
+    enum cf_err err = versions_read(s,
+                                    "SELECT " V_COLS_V " FROM risk_rule_heads h JOIN "
+                                    "risk_rule_versions v ON v.rule_id = h.rule_id AND "
+                                    "v.version = h.version WHERE h.rule_id = $1 AND h.deleted = 0",
+                                    p, 1, &got, 1, &n);
     if (err == CF_OK && n == 0)
         err = CF_ERR_NOT_FOUND;
     if (err == CF_OK) {
@@ -571,25 +581,18 @@ enum cf_err risk_rules_store_history(struct risk_rules_store *s, const char *id,
 {
     CF_ASSERT(s != NULL && max <= RISK_RULES_HISTORY_MAX && (out != NULL || max == 0));
     CF_ASSERT(n_out != NULL);
-    if (!id_valid(id, len)) {
+    char key[RULES_ID_BYTES_MAX + 1];
+    if (!id_key(id, len, key)) {
         *n_out = 0;
         return CF_OK;
     }
-    char key[RULES_ID_BYTES_MAX + 1];
-    memcpy(key, id, len);
-    key[len] = '\0';
-    struct sqltx *tx = NULL;
-    enum cf_err err = sql_begin(s->db, &tx);
-    if (err != CF_OK)
-        return err;
     int64_t below = before_version > 0 ? (int64_t)before_version : INT64_MAX;
     struct sql_value p[] = {SQL_T(key), SQL_I(below), SQL_I(max)};
     size_t n = 0;
-    err = versions_query(tx,
-                         "SELECT " V_COLS " FROM risk_rule_versions WHERE rule_id = $1 AND "
-                         "version < $2 ORDER BY version DESC LIMIT $3",
-                         p, 3, out, max, &n, NULL);
-    sql_rollback(tx);
+    enum cf_err err = versions_read(s,
+                                    "SELECT " V_COLS " FROM risk_rule_versions WHERE rule_id = $1 "
+                                    "AND version < $2 ORDER BY version DESC LIMIT $3",
+                                    p, 3, out, max, &n);
     if (err == CF_OK) {
         CF_ASSERT(n <= max);
         *n_out = n;
@@ -654,23 +657,16 @@ enum cf_err risk_rules_store_version_at(struct risk_rules_store *s, const char *
                                         uint64_t set_version, struct risk_rules_version *out)
 {
     CF_ASSERT(s != NULL && out != NULL);
-    if (!id_valid(id, len) || set_version == 0 || set_version > (uint64_t)INT64_MAX)
-        return CF_ERR_NOT_FOUND;
     char key[RULES_ID_BYTES_MAX + 1];
-    memcpy(key, id, len);
-    key[len] = '\0';
-    struct sqltx *tx = NULL;
-    enum cf_err err = sql_begin(s->db, &tx);
-    if (err != CF_OK)
-        return err;
+    if (!id_key(id, len, key) || set_version == 0 || set_version > (uint64_t)INT64_MAX)
+        return CF_ERR_NOT_FOUND;
     struct sql_value p[] = {SQL_T(key), SQL_I(set_version)};
     struct risk_rules_version got;
     size_t n = 0;
-    err = versions_query(tx,
-                         "SELECT " V_COLS " FROM risk_rule_versions WHERE rule_id = $1 AND "
-                         "set_version <= $2 ORDER BY version DESC LIMIT 1",
-                         p, 2, &got, 1, &n, NULL);
-    sql_rollback(tx);
+    enum cf_err err = versions_read(s,
+                                    "SELECT " V_COLS " FROM risk_rule_versions WHERE rule_id = $1 "
+                                    "AND set_version <= $2 ORDER BY version DESC LIMIT 1",
+                                    p, 2, &got, 1, &n);
     if (err == CF_OK && (n == 0 || got.change == RISK_RULES_CHANGE_DELETE))
         err = CF_ERR_NOT_FOUND;
     if (err == CF_OK) {

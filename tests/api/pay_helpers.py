@@ -1,15 +1,21 @@
 """pay_helpers.py - helpers shared by Coffer's money-movement API tests (test_payments.py,
-test_fx.py, test_requests.py, test_paycode.py, test_reconcile.py, test_statements.py).
+test_fx.py, test_requests.py, test_paycode.py, test_reconcile.py, test_statements.py,
+test_review_gateway.py).
 
 One copy of what those scripts all need: unique logins (email), JSON requests and their checks
 (call, expect), the shared server of a script with that script's environment (shared), people
 and money (customer, wallet, fund, fund_account, balance, merchant, sign_in), merchant QR codes
 and their payment (qr, pay), cards, top-ups and operations (add_card, add_card_id, topup,
-operation, wait_op). A script keeps here only what more than one script uses; its own special
-helpers stay in it. Python 3 standard library only, beside harness.py and identity_helpers.py.
+operation, wait_op), the gateway's signed callbacks (callback). A script keeps here only what
+more than one script uses; its own special helpers stay in it. Python 3 standard library only,
+beside harness.py and identity_helpers.py.
 """
 
+import hashlib
+import hmac
+import http.client
 import itertools
+import json
 import os
 import random
 import sys
@@ -180,3 +186,24 @@ def wait_op(srv, token, op_id, status, timeout_s=10):
             check_eq(got["status"], status, "operation %s" % op_id)
             return got
         time.sleep(0.05)
+
+
+# -- the gateway ---------------------------------------------------------------------------------
+
+
+def callback(srv, secret, fields, t=None):
+    """POSTs the gateway callback `fields` to srv signed with secret (bytes) at t (default now),
+    as the gateway signs one: (status, JSON body or None, headers), for expect."""
+    body = "&".join("%s=%s" % kv for kv in fields.items())
+    t = int(time.time()) if t is None else t
+    mac = hmac.new(secret, ("%d." % t).encode() + body.encode(), hashlib.sha256).hexdigest()
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    try:
+        conn.request("POST", "/v1/gateway/callbacks", body,
+                     {"Content-Type": "application/x-www-form-urlencoded",
+                      "Coffer-Signature": "t=%d,v1=%s" % (t, mac)})
+        resp = conn.getresponse()
+        raw = resp.read()
+        return resp.status, json.loads(raw) if raw else None, resp.headers
+    finally:
+        conn.close()

@@ -815,6 +815,21 @@ def _forbidden(res, what):
     expect(res, 403, "forbidden", what)
 
 
+def _staff_only(w, method, path, body=None, roles=(), key_tag=None):
+    """A, M1's owner and each of roles get 403 on path with B's ids and with unknown ones (each
+    request with a new Idempotency-Key of key_tag, when given)."""
+    def key():
+        return new_key(key_tag) if key_tag else None
+    w.merchants()
+    for ids in (w.b_ids, UNKNOWN):
+        url = fill(path, ids)
+        _forbidden(w.as_a(method, url, body, key=key()), "A %s %s" % (method, path))
+        _forbidden(w.as_m1("owner", method, url, body, key=key()), "M1's owner on %s" % path)
+        for role in roles:
+            _forbidden(call(w.srv, method, url, body, token=w.tokens[role], key=key()),
+                       "%s on %s %s" % (role, method, path))
+
+
 def r_merchant_create(w, method, path, scope):
     """An admin route: customers and merchant owners get 403 and create nothing."""
     r_staff(w, method, path, scope)
@@ -1990,11 +2005,7 @@ def _risk_freeze_state(w, party):
 
 
 def _risk_freeze_refusals(w, method, path):
-    body = {"reason": "access check"} if method == "POST" else None
-    m1, _m2 = w.merchants()
-    for ids in (w.b_ids, UNKNOWN):
-        _forbidden(w.as_a(method, fill(path, ids), body), "A %s %s" % (method, path))
-        _forbidden(w.as_m1("owner", method, fill(path, ids), body), "M1's owner on %s" % path)
+    _staff_only(w, method, path, {"reason": "access check"} if method == "POST" else None)
 
 
 def r_risk_freeze_write(w, method, path, scope):
@@ -2058,22 +2069,11 @@ def cases_setup(w):
     w.b_ids["cases"] = found[0]["id"]
 
 
-def _cases_refusals(w, method, path, body, roles):
-    m1, _m2 = w.merchants()
-    for ids in (w.b_ids, UNKNOWN):
-        url = fill(path, ids)
-        _forbidden(w.as_a(method, url, body), "A %s %s" % (method, path))
-        _forbidden(w.as_m1("owner", method, url, body), "M1's owner on %s" % path)
-        for role in roles:
-            _forbidden(call(w.srv, method, url, body, token=w.tokens[role]),
-                       "%s on %s %s" % (role, method, path))
-
-
 def r_cases_read(w, method, path, scope):
     """Staff read the case, its report and the list; customers and merchants get 403; an
     unknown case 404."""
     check_eq(set(scope), {"support", "risk", "admin", "auditor"}, "scope of %s" % path)
-    _cases_refusals(w, method, path, None, ())
+    _staff_only(w, method, path)
     for role in ("support", "risk", "admin", "auditor"):
         expect(call(w.srv, method, fill(path, w.b_ids), token=w.tokens[role]), 200,
                what="%s reading %s" % (role, path))
@@ -2093,7 +2093,7 @@ def r_cases_write(w, method, path, scope):
     """Risk and admin only; the write works for risk on E's case, an unknown case is 404."""
     check_eq(set(scope), {"risk", "admin"}, "scope of %s" % path)
     body, status = _CASE_WRITES[path.rsplit("/", 1)[1]]
-    _cases_refusals(w, method, path, body(w), ("support", "auditor"))
+    _staff_only(w, method, path, body(w), ("support", "auditor"))
     expect(call(w.srv, method, fill(path, UNKNOWN), body(w), token=w.tokens["risk"],
                 key=new_key("case")), 404, "not_found", "an unknown case")
     expect(call(w.srv, method, fill(path, w.b_ids), body(w), token=w.tokens["risk"],
@@ -2103,7 +2103,7 @@ def r_cases_write(w, method, path, scope):
 
 def r_cases_sweep(w, method, path, scope):
     check_eq(set(scope), {"risk", "admin"}, "scope of %s" % path)
-    _cases_refusals(w, method, path, None, ("support", "auditor"))
+    _staff_only(w, method, path, None, ("support", "auditor"))
     got = expect(call(w.srv, method, path, token=w.tokens["risk"]), 200, what="sweep")
     check_eq(got["subjects_skipped"], 0, "the sweep scanned everyone")
     w.check_b_unchanged("sweeps")
@@ -2144,23 +2144,11 @@ def _rules_body(path):
     return None if path.endswith("/delete") else dict(_RULE_BODY)
 
 
-def _rules_refusals(w, method, path, body, roles):
-    m1, _m2 = w.merchants()
-    for ids in (w.b_ids, UNKNOWN):
-        url = fill(path, ids)
-        _forbidden(w.as_a(method, url, body, key=new_key("rule")), "A %s %s" % (method, path))
-        _forbidden(w.as_m1("owner", method, url, body, key=new_key("rule")),
-                   "M1's owner on %s" % path)
-        for role in roles:
-            _forbidden(call(w.srv, method, url, body, token=w.tokens[role], key=new_key("rule")),
-                       "%s on %s %s" % (role, method, path))
-
-
 def r_rules_read(w, method, path, scope):
     """Staff read the rules, the features, the decisions and B's decision; customers and
     merchants get 403; an unknown rule or operation 404."""
     check_eq(set(scope), {"support", "risk", "admin", "auditor"}, "scope of %s" % path)
-    _rules_refusals(w, method, path, None, ())
+    _staff_only(w, method, path, key_tag="rule")
     for role in ("support", "risk", "admin", "auditor"):
         expect(call(w.srv, method, fill(path, w.b_ids), token=w.tokens[role]), 200,
                what="%s reading %s" % (role, path))
@@ -2176,7 +2164,7 @@ def r_rules_write(w, method, path, scope):
     check_eq(set(scope), {"risk", "admin"}, "scope of %s" % path)
     body = _rules_body(path)
     before = _rules_state(w)
-    _rules_refusals(w, method, path, body, ("support", "auditor"))
+    _staff_only(w, method, path, body, ("support", "auditor"), "rule")
     check_eq(_rules_state(w), before, "the rule after the refusals")
     risk = w.tokens["risk"]
     if "{id}" in path:
@@ -2211,13 +2199,8 @@ def r_risk_review(w, method, path, scope):
     is not under review, answers 404 like an unknown operation and stays as it was."""
     check_eq(set(scope), {"risk", "admin"}, "scope of %s" % path)
     body = {"decision": "decline", "reason": "access check"}
-    m1, _m2 = w.merchants()
+    _staff_only(w, method, path, body, ("support", "auditor"))
     for ids in (w.b_ids, UNKNOWN):
-        _forbidden(w.as_a(method, fill(path, ids), body), "A on %s" % path)
-        _forbidden(w.as_m1("owner", method, fill(path, ids), body), "M1's owner on %s" % path)
-        for role in ("support", "auditor"):
-            _forbidden(call(w.srv, method, fill(path, ids), body, token=w.tokens[role]),
-                       "%s on %s" % (role, path))
         expect(call(w.srv, method, fill(path, ids), body, token=w.tokens["risk"],
                     key=new_key("rev")), 404, "not_found", "risk on an operation not under review")
     w.check_b_unchanged("review decisions tried on B's payment")
@@ -2397,24 +2380,11 @@ def _screening_body(path):
     return None
 
 
-def _screening_refusals(w, method, path, roles):
-    body = _screening_body(path) if method == "POST" else None
-    m1, _m2 = w.merchants()
-    for ids in (w.b_ids, UNKNOWN):
-        url = fill(path, ids)
-        _forbidden(w.as_a(method, url, body, key=new_key("scr")), "A %s %s" % (method, path))
-        _forbidden(w.as_m1("owner", method, url, body, key=new_key("scr")),
-                   "M1's owner on %s" % path)
-        for role in roles:
-            _forbidden(call(w.srv, method, url, body, token=w.tokens[role], key=new_key("scr")),
-                       "%s on %s %s" % (role, method, path))
-
-
 def r_screening_read(w, method, path, scope):
     """Staff read the lists, the status and B's screening; A and M1's owner get 403; an unknown
     party is 404."""
     check_eq(set(scope), {"support", "risk", "admin", "auditor"}, "scope of %s" % path)
-    _screening_refusals(w, method, path, ())
+    _staff_only(w, method, path, key_tag="scr")
     for role in ("support", "risk", "admin", "auditor"):
         expect(call(w.srv, method, fill(path, w.b_ids), token=w.tokens[role]), 200,
                what="%s reading %s" % (role, path))
@@ -2430,8 +2400,8 @@ def r_screening_write(w, method, path, scope):
     """Risk and admin only: A, M1's owner, support and auditors load, run, clear and screen
     nothing; risk's calls work and leave B as it was."""
     check_eq(set(scope), {"risk", "admin"}, "scope of %s" % path)
-    _screening_refusals(w, method, path, ("support", "auditor"))
     risk, body = w.tokens["risk"], _screening_body(path)
+    _staff_only(w, method, path, body, ("support", "auditor"), "scr")
     if path == "/v1/risk/lists":
         expect(call(w.srv, method, path, body, token=risk, key=new_key("scr")), 201,
                what="risk loads a list")

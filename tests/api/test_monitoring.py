@@ -75,6 +75,23 @@ def activity_ids(srv, token):
                                     200)["data"]]
 
 
+def shop_and_customer(srv, shop, name, funds, rule_args):
+    """A EUR merchant with its static QR code, a customer funded with `funds` EUR and the rule
+    `rule_args` (id, condition, action, reason): (merchant, customer, static code)."""
+    m = ph.merchant(srv, name=shop, currency="EUR")
+    cust = ph.customer(srv, name)
+    fund(srv, cust.token, funds, "EUR")
+    rule(srv, *rule_args)
+    return m, cust, ph.qr(srv, m)
+
+
+def other_pays(srv, static, name, what):
+    """A fresh customer pays 100 of static: a rule on someone else's counts lets it through."""
+    other = ph.customer(srv, name)
+    fund(srv, other.token, 1000, "EUR")
+    expect(ph.pay(srv, other.token, static["payload"], amount=100), 201, what=what)
+
+
 def test_block_and_allow(ctx):
     """A block rule refuses a large send with a safe message and records nothing the customer
     sees; staff see the rule that decided; a small send goes through; deleting the rule lets
@@ -110,21 +127,15 @@ def test_velocity(ctx):
     """count_1h_user counts a customer's movements in the hour: the fourth payment within it
     is refused by a rule that allows three."""
     srv = shared(ctx)
-    m = ph.merchant(srv, name="Velocity Shop", currency="EUR")
-    cust = ph.customer(srv, "Vera Velocity")
-    fund(srv, cust.token, 50000, "EUR")
-    rule(srv, "pay_velocity" + RUN, 'kind == "payment" and count_1h_user >= 3', "block",
-         "velocity")
-    static = ph.qr(srv, m)
+    _, cust, static = shop_and_customer(
+        srv, "Velocity Shop", "Vera Velocity", 50000,
+        ("pay_velocity" + RUN, 'kind == "payment" and count_1h_user >= 3', "block", "velocity"))
     for i in range(3):
         expect(ph.pay(srv, cust.token, static["payload"], amount=100 + i), 201,
                what="payment %d" % i)
     expect(ph.pay(srv, cust.token, static["payload"], amount=100), 403, "risk_blocked",
            "the fourth payment in the hour")
-    other = ph.customer(srv, "Otto Other")
-    fund(srv, other.token, 1000, "EUR")
-    expect(ph.pay(srv, other.token, static["payload"], amount=100), 201,
-           what="another customer is counted apart")
+    other_pays(srv, static, "Otto Other", "another customer is counted apart")
     drop(srv, "pay_velocity" + RUN)
     srv.check_verify()
 
@@ -133,12 +144,10 @@ def test_failed_signins(ctx):
     """failed_signins_24h counts a customer's wrong passwords: after two, a rule that blocks on
     them refuses the customer's payment, while another customer pays."""
     srv = shared(ctx)
-    m = ph.merchant(srv, name="Sign-in Shop", currency="EUR")
-    cust = ph.customer(srv, "Fay Failed")
-    fund(srv, cust.token, 5000, "EUR")
-    rule(srv, "failed_signins" + RUN, 'kind == "payment" and failed_signins_24h >= 2', "block",
-         "takeover_suspected")
-    static = ph.qr(srv, m)
+    _, cust, static = shop_and_customer(
+        srv, "Sign-in Shop", "Fay Failed", 5000,
+        ("failed_signins" + RUN, 'kind == "payment" and failed_signins_24h >= 2', "block",
+         "takeover_suspected"))
     expect(ph.pay(srv, cust.token, static["payload"], amount=100), 201, what="before")
     for _ in range(2):
         expect(call(srv, "POST", "/v1/auth/sign-in",
@@ -146,9 +155,7 @@ def test_failed_signins(ctx):
                "invalid_credentials", "a wrong password")
     expect(ph.pay(srv, cust.token, static["payload"], amount=100), 403, "risk_blocked",
            "after two failed sign-ins")
-    other = ph.customer(srv, "Gil Good")
-    fund(srv, other.token, 1000, "EUR")
-    expect(ph.pay(srv, other.token, static["payload"], amount=100), 201, what="someone else")
+    other_pays(srv, static, "Gil Good", "someone else")
     drop(srv, "failed_signins" + RUN)
     srv.check_verify()
 
@@ -157,12 +164,10 @@ def test_client_country(ctx):
     """ip_country comes from the configured proxy header: a rule on it blocks a payment that
     says KP, and lets the same customer pay without it; a malformed value counts as unknown."""
     srv = shared(ctx)
-    m = ph.merchant(srv, name="Country Corner", currency="EUR")
-    cust = ph.customer(srv, "Kim Country")
-    fund(srv, cust.token, 5000, "EUR")
-    rule(srv, "country_kp" + RUN, 'kind == "payment" and ip_country == "KP"', "block",
-         "sanctioned_country")
-    static = ph.qr(srv, m)
+    _, cust, static = shop_and_customer(
+        srv, "Country Corner", "Kim Country", 5000,
+        ("country_kp" + RUN, 'kind == "payment" and ip_country == "KP"', "block",
+         "sanctioned_country"))
 
     def pay_from(country):
         headers = {"X-Client-Country": country} if country else None
@@ -222,11 +227,10 @@ def test_challenge(ctx):
     """A challenge rule asks for a step-up even below the step-up amount; with one bound to the
     payment it goes through."""
     srv = shared(ctx)
-    m = ph.merchant(srv, name="Challenge Cafe", currency="EUR")
-    cust = ph.customer(srv, "Chloe Challenged")
-    fund(srv, cust.token, 10000, "EUR")
-    rule(srv, "night_pay" + RUN, 'kind == "payment" and amount_minor >= 2500', "challenge",
-         "step_up_asked")
+    m, cust, _ = shop_and_customer(
+        srv, "Challenge Cafe", "Chloe Challenged", 10000,
+        ("night_pay" + RUN, 'kind == "payment" and amount_minor >= 2500', "challenge",
+         "step_up_asked"))
     code = ph.qr(srv, m, amount_minor=2500)
     key = new_key("pay")
     expect(ph.pay(srv, cust.token, code["payload"], key=key), 403, "step_up_required",

@@ -10,9 +10,6 @@ Usage: test_payments.py --bin build/coffer --src . [test names...]
 """
 
 import concurrent.futures
-import hashlib
-import hmac
-import http.client
 import os
 import random
 import subprocess
@@ -398,23 +395,6 @@ CARD_ASYNC_OK, CARD_ASYNC_NO = "4000000000000077", "4000000000000085"
 BANK_ASYNC_OK = "DE89370400440532013000"
 
 
-def callback(srv, fields, secret=SECRET, t=None):
-    body = "&".join("%s=%s" % kv for kv in fields.items())
-    t = int(time.time()) if t is None else t
-    mac = hmac.new(secret, ("%d." % t).encode() + body.encode(), hashlib.sha256).hexdigest()
-    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
-    try:
-        conn.request("POST", "/v1/gateway/callbacks", body,
-                     {"Content-Type": "application/x-www-form-urlencoded",
-                      "Coffer-Signature": "t=%d,v1=%s" % (t, mac)})
-        resp = conn.getresponse()
-        import json
-        raw = resp.read()
-        return resp.status, json.loads(raw) if raw else None, resp.headers
-    finally:
-        conn.close()
-
-
 def test_cards(ctx):
     """The card vault: numbers checked (Luhn, length, expiry, security code), saved behind a
     step-up, shown only as brand, last four and expiry; the same card twice is one card."""
@@ -520,11 +500,12 @@ def test_callbacks(ctx):
     fields = {"event_id": "evt_test%s" % RUN, "op_id": done["id"], "reference": "sbx_x",
               "outcome": "declined", "amount_minor": "1000", "currency": "USD",
               "created_at": str(int(time.time()))}
-    expect(callback(srv, fields, secret=b"not-the-secret-at-all"), 401, "bad_signature", "forged")
-    expect(callback(srv, fields, t=int(time.time()) - 3600), 401, "bad_signature", "stale")
-    got = expect(callback(srv, fields), 200, what="a late callback")
+    expect(ph.callback(srv, b"not-the-secret-at-all", fields), 401, "bad_signature", "forged")
+    expect(ph.callback(srv, SECRET, fields, t=int(time.time()) - 3600), 401, "bad_signature",
+           "stale")
+    got = expect(ph.callback(srv, SECRET, fields), 200, what="a late callback")
     check_eq(got["status"], "ignored", "a callback for a finished top-up")
-    got = expect(callback(srv, fields), 200, what="the same event again")
+    got = expect(ph.callback(srv, SECRET, fields), 200, what="the same event again")
     check_eq(got["status"], "duplicate", "a repeated event")
     check_eq(wait_op(srv, cust.token, done["id"], "completed")["status"], "completed",
              "the top-up stands")
@@ -535,7 +516,7 @@ def test_callbacks(ctx):
     pending = expect(topup(srv, cust, 600, bank=BANK_ASYNC_OK), 202)
     forged = dict(fields, event_id="evt_amt%s" % RUN, op_id=pending["id"], outcome="approved",
                   amount_minor="60000")
-    check_eq(expect(callback(srv, forged), 200)["status"], "ignored", "a wrong amount")
+    check_eq(expect(ph.callback(srv, SECRET, forged), 200)["status"], "ignored", "a wrong amount")
     wait_op(srv, cust.token, pending["id"], "completed")
     check_eq(balance(srv, acct), 1600, "the real callback credited once")
     verified(srv)

@@ -18,9 +18,6 @@ Support, customers and merchants cannot decide. `coffer verify` after every test
 Usage: test_review_gateway.py --bin build/coffer --src . [test names...]
 """
 
-import hashlib
-import hmac
-import http.client
 import os
 import random
 import sys
@@ -101,24 +98,29 @@ def bank_kept(srv, op_id):
     return kept
 
 
+def drop_kept(srv, op_id):
+    """On SQLite: the operation keeps no bank account, as after a crash between its record and
+    the keep. False on PostgreSQL (not done)."""
+    if harness.PG_URL:
+        return False
+    import sqlite3
+    for db in [os.path.join(srv.data, f) for f in os.listdir(srv.data) if f.endswith(".db")]:
+        con = sqlite3.connect(db, timeout=30)
+        try:
+            n = con.execute("UPDATE pay_ops SET bank_sealed = NULL WHERE id = ?", (op_id,)).rowcount
+            con.commit()
+        except sqlite3.OperationalError:
+            n = 0  # not the payments database
+        con.close()
+        if n == 1:
+            return True
+    check(False, "the operation %s is in a database" % op_id)
+    return False
+
+
 def account(srv, acct):
     a = srv.client().account(acct)
     return a["balance"], a["available"]
-
-
-def callback(srv, fields):
-    body = "&".join("%s=%s" % kv for kv in fields.items())
-    t = int(time.time())
-    mac = hmac.new(SECRET, ("%d." % t).encode() + body.encode(), hashlib.sha256).hexdigest()
-    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
-    try:
-        conn.request("POST", "/v1/gateway/callbacks", body,
-                     {"Content-Type": "application/x-www-form-urlencoded",
-                      "Coffer-Signature": "t=%d,v1=%s" % (t, mac)})
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
 
 
 def payout(srv, m, amount, key=None):
@@ -142,11 +144,12 @@ def test_payout_review(ctx):
     check_eq(review_state(srv, held["id"]), "pending", "waiting in the decision log")
 
     # a callback the gateway signed for it (it never asked): ignored
-    status, body = callback(srv, {"event_id": "evt_rv%s" % RUN, "op_id": held["id"],
-                                  "reference": "sbx_forged", "outcome": "approved",
-                                  "amount_minor": "5000", "currency": "USD",
-                                  "created_at": str(int(time.time()))})
-    check(status == 200 and b"ignored" in body, "callback: %d %s" % (status, body))
+    got = expect(ph.callback(srv, SECRET, {"event_id": "evt_rv%s" % RUN, "op_id": held["id"],
+                                           "reference": "sbx_forged", "outcome": "approved",
+                                           "amount_minor": "5000", "currency": "USD",
+                                           "created_at": str(int(time.time()))}),
+                 200, what="a callback for it")
+    check_eq(got["status"], "ignored", "the callback changed nothing")
     srv.restart()  # recovery at start must not send it either
     got = expect(call(srv, "GET", "/v1/merchant/activity", token=m["token"]), 200)["data"]
     mine = [o for o in got if o["id"] == held["id"]]
@@ -239,6 +242,12 @@ def test_topup_review(ctx):
     done = expect(decide(srv, from_bank["id"], "approve"), 200, what="approve the bank top-up")
     check(done["status"] in ("completed", "processing"), "sent once approved: %s" % done)
     expect_kept(srv, from_bank["id"], False, "the account is forgotten once used")
+    lost = expect(topup(srv, cust, 7000, bank=IBAN), 202, what="a bank top-up under review")
+    if drop_kept(srv, lost["id"]):  # as a crash between its record and the keep leaves it
+        expect(decide(srv, lost["id"], "approve"), 409, "conflict", "approve with no account")
+        check_eq(review_state(srv, lost["id"]), "pending", "a refused approval is not recorded")
+    declined = expect(decide(srv, lost["id"], "decline"), 200, what="decline it instead")
+    check_eq((declined["status"], declined["error"]), ("failed", "risk_blocked"), "declined")
     drop(srv, "topup_review")
 
     rule(srv, "withdrawal_review", 'kind == "withdrawal" and amount_minor >= 3000', "review")

@@ -52,7 +52,7 @@
 #include "core/error.h"
 
 /* Bounds of the facade. */
-#define SQL_PARAMS_MAX 16       /* parameters of one statement */
+#define SQL_PARAMS_MAX 24       /* parameters of one statement */
 #define SQL_ROWS_MAX 10000      /* rows one query may return; more is CF_ERR_STORAGE */
 #define SQL_TEXT_BYTES_MAX 8192 /* statement text */
 #define SQL_POOL_MAX 4          /* PostgreSQL connections per sqldb */

@@ -941,6 +941,46 @@ static void test_op_payee_ceiling(void **state)
     assert_int_equal(out.payee_max_balance_minor, -1);
 }
 
+/* The payer's outgoing limits (payments_op_begin): a send counts with its fee, a failed
+ * operation not at all, another currency or payer apart; the day and the month each bind. */
+static void test_op_limits(void **state)
+{
+    struct fx *f = *state;
+    struct pay_op op, out;
+    int64_t day = T0_US, month = T0_US - 10LL * 86400 * 1000000;
+#define LIMITED(kind, payer, amount, currency, fee)                                                \
+    do {                                                                                           \
+        op_init(&op, kind, payer, "usr_b", amount, currency, fee);                                 \
+        op.limits_on = true;                                                                       \
+        op.daily_out_minor = 5000;                                                                 \
+        op.monthly_out_minor = 8000;                                                               \
+        op.day_start_us = day;                                                                     \
+        op.month_start_us = month;                                                                 \
+    } while (0)
+    LIMITED(PAY_KIND_SEND, "usr_a", 2900, "EUR", 100);
+    op_begin_ok(f, &op, T0_US + 1, &out); /* 3000 today */
+    LIMITED(PAY_KIND_WITHDRAWAL, "usr_a", 2001, "EUR", 0);
+    assert_int_equal(refund_begin(f, &op, T0_US + 2), CF_ERR_LIMIT_EXCEEDED);
+    assert_int_equal(payments_op_get(f->p, op.id, &out), CF_ERR_NOT_FOUND); /* nothing written */
+    LIMITED(PAY_KIND_WITHDRAWAL, "usr_b", 5000, "EUR", 0);                  /* another payer */
+    op_begin_ok(f, &op, T0_US + 2, &out);
+    LIMITED(PAY_KIND_WITHDRAWAL, "usr_a", 5000, "USD", 0); /* another currency */
+    op_begin_ok(f, &op, T0_US + 2, &out);
+    LIMITED(PAY_KIND_WITHDRAWAL, "usr_a", 2000, "EUR", 0); /* exactly the day's rest */
+    op_begin_ok(f, &op, T0_US + 3, &out);
+    op_set_status(f, op.id, PAY_STATUS_PROCESSING, PAY_STATUS_FAILED, T0_US + 4);
+    LIMITED(PAY_KIND_WITHDRAWAL, "usr_a", 2000, "EUR", 0); /* the failed one counts no more */
+    op_begin_ok(f, &op, T0_US + 5, &out);
+    day = T0_US + 86400LL * 1000000; /* the next day: 5000 this month, 3000 left */
+    LIMITED(PAY_KIND_WITHDRAWAL, "usr_a", 3001, "EUR", 0);
+    assert_int_equal(refund_begin(f, &op, day + 1), CF_ERR_LIMIT_EXCEEDED);
+    LIMITED(PAY_KIND_WITHDRAWAL, "usr_a", 3000, "EUR", 0);
+    op_begin_ok(f, &op, day + 1, &out);
+    op_init(&op, PAY_KIND_WITHDRAWAL, "usr_a", "", 100000, "EUR", 0); /* limits_on off */
+    op_begin_ok(f, &op, day + 2, &out);
+#undef LIMITED
+}
+
 /* A bank account kept for an operation under review: sealed, only for one under review, read
  * back exactly, forgotten for good. */
 static void test_op_bank_kept(void **state)
@@ -1573,6 +1613,7 @@ int main(void)
         FX(test_op_begin_new_and_replay),
         FX(test_op_payee_ceiling),
         FX(test_op_bank_kept),
+        FX(test_op_limits),
         FX(test_op_note_sealed),
         FX(test_op_begin_same_key_concurrent),
         FX(test_refund_reserve),

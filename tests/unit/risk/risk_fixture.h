@@ -12,6 +12,7 @@
 #include "../identity/testdb.h" /* the throwaway database: SQLite, or PostgreSQL */
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,37 @@ static inline void risk_fx_close(struct risk_fx *b)
     vault_free(b->vault);
     testdb_drop(b->dir, b->pg_name);
 }
+
+/* A test's fixture: a struct whose first member is a struct risk_fx, followed by the store's
+ * handle. risk_fx_setup allocates it (fx_bytes, zeroed) into *state and opens it as
+ * risk_fx_open does (0, or -1); risk_fx_teardown, once the test closed its store, closes and
+ * frees it. The test's own fx_setup opens the store on b.db after risk_fx_setup. */
+static inline int risk_fx_setup(void **state, size_t fx_bytes, const char *tag, bool icu,
+                                bool with_vault)
+{
+    struct risk_fx *b = calloc(1, fx_bytes);
+    *state = b;
+    return b != NULL ? risk_fx_open(b, tag, icu, with_vault) : -1;
+}
+
+static inline int risk_fx_teardown(void **state)
+{
+    struct risk_fx *b = *state;
+    if (b != NULL)
+        risk_fx_close(b);
+    free(b);
+    return 0;
+}
+
+/* Defines idem_of(key, request): a store's idempotency key (struct idem_type, which holds
+ * `const char *key` and `uint8_t request_hash[HASH_BYTES]`) for key and request's SHA-256. */
+#define RISK_FX_IDEM_OF(idem_type)                                                                 \
+    static inline struct idem_type idem_of(const char *key, const char *request)                   \
+    {                                                                                              \
+        struct idem_type k = {.key = key};                                                         \
+        hash_sha256(request, strlen(request), k.request_hash);                                     \
+        return k;                                                                                  \
+    }
 
 /* The first integer cell of a one-row query. */
 static inline int64_t risk_fx_count(struct risk_fx *b, const char *sql)

@@ -384,6 +384,28 @@ static void test_structuring_fires(void **state)
     assert_false(alerts[0].open);
 }
 
+/* Events of one second keep the order they happened in (sub_us), whatever their ids: a send
+ * made later in the same second as the anchor joins its alert and never becomes the anchor, so
+ * the case key stays; an out-of-range sub_us is refused. */
+static void test_structuring_same_second(void **state)
+{
+    (void)state;
+    cfg.scenarios = AML_SCENARIO_BIT(AML_SCENARIO_STRUCTURING);
+    ev("snd_M", T0, OUT, AML_KIND_SEND, 900000, "EUR", "usr_B")->sub_us = 100;
+    ev("snd_N", T0, OUT, AML_KIND_SEND, 900000, "EUR", "usr_C")->sub_us = 200;
+    ev("snd_P", T0, OUT, AML_KIND_SEND, 900000, "EUR", "usr_D")->sub_us = 300;
+    assert_int_equal(scan(), 1);
+    assert_string_equal(alerts[0].key, "structuring:usr_A:EUR:snd_M");
+    ev("snd_A", T0, OUT, AML_KIND_SEND, 900000, "EUR", "usr_E")->sub_us = 400; /* id sorts first */
+    assert_int_equal(scan(), 1);
+    assert_string_equal(alerts[0].key, "structuring:usr_A:EUR:snd_M");
+    totals_are(&alerts[0], 4, 0, 3600000);
+    hist[3].sub_us = 1000000;
+    alerts_n = SENTINEL_N;
+    assert_int_equal(aml_scan(&cfg, "usr_A", hist, hist_n, T0, alerts, ALERTS_MAX, &alerts_n),
+                     CF_ERR_INVALID_FIELD);
+}
+
 static void test_structuring_band_edges(void **state)
 {
     (void)state;
@@ -1123,6 +1145,7 @@ int main(void)
         cmocka_unit_test_setup(test_large_quiet, setup),
         cmocka_unit_test_setup(test_large_each_currency_alone, setup),
         cmocka_unit_test_setup(test_structuring_fires, setup),
+        cmocka_unit_test_setup(test_structuring_same_second, setup),
         cmocka_unit_test_setup(test_structuring_band_edges, setup),
         cmocka_unit_test_setup(test_structuring_window_edge, setup),
         cmocka_unit_test_setup(test_structuring_quiet, setup),

@@ -52,34 +52,25 @@ struct fx {
 
 /* Fixture -------------------------------------------------------------------------------------- */
 
+_Static_assert(offsetof(struct fx, b) == 0, "risk_fx_setup allocates a struct fx");
+
 static int fx_setup(void **state)
 {
-    struct fx *x = calloc(1, sizeof(*x));
-    if (x == NULL)
+    if (risk_fx_setup(state, sizeof(struct fx), "rf", false, true) != 0)
         return -1;
-    *state = x;
-    if (risk_fx_open(&x->b, "rf", false, true) != 0)
-        return -1;
+    struct fx *x = *state;
     return risk_freeze_open(x->b.db, risk_fx_vault, &x->b, &x->f) == CF_OK ? 0 : -1;
 }
 
 static int fx_teardown(void **state)
 {
-    struct fx *x = *state;
-    risk_freeze_close(x->f);
-    risk_fx_close(&x->b);
-    free(x);
-    return 0;
+    risk_freeze_close(((struct fx *)*state)->f);
+    return risk_fx_teardown(state);
 }
 
 /* Helpers -------------------------------------------------------------------------------------- */
 
-static struct risk_freeze_idem idem_of(const char *key, const char *request)
-{
-    struct risk_freeze_idem k = {.key = key};
-    hash_sha256(request, strlen(request), k.request_hash);
-    return k;
-}
+RISK_FX_IDEM_OF(risk_freeze_idem)
 
 static void put_ok(struct fx *x, const char *p, const char *reason, bool blocks, int64_t at_us,
                    struct risk_freeze_event *out)
@@ -120,6 +111,12 @@ static void test_put_get_clear(void **state)
     assert_string_equal(got.id, fr.id);
     assert_string_equal(got.reason, ""); /* never opened on the payment path */
     assert_true(got.blocks_incoming);
+    assert_int_equal(got.kind, RISK_FREEZE_EVENT_FREEZE); /* from the current row alone */
+    assert_string_equal(got.party, p);
+    assert_string_equal(got.by, STAFF);
+    assert_int_equal(got.at_us, T0_US);
+    assert_int_equal(got.row, fr.row);
+    assert_string_equal(got.freeze_id, "");
 
     /* frozen already: a conflict, nothing written */
     assert_int_equal(risk_freeze_put(x->f, p, "again", false, STAFF, NULL, T0_US + 1, &again, NULL),

@@ -56,24 +56,20 @@ struct fx {
 
 /* Fixture -------------------------------------------------------------------------------------- */
 
+_Static_assert(offsetof(struct fx, b) == 0, "risk_fx_setup allocates a struct fx");
+
 static int fx_setup(void **state)
 {
-    struct fx *x = calloc(1, sizeof(*x));
-    if (x == NULL)
+    if (risk_fx_setup(state, sizeof(struct fx), "kyc", false, true) != 0)
         return -1;
-    *state = x;
-    if (risk_fx_open(&x->b, "kyc", false, true) != 0)
-        return -1;
+    struct fx *x = *state;
     return risk_kyc_open(x->b.db, risk_fx_vault, &x->b, NULL, &x->k) == CF_OK ? 0 : -1;
 }
 
 static int fx_teardown(void **state)
 {
-    struct fx *x = *state;
-    risk_kyc_close(x->k);
-    risk_fx_close(&x->b);
-    free(x);
-    return 0;
+    risk_kyc_close(((struct fx *)*state)->k);
+    return risk_fx_teardown(state);
 }
 
 /* Helpers -------------------------------------------------------------------------------------- */
@@ -142,12 +138,7 @@ static void doc_ok(struct fx *x, const char *u, uint8_t kind, size_t n,
     free(b);
 }
 
-static struct risk_kyc_idem idem_of(const char *key, const char *request)
-{
-    struct risk_kyc_idem k = {.key = key};
-    hash_sha256(request, strlen(request), k.request_hash);
-    return k;
-}
+RISK_FX_IDEM_OF(risk_kyc_idem)
 
 static enum cf_err decide(struct fx *x, const char *u, bool approve, const struct risk_kyc_idem *k,
                           struct risk_kyc_event *out, int *tier)

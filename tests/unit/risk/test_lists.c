@@ -62,34 +62,25 @@ struct fx {
 
 /* Fixture -------------------------------------------------------------------------------------- */
 
+_Static_assert(offsetof(struct fx, b) == 0, "risk_fx_setup allocates a struct fx");
+
 static int fx_setup(void **state)
 {
-    struct fx *x = calloc(1, sizeof(*x));
-    if (x == NULL)
+    if (risk_fx_setup(state, sizeof(struct fx), "rl", true, true) != 0)
         return -1;
-    *state = x;
-    if (risk_fx_open(&x->b, "rl", true, true) != 0)
-        return -1;
+    struct fx *x = *state;
     return risk_lists_open(x->b.db, risk_fx_vault, &x->b, &x->l) == CF_OK ? 0 : -1;
 }
 
 static int fx_teardown(void **state)
 {
-    struct fx *x = *state;
-    risk_lists_close(x->l);
-    risk_fx_close(&x->b);
-    free(x);
-    return 0;
+    risk_lists_close(((struct fx *)*state)->l);
+    return risk_fx_teardown(state);
 }
 
 /* Helpers -------------------------------------------------------------------------------------- */
 
-static struct risk_lists_idem idem_of(const char *key, const char *request)
-{
-    struct risk_lists_idem k = {.key = key};
-    hash_sha256(request, strlen(request), k.request_hash);
-    return k;
-}
+RISK_FX_IDEM_OF(risk_lists_idem)
 
 static struct risk_list_load simple_load(const char *name, const char *text, uint64_t version)
 {
