@@ -145,7 +145,7 @@ static void velocity_fill(struct api *api, const struct pay_op *op, const struct
 
 static size_t ages_slot(const struct api_risk_ages *a, const char *user_id)
 {
-    return (size_t)(velocity_siphash24(a->seed, user_id, strlen(user_id)) % RISK_AGES_N);
+    return (size_t)(hash_siphash24(a->seed, user_id, strlen(user_id)) % RISK_AGES_N);
 }
 
 /* When the customer's account was opened: from the cache, else from identity (then kept). */

@@ -43,3 +43,15 @@ void hash_hex(const uint8_t *bytes, size_t len, char *out)
 void hash_random(void *buf, size_t len) { randombytes_buf(buf, len); }
 
 void hash_wipe(void *buf, size_t len) { sodium_memzero(buf, len); }
+
+_Static_assert(HASH_SIPHASH_KEY_BYTES == crypto_shorthash_siphash24_KEYBYTES, "SipHash key");
+
+uint64_t hash_siphash24(const uint8_t key[HASH_SIPHASH_KEY_BYTES], const void *data, size_t len)
+{
+    uint8_t out[crypto_shorthash_siphash24_BYTES];
+    CF_ASSERT(crypto_shorthash_siphash24(out, data, len, key) == 0);
+    uint64_t v = 0;
+    for (int i = (int)sizeof(out) - 1; i >= 0; i--)
+        v = (v << 8) | out[i];
+    return v;
+}

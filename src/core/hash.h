@@ -34,6 +34,12 @@ void hash_hex(const uint8_t *bytes, size_t len, char *out); /* out: 2*len+1 byte
 /* Overwrites a secret so the compiler cannot skip it. */
 void hash_wipe(void *buf, size_t len);
 
+/* SipHash-2-4 of data under a 16-byte key (libsodium's crypto_shorthash), as a little-endian
+ * 64-bit number: a keyed hash for placing attacker-chosen strings in tables (velocity keys,
+ * caches) without letting them pick collisions. Not a MAC for anything stored. */
+#define HASH_SIPHASH_KEY_BYTES 16
+uint64_t hash_siphash24(const uint8_t key[HASH_SIPHASH_KEY_BYTES], const void *data, size_t len);
+
 /* Fills buf with len cryptographically random bytes. */
 void hash_random(void *buf, size_t len);
 

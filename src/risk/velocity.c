@@ -80,60 +80,6 @@ struct velocity {
     struct shard shards[VELOCITY_SHARDS];
 };
 
-/* SipHash-2-4 ---------------------------------------------------------------------------------- */
-
-static uint64_t rotl64(uint64_t x, int b) { return (x << b) | (x >> (64 - b)); }
-
-static uint64_t load_le64(const uint8_t *p)
-{
-    uint64_t x = 0;
-    for (int i = 7; i >= 0; i--)
-        x = (x << 8) | p[i];
-    return x;
-}
-
-static void sip_round(uint64_t v[4])
-{
-    v[0] += v[1];
-    v[1] = rotl64(v[1], 13) ^ v[0];
-    v[0] = rotl64(v[0], 32);
-    v[2] += v[3];
-    v[3] = rotl64(v[3], 16) ^ v[2];
-    v[0] += v[3];
-    v[3] = rotl64(v[3], 21) ^ v[0];
-    v[2] += v[1];
-    v[1] = rotl64(v[1], 17) ^ v[2];
-    v[2] = rotl64(v[2], 32);
-}
-
-static void sip_absorb(uint64_t v[4], uint64_t m)
-{
-    v[3] ^= m;
-    sip_round(v);
-    sip_round(v);
-    v[0] ^= m;
-}
-
-uint64_t velocity_siphash24(const uint8_t key[VELOCITY_SEED_BYTES], const void *data, size_t len)
-{
-    CF_ASSERT(key != NULL && (data != NULL || len == 0));
-    const uint8_t *p = data;
-    uint64_t k0 = load_le64(key), k1 = load_le64(key + 8);
-    uint64_t v[4] = {k0 ^ UINT64_C(0x736f6d6570736575), k1 ^ UINT64_C(0x646f72616e646f6d),
-                     k0 ^ UINT64_C(0x6c7967656e657261), k1 ^ UINT64_C(0x7465646279746573)};
-    size_t whole = len - len % 8;
-    for (size_t i = 0; i < whole; i += 8)
-        sip_absorb(v, load_le64(p + i));
-    uint64_t last = (uint64_t)(len & 0xff) << 56;
-    for (size_t i = 0; i < len % 8; i++)
-        last |= (uint64_t)p[whole + i] << (8 * i);
-    sip_absorb(v, last);
-    v[2] ^= 0xff;
-    for (int i = 0; i < 4; i++)
-        sip_round(v);
-    return v[0] ^ v[1] ^ v[2] ^ v[3];
-}
-
 /* Open and close ------------------------------------------------------------------------------- */
 
 static size_t pow2_at_least(size_t n)
@@ -525,7 +471,7 @@ enum cf_err velocity_record(struct velocity *v, const char *key, int64_t amount_
         return CF_ERR_INVALID_FIELD;
     if (amount_minor < 0)
         return CF_ERR_INVALID_AMOUNT;
-    uint64_t hash = velocity_siphash24(v->seed, key, len);
+    uint64_t hash = hash_siphash24(v->seed, key, len);
     struct shard *s = shard_of(v, hash);
     CF_ASSERT(pthread_mutex_lock(&s->mu) == 0);
     enum cf_err err = shard_record(s, hash, key, len, amount_minor, now_s);
@@ -541,7 +487,7 @@ enum cf_err velocity_read(struct velocity *v, const char *key, int64_t now_s,
     size_t len = key_length(key);
     if (len == 0)
         return CF_ERR_INVALID_FIELD;
-    uint64_t hash = velocity_siphash24(v->seed, key, len);
+    uint64_t hash = hash_siphash24(v->seed, key, len);
     struct shard *s = shard_of(v, hash);
     struct velocity_counts c;
     memset(&c, 0, sizeof(c));

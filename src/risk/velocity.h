@@ -80,6 +80,7 @@
 
 #include "core/assert.h"
 #include "core/error.h"
+#include "core/hash.h"
 
 /* The windows, in the order of the arrays of struct velocity_counts. */
 #define VELOCITY_WINDOW_1M 0
@@ -123,7 +124,7 @@
 #define VELOCITY_KEY_BYTES_APPROX 2900
 
 /* SipHash key size. */
-#define VELOCITY_SEED_BYTES 16
+#define VELOCITY_SEED_BYTES HASH_SIPHASH_KEY_BYTES
 
 struct velocity;
 
@@ -187,8 +188,5 @@ size_t velocity_sweep(struct velocity *v, int64_t now_s);
  * when other threads are recording). */
 void velocity_stats_read(struct velocity *v, struct velocity_stats *out);
 
-/* SipHash-2-4 of data under a 16-byte key: the keyed hash that places keys in shards and
- * buckets. Exposed for its test vectors. Pure. */
-uint64_t velocity_siphash24(const uint8_t key[VELOCITY_SEED_BYTES], const void *data, size_t len);
 
 #endif
